@@ -9,11 +9,26 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask() is process-wide and racy in threads
+
+
+def _publish(tmp_name: str, target: Path) -> None:
+    """Give the temporary file the permissions a new file would get, then rename it."""
+    os.chmod(tmp_name, 0o666 & ~_UMASK)
+    os.replace(tmp_name, target)
+
+
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
 @contextlib.contextmanager
@@ -38,7 +53,25 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
+        _publish(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` that replaces it when the block ends cleanly.
+
+    For writers that want a file name rather than a handle (tifffile, imageio).
+    """
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp_name)
+        _publish(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
@@ -54,9 +87,3 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_with(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(handle)`` on a temporary file that then replaces ``path`` atomically."""
-    with atomic_write(path) as handle:
-        write(handle)

@@ -155,7 +155,7 @@ def _validated_ids(index: pd.Index, source: str) -> np.ndarray:
         raise TableError(f"{source}: instance id {ids.max()} does not fit uint32.")
     duplicated = pd.Index(ids).duplicated()
     if duplicated.any():
-        raise TableError(f"{source}: duplicate instance id(s) {sorted(set(ids[duplicated]))[:10]}.")
+        raise TableError(f"{source}: duplicate instance id(s) {sorted(set(ids[duplicated].tolist()))[:10]}.")
     return ids
 
 
@@ -179,7 +179,7 @@ def _convert_column(raw: Any, name: str, col: Column, ids: np.ndarray, source: s
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise TableError(
-                f"{source}: instance {ids[first]}: column {name!r} has {values[first]!r}; "
+                f"{source}: instance {ids[first]}: column {name!r} has {_plain(values[first])!r}; "
                 f"expected one of {col.allowed}."
             )
     return values
@@ -196,8 +196,15 @@ def _to_bool(values: np.ndarray, name: str, ids: np.ndarray, source: str) -> np.
         elif key in falsy or (isinstance(key, float) and np.isnan(key)):
             out[i] = False
         else:
-            raise TableError(f"{source}: instance {ids[i]}: column {name!r} has {value!r}; expected a boolean.")
+            raise TableError(
+                f"{source}: instance {ids[i]}: column {name!r} has {_plain(value)!r}; expected a boolean."
+            )
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, for readable messages."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _require_integral(values: np.ndarray, name: str, ids: np.ndarray, source: str) -> None:
@@ -205,7 +212,8 @@ def _require_integral(values: np.ndarray, name: str, ids: np.ndarray, source: st
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise TableError(
-            f"{source}: instance {ids[first]}: column {name!r} has {values[first]!r}; expected an integer."
+            f"{source}: instance {ids[first]}: column {name!r} has {_plain(values[first])!r}; "
+            "expected an integer."
         )
 
 

@@ -61,7 +61,7 @@ def as_label_image(labels: object, *, name: str = "label image") -> NDArray[np.u
 
 def _describe(array: np.ndarray, name: str) -> str:
     if array.size and (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        value_range = f"min {array.min()!r}, max {array.max()!r}"
+        value_range = f"min {array.min().item()!r}, max {array.max().item()!r}"
     else:
         value_range = "empty" if not array.size else "not numeric"
     return f"{name} (dtype {array.dtype}, shape {array.shape}, {value_range})"

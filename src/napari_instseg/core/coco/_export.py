@@ -230,7 +230,7 @@ def _check_categories(table: pd.DataFrame, protocol: Protocol, source: str) -> N
         first = table.index[np.flatnonzero(bad)[0]]
         raise TableError(
             f"{source}: instance {first} has category_id {table.loc[first, 'category_id']}, "
-            f"which is not in the protocol (known ids: {list(known)})."
+            f"which is not in the protocol (known ids: {list(protocol.category_ids)})."
         )
 
 

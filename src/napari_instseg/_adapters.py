@@ -1,0 +1,64 @@
+"""The one place where napari layer data turns into core types and back.
+
+Pure functions over plain data (arrays, DataFrames, dicts): they never import napari, so the
+napari contributions (reader, writer, widgets) stay thin and these stay testable headless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_instseg.core.instances import from_features, to_features
+from napari_instseg.core.protocol import Category, Protocol
+
+__all__ = [
+    "PROTOCOL_KEY",
+    "labels_layer_kwargs",
+    "protocol_from_metadata",
+    "table_from_layer_meta",
+]
+
+PROTOCOL_KEY = "instseg_protocol"
+"""Key of a layer's ``metadata`` that holds the protocol dict."""
+
+IMAGE_KEY = "instseg_image"
+"""Key of a layer's ``metadata`` that holds the COCO image record."""
+
+
+def labels_layer_kwargs(name: str, table: pd.DataFrame, protocol: Protocol, image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for a napari Labels layer holding an instance table as ``features``."""
+    metadata: dict[str, Any] = {PROTOCOL_KEY: protocol.to_dict()}
+    if image is not None:
+        metadata[IMAGE_KEY] = dict(image)
+    return {"name": name, "features": to_features(table), "metadata": metadata}
+
+
+def protocol_from_metadata(metadata: Mapping[str, Any] | None, features: pd.DataFrame | None = None) -> Protocol:
+    """Return the layer's protocol, or one with a category per id found in ``features``."""
+    if metadata and isinstance(metadata.get(PROTOCOL_KEY), Mapping):
+        return Protocol.from_dict(metadata[PROTOCOL_KEY], source="layer metadata")
+    if features is not None and "category_id" in features.columns and len(features):
+        ids = sorted({int(i) for i in features["category_id"].dropna()})
+        if ids:
+            return Protocol(categories=tuple(Category(i, f"category {i}") for i in ids))
+    return Protocol.default()
+
+
+def table_from_layer_meta(meta: Mapping[str, Any]) -> pd.DataFrame | None:
+    """Instance table from a layer's ``features`` (as napari passes it to writers), or None."""
+    features = meta.get("features")
+    if features is None:
+        return None
+    frame = pd.DataFrame(features)
+    if frame.empty or "index" not in frame.columns:
+        return None
+    return from_features(frame)
+
+
+def rgb_or_grey(image: np.ndarray) -> dict[str, Any]:
+    """Layer kwargs telling napari whether an image is RGB(A)."""
+    return {"rgb": bool(image.ndim == 3 and image.shape[-1] in (3, 4))}

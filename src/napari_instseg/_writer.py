@@ -1,0 +1,30 @@
+"""napari writer: a Labels layer with its features -> COCO instances JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_labels_coco"]
+
+
+def write_labels_coco(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """Write one Labels layer (data + features + protocol in metadata) to ``path`` as COCO.
+
+    The file name in COCO comes from the layer's COCO image record when it was read from
+    COCO, else from the layer name. Returns the list of written paths, as napari expects.
+    """
+    import numpy as np
+
+    from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata, table_from_layer_meta
+    from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+
+    metadata = meta.get("metadata") or {}
+    table = table_from_layer_meta(meta)
+    protocol = protocol_from_metadata(metadata, None if table is None else table)
+    record = dict(metadata.get(IMAGE_KEY) or {})
+    file_name = record.pop("file_name", None) or f"{meta.get('name', Path(path).stem)}.tif"
+    extra = {k: v for k, v in record.items() if k not in ("id", "height", "width")}
+    item = AnnotatedImage(np.asarray(data), table, file_name, record.get("id"), extra)
+    save_coco(export_coco([item], protocol).coco, path)
+    return [path]

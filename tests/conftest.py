@@ -1,0 +1,63 @@
+"""Shared fixtures: small label images with known instances, protocols, COCO files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+try:  # tqdm's monitor thread races with Qt's event loop in tests
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
+except ImportError:  # pragma: no cover
+    pass
+
+from napari_instseg.core.instances import make_rows
+from napari_instseg.core.protocol import Category, Protocol
+
+
+@pytest.fixture
+def protocol() -> Protocol:
+    """Two categories with supercategories, visible rule."""
+    return Protocol(
+        categories=(Category(1, "nucleus", "cell", "#ff7f0e"), Category(5, "mitosis", "cell")),
+        name="test project",
+    )
+
+
+@pytest.fixture
+def labels_and_table():
+    """A 64 x 80 label image with a disk, a two-part instance, a ring (hole) and an edge object.
+
+    Returns (labels_yx, table): ids 3 (disk), 9 (two parts), 12 (ring with a hole), 40 (touches
+    the right and bottom edges, crowd).
+    """
+    from skimage.draw import disk
+
+    labels = np.zeros((64, 80), dtype=np.uint32)
+    rr, cc = disk((16, 16), 9)
+    labels[rr, cc] = 3
+    labels[40:46, 4:12] = 9
+    labels[52:60, 20:24] = 9
+    rr, cc = disk((20, 50), 10)
+    labels[rr, cc] = 12
+    rr, cc = disk((20, 50), 4)
+    labels[rr, cc] = 0
+    labels[50:, 70:] = 40
+    table = make_rows(
+        [3, 9, 12, 40],
+        category_id=[1, 5, 1, 1],
+        occlusion=["none", "partial", "heavy", "none"],
+        occlusion_manual=[False, True, False, False],
+        occluded_fraction=[0.0, 0.2, np.nan, 0.0],
+        iscrowd=[False, False, False, True],
+        z_order=[0, 3, -1, 2],
+        source=["manual", "sam2", "classic", "import"],
+        review=["accepted", "corrected", "pre-label", "accepted"],
+        annotator=["ann-a", "ann-b", "", "ann-a"],
+        time_s=[1.5, 12.25, 0.0, 3.0],
+        prelabel_iou=[np.nan, 0.87, np.nan, np.nan],
+        created="2026-11-25T10:00:00+00:00",
+        modified="2026-11-25T10:05:00+00:00",
+    )
+    return labels, table
