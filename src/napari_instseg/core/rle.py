@@ -2,7 +2,7 @@
 
 COCO RLE (pycocotools ``mask.py``) walks a binary mask of shape (height, width) in
 column-major (Fortran) order and stores alternating run lengths of 0s and 1s, starting with
-0s. Here a whole label image is scanned once, in vertical strips, into runs of equal label
+0s. Here a whole label image is scanned once into vertical runs of equal label
 value; the runs of every instance then give its RLE without ever building a full-frame mask
 per instance. The reverse direction paints runs into a label image.
 
@@ -25,9 +25,6 @@ __all__ = [
     "paint_runs",
     "runs_from_counts",
 ]
-
-_STRIP_PIXELS = 1 << 21  # about 8 MiB of uint32 per transposed strip: stays in cache
-
 
 @dataclass(frozen=True)
 class LabelRuns:
@@ -57,55 +54,82 @@ class LabelRuns:
         return np.add.reduceat(self.lengths, self.offsets[:-1]) if self.ids.size else np.zeros(0, np.int64)
 
 
-def label_runs(labels_yx: NDArray[np.integer], *, strip_width: int | None = None) -> LabelRuns:
+def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     """Scan a 2-D label image once and return the runs of every instance.
+
+    Vertical runs are found with row-wise (cache-friendly) comparisons of each row with the
+    row above; their starts and ends are then sorted by (id, column-major position), and
+    runs that continue from the bottom of one column into the top of the next are joined.
 
     Parameters
     ----------
     labels_yx : numpy.ndarray, shape (height, width)
         Integer label image, 0 = background.
-    strip_width : int, optional
-        Columns transposed at a time (default: about 2 Mpx per strip, which stays in cache).
 
     Returns
     -------
     LabelRuns
     """
     height, width = labels_yx.shape
-    strip = strip_width or max(1, _STRIP_PIXELS // max(height, 1))
-    starts, values = _strip_runs(labels_yx, strip)
-    # A run may continue from the last column of one strip into the next: merge.
-    keep = np.ones(values.size, dtype=bool)
-    keep[1:] = values[1:] != values[:-1]
-    starts, values = starts[keep], values[keep]
-    lengths = np.diff(np.append(starts, height * width))
-    foreground = values != 0
-    starts, values, lengths = starts[foreground], values[foreground], lengths[foreground]
-    order = np.argsort(values, kind="stable")  # group by id, keep position order inside
-    starts, values, lengths = starts[order], values[order], lengths[order]
-    first = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if values.size else np.zeros(0, np.int64)
+    flat = labels_yx.ravel()
+    starts_c, ends_c = _vertical_run_bounds(labels_yx)
+    ids_s, starts = _sorted_by_id_then_position(flat[starts_c], starts_c, height, width)
+    ids_e, ends = _sorted_by_id_then_position(flat[ends_c], ends_c, height, width)
+    if not np.array_equal(ids_s, ids_e):  # pragma: no cover - holds by construction
+        raise RuntimeError("run starts and ends do not pair up")
+    ids, starts, ends = _join_across_columns(ids_s, starts, ends + 1)
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.zeros(0, np.int64)
     return LabelRuns(
         shape_yx=(height, width),
-        ids=values[first].astype(np.uint32),
-        offsets=np.append(first, values.size).astype(np.int64),
-        starts=starts.astype(np.int64),
-        lengths=lengths.astype(np.int64),
+        ids=ids[first].astype(np.uint32),
+        offsets=np.append(first, ids.size).astype(np.int64),
+        starts=starts,
+        lengths=ends - starts,
     )
 
 
-def _strip_runs(labels_yx: NDArray[np.integer], strip: int) -> tuple[NDArray[np.int64], NDArray[Any]]:
-    """Run starts and values over the column-major sequence, one vertical strip at a time."""
-    height, width = labels_yx.shape
-    all_starts, all_values = [], []
-    for x0 in range(0, width, strip):
-        column_major = np.ascontiguousarray(labels_yx[:, x0 : x0 + strip].T).ravel()
-        change = np.flatnonzero(column_major[1:] != column_major[:-1]) + 1
-        local = np.concatenate(([0], change))
-        all_starts.append(local + x0 * height)
-        all_values.append(column_major[local])
-    if not all_starts:
-        return np.zeros(0, np.int64), np.zeros(0, labels_yx.dtype)
-    return np.concatenate(all_starts).astype(np.int64), np.concatenate(all_values)
+def _vertical_run_bounds(labels_yx: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """C-order flat indices of the first and last pixel of every vertical run of one value."""
+    height = labels_yx.shape[0]
+    differs = np.empty(labels_yx.shape, dtype=bool)
+    differs[0] = True
+    np.not_equal(labels_yx[1:], labels_yx[:-1], out=differs[1:])
+    starts = np.flatnonzero(differs)
+    is_end = np.empty_like(differs)
+    is_end[:-1] = differs[1:]
+    is_end[height - 1] = True
+    return starts, np.flatnonzero(is_end)
+
+
+def _sorted_by_id_then_position(
+    values: NDArray[np.integer], flat_c: NDArray[np.intp], height: int, width: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Drop background, convert C-order indices to column-major positions, sort by (id, position)."""
+    foreground = values != 0
+    values = values[foreground].astype(np.uint64)
+    flat_c = flat_c[foreground].astype(np.int64)
+    position = (flat_c % width) * height + flat_c // width
+    bits = max(int(height * width - 1).bit_length(), 1)
+    if bits <= 32:  # one packed key: id in the high bits, position in the low ones
+        key = np.sort((values << np.uint64(bits)) | position.astype(np.uint64))
+        mask = np.uint64((1 << bits) - 1)
+        return (key >> np.uint64(bits)).astype(np.int64), (key & mask).astype(np.int64)
+    order = np.lexsort((position, values))
+    return values[order].astype(np.int64), position[order]
+
+
+def _join_across_columns(
+    ids: NDArray[np.int64], starts: NDArray[np.int64], ends: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Merge runs of one id where one ends exactly where the next starts (a column wrap)."""
+    if ids.size < 2:
+        return ids, starts, ends
+    joined = (starts[1:] == ends[:-1]) & (ids[1:] == ids[:-1])
+    if not joined.any():
+        return ids, starts, ends
+    first = np.flatnonzero(np.r_[True, ~joined])
+    last = np.r_[first[1:] - 1, ids.size - 1]
+    return ids[first], starts[first], ends[last]
 
 
 def _uncompressed_counts(runs: LabelRuns) -> list[NDArray[np.int64]]:

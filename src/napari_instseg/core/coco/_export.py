@@ -15,10 +15,10 @@ from numpy.typing import NDArray
 
 from napari_instseg import __version__
 from napari_instseg.core._io import atomic_write_text
-from napari_instseg.core.coco._fields import row_to_fields
+from napari_instseg.core.coco._fields import annotation_fields
 from napari_instseg.core.coco._polygons import mask_to_polygons
 from napari_instseg.core.errors import CocoFormatError, TableError
-from napari_instseg.core.instances import COLUMNS, table_for_ids
+from napari_instseg.core.instances import table_for_ids
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import Protocol
 from napari_instseg.core.rle import LabelRuns, instance_rles, label_runs
@@ -247,13 +247,13 @@ def _annotations(
     rles = instance_rles(runs)
     boxes = mask_utils.toBbox(rles).tolist() if rles else []
     areas = runs.area_px.tolist()
-    extra = tuple(c for c in table.columns if c not in COLUMNS)
-    rows = table.to_dict("index")
+    fields = annotation_fields(table)  # table rows are in runs.ids order
+    category_ids = table["category_id"].tolist()
+    crowds = table["iscrowd"].tolist()
     counts = {"n_rle": 0, "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": 0}
     annotations = []
     for k, instance_id in enumerate(runs.ids.tolist()):
-        row = rows[instance_id]
-        crowd = bool(row["iscrowd"])
+        crowd = bool(crowds[k])
         seg: Any = rles[k]
         if segmentation == "polygon" and not crowd:
             polygons = _polygons_or_none(labels_yx, boxes[k], instance_id)
@@ -266,14 +266,14 @@ def _annotations(
         annotation = {
             "id": first_ann_id + k,
             "image_id": image_id,
-            "category_id": int(row["category_id"]),
+            "category_id": int(category_ids[k]),
             "segmentation": seg,
             "area": float(areas[k]),
             "bbox": [float(v) for v in boxes[k]],
             "iscrowd": int(crowd),
             "instance_id": int(instance_id),
         }
-        annotation.update(row_to_fields(row, extra))
+        annotation.update(fields[k])
         annotations.append(annotation)
     return annotations, counts
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from napari_instseg.core.instances import COLUMNS
 
-__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "json_scalar", "row_to_fields"]
+__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "json_scalar"]
 
 TOP_LEVEL_COLUMNS = ("occlusion", "occluded_fraction", "z_order")
 """Columns written as top-level annotation keys (KINS / COCOA style)."""
@@ -32,11 +32,31 @@ def json_scalar(value: Any) -> Any:
     return str(value)
 
 
-def row_to_fields(row: Mapping[str, Any], extra_columns: tuple[str, ...]) -> dict[str, Any]:
-    """Return our annotation fields for one instance-table row (category and crowd excluded)."""
-    fields: dict[str, Any] = {name: json_scalar(row[name]) for name in TOP_LEVEL_COLUMNS}
-    attributes = {"occluded": row["occlusion"] != "none"}
-    attributes.update({name: json_scalar(row[name]) for name in ATTRIBUTE_COLUMNS})
-    attributes.update({name: json_scalar(row[name]) for name in extra_columns})
-    fields["attributes"] = attributes
-    return fields
+def _json_column(series: pd.Series) -> list[Any]:
+    """A column as a list of JSON-safe Python values, converted in bulk where possible."""
+    values = series.to_numpy()
+    if values.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in values.tolist()]
+    if values.dtype.kind in "biu":
+        return values.tolist()
+    return [json_scalar(v) for v in values.tolist()]
+
+
+def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Our annotation fields for every row of a validated instance table, in row order.
+
+    ``category_id`` and ``iscrowd`` are excluded (the caller writes them as standard keys).
+    Columns outside the schema go into ``attributes`` under their own name.
+    """
+    extra = [c for c in table.columns if c not in COLUMNS]
+    top = {name: _json_column(table[name]) for name in TOP_LEVEL_COLUMNS}
+    attrs = {name: _json_column(table[name]) for name in (*ATTRIBUTE_COLUMNS, *extra)}
+    occluded = (table["occlusion"].to_numpy() != "none").tolist()
+    out = []
+    for i in range(len(table)):
+        fields: dict[str, Any] = {name: column[i] for name, column in top.items()}
+        attributes = {"occluded": occluded[i]}
+        attributes.update({name: column[i] for name, column in attrs.items()})
+        fields["attributes"] = attributes
+        out.append(fields)
+    return out
