@@ -61,3 +61,28 @@ def labels_and_table():
         modified="2026-11-25T10:05:00+00:00",
     )
     return labels, table
+
+
+@pytest.fixture(scope="session")
+def sam2_checkpoint(tmp_path_factory):
+    """A randomly initialised SAM 2.1 hiera-tiny checkpoint, built once per test run.
+
+    Saved as sam2 expects (``{"model": state_dict}``) and loaded by the tests through the real
+    ``build_sam2`` path. Its masks are meaningless: tests check code paths, never quality.
+    """
+    import torch
+    from sam2.build_sam import build_sam2
+
+    torch.manual_seed(0)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu")
+    path = tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ihc_image():
+    """scikit-image's bundled IHC tile (512 x 512 RGB)."""
+    from skimage import data
+
+    return data.immunohistochemistry()

@@ -17,6 +17,9 @@ from napari_instseg.core.protocol import Category, Protocol
 
 __all__ = [
     "PROTOCOL_KEY",
+    "box_from_shape",
+    "prompt_from_points",
+    "touched_ids_from_paint",
     "labels_layer_kwargs",
     "protocol_from_metadata",
     "table_from_layer_meta",
@@ -57,6 +60,38 @@ def table_from_layer_meta(meta: Mapping[str, Any]) -> pd.DataFrame | None:
     if frame.empty or "index" not in frame.columns:
         return None
     return from_features(frame)
+
+
+def touched_ids_from_paint(atoms: Any) -> set[int]:
+    """Instance ids a napari Labels ``paint`` event changed (old values and the new value).
+
+    napari sends a list of history atoms: ``(indices, old_values, new_value)`` tuples, or
+    masked atoms with ``old_values`` and ``new_value`` attributes.
+    """
+    touched: set[int] = set()
+    for atom in atoms or []:
+        if hasattr(atom, "old_values"):
+            old, new = atom.old_values, atom.new_value
+        else:
+            _, old, new = atom
+        touched.update(int(v) for v in np.unique(np.asarray(old)))
+        touched.add(int(new))
+    touched.discard(0)
+    return touched
+
+
+def prompt_from_points(data_yx: Any, positive: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Points layer data (n, 2) in (y, x) and its ``positive`` feature -> points and labels."""
+    points = np.asarray(data_yx, dtype=np.float64).reshape(-1, 2)
+    flags = np.ones(len(points), dtype=bool) if positive is None else np.asarray(positive, dtype=bool)
+    return points, flags.astype(np.int64)
+
+
+def box_from_shape(vertices_yx: Any) -> np.ndarray:
+    """A Shapes rectangle (4 vertices in (y, x), any drawing direction) -> ``box_xyxy``."""
+    from napari_instseg.core.coords import box_corners_to_xyxy
+
+    return box_corners_to_xyxy(np.asarray(vertices_yx)[:, -2:])
 
 
 def rgb_or_grey(image: np.ndarray) -> dict[str, Any]:

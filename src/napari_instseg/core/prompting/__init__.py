@@ -1,0 +1,48 @@
+"""Prompting backends: SAM 2 (``sam2``) and a classical fallback (``classic``).
+
+``make_prompter`` builds one by name; importing this package imports neither torch nor sam2.
+"""
+
+from __future__ import annotations
+
+import os
+
+from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Prompter, PromptError
+
+__all__ = ["BACKENDS", "Candidates", "ImageKey", "Prompt", "PromptError", "Prompter", "default_backend", "make_prompter"]
+
+BACKENDS = ("sam2", "classic")
+
+
+def default_backend() -> str:
+    """``sam2`` when a checkpoint for the tiny model is configured, else ``classic``."""
+    from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
+
+    try:
+        find_checkpoint("tiny")
+    except CheckpointError:
+        return "classic"
+    return "sam2"
+
+
+def make_prompter(
+    backend: str,
+    *,
+    size: str = "tiny",
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    cache_path: str | os.PathLike[str] | None = None,
+    on_mismatch: str = "error",
+) -> Prompter:
+    """Build a prompter by backend name (``sam2`` or ``classic``)."""
+    if backend == "classic":
+        from napari_instseg.core.prompting.classic import ClassicPrompter
+
+        return ClassicPrompter()
+    if backend == "sam2":
+        from napari_instseg.core.prompting.cache import EmbeddingCache
+        from napari_instseg.core.prompting.sam2 import Sam2Prompter
+
+        cache = EmbeddingCache(cache_path) if cache_path else None
+        return Sam2Prompter(size, checkpoint, device, cache=cache, on_mismatch=on_mismatch)
+    raise PromptError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")

@@ -1,0 +1,261 @@
+"""SAM 2 prompting backend through the ``sam2`` package (SAM 2.1 tiny / small / base+ / large).
+
+The model is built with ``sam2.build_sam.build_sam2(config, ckpt_path)``, the package's own
+loading code, once per prompter. Image embeddings go through an optional on-disk
+:class:`~napari_instseg.core.prompting.cache.EmbeddingCache`.
+
+Restoring an embedding sets ``SAM2ImagePredictor``'s private ``_features``, ``_orig_hw``,
+``_is_image_set`` and ``_is_batch``; sam2 is pinned to 1.1.0 and a test checks that restored
+embeddings give the same masks as a fresh encoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from napari_instseg.core.coords import points_yx_to_xy
+from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, as_rgb_uint8
+from napari_instseg.core.prompting.cache import EmbeddingCache, EmbeddingMeta, Features
+from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint, model_spec
+
+__all__ = ["Sam2Prompter", "auto_device", "load_sam2_model"]
+
+logger = logging.getLogger(__name__)
+
+PREPROCESSING = "sam2-transforms:resize-1024x1024,imagenet-norm,rgb-uint8"
+_LOW_RES = 256  # SAM's mask-input (and low-res logits) size
+
+
+def auto_device() -> str:
+    """The best available torch device: cuda, then mps, then cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def load_sam2_model(size: str, checkpoint: str | os.PathLike[str], device: str) -> Any:
+    """Build SAM 2.1 of ``size`` from ``checkpoint`` with sam2's ``build_sam2``.
+
+    Raises
+    ------
+    CheckpointError
+        For a file that is not a weights-only torch checkpoint (a pickled object is refused),
+        lacks the ``model`` entry, or whose keys do not match the model (naming a few).
+    """
+    from sam2.build_sam import build_sam2
+
+    spec = model_spec(size)
+    path = Path(checkpoint)
+    try:
+        return build_sam2(spec.config, ckpt_path=str(path), device=device)
+    except Exception as exc:  # torch raises several types; all mean "not this checkpoint"
+        raise CheckpointError(_diagnose_checkpoint(path, spec.config, exc)) from exc
+
+
+def _diagnose_checkpoint(path: Path, config: str, exc: Exception) -> str:
+    """Explain why ``path`` could not be loaded into the model of ``config``."""
+    import torch
+
+    head = f"Cannot load SAM 2 checkpoint {path} for {config}"
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as load_exc:
+        return (
+            f"{head}: it is not a weights-only torch checkpoint ({type(load_exc).__name__}: "
+            f"{str(load_exc).splitlines()[0] if str(load_exc) else ''}). Pickled objects are "
+            "refused for safety; save one with torch.save({'model': state_dict}, path)."
+        )
+    if not isinstance(content, dict) or "model" not in content:
+        keys = list(content)[:5] if isinstance(content, dict) else type(content).__name__
+        return f"{head}: expected a dict with a 'model' state dict, found {keys}."
+    from sam2.build_sam import build_sam2
+
+    expected = set(build_sam2(config, ckpt_path=None, device="cpu").state_dict())
+    given = set(content["model"])
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        return (
+            f"{head}: {len(missing)} missing key(s) (e.g. {missing[:3]}) and {len(unexpected)} "
+            f"unexpected key(s) (e.g. {unexpected[:3]}). Is it a checkpoint of another model size?"
+        )
+    return f"{head}: {type(exc).__name__}: {exc}"
+
+
+class Sam2Prompter:
+    """SAM 2.1 image prompting with an optional embedding cache.
+
+    Parameters
+    ----------
+    size : {'tiny', 'small', 'base_plus', 'large'}
+        Model size.
+    checkpoint : path-like, optional
+        Checkpoint file; None looks in ``$NAPARI_INSTSEG_SAM2_CHECKPOINT`` and the user cache.
+    device : str, optional
+        Torch device; None picks cuda, mps or cpu.
+    cache : EmbeddingCache, optional
+        Where embeddings are stored and looked up.
+    cache_dtype : str
+        Precision of cached embeddings (``float16`` halves their size; 99.99 % of mask pixels
+        agree with float32).
+    on_mismatch : {'error', 'recompute'}
+        What to do with a cache entry made by another model or preprocessing.
+    """
+
+    name = "sam2"
+
+    def __init__(
+        self,
+        size: str = "tiny",
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        cache: EmbeddingCache | None = None,
+        cache_dtype: str = "float16",
+        on_mismatch: str = "error",
+    ) -> None:
+        if on_mismatch not in ("error", "recompute"):
+            raise ValueError(f"on_mismatch must be 'error' or 'recompute', got {on_mismatch!r}.")
+        self.size = model_spec(size).size
+        self.checkpoint = find_checkpoint(size, checkpoint)
+        self.device = device or auto_device()
+        self.cache = cache
+        self.cache_dtype = cache_dtype
+        self.on_mismatch = on_mismatch
+        self._predictor: Any = None
+        self._shape_yx: tuple[int, int] | None = None
+        self.last_from_cache = False
+        self.last_set_image_s = 0.0
+
+    @property
+    def model_id(self) -> str:
+        """A readable id of the model (size and config)."""
+        return f"sam2.1-hiera-{self.size}"
+
+    @property
+    def predictor(self) -> Any:
+        """The ``SAM2ImagePredictor``, built on first use and kept for the prompter's life."""
+        if self._predictor is None:
+            from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+            model = load_sam2_model(self.size, self.checkpoint, self.device)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+                self._predictor = SAM2ImagePredictor(model)
+        return self._predictor
+
+    def meta(self, shape_yx: tuple[int, int]) -> EmbeddingMeta:
+        """What a cached embedding of an image of ``shape_yx`` must match."""
+        import sam2
+
+        stat = self.checkpoint.stat()
+        return EmbeddingMeta(
+            model=f"{self.model_id} ({model_spec(self.size).config})",
+            checkpoint=f"{self.checkpoint.name}:{stat.st_size}:{stat.st_mtime_ns}",
+            sam2_version=getattr(sam2, "__version__", "1.1.0"),
+            preprocessing=PREPROCESSING,
+            dtype=self.cache_dtype,
+            orig_hw=(int(shape_yx[0]), int(shape_yx[1])),
+        )
+
+    def set_image(self, image: NDArray[np.generic], key: ImageKey | None = None) -> None:
+        """Encode ``image`` (grey or RGB, (y, x[, c])), or restore its embedding from the cache."""
+        from napari_instseg.core.prompting.cache import EmbeddingCacheMismatch
+
+        start = time.perf_counter()
+        shape_yx = (int(image.shape[0]), int(image.shape[1]))
+        features = None
+        if self.cache is not None and key is not None:
+            try:
+                features = self.cache.load(key, self.meta(shape_yx))
+            except EmbeddingCacheMismatch:
+                if self.on_mismatch == "error":
+                    raise
+                logger.warning("embedding cache entry for %s does not match; recomputing", key.identity)
+        if features is not None:
+            self.restore(features, shape_yx)
+            self.last_from_cache = True
+        else:
+            self.encode(image)
+            self.last_from_cache = False
+            if self.cache is not None and key is not None:
+                self.cache.save(key, self.meta(shape_yx), self.features())
+        self._shape_yx = shape_yx
+        self.last_set_image_s = time.perf_counter() - start
+
+    def encode(self, image: NDArray[np.generic]) -> None:
+        """Run the image encoder (the slow part: seconds on a CPU)."""
+        import torch
+
+        with torch.inference_mode():
+            self.predictor.set_image(as_rgb_uint8(image))
+        self._shape_yx = (int(image.shape[0]), int(image.shape[1]))
+
+    def features(self) -> Features:
+        """The current image's features as numpy arrays."""
+        feats = self.predictor._features
+        arrays = {"image_embed": feats["image_embed"], "high_res_feats_0": feats["high_res_feats"][0],
+                  "high_res_feats_1": feats["high_res_feats"][1]}
+        return Features({k: v.detach().float().cpu().numpy() for k, v in arrays.items()})
+
+    def restore(self, features: Features, shape_yx: tuple[int, int]) -> None:
+        """Load cached features into the predictor, as ``set_image`` would have left it."""
+        import torch
+
+        predictor = self.predictor
+        predictor.reset_predictor()
+
+        def tensor(name: str) -> Any:
+            return torch.as_tensor(np.asarray(features.arrays[name], dtype=np.float32), device=predictor.device)
+
+        predictor._features = {
+            "image_embed": tensor("image_embed"),
+            "high_res_feats": [tensor("high_res_feats_0"), tensor("high_res_feats_1")],
+        }
+        predictor._orig_hw = [tuple(shape_yx)]
+        predictor._is_image_set = True
+        predictor._is_batch = False
+        self._shape_yx = tuple(shape_yx)
+
+    def predict(self, prompt: Prompt, *, multimask: bool = True) -> Candidates:
+        """Predict candidate masks (three with ``multimask``) for ``prompt``, best score first."""
+        import torch
+
+        if self._shape_yx is None:
+            raise RuntimeError("Call set_image() before predict().")
+        prompt.check_inside(self._shape_yx)
+        kwargs: dict[str, Any] = {"multimask_output": multimask}
+        if len(prompt.points_yx):
+            kwargs["point_coords"] = points_yx_to_xy(prompt.points_yx)
+            kwargs["point_labels"] = prompt.point_labels
+        if prompt.box_xyxy is not None:
+            kwargs["box"] = np.asarray(prompt.box_xyxy, dtype=np.float32)
+        if prompt.mask_yx is not None:
+            kwargs["mask_input"] = mask_to_logits(prompt.mask_yx)[None]
+        with torch.inference_mode():
+            masks, scores, _ = self.predictor.predict(**kwargs)
+        return Candidates.sorted(masks > 0.5, scores, self.name)
+
+
+def mask_to_logits(mask_yx: NDArray[np.bool_]) -> NDArray[np.float32]:
+    """A binary mask as SAM's low-resolution mask input: (256, 256) logits of about +-6.9.
+
+    SAM 2 resizes the whole image (without keeping its aspect ratio) to 1024 x 1024, so the
+    mask is resized the same way to 256 x 256.
+    """
+    from skimage.transform import resize
+
+    small = resize(mask_yx.astype(np.float32), (_LOW_RES, _LOW_RES), order=1, anti_aliasing=False)
+    probability = np.clip(small, 1e-3, 1 - 1e-3)
+    return np.log(probability / (1 - probability)).astype(np.float32)
