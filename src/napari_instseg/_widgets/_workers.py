@@ -40,6 +40,7 @@ def run_worker(
         return None
     from napari.qt.threading import create_worker
 
+    _ensure_worker_stack()
     kwargs: dict[str, Any] = {"_start_thread": False}
     if progress:
         kwargs["_progress"] = {"total": 0, "desc": progress}
@@ -48,6 +49,19 @@ def run_worker(
     worker.errored.connect(on_error)
     worker.start()
     return worker
+
+
+WORKER_STACK_BYTES = 16 * 1024 * 1024
+
+
+def _ensure_worker_stack() -> None:
+    """Give pool threads a 16 MiB stack: importing torch / triton in a worker thread with
+    Qt's default stack overflows it (a segmentation fault on first SAM 2 use)."""
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    if pool.stackSize() < WORKER_STACK_BYTES:
+        pool.setStackSize(WORKER_STACK_BYTES)
 
 
 class SingleSlot:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,14 @@ GESTURES = (
 )
 
 
+def _import_sam2() -> None:
+    from napari_instseg.core.prompting.sam2 import avoid_llvm_clash
+
+    avoid_llvm_clash()
+    import sam2.build_sam  # noqa: F401
+    import sam2.sam2_image_predictor  # noqa: F401
+
+
 class PromptWidget(Container):
     """Prompt SAM 2 or the classic backend with points and boxes; commit and review instances.
 
@@ -77,6 +86,8 @@ class PromptWidget(Container):
         self._decoder = SingleSlot()
         self._encoding = None
         self._refining: int | None = None
+        self._dirty_ids: set[int] = set()
+        self._warmup: threading.Thread | None = None
         self._build_controls()
         self._connect_layer_list()
         self.points_layer = self._ensure_points_layer()
@@ -84,6 +95,7 @@ class PromptWidget(Container):
         self._bind_keys(self.points_layer)
         self._bind_keys(self.boxes_layer)
         self._refresh_choices()
+        self._warm_up_backend()
 
     # -- construction ----------------------------------------------------------------------
     def _build_controls(self) -> None:
@@ -130,7 +142,19 @@ class PromptWidget(Container):
         self.image_combo.changed.connect(lambda *_: self._forget_image())
         for combo in (self.backend_combo, self.model_combo, self.device_combo):
             combo.changed.connect(lambda *_: self._forget_prompter())
+        self.backend_combo.changed.connect(lambda *_: self._warm_up_backend())
         self.checkpoint_edit.changed.connect(lambda *_: self._forget_prompter())
+
+    def _warm_up_backend(self) -> None:
+        """Import torch and sam2 in a background thread as soon as SAM 2 may be used.
+
+        Loading their shared libraries holds the GIL for up to a few hundred ms at a time;
+        doing it ahead keeps that pause away from the first click and from encoding.
+        """
+        if self.backend_combo.value != "sam2" or self._warmup is not None:
+            return
+        self._warmup = threading.Thread(target=_import_sam2, name="napari-instseg-warmup", daemon=True)
+        self._warmup.start()
 
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
         from napari.layers import Image
@@ -410,9 +434,21 @@ class PromptWidget(Container):
             self._on_segment()
 
     def _on_paint(self, event: Any) -> None:
+        """napari emits ``paint`` before it writes the pixels: note the ids, apply them after."""
+        from qtpy.QtCore import QTimer
+
         if self.session is None:
             return
-        self.session.labels_edited(touched_ids_from_paint(event.value))
+        first = not self._dirty_ids
+        self._dirty_ids.update(touched_ids_from_paint(event.value))
+        if first:
+            QTimer.singleShot(0, self._flush_edits)
+
+    def _flush_edits(self) -> None:
+        if self.session is None or not self._dirty_ids:
+            return
+        dirty, self._dirty_ids = self._dirty_ids, set()
+        self.session.labels_edited(dirty)
         self._sync_features()
 
     # -- helpers ---------------------------------------------------------------------------

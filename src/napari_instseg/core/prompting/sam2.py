@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,12 +27,34 @@ from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, as_
 from napari_instseg.core.prompting.cache import EmbeddingCache, EmbeddingMeta, Features
 from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint, model_spec
 
-__all__ = ["Sam2Prompter", "auto_device", "load_sam2_model"]
+__all__ = ["Sam2Prompter", "auto_device", "avoid_llvm_clash", "load_sam2_model"]
 
 logger = logging.getLogger(__name__)
 
 PREPROCESSING = "sam2-transforms:resize-1024x1024,imagenet-norm,rgb-uint8"
 _LOW_RES = 256  # SAM's mask-input (and low-res logits) size
+
+
+def avoid_llvm_clash() -> bool:
+    """Keep torch from loading triton when a Mesa OpenGL driver's LLVM is already loaded.
+
+    napari's canvas under software or Mesa OpenGL (llvmpipe, radeonsi; also Xvfb) loads
+    ``libLLVM``; triton's ``libtriton`` carries its own LLVM, and loading both in one process
+    crashes it (a segmentation fault when torchvision imports ``torch._dynamo``). SAM 2 image
+    inference does not use triton, so it is hidden from torch in that case. Returns True when
+    it was hidden.
+    """
+    if "triton" in sys.modules:
+        return False
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:  # not Linux: no Mesa LLVM clash to avoid
+        return False
+    if "libLLVM" not in maps:
+        return False
+    logger.info("Mesa's libLLVM is loaded (OpenGL); hiding triton from torch to avoid an LLVM clash")
+    sys.modules["triton"] = None  # type: ignore[assignment]  # makes `import triton` raise ImportError
+    return True
 
 
 def auto_device() -> str:
@@ -55,6 +78,7 @@ def load_sam2_model(size: str, checkpoint: str | os.PathLike[str], device: str) 
         For a file that is not a weights-only torch checkpoint (a pickled object is refused),
         lacks the ``model`` entry, or whose keys do not match the model (naming a few).
     """
+    avoid_llvm_clash()
     from sam2.build_sam import build_sam2
 
     spec = model_spec(size)
@@ -147,6 +171,7 @@ class Sam2Prompter:
     def predictor(self) -> Any:
         """The ``SAM2ImagePredictor``, built on first use and kept for the prompter's life."""
         if self._predictor is None:
+            avoid_llvm_clash()
             from sam2.sam2_image_predictor import SAM2ImagePredictor
 
             model = load_sam2_model(self.size, self.checkpoint, self.device)
