@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test setup system-deps bench clean
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(VENV)/bin/napari-instseg demo
 
 test: $(STAMP) system-deps

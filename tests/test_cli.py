@@ -81,14 +81,77 @@ def test_import_refuses_colliding_output_names(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_demo_runs_headless_and_writes_a_coco_file(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path)]) == 0
+def test_demo_runs_headless_with_a_screenshot(tmp_path, capsys, monkeypatch):
+    from skimage import io as skio
+
+    monkeypatch.delenv("NAPARI_INSTSEG_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "cache"))  # no checkpoint there
+    assert main(["demo", "-o", str(tmp_path), "--headless"]) == 0
     out = capsys.readouterr().out
-    assert "pycocotools" in out and "classic" in out
+    assert "pycocotools" in out and "backend:     classic" in out
     coco = json.loads((tmp_path / "annotations.json").read_text())
     assert len(coco["annotations"]) > 100  # the IHC tile holds hundreds of nuclei
     assert {a["attributes"]["review"] for a in coco["annotations"]} == {"pre-label"}
     assert {a["attributes"]["source"] for a in coco["annotations"]} == {"classic"}
+    shot = skio.imread(tmp_path / "screenshot.png")
+    assert shot.ndim == 3 and shot[..., :3].std() > 20  # a rendered canvas, not a blank one
+
+
+def test_prelabel_with_points_and_boxes(tmp_path, ihc_image, capsys):
+    tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
+    (tmp_path / "points.csv").write_text("y,x,label,object\n100,100,1,a\n104,120,0,a\n300,300,1,b\n")
+    (tmp_path / "boxes.csv").write_text("x0,y0,x1,y1\n120,80,90,110\n400,400,430,440\n")
+    for kind in ("points", "boxes"):
+        out = tmp_path / f"{kind}.json"
+        assert main(["prelabel", str(tmp_path / "tile.tif"), f"--{kind}", str(tmp_path / f"{kind}.csv"),
+                     "--backend", "classic", "-o", str(out)]) == 0
+        anns = json.loads(out.read_text())["annotations"]
+        assert len(anns) == 2
+        assert {a["attributes"]["source"] for a in anns} == {"classic"}
+        assert {a["attributes"]["review"] for a in anns} == {"pre-label"}
+    assert "backend: classic" in capsys.readouterr().out
+
+
+def test_prelabel_with_sam2_checkpoint(tmp_path, ihc_image, sam2_checkpoint, monkeypatch):
+    monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "cache"))
+    tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
+    (tmp_path / "boxes.csv").write_text("x0,y0,x1,y1\n120,80,200,160\n")
+    out = tmp_path / "o.json"
+    args = ["prelabel", str(tmp_path / "tile.tif"), "--boxes", str(tmp_path / "boxes.csv"), "--backend", "sam2",
+            "--model", "tiny", "--checkpoint", str(sam2_checkpoint), "--device", "cpu", "-o", str(out)]
+    assert main(args) == 0
+    anns = json.loads(out.read_text())["annotations"]
+    assert [a["attributes"]["source"] for a in anns] == ["sam2"]
+
+
+def test_prelabel_bad_csv_names_file_row_and_column(tmp_path, ihc_image, capsys):
+    tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
+    (tmp_path / "points.csv").write_text("y,x\n10,10\n12,abc\n")
+    assert main(["prelabel", str(tmp_path / "tile.tif"), "--points", str(tmp_path / "points.csv"),
+                 "--backend", "classic", "-o", str(tmp_path / "o.json")]) == 2
+    assert "points.csv: row 3 (line in file), column 'x': 'abc' is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_prelabel_sam2_without_checkpoint_says_how_to_get_one(tmp_path, ihc_image, capsys, monkeypatch):
+    monkeypatch.delenv("NAPARI_INSTSEG_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "cache"))
+    tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
+    (tmp_path / "p.csv").write_text("y,x\n10,10\n")
+    assert main(["prelabel", str(tmp_path / "tile.tif"), "--points", str(tmp_path / "p.csv"),
+                 "--backend", "sam2", "-o", str(tmp_path / "o.json")]) == 2
+    assert "napari-instseg fetch-weights tiny" in capsys.readouterr().err
+
+
+def test_fetch_weights_offline_fails_clearly(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route")
+
+    monkeypatch.setattr("urllib.request.urlopen", offline)
+    assert main(["fetch-weights", "tiny", "--dest", str(tmp_path)]) == 2
+    assert f"to {tmp_path / 'sam2.1_hiera_tiny.pt'}" in capsys.readouterr().err
 
 
 HEAVY = ("torch", "sam2", "napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt")
@@ -118,7 +181,7 @@ def test_package_cli_help_and_coco_paths_import_neither_torch_nor_qt():
 def test_console_script_help(tmp_path):
     exe = [sys.executable, "-m", "napari_instseg.cli", "--help"]
     result = subprocess.run(exe, capture_output=True, text=True, check=True)
-    for command in ("demo", "export", "import"):
+    for command in ("demo", "export", "import", "prelabel", "fetch-weights"):
         assert command in result.stdout
 
 

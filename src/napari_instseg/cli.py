@@ -30,6 +30,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the headless demo on the bundled IHC tile")
     demo.add_argument("-o", "--outdir", default="demo-output", help="output folder (default: %(default)s)")
+    demo.add_argument("--headless", action="store_true", help="do not open napari even when a display is available")
     demo.set_defaults(func=_cmd_demo)
 
     export = sub.add_parser("export", help="export a label image (+ instance table) to COCO JSON")
@@ -40,6 +41,26 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
     export.set_defaults(func=_cmd_export)
+
+    pre = sub.add_parser("prelabel", help="pre-label an image from point or box prompts (SAM 2 or classic)")
+    pre.add_argument("image", help="image file (TIFF, PNG, JPEG, NPY); grey or RGB")
+    prompts = pre.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--points", help="CSV with y,x[,label][,object] (label 1 positive, 0 negative)")
+    prompts.add_argument("--boxes", help="CSV with x0,y0,x1,y1 in pixels (any corner order)")
+    pre.add_argument("--backend", choices=("sam2", "classic"), default=None,
+                     help="default: sam2 when a checkpoint is configured, else classic")
+    pre.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny", help="SAM 2.1 size")
+    pre.add_argument("--checkpoint", help="SAM 2 checkpoint (.pt); default: $NAPARI_INSTSEG_SAM2_CHECKPOINT or the user cache")
+    pre.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
+    pre.add_argument("--protocol", help="protocol JSON / YAML")
+    pre.add_argument("--category", help="category name or id of every instance (default: the first)")
+    pre.add_argument("-o", "--output", required=True, help="COCO JSON file to write")
+    pre.set_defaults(func=_cmd_prelabel)
+
+    fetch = sub.add_parser("fetch-weights", help="download an official SAM 2.1 checkpoint into the user cache")
+    fetch.add_argument("size", choices=("tiny", "small", "base_plus", "large"))
+    fetch.add_argument("--dest", help="folder (default: the user cache folder)")
+    fetch.set_defaults(func=_cmd_fetch_weights)
 
     imp = sub.add_parser("import", help="import a COCO JSON file into label images and CSV tables")
     imp.add_argument("coco", help="COCO instances JSON file")
@@ -65,9 +86,74 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from napari_instseg.demo import run_demo
 
-    result = run_demo(args.outdir)
+    result = run_demo(args.outdir, progress=_progress_bar("pre-labelling", "nucleus"))
     print(result.summary)
     print(f"done in {result.seconds:.1f} s")
+    if not args.headless and _has_display():
+        from napari_instseg.demo import open_in_napari
+
+        open_in_napari(result)
+    return 0
+
+
+def _has_display() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
+
+
+def _progress_bar(desc: str, unit: str):
+    """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar: dict[str, tqdm] = {}
+
+    def progress(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False)
+        bar["bar"].update(done - bar["bar"].n)
+        if done >= total:
+            bar["bar"].close()
+
+    return progress
+
+
+def _cmd_prelabel(args: argparse.Namespace) -> int:
+    from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.io import read_image
+    from napari_instseg.core.prelabel import prelabel_image
+    from napari_instseg.core.prompting import default_backend, make_prompter
+    from napari_instseg.core.prompting.base import ImageKey
+    from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
+    from napari_instseg.core.protocol import Protocol, load_protocol
+    from napari_instseg.core.session import AnnotationSession
+
+    import numpy as np
+
+    protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
+    image = read_image(args.image)
+    prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
+    backend = args.backend or default_backend()
+    prompter = make_prompter(backend, size=args.model, checkpoint=args.checkpoint, device=args.device)
+    print(f"backend: {backend}" + (f" (SAM 2.1 {args.model})" if backend == "sam2" else " (no model weights)"))
+    session = AnnotationSession(np.zeros(image.shape[:2], np.uint32), protocol=protocol, prompter=prompter)
+    category = int(args.category) if args.category and args.category.isdigit() else args.category
+    path = Path(args.image).resolve()
+    key = ImageKey.whole(f"file:{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}", image.shape[:2])
+    session, summary = prelabel_image(image, prompts, prompter, session, key=key, category=category,
+                                      progress=_progress_bar("prompts", "prompt"))
+    exported = export_coco([AnnotatedImage(session.labels_yx, session.table, Path(args.image).name)], protocol)
+    save_coco(exported.coco, args.output)
+    print(summary)
+    print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from napari_instseg.core.prompting.checkpoints import fetch_weights
+
+    path = fetch_weights(args.size, args.dest, progress=_progress_bar("download", "B"))
+    print(f"saved {path}")
     return 0
 
 

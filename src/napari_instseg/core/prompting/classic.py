@@ -54,12 +54,16 @@ class ClassicPrompter:
         self._signal: NDArray[np.float32] | None = None
 
     def set_image(self, image: NDArray[np.generic], key: ImageKey | None = None) -> None:
-        """Keep a grey version of ``image`` (RGB is converted to luminance), scaled to [0, 1]."""
+        """Keep one signal channel of ``image``, scaled to [0, 1].
+
+        RGB is taken to be brightfield: its hematoxylin optical density (colour deconvolution)
+        makes nuclei stand out, also inside DAB-brown tissue. Grey images are used as they are.
+        """
         from skimage import color
 
         array = np.asarray(image)
         if array.ndim == 3 and array.shape[-1] in (3, 4):
-            grey = color.rgb2gray(array[..., :3])
+            grey = color.rgb2hed(array[..., :3])[..., 0]
         elif array.ndim == 2:
             grey = array.astype(np.float64)
         else:

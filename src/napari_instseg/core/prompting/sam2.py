@@ -35,17 +35,21 @@ PREPROCESSING = "sam2-transforms:resize-1024x1024,imagenet-norm,rgb-uint8"
 _LOW_RES = 256  # SAM's mask-input (and low-res logits) size
 
 
-def avoid_llvm_clash() -> bool:
+def avoid_llvm_clash(*, force: bool = False) -> bool:
     """Keep torch from loading triton when a Mesa OpenGL driver's LLVM is already loaded.
 
     napari's canvas under software or Mesa OpenGL (llvmpipe, radeonsi; also Xvfb) loads
     ``libLLVM``; triton's ``libtriton`` carries its own LLVM, and loading both in one process
     crashes it (a segmentation fault when torchvision imports ``torch._dynamo``). SAM 2 image
-    inference does not use triton, so it is hidden from torch in that case. Returns True when
-    it was hidden.
+    inference does not use triton, so it is hidden from torch in that case (or always with
+    ``force``, for a process that will open an OpenGL canvas later). Returns True when it was
+    hidden.
     """
     if "triton" in sys.modules:
         return False
+    if force:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+        return True
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:  # not Linux: no Mesa LLVM clash to avoid

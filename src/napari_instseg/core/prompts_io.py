@@ -1,0 +1,66 @@
+"""Reading point and box prompts from CSV files (image pixel coordinates).
+
+- Points: columns ``y,x`` and optionally ``label`` (1 positive, 0 negative) and ``object``
+  (rows with the same object value prompt one object; without it each row is one object).
+- Boxes: columns ``x0,y0,x1,y1`` in pixels, any corner order; one object per row.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_instseg.core.errors import InstsegError
+from napari_instseg.core.prompting.base import Prompt, PromptError
+
+__all__ = ["PromptFileError", "read_boxes_csv", "read_points_csv"]
+
+
+class PromptFileError(InstsegError, ValueError):
+    """A prompt CSV file is malformed; the message names the file, row and column."""
+
+
+def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
+    target = Path(path)
+    try:
+        frame = pd.read_csv(target)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise PromptFileError(f"{target}: cannot read CSV: {exc}") from exc
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise PromptFileError(f"{target}: missing column(s) {missing}; found {list(frame.columns)}.")
+    for column in required:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise PromptFileError(
+                f"{target}: row {row + 2} (line in file), column {column!r}: "
+                f"{frame[column].iloc[row]!r} is not a number."
+            )
+        frame[column] = values
+    return frame
+
+
+def read_points_csv(path: str | os.PathLike[str]) -> list[Prompt]:
+    """Return one :class:`Prompt` per object from a points CSV (``y,x[,label][,object]``)."""
+    frame = _read(path, ("y", "x"))
+    labels = frame["label"] if "label" in frame.columns else pd.Series(1, index=frame.index)
+    groups = frame["object"] if "object" in frame.columns else pd.Series(np.arange(len(frame)), index=frame.index)
+    prompts = []
+    for key, rows in frame.groupby(groups, sort=False):
+        try:
+            prompts.append(Prompt.make(rows[["y", "x"]].to_numpy(), labels.loc[rows.index].to_numpy()))
+        except PromptError as exc:
+            raise PromptFileError(f"{Path(path)}: object {key!r}: {exc}") from exc
+    return prompts
+
+
+def read_boxes_csv(path: str | os.PathLike[str]) -> list[Prompt]:
+    """Return one box :class:`Prompt` per row of a boxes CSV (``x0,y0,x1,y1``)."""
+    frame = _read(path, ("x0", "y0", "x1", "y1"))
+    return [Prompt.make(box_xyxy=row) for row in frame[["x0", "y0", "x1", "y1"]].to_numpy()]
