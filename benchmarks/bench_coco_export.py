@@ -11,11 +11,11 @@ Run: ``.venv/bin/python benchmarks/bench_coco_export.py [--side 8192] [--sample 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from _timing import median_time
 
 from napari_instseg.core.coco import AnnotatedImage, export_coco
 
@@ -38,16 +38,6 @@ def dense_nuclei(side_px: int, cell_px: int = 36, seed: int = 0) -> np.ndarray:
     return labels
 
 
-def best_of(repeats: int, func) -> float:
-    """Median wall time of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=8192, help="image side in pixels")
@@ -59,15 +49,15 @@ def main() -> None:
     ids = np.unique(labels)[1:]
     print(f"label image {labels.shape[1]} x {labels.shape[0]}, {ids.size} instances")
 
-    t_bincount = best_of(args.repeats, lambda: np.bincount(labels.ravel()))
-    t_export = best_of(args.repeats, lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]))
+    t_bincount = median_time(lambda: np.bincount(labels.ravel()), args.repeats)
+    t_export = median_time(lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]), args.repeats)
     sample = np.random.default_rng(1).choice(ids, size=min(args.sample, ids.size), replace=False)
 
     def naive_loop() -> None:
         for instance_id in sample:
             mask_utils.encode(np.asfortranarray(labels == instance_id, dtype=np.uint8))
 
-    t_naive = best_of(1, naive_loop) / sample.size * ids.size
+    t_naive = median_time(naive_loop, 1) / sample.size * ids.size
 
     print(f"bincount pass:            {t_bincount:8.3f} s")
     print(f"export (RLE, one pass):   {t_export:8.3f} s")

@@ -173,3 +173,41 @@ def test_sam2_encoding_never_blocks_the_ui_thread(make_napari_viewer, qtbot, sam
     widget.points_layer.add([[200, 200]])
     qtbot.waitUntil(lambda: widget.session.candidate is not None, timeout=30_000)
     assert widget._on_commit().instance_id == 1
+
+
+def test_refine_keeps_the_id_and_marks_the_prelabel_corrected(widget_and_viewer):
+    widget, _ = widget_and_viewer
+    labels = widget.labels_combo.value
+    widget.boxes_layer.add_rectangles(np.array([[84, 84], [84, 96], [96, 96], [96, 84]], float))
+    first = widget._on_commit().instance_id
+    before = (labels.data == first).sum()
+    labels.selected_label = first
+    widget._on_refine()
+    assert widget._refining == first and widget.session.candidate is not None
+    widget._on_commit()
+    after = labels.data == first
+    assert after.any() and set(np.unique(labels.data)) == {0, first}
+    table = from_features(labels.features)
+    assert table.index.tolist() == [first]
+    overlap = table.loc[first, "prelabel_iou"]  # measured against the kept proposal
+    assert 0.0 < overlap <= 1.0
+    assert (table.loc[first, "review"] == "corrected") == (overlap < 1.0)
+    assert (overlap == 1.0) == (after.sum() == before)
+
+
+def test_single_slot_runs_the_latest_pending_prompt_only(qtbot, monkeypatch):
+    monkeypatch.delenv("NAPARI_INSTSEG_NOTHREADS", raising=False)
+    from napari_instseg._widgets._workers import SingleSlot
+
+    slot = SingleSlot()
+    ran, returned = [], []
+
+    def job(name):
+        ran.append(name)
+        time.sleep(0.2)
+        return name
+
+    for name in ("first", "second", "third"):
+        slot.submit(job, name, on_returned=returned.append, on_error=pytest.fail)
+    qtbot.waitUntil(lambda: returned == ["first", "third"], timeout=10_000)
+    assert ran == ["first", "third"] and slot.superseded == 1 and not slot.busy

@@ -334,7 +334,7 @@ class PromptWidget(Container):
         points, labels = prompt_from_points(self.points_layer.data, self.points_layer.features.get("positive"))
         boxes = list(self.boxes_layer.data)
         box = box_from_shape(boxes[-1]) if boxes else None
-        if not len(points) and box is None:
+        if not len(points) and box is None and self._refining is None:
             self._say("Add a point or draw a box first.")
             return
         session = self.session

@@ -98,7 +98,12 @@ class ClassicPrompter:
             mx = max(3.0, (x1 - x0) * self.settings.margin_fraction)
             y0, y1, x0, x1 = y0 - my, y1 + my, x0 - mx, x1 + mx
         else:
-            points = prompt.points_yx[prompt.point_labels == 1] if (prompt.point_labels == 1).any() else prompt.points_yx
+            points = prompt.points_yx[prompt.point_labels == 1]
+            if prompt.mask_yx is not None and prompt.mask_yx.any():
+                ys, xs = np.nonzero(prompt.mask_yx)
+                points = np.concatenate([points, [[ys.min(), xs.min()], [ys.max(), xs.max()]]])
+            elif not len(points):
+                points = prompt.points_yx
             half = self.settings.window_px
             (y0, x0), (y1, x1) = points.min(axis=0) - half, points.max(axis=0) + half
         return (slice(max(int(np.floor(y0)), 0), min(int(np.ceil(y1)) + 1, height)),
@@ -127,6 +132,12 @@ class ClassicPrompter:
                     seed[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2] = True
                 else:
                     markers[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2] = 2
+        if prompt.mask_yx is not None:  # refining: the previous mask's core is object
+            from scipy import ndimage
+
+            previous = prompt.mask_yx[ys, xs]
+            core = ndimage.binary_erosion(previous, iterations=2)
+            seed |= core if core.any() else previous
         if not seed.any():  # a box alone: seed the centre of the box
             x0, y0, x1, y1 = prompt.box_xyxy
             r, c = int((y0 + y1) / 2) - ys.start, int((x0 + x1) / 2) - xs.start
