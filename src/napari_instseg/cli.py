@@ -33,8 +33,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true", help="do not open napari even when a display is available")
     demo.set_defaults(func=_cmd_demo)
 
-    export = sub.add_parser("export", help="export a label image (+ instance table) to COCO JSON")
-    export.add_argument("labels", help="label image: .tif, .tiff or .npy (2-D, 0 = background)")
+    export = sub.add_parser("export", help="export a label image (+ instance table) or a store to COCO JSON")
+    export.add_argument("labels", help="label image (.tif, .tiff or .npy; 2-D, 0 = background) or STORE.zarr")
     export.add_argument("-o", "--output", required=True, help="COCO JSON file to write")
     export.add_argument("--table", help="instance table CSV with an 'id' column")
     export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
@@ -163,6 +163,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.io import read_image, read_labels, read_table_csv
     from napari_instseg.core.protocol import Protocol, load_protocol
 
+    from napari_instseg.core.store import is_store
+
+    if is_store(args.labels):
+        return _export_store(args)
     protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
     labels = read_labels(args.labels)
     table = read_table_csv(args.table, protocol) if args.table else None
@@ -175,6 +179,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
             )
         file_name = Path(args.image).name
     exported = export_coco([AnnotatedImage(labels, table, file_name)], protocol, segmentation=args.format)
+    save_coco(exported.coco, args.output)
+    print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _export_store(args: argparse.Namespace) -> int:
+    from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.store import AnnotationStore
+
+    store = AnnotationStore.open(args.labels, read_only=True)
+    image = dict(store.image)
+    file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
+    extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
+    item = AnnotatedImage(store.read_labels(), store.table, file_name, image.get("id"), extra,
+                          amodal=store.read_side("amodal"))
+    exported = export_coco([item], store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
     return 0

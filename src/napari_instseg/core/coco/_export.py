@@ -48,6 +48,10 @@ class AnnotatedImage:
         COCO image id; None numbers images 1, 2, ... in order.
     metadata : mapping
         Extra keys for the COCO image record (``slide``, ``level``, ``tile_origin``...).
+    amodal : mapping of int to CroppedMask
+        Full (amodal) outlines by instance id, written as ``amodal_segmentation`` (RLE),
+        ``amodal_bbox`` and ``amodal_area`` (KINS / COCOA style; ``segmentation`` stays the
+        visible mask, so standard COCOeval scores visible masks).
     """
 
     labels_yx: NDArray[np.integer]
@@ -55,6 +59,7 @@ class AnnotatedImage:
     file_name: str = ""
     image_id: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    amodal: Mapping[int, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,7 @@ def _export_one(
     record = {"id": image_id, "file_name": name, "height": int(height), "width": int(width)}
     record.update({k: v for k, v in item.metadata.items() if k not in record})
     annotations, counts = _annotations(labels_yx, runs, table, image_id, first_ann_id, segmentation)
+    _add_amodal(annotations, item.amodal, labels_yx.shape)
     summary = ExportSummary(
         n_images=1,
         n_annotations=len(annotations),
@@ -276,6 +282,22 @@ def _annotations(
         annotation.update(fields[k])
         annotations.append(annotation)
     return annotations, counts
+
+
+def _add_amodal(annotations: list[dict[str, Any]], amodal: Mapping[int, Any], shape_yx: tuple[int, int]) -> None:
+    """Add ``amodal_segmentation`` / ``amodal_bbox`` / ``amodal_area`` where an outline exists."""
+    from pycocotools import mask as mask_utils
+
+    for annotation in annotations:
+        outline = amodal.get(annotation["instance_id"])
+        if outline is None or outline.area_px == 0:
+            continue
+        full = np.asfortranarray(outline.full(tuple(shape_yx)), dtype=np.uint8)
+        encoded = mask_utils.encode(full)
+        annotation["amodal_segmentation"] = {"size": [int(v) for v in encoded["size"]],
+                                             "counts": encoded["counts"].decode("ascii")}
+        annotation["amodal_bbox"] = [float(v) for v in mask_utils.toBbox(encoded)]
+        annotation["amodal_area"] = float(outline.area_px)
 
 
 def _polygons_or_none(labels_yx: NDArray[np.uint32], bbox_xywh: list[float], instance_id: int) -> list[list[float]] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class ImportedImage:
         Pixels claimed by more than one annotation (resolved by the rule above).
     hidden_ids : tuple of int
         Instances left with no visible pixel by that rule (their rows are kept).
+    amodal : dict of int to CroppedMask
+        Full outlines from ``amodal_segmentation``, by instance id.
     """
 
     image: dict[str, Any]
@@ -47,6 +49,7 @@ class ImportedImage:
     table: pd.DataFrame
     overlap_px: int
     hidden_ids: tuple[int, ...]
+    amodal: dict[int, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,22 @@ def _import_image(image: dict[str, Any], annotations: Sequence[Mapping[str, Any]
         table=table,
         overlap_px=overlap_px,
         hidden_ids=tuple(int(i) for i in ids[~present]),
+        amodal=_amodal_masks(annotations, ids, height, width),
     )
+
+
+def _amodal_masks(annotations: Sequence[Mapping[str, Any]], ids: NDArray[np.int64], height: int, width: int) -> dict[int, Any]:
+    from napari_instseg.core.edits import CroppedMask
+
+    out = {}
+    for ann, instance_id in zip(annotations, ids.tolist()):
+        if "amodal_segmentation" not in ann:
+            continue
+        starts, lengths = _decode_runs(ann["amodal_segmentation"], height, width)
+        flat_xy = np.zeros(height * width, dtype=np.uint8)
+        paint_runs(flat_xy, starts, lengths, 1)
+        out[instance_id] = CroppedMask.from_full(flat_xy.reshape(width, height).T.astype(bool))
+    return out
 
 
 def _decode_runs(seg: Any, height: int, width: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:

@@ -142,6 +142,8 @@ def _check_annotations(
             problems.add(where, f"'image_id' {ann['image_id']!r} is not a known image id")
             continue
         _check_segmentation(ann["segmentation"], size, ann["image_id"], where, problems)
+        if "amodal_segmentation" in ann:
+            _check_segmentation(ann["amodal_segmentation"], size, ann["image_id"], f"{where} (amodal)", problems)
         _check_bbox(ann.get("bbox"), size, ann["image_id"], where, problems)
         _check_extras(ann, where, problems)
 

@@ -1,0 +1,112 @@
+"""Undoable edits: the unit of change of an annotation session, of its undo / redo and of
+its on-disk journal.
+
+An :class:`Edit` records, for one action, the label-image region it changed (before and
+after), the instance-table rows (before and after; None = no row), and the per-instance side
+data (pre-label proposals, amodal masks). Applying ``after`` redoes it, applying ``before``
+undoes it; both are idempotent, which is what crash recovery relies on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["CroppedMask", "Edit", "Region", "bbox_of", "region_union"]
+
+Region = tuple[int, int, int, int]
+"""(y0, x0, y1, x1) in pixels, end-exclusive."""
+
+
+@dataclass(frozen=True)
+class CroppedMask:
+    """A boolean mask stored as its bounding box and the crop inside it."""
+
+    bbox_yx: Region
+    mask: NDArray[np.bool_]
+
+    @classmethod
+    def from_full(cls, mask_yx: NDArray[np.bool_]) -> CroppedMask:
+        """Crop a full-frame mask to its bounding box (an empty mask gives an empty crop)."""
+        box = bbox_of(mask_yx)
+        if box is None:
+            return cls((0, 0, 0, 0), np.zeros((0, 0), bool))
+        y0, x0, y1, x1 = box
+        return cls(box, np.array(mask_yx[y0:y1, x0:x1], dtype=bool))
+
+    def full(self, shape_yx: tuple[int, int]) -> NDArray[np.bool_]:
+        """The mask in a full frame of ``shape_yx``."""
+        out = np.zeros(shape_yx, dtype=bool)
+        y0, x0, y1, x1 = self.bbox_yx
+        out[y0:y1, x0:x1] = self.mask
+        return out
+
+    @property
+    def area_px(self) -> int:
+        """Number of pixels in the mask."""
+        return int(np.count_nonzero(self.mask))
+
+
+def bbox_of(mask_yx: NDArray[np.bool_]) -> Region | None:
+    """Bounding box (y0, x0, y1, x1) of a mask, or None when it is empty."""
+    rows = np.flatnonzero(mask_yx.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask_yx.any(axis=0))
+    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+
+
+def region_union(a: Region | None, b: Region | None) -> Region | None:
+    """The smallest region holding both (None is empty)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One undoable action.
+
+    Attributes
+    ----------
+    op : str
+        What the action was (``commit``, ``accept``, ``reject``, ``retag``, ``paint``,
+        ``refine``, ``delete``, ``reorder``, ``amodal``).
+    ids : tuple of int
+        The instances it concerns.
+    region_yx : Region or None
+        Changed label region; None when the label image did not change.
+    labels_before, labels_after : numpy.ndarray of uint32 or None
+        The label image inside ``region_yx`` before and after.
+    rows_before, rows_after : dict
+        Instance-table rows (column -> value) by id, None where there was no row.
+    prelabels_before, prelabels_after : dict
+        Pre-label proposals by id (CroppedMask plus ``source`` and ``score``), None = none.
+    amodal_before, amodal_after : dict
+        Amodal (full-outline) masks by id, None = none.
+    next_id : int
+        The id allocator's next id after the action (never lowered by an undo).
+    """
+
+    op: str
+    ids: tuple[int, ...]
+    region_yx: Region | None = None
+    labels_before: NDArray[np.uint32] | None = None
+    labels_after: NDArray[np.uint32] | None = None
+    rows_before: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+    rows_after: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+    prelabels_before: dict[int, Any] = field(default_factory=dict)
+    prelabels_after: dict[int, Any] = field(default_factory=dict)
+    amodal_before: dict[int, CroppedMask | None] = field(default_factory=dict)
+    amodal_after: dict[int, CroppedMask | None] = field(default_factory=dict)
+    next_id: int = 1
+
+    @property
+    def changes_labels(self) -> bool:
+        """True when the action changed the label image."""
+        return self.region_yx is not None
