@@ -21,6 +21,7 @@ from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 __all__ = [
     "COLUMNS",
+    "apply_rows",
     "REVIEW_STATES",
     "SOURCES",
     "Column",
@@ -186,8 +187,8 @@ def _convert_column(raw: Any, name: str, col: Column, ids: np.ndarray, source: s
 
 
 def _to_bool(values: np.ndarray, name: str, ids: np.ndarray, source: str) -> np.ndarray:
-    truthy = {True, 1, "1", "true", "True", "TRUE", "yes"}
-    falsy = {False, 0, "0", "false", "False", "FALSE", "no", ""}
+    truthy = {True, "1", "true", "True", "TRUE", "yes"}
+    falsy = {False, "0", "false", "False", "FALSE", "no", ""}
     out = np.zeros(values.shape, dtype=bool)
     for i, value in enumerate(values):
         key = value.item() if isinstance(value, np.generic) else value
@@ -239,6 +240,22 @@ def table_for_ids(
         added = make_rows(missing, **dict(defaults or {}))
         base = pd.concat([base, added]) if len(base) else added
     return validate_table(base.loc[wanted])
+
+
+def apply_rows(table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None], *, source: str = "instance table") -> pd.DataFrame:
+    """Return ``table`` with rows replaced, added or (value None) removed, sorted by id.
+
+    ``rows`` maps instance id to a full row (column -> value); the input is not modified.
+    """
+    if not rows:
+        return table
+    kept = table.drop(index=[i for i in rows if i in table.index])
+    new = {i: dict(r) for i, r in rows.items() if r is not None}
+    if new:
+        added = pd.DataFrame.from_dict(new, orient="index")
+        added.index.name = ID_NAME
+        kept = pd.concat([kept, added]) if len(kept) else added
+    return validate_table(kept.sort_index(), source=source)
 
 
 def to_features(table: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.errors import InstsegError
-from napari_instseg.core.instances import IdAllocator, empty_table, make_rows, now_iso, validate_table
+from napari_instseg.core.instances import IdAllocator, apply_rows, empty_table, make_rows, now_iso, validate_table
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Prompter
 
@@ -454,15 +454,7 @@ class AnnotationSession:
         self.ids.observe([edit.next_id - 1])
 
     def _set_rows(self, rows: dict[int, dict[str, Any] | None]) -> None:
-        if not rows:
-            return
-        keep = self.table.drop(index=[i for i in rows if i in self.table.index])
-        new = {i: r for i, r in rows.items() if r is not None}
-        if new:
-            added = pd.DataFrame.from_dict(new, orient="index")
-            added.index.name = "id"
-            keep = pd.concat([keep, added]) if len(keep) else added
-        self.table = validate_table(keep.sort_index(), source="session")
+        self.table = apply_rows(self.table, rows, source="session")
 
     def _retag_rows(self, op: str, changes: dict[int, dict[str, Any]]) -> None:
         rows_before = {i: _row_dict(self.table, i) for i in changes}

@@ -38,7 +38,7 @@ from napari_instseg.core._io import atomic_write_bytes, atomic_write_text
 from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.edits import CroppedMask, Edit
 from napari_instseg.core.errors import InstsegError
-from napari_instseg.core.instances import validate_table
+from napari_instseg.core.instances import apply_rows, validate_table
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import Protocol
 
@@ -241,13 +241,7 @@ class AnnotationStore:
             self._labels[y0:y1, x0:x1] = labels  # zarr rewrites only the touched chunks
         rows = edit.rows_after if after else edit.rows_before
         if rows:
-            table = self._table.drop(index=[i for i in rows if i in self._table.index])
-            new = {i: r for i, r in rows.items() if r is not None}
-            if new:
-                added = pd.DataFrame.from_dict(new, orient="index")
-                added.index.name = "id"
-                table = pd.concat([table, added]) if len(table) else added
-            self._table = validate_table(table.sort_index(), source=str(self.path))
+            self._table = apply_rows(self._table, rows, source=str(self.path))
             atomic_write_text(self._dir / "table.json", _table_json(self._table))
         for kind, values in (("prelabel", edit.prelabels_after if after else edit.prelabels_before),
                              ("amodal", edit.amodal_after if after else edit.amodal_before)):
