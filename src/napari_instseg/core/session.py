@@ -522,10 +522,6 @@ class AnnotationSession:
         affected = {i for i in affected if i in amodal}
         if not affected:
             return edit
-        preview = self.labels_yx.copy()
-        if edit.region_yx is not None:
-            y0, x0, y1, x1 = edit.region_yx
-            preview[y0:y1, x0:x1] = edit.labels_after
         rows_after = dict(edit.rows_after)
         rows_before = dict(edit.rows_before)
         for instance_id in affected:
@@ -533,7 +529,8 @@ class AnnotationSession:
             if not row:
                 continue
             rows_before.setdefault(instance_id, _row_dict(self.table, instance_id))
-            fraction = _occluded_fraction(preview, amodal[instance_id], instance_id)
+            fraction = _occluded_fraction(self._labels_after(edit, amodal[instance_id].bbox_yx),
+                                          amodal[instance_id], instance_id)
             row["occluded_fraction"] = fraction
             if not row.get("occlusion_manual"):
                 row["occlusion"] = self.protocol.tiers.tier_of(fraction) or "none"
@@ -541,6 +538,18 @@ class AnnotationSession:
         return Edit(edit.op, edit.ids, edit.region_yx, edit.labels_before, edit.labels_after, rows_before,
                     rows_after, edit.prelabels_before, edit.prelabels_after, edit.amodal_before,
                     edit.amodal_after, edit.next_id)
+
+    def _labels_after(self, edit: Edit, region: Region) -> NDArray[np.uint32]:
+        """The labels inside ``region`` as they will be once ``edit`` is applied (a crop, not
+        a full-frame copy)."""
+        y0, x0, y1, x1 = region
+        out = self.labels_yx[y0:y1, x0:x1].copy()
+        if edit.region_yx is not None:
+            ey0, ex0, ey1, ex1 = edit.region_yx
+            iy0, ix0, iy1, ix1 = max(y0, ey0), max(x0, ex0), min(y1, ey1), min(x1, ex1)
+            if iy0 < iy1 and ix0 < ix1:
+                out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = edit.labels_after[iy0 - ey0:iy1 - ey0, ix0 - ex0:ix1 - ex0]
+        return out
 
     # -- helpers -------------------------------------------------------------------------
     def _require_prompter(self) -> Prompter:
@@ -615,10 +624,10 @@ def _crop_to(mask: CroppedMask, region: Region) -> NDArray[np.bool_] | None:
     return out
 
 
-def _occluded_fraction(labels_yx: NDArray[np.uint32], amodal: CroppedMask, instance_id: int) -> float:
-    """``1 - visible / amodal`` area, visible pixels counted inside the amodal outline."""
+def _occluded_fraction(labels_in_bbox: NDArray[np.uint32], amodal: CroppedMask, instance_id: int) -> float:
+    """``1 - visible / amodal`` area; ``labels_in_bbox`` is the label image cropped to the
+    outline's bounding box, and visible pixels are counted inside the outline."""
     if amodal.area_px == 0:
         return float("nan")
-    y0, x0, y1, x1 = amodal.bbox_yx
-    visible = np.count_nonzero((labels_yx[y0:y1, x0:x1] == instance_id) & amodal.mask)
+    visible = np.count_nonzero((labels_in_bbox == instance_id) & amodal.mask)
     return float(1.0 - visible / amodal.area_px)
