@@ -136,3 +136,22 @@ def test_existing_labels_get_rows_and_allocation_continues():
     session.labels_yx[0, 7] = 20  # painted with a fresh label outside the session
     session.labels_edited([20])
     assert 20 in session.table.index and session.commit(np.eye(8, dtype=bool)).instance_id == 21
+
+
+class FailingSink:
+    """A sink whose disk is full: nothing can be saved."""
+
+    def record(self, kind, edit):
+        raise OSError("No space left on device")
+
+
+def test_an_action_that_cannot_be_saved_leaves_the_session_unchanged(session):
+    session.commit(_disk((64, 64), (20, 20), 5))
+    labels, table = session.labels_yx.copy(), session.table.copy()
+    session.sink = FailingSink()
+    with pytest.raises(OSError, match="No space left"):
+        session.commit(_disk((64, 64), (40, 40), 5))
+    with pytest.raises(OSError):
+        session.undo()
+    np.testing.assert_array_equal(session.labels_yx, labels)
+    assert session.table.equals(table) and len(session.undo_stack) == 1

@@ -406,35 +406,35 @@ class AnnotationSession:
     # -- undo / redo -----------------------------------------------------------------------
     def undo(self) -> Edit | None:
         """Undo the last action (commit, delete, retag, reorder, paint...); None if none."""
-        if not self.undo_stack:
-            return None
-        edit = self.undo_stack.pop()
-        self._apply(edit, after=False)
-        self.redo_stack.append(edit)
-        if self.sink is not None:
-            self.sink.record("undo", edit)
-        return edit
+        return self._step("undo", self.undo_stack, self.redo_stack, after=False)
 
     def redo(self) -> Edit | None:
         """Redo the last undone action; None if none."""
-        if not self.redo_stack:
+        return self._step("redo", self.redo_stack, self.undo_stack, after=True)
+
+    def _step(self, kind: str, source: list[Edit], target: list[Edit], *, after: bool) -> Edit | None:
+        if not source:
             return None
-        edit = self.redo_stack.pop()
-        self._apply(edit, after=True)
-        self.undo_stack.append(edit)
-        if self.sink is not None:
-            self.sink.record("redo", edit)
+        edit = source[-1]
+        self._persist(kind, edit)
+        source.pop()
+        self._apply(edit, after=after)
+        target.append(edit)
         return edit
 
     # -- applying edits ----------------------------------------------------------------------
     def _do(self, edit: Edit, *, refresh_occlusion: bool = False) -> None:
         if refresh_occlusion:
             edit = self._with_occlusion(edit)
+        self._persist("do", edit)
         self._apply(edit, after=True)
         self.undo_stack.append(edit)
         self.redo_stack.clear()
+
+    def _persist(self, kind: str, edit: Edit) -> None:
+        """Hand the action to the sink first: if it cannot be saved, the session is unchanged."""
         if self.sink is not None:
-            self.sink.record("do", edit)
+            self.sink.record(kind, edit)
 
     def _apply(self, edit: Edit, *, after: bool) -> None:
         """Put the session in the state before or after ``edit`` (idempotent)."""
