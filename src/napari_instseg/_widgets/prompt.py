@@ -21,10 +21,9 @@ from napari_instseg._adapters import (
     labels_layer_kwargs,
     prompt_from_points,
     protocol_from_metadata,
-    touched_ids_from_paint,
 )
+from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._workers import SingleSlot, run_worker
-from napari_instseg.core.instances import from_features, to_features
 
 if TYPE_CHECKING:
     import napari
@@ -76,8 +75,7 @@ class PromptWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.session: Any = None
-        self._session_layer: Any = None
+        self._binding: Any = None
         self._prompter: Any = None
         self._prompter_config: tuple[Any, ...] | None = None
         self._image_key: Any = None
@@ -86,7 +84,6 @@ class PromptWidget(Container):
         self._decoder = SingleSlot()
         self._encoding = None
         self._refining: int | None = None
-        self._dirty_ids: set[int] = set()
         self._warmup: threading.Thread | None = None
         self._build_controls()
         self._connect_layer_list()
@@ -111,6 +108,10 @@ class PromptWidget(Container):
         self.device_combo = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.category_combo = ComboBox(label="category", choices=self._category_choices)
         self.in_front_check = CheckBox(text="put in front (may cover committed instances)", value=False)
+        self.amodal_check = CheckBox(text="amodal: the mask is the full outline (the object lies behind)", value=False)
+        self.outline_button = PushButton(text="Use candidate as outline of selected")
+        self.store_edit = FileEdit(label="annotation store", mode="w", filter="*.zarr", nullable=True)
+        self.store_button = PushButton(text="Save to store (open or create)")
         self.negative_check = CheckBox(text="next clicks are negative (T)", value=False)
         self.segment_button = PushButton(text="Segment (Shift-S)")
         self.next_button = PushButton(text="Next candidate (Shift-N)")
@@ -125,7 +126,8 @@ class PromptWidget(Container):
         self.extend([
             self.image_combo, self.labels_combo, self.new_labels_button, self.backend_combo,
             self.model_combo, self.checkpoint_edit, self.device_combo, self.category_combo,
-            self.in_front_check, self.negative_check, self.segment_button, self.next_button,
+            self.in_front_check, self.amodal_check, self.outline_button, self.store_edit, self.store_button,
+            self.negative_check, self.segment_button, self.next_button,
             self.commit_button, self.clear_button, self.refine_button, self.accept_button,
             self.reject_button, self.status, self.help,
         ])
@@ -137,6 +139,8 @@ class PromptWidget(Container):
         self.refine_button.changed.connect(self._on_refine)
         self.accept_button.changed.connect(self._on_accept)
         self.reject_button.changed.connect(self._on_reject)
+        self.outline_button.changed.connect(self._on_outline_from_candidate)
+        self.store_button.changed.connect(self._on_store)
         self.negative_check.changed.connect(self._on_polarity_changed)
         self.labels_combo.changed.connect(lambda *_: self._bind_session())
         self.image_combo.changed.connect(lambda *_: self._forget_image())
@@ -215,28 +219,22 @@ class PromptWidget(Container):
             layer.bind_key(key, lambda _layer, handler=handler: handler(), overwrite=True)
 
     # -- session and prompter ------------------------------------------------------------
-    def _bind_session(self) -> Any:
-        """(Re)build the session over the target labels layer; reuse it while it is the same."""
-        from napari_instseg.core.session import AnnotationSession
+    @property
+    def session(self) -> Any:
+        """The annotation session of the target labels layer (None without one)."""
+        return None if self._binding is None else self._binding.session
 
+    def _bind_session(self) -> Any:
+        """Bind to the target labels layer's shared session (made on first use)."""
         layer = self.labels_combo.value
         if layer is None:
-            self.session, self._session_layer = None, None
+            self._binding = None
             return None
-        if self._session_layer is layer and self.session is not None:
-            return self.session
-        table = from_features(layer.features) if "index" in layer.features.columns else None
-        protocol = protocol_from_metadata(layer.metadata, layer.features)
-        self.session = AnnotationSession(np.asarray(layer.data), table, protocol,
-                                         annotator=os.environ.get("USER", ""), prompter=self._prompter)
-        if layer.data is not self.session.labels_yx:
-            layer.data = self.session.labels_yx  # share one array: session edits show at once
-        self._session_layer = layer
-        layer.events.paint.connect(self._on_paint)
-        self._bind_keys(layer)
-        self._sync_layer()
-        self.category_combo.reset_choices()
-        return self.session
+        if self._binding is None or self._binding.layer is not layer:
+            self._binding = layer_session(layer)
+            self._bind_keys(layer)
+            self.category_combo.reset_choices()
+        return self._binding.session
 
     def _forget_prompter(self) -> None:
         self._prompter, self._prompter_config = None, None
@@ -303,7 +301,7 @@ class PromptWidget(Container):
         def done(prompter: Any) -> None:
             self._encoding = None
             self._prompter, self._prompter_config, self._image_key = prompter, config, key
-            session.prompter = prompter
+            self.session.prompter = prompter
             cached = getattr(prompter, "last_from_cache", False)
             self._say(f"{prompter.name}: image ready{' (from cache)' if cached else ''}.")
             then()
@@ -338,6 +336,8 @@ class PromptWidget(Container):
             self._say("Add a point or draw a box first.")
             return
         session = self.session
+        session.prompter = self._prompter
+        self._binding.flush()  # painting first, so the prompt sees it
         refining = self._refining
 
         def predict() -> Any:
@@ -369,11 +369,12 @@ class PromptWidget(Container):
             return None
         try:
             if self._refining is not None:
-                session.replace_mask(self._refining, session.candidate)
+                self._binding.run("replace_mask", self._refining, session.candidate)
                 result = self._refining
                 self._say(f"Instance {result} refined.")
             else:
-                result = session.commit(category=self.category_combo.value, in_front=self.in_front_check.value)
+                result = self._binding.run("commit", category=self.category_combo.value,
+                                           in_front=self.in_front_check.value, amodal=self.amodal_check.value)
                 self._say(f"Committed instance {result.instance_id} ({result.painted_px} px"
                           f"{f', {result.skipped_px} px under other instances kept' if result.skipped_px else ''}).")
         except CommitError as exc:
@@ -381,7 +382,6 @@ class PromptWidget(Container):
             return None
         self._refining = None
         self._clear_prompts()
-        self._sync_layer()
         return result
 
     def _on_clear(self, *_: Any) -> None:
@@ -393,7 +393,7 @@ class PromptWidget(Container):
 
     def _on_refine(self, *_: Any) -> None:
         session = self._bind_session()
-        selected = int(self._session_layer.selected_label) if self._session_layer is not None else 0
+        selected = int(self._binding.layer.selected_label) if self._binding is not None else 0
         if session is None or selected not in session.table.index:
             self._say("Select an existing instance (pick it in the labels layer) to refine.")
             return
@@ -406,6 +406,37 @@ class PromptWidget(Container):
 
     def _on_reject(self, *_: Any) -> None:
         self._review("reject")
+
+    def _on_outline_from_candidate(self, *_: Any) -> None:
+        from napari_instseg.core.session import CommitError
+
+        session = self._bind_session()
+        selected = int(self._binding.layer.selected_label) if self._binding is not None else 0
+        if session is None or session.candidate is None or selected not in session.table.index:
+            self._say("Select an instance and segment its whole outline (a box around the whole object) first.")
+            return
+        try:
+            self._binding.run("set_amodal", selected, session.candidate)
+        except CommitError as exc:
+            self._say(str(exc), error=True)
+            return
+        self._clear_prompts()
+        fraction = session.table.loc[selected, "occluded_fraction"]
+        self._say(f"Instance {selected}: outline set; {fraction:.0%} occluded.")
+
+    def _on_store(self, *_: Any) -> None:
+        from napari_instseg.core.errors import InstsegError
+
+        path = self.store_edit.value
+        if self._bind_session() is None or path in (None, Path(""), Path(".")):
+            self._say("Choose a target labels layer and a store path (*.zarr).")
+            return
+        try:
+            message = self._binding.attach_store(path)
+        except (InstsegError, OSError) as exc:
+            self._say(f"Cannot use {path}: {exc}", error=True)
+            return
+        self._say(message, error=self._binding.store.read_only)
 
     def _on_toggle_polarity(self, *_: Any) -> None:
         self.negative_check.value = not self.negative_check.value
@@ -433,39 +464,20 @@ class PromptWidget(Container):
         if str(getattr(event, "action", "added")) in ("added", "ActionType.ADDED") and len(self.boxes_layer.data):
             self._on_segment()
 
-    def _on_paint(self, event: Any) -> None:
-        """napari emits ``paint`` before it writes the pixels: note the ids, apply them after."""
-        from qtpy.QtCore import QTimer
-
-        if self.session is None:
-            return
-        first = not self._dirty_ids
-        self._dirty_ids.update(touched_ids_from_paint(event.value))
-        if first:
-            QTimer.singleShot(0, self._flush_edits)
-
-    def _flush_edits(self) -> None:
-        if self.session is None or not self._dirty_ids:
-            return
-        dirty, self._dirty_ids = self._dirty_ids, set()
-        self.session.labels_edited(dirty)
-        self._sync_features()
-
     # -- helpers ---------------------------------------------------------------------------
     def _review(self, action: str) -> None:
         from napari_instseg.core.session import CommitError
 
         session = self._bind_session()
-        if session is None or self._session_layer is None:
+        if session is None:
             self._say("Choose a target labels layer first.")
             return
-        selected = int(self._session_layer.selected_label)
+        selected = int(self._binding.layer.selected_label)
         try:
-            outcome = session.accept(selected) if action == "accept" else (session.reject(selected) or "rejected")
+            outcome = self._binding.run(action, selected) or "rejected"
         except CommitError as exc:
             self._say(str(exc), error=True)
             return
-        self._sync_layer()
         self._say(f"Instance {selected}: {outcome}.")
 
     def _show_candidate(self) -> None:
@@ -488,13 +500,8 @@ class PromptWidget(Container):
             layer.data = np.zeros_like(layer.data)
 
     def _sync_layer(self) -> None:
-        if self._session_layer is None or self.session is None:
-            return
-        self._session_layer.refresh()
-        self._sync_features()
-
-    def _sync_features(self) -> None:
-        self._session_layer.features = to_features(self.session.table)
+        if self._binding is not None:
+            self._binding.sync()
 
     def _on_worker_error(self, exc: Exception) -> None:
         self._encoding = None

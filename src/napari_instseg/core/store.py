@@ -101,8 +101,9 @@ class AnnotationStore:
     # -- creating and opening ---------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike[str], labels_yx: Any, protocol: Protocol | None = None,
-               image: dict[str, Any] | None = None) -> AnnotationStore:
-        """Create a store holding ``labels_yx`` (or zeros of that shape, given as a tuple).
+               image: dict[str, Any] | None = None, table: pd.DataFrame | None = None) -> AnnotationStore:
+        """Create a store holding ``labels_yx`` (or zeros of that shape, given as a tuple) and
+        its instance ``table`` (default rows are added for ids it lacks).
 
         Raises
         ------
@@ -128,9 +129,10 @@ class AnnotationStore:
         from napari_instseg.core.instances import table_for_ids
 
         present = np.unique(labels)
-        table = table_for_ids(present[present > 0], None, defaults={"category_id": protocol.categories[0].id})
+        ids = np.union1d(present[present > 0], [] if table is None else table.index.to_numpy())
+        table = table_for_ids(ids, table, defaults={"category_id": protocol.categories[0].id})
         atomic_write_text(target / "instseg" / "table.json", _table_json(table))
-        next_id = int(present.max()) + 1 if present.size else 1
+        next_id = int(ids.max()) + 1 if ids.size else 1
         atomic_write_text(target / "instseg" / "state.json", _State(next_id=next_id).to_json())
         return cls.open(target)
 

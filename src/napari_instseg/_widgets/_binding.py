@@ -1,0 +1,139 @@
+"""The glue between one napari Labels layer and its annotation session.
+
+Both dock widgets (Prompt and Instances) edit the same layer through the same session, so
+the session belongs to the layer: :func:`layer_session` returns the one :class:`LayerSession`
+of a layer (kept in a weak mapping, so it lives exactly as long as the layer). It shares the
+label array between layer and session, turns napari paint strokes into recorded edits (saved
+at most one second after the stroke), keeps ``layer.features`` equal to the session's
+instance table, and can attach an on-disk store so every action is saved as it happens.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata, touched_ids_from_paint
+from napari_instseg.core.instances import from_features, to_features
+
+__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "layer_session"]
+
+PAINT_SAVE_DELAY_MS = 1000
+"""A paint stroke is recorded (and saved to the store) at most this long after it ends."""
+
+_SESSIONS: weakref.WeakKeyDictionary[Any, LayerSession] = weakref.WeakKeyDictionary()
+
+
+class LayerSession:
+    """A Labels layer bound to an :class:`~napari_instseg.core.session.AnnotationSession`.
+
+    Attributes
+    ----------
+    changed : Signal
+        Emitted after every change of labels or table (widgets refresh on it).
+    """
+
+    changed = Signal()
+
+    def __init__(self, layer: Any) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.layer = layer
+        self.store: Any = None
+        self.session: Any = None
+        self._dirty: set[int] = set()
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(PAINT_SAVE_DELAY_MS)
+        self._timer.timeout.connect(self.flush)
+        self._adopt(self._session_from_layer())
+        layer.events.paint.connect(self._on_paint)
+
+    # -- binding -------------------------------------------------------------------------------
+    def _session_from_layer(self) -> Any:
+        from napari_instseg.core.session import AnnotationSession
+
+        layer = self.layer
+        table = from_features(layer.features) if "index" in layer.features.columns else None
+        protocol = protocol_from_metadata(layer.metadata, layer.features)
+        return AnnotationSession(np.asarray(layer.data), table, protocol, annotator=os.environ.get("USER", ""))
+
+    def _adopt(self, session: Any) -> None:
+        prompter = getattr(self.session, "prompter", None)
+        self.session = session
+        session.prompter = session.prompter or prompter
+        if self.layer.data is not session.labels_yx:
+            self.layer.data = session.labels_yx  # one array: session edits show at once
+        self.sync()
+
+    def attach_store(self, path: str | os.PathLike[str]) -> str:
+        """Save this layer's annotations in the store at ``path`` (created from the layer when
+        missing, else opened and shown). Returns a message for the user."""
+        from napari_instseg.core.store import AnnotationStore, is_store
+
+        self.flush()
+        if self.store is not None:
+            self.store.close()
+        target = Path(path)
+        if is_store(target):
+            store = AnnotationStore.open(target)
+        else:
+            image = dict(self.layer.metadata.get(IMAGE_KEY) or {"file_name": f"{self.layer.name}.tif"})
+            store = AnnotationStore.create(target, self.session.labels_yx, self.session.protocol, image=image,
+                                           table=self.session.table)
+        self.store = store
+        self._adopt(store.session(annotator=self.session.annotator))
+        if store.read_only:
+            return f"{store.lock_message}: changes will not be saved."
+        return f"Saving to {target} as you annotate."
+
+    def close(self) -> None:
+        """Record pending paint and release the store's lock."""
+        self.flush()
+        if self.store is not None:
+            self.store.close()
+
+    # -- napari events -------------------------------------------------------------------------
+    def _on_paint(self, event: Any) -> None:
+        """napari emits ``paint`` before it writes the pixels: note the ids, record them later."""
+        self._dirty.update(touched_ids_from_paint(event.value))
+        self._dirty.add(0)  # something was painted, even if only erased
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def flush(self) -> None:
+        """Record painting not yet recorded (as one undoable, saved edit)."""
+        self._timer.stop()
+        if not self._dirty or self.session is None:
+            return
+        dirty, self._dirty = self._dirty, set()
+        self.session.labels_edited(dirty - {0})
+        self.sync()
+
+    # -- showing --------------------------------------------------------------------------------
+    def sync(self) -> None:
+        """Redraw the layer and copy the instance table into its ``features``."""
+        self.layer.refresh()
+        self.layer.features = to_features(self.session.table)
+        self.changed.emit()
+
+    def run(self, action: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a session action (after recording pending paint), then sync the layer."""
+        self.flush()
+        result = getattr(self.session, action)(*args, **kwargs)
+        self.sync()
+        return result
+
+
+def layer_session(layer: Any) -> LayerSession:
+    """The one :class:`LayerSession` of ``layer`` (made on first use)."""
+    bound = _SESSIONS.get(layer)
+    if bound is None:
+        bound = LayerSession(layer)
+        _SESSIONS[layer] = bound
+    return bound

@@ -1,0 +1,296 @@
+"""Dock widget "Instances": the instance table of a Labels layer, with review and occlusion tools.
+
+A row per instance (id, category, occlusion tier, visible fraction, crowd, z-order, source,
+review, annotator), filterable by tier, review state and category. Clicking a row selects the
+instance and centres the view on it. The selected instance can be retagged (category, tier,
+crowd), moved in depth, deleted, or given an amodal outline drawn by painting. Undo / redo
+cover every action. Everything goes through the layer's shared annotation session, so
+napari's own features table shows the same values.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton
+from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+from napari_instseg._widgets._binding import layer_session
+from napari_instseg.core.protocol import OCCLUSION_TIERS
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["InstancesWidget", "INSTANCE_SHORTCUTS", "TABLE_COLUMNS"]
+
+TABLE_COLUMNS = ("id", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator")
+OUTLINE_LAYER = "amodal outline"
+ALL = "all"
+
+INSTANCE_SHORTCUTS = {
+    "Alt-Up": ("bring_forward", "bring the selected instance forward"),
+    "Alt-Down": ("send_backward", "send the selected instance backward"),
+    "Alt-N": ("tier_none", "tier: none"),
+    "Alt-P": ("tier_partial", "tier: partial"),
+    "Alt-H": ("tier_heavy", "tier: heavy"),
+    "Alt-C": ("toggle_crowd", "toggle the crowd bit"),
+    "Alt-Z": ("undo", "undo the last action"),
+    "Alt-Y": ("redo", "redo"),
+}
+"""Key -> (widget action, description); bound on the target labels layer."""
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
+class InstancesWidget(QWidget):
+    """The instance manager of a Labels layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer (napari injects it).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._binding: Any = None
+        self._outline_id: int | None = None
+        self.labels_combo = ComboBox(label="labels", choices=self._labels_layers, nullable=True)
+        self.tier_filter = ComboBox(label="tier", choices=[ALL, *OCCLUSION_TIERS], value=ALL)
+        self.review_filter = ComboBox(label="review", choices=[ALL, "pre-label", "accepted", "corrected", "rejected"], value=ALL)
+        self.category_filter = ComboBox(label="category", choices=self._category_filter_choices)
+        self.category_combo = ComboBox(label="set category", choices=self._category_choices)
+        self.tier_combo = ComboBox(label="set tier", choices=list(OCCLUSION_TIERS))
+        buttons = {
+            "apply": "Apply category + tier", "toggle_crowd": "Crowd on / off (Alt-C)",
+            "bring_forward": "Bring forward (Alt-Up)", "send_backward": "Send backward (Alt-Down)",
+            "delete": "Delete", "undo": "Undo (Alt-Z)", "redo": "Redo (Alt-Y)",
+            "edit_outline": "Paint amodal outline", "apply_outline": "Apply outline",
+        }
+        self.buttons = {name: PushButton(text=text) for name, text in buttons.items()}
+        self.status = Label(value="")
+        self.help = Label(value="\n".join(f"{k}: {d}" for k, (_, d) in INSTANCE_SHORTCUTS.items()))
+        self.controls = Container(widgets=[
+            self.labels_combo, self.tier_filter, self.review_filter, self.category_filter,
+            self.category_combo, self.tier_combo, *self.buttons.values(), self.status, self.help,
+        ])
+        self.table = QTableWidget(0, len(TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.controls.native)
+        layout.addWidget(self.table)
+        self._connect()
+        self._refresh_choices()
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        self.viewer.layers.events.inserted.connect(self._refresh_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_choices)
+        self.labels_combo.changed.connect(lambda *_: self._bind())
+        for combo in (self.tier_filter, self.review_filter, self.category_filter):
+            combo.changed.connect(lambda *_: self.refresh())
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        for name, button in self.buttons.items():
+            button.changed.connect(lambda *_, name=name: getattr(self, f"_on_{name}")())
+
+    def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
+        from napari.layers import Labels
+
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, Labels) and not layer.multiscale and layer.name not in ("candidate", OUTLINE_LAYER)]
+
+    def _category_choices(self, *_: Any) -> list[tuple[str, int]]:
+        if self.session is None:
+            return []
+        return [(f"{c.name} ({c.id})", c.id) for c in self.session.protocol.categories]
+
+    def _category_filter_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        return [(ALL, ALL), *self._category_choices()]
+
+    def _refresh_choices(self, *_: Any) -> None:
+        self.labels_combo.reset_choices()
+        if self.labels_combo.value is not None and self._binding is None:
+            self._bind()
+
+    def _bind(self) -> None:
+        layer = self.labels_combo.value
+        if self._binding is not None:
+            self._binding.changed.disconnect(self.refresh)
+        self._binding = None if layer is None else layer_session(layer)
+        if self._binding is not None:
+            self._binding.changed.connect(self.refresh)
+            for key, (action, _) in INSTANCE_SHORTCUTS.items():
+                handler = getattr(self, f"_on_{action}")
+                layer.bind_key(key, lambda _layer, handler=handler: handler(), overwrite=True)
+        self.category_combo.reset_choices()
+        self.category_filter.reset_choices()
+        self.refresh()
+
+    @property
+    def session(self) -> Any:
+        """The layer's annotation session (None without a layer)."""
+        return None if self._binding is None else self._binding.session
+
+    # -- the table ---------------------------------------------------------------------------------
+    def visible_rows(self) -> Any:
+        """The instance table after the filters, as shown."""
+        table = self.session.table
+        if self.tier_filter.value != ALL:
+            table = table[table["occlusion"] == self.tier_filter.value]
+        if self.review_filter.value != ALL:
+            table = table[table["review"] == self.review_filter.value]
+        if self.category_filter.value not in (ALL, None):
+            table = table[table["category_id"] == self.category_filter.value]
+        return table
+
+    def refresh(self) -> None:
+        """Rebuild the rows from the session's table (keeping the selection)."""
+        selected = self.selected_id()
+        self.table.blockSignals(True)
+        self.table.setRowCount(0)
+        if self.session is not None:
+            names = {c.id: c.name for c in self.session.protocol.categories}
+            rows = self.visible_rows()
+            self.table.setRowCount(len(rows))
+            for r, (instance_id, row) in enumerate(rows.iterrows()):
+                fraction = row["occluded_fraction"]
+                values = (
+                    instance_id, names.get(int(row["category_id"]), row["category_id"]),
+                    f"{row['occlusion']}{' (manual)' if row['occlusion_manual'] else ''}",
+                    "" if np.isnan(fraction) else f"{1 - fraction:.0%}", "yes" if row["iscrowd"] else "",
+                    int(row["z_order"]), row["source"], row["review"], row["annotator"],
+                )
+                for c, value in enumerate(values):
+                    self.table.setItem(r, c, QTableWidgetItem(str(value)))
+                if instance_id == selected:
+                    self.table.selectRow(r)
+        self.table.blockSignals(False)
+
+    def row_ids(self) -> list[int]:
+        """Instance ids of the shown rows, in order."""
+        return [int(self.table.item(r, 0).text()) for r in range(self.table.rowCount())]
+
+    def selected_id(self) -> int | None:
+        """The instance of the selected row, or of the layer's selected label."""
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if rows:
+            return int(self.table.item(rows[0].row(), 0).text())
+        if self._binding is not None and int(self._binding.layer.selected_label) in self.session.table.index:
+            return int(self._binding.layer.selected_label)
+        return None
+
+    def select(self, instance_id: int) -> None:
+        """Select an instance's row (as a click does)."""
+        for r, row_id in enumerate(self.row_ids()):
+            if row_id == instance_id:
+                self.table.selectRow(r)
+                return
+
+    def _on_row_selected(self) -> None:
+        instance_id = self.selected_id()
+        if instance_id is None or self._binding is None:
+            return
+        layer = self._binding.layer
+        layer.selected_label = instance_id
+        ys, xs = np.nonzero(self.session.labels_yx == instance_id)
+        if ys.size:
+            centre = layer.data_to_world((float(ys.mean()), float(xs.mean())))
+            viewer_camera(self.viewer).center = tuple(centre)
+
+    # -- actions -------------------------------------------------------------------------------------
+    def _act(self, action: str, *args: Any, **kwargs: Any) -> None:
+        from napari_instseg.core.errors import InstsegError
+
+        instance_id = self.selected_id()
+        if instance_id is None:
+            self.status.value = "Select an instance (a row, or pick it in the labels layer)."
+            return
+        try:
+            self._binding.run(action, instance_id, *args, **kwargs)
+        except InstsegError as exc:
+            self.status.value = str(exc)
+            return
+        self.status.value = f"Instance {instance_id}: {action.replace('_', ' ')}."
+
+    def _on_apply(self) -> None:
+        self._act("retag", category=self.category_combo.value, occlusion=self.tier_combo.value)
+
+    def _on_tier_none(self) -> None:
+        self._act("retag", occlusion="none")
+
+    def _on_tier_partial(self) -> None:
+        self._act("retag", occlusion="partial")
+
+    def _on_tier_heavy(self) -> None:
+        self._act("retag", occlusion="heavy")
+
+    def _on_toggle_crowd(self) -> None:
+        instance_id = self.selected_id()
+        crowd = bool(self.session.table.at[instance_id, "iscrowd"]) if instance_id is not None else False
+        self._act("retag", iscrowd=not crowd)
+
+    def _on_bring_forward(self) -> None:
+        self._act("bring_forward")
+
+    def _on_send_backward(self) -> None:
+        self._act("send_backward")
+
+    def _on_delete(self) -> None:
+        self._act("delete")
+
+    def _on_undo(self) -> None:
+        if self._binding is not None:
+            edit = self._binding.run("undo")
+            self.status.value = f"Undid {edit.op}." if edit else "Nothing to undo."
+
+    def _on_redo(self) -> None:
+        if self._binding is not None:
+            edit = self._binding.run("redo")
+            self.status.value = f"Redid {edit.op}." if edit else "Nothing to redo."
+
+    def _on_edit_outline(self) -> None:
+        """Open a scratch layer holding the selected instance's outline (or its visible mask) to paint."""
+        instance_id = self.selected_id()
+        if instance_id is None:
+            self.status.value = "Select an instance first."
+            return
+        session = self.session
+        outline = session.amodal.get(instance_id)
+        mask = outline.full(session.shape_yx) if outline is not None else session.labels_yx == instance_id
+        data = mask.astype(np.uint8)
+        if OUTLINE_LAYER in self.viewer.layers:
+            self.viewer.layers[OUTLINE_LAYER].data = data
+        else:
+            self.viewer.add_labels(data, name=OUTLINE_LAYER, opacity=0.5)
+        layer = self.viewer.layers[OUTLINE_LAYER]
+        layer.selected_label = 1
+        layer.mode = "paint"
+        self.viewer.layers.selection.active = layer
+        self._outline_id = instance_id
+        self.status.value = f"Paint the full outline of instance {instance_id}, then 'Apply outline'."
+
+    def _on_apply_outline(self) -> None:
+        from napari_instseg.core.errors import InstsegError
+
+        if self._outline_id is None or OUTLINE_LAYER not in self.viewer.layers:
+            self.status.value = "Start with 'Paint amodal outline'."
+            return
+        mask = np.asarray(self.viewer.layers[OUTLINE_LAYER].data) > 0
+        try:
+            self._binding.run("set_amodal", self._outline_id, mask)
+        except InstsegError as exc:
+            self.status.value = str(exc)
+            return
+        self.viewer.layers.remove(OUTLINE_LAYER)
+        fraction = self.session.table.loc[self._outline_id, "occluded_fraction"]
+        self.status.value = f"Instance {self._outline_id}: outline applied, {fraction:.0%} occluded."
+        self._outline_id = None

@@ -1,0 +1,126 @@
+"""The Instances dock widget and the on-disk store behind both widgets, in a real viewer."""
+
+import numpy as np
+import pytest
+
+from napari_instseg._widgets._binding import PAINT_SAVE_DELAY_MS
+from napari_instseg._widgets.instances import viewer_camera
+from napari_instseg.core.instances import from_features
+from napari_instseg.core.store import AnnotationStore
+
+PLUGIN = "napari-instseg"
+
+
+def _disk(shape, centre, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+@pytest.fixture
+def viewer_with_widgets(make_napari_viewer, monkeypatch):
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((96, 96), np.uint8), name="cells")
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt")
+    prompt.backend_combo.value = "classic"
+    prompt.image_combo.value = viewer.layers["cells"]
+    prompt._on_new_labels()
+    _, instances = viewer.window.add_plugin_dock_widget(PLUGIN, "Instances")
+    instances.labels_combo.value = prompt.labels_combo.value
+    return viewer, prompt, instances
+
+
+def _commit(prompt, mask, **kwargs):
+    binding = prompt._binding
+    return binding.run("commit", mask, **kwargs).instance_id
+
+
+def test_table_shows_instances_and_a_click_selects_and_centres(viewer_with_widgets):
+    viewer, prompt, instances = viewer_with_widgets
+    a = _commit(prompt, _disk((96, 96), (20, 20), 8))
+    b = _commit(prompt, _disk((96, 96), (70, 60), 8), source="sam2")
+    assert instances.row_ids() == [a, b]
+    header = [instances.table.horizontalHeaderItem(c).text() for c in range(instances.table.columnCount())]
+    assert header == ["id", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator"]
+    instances.select(b)
+    layer = prompt.labels_combo.value
+    assert layer.selected_label == b
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (70, 60), atol=0.5)
+    instances.review_filter.value = "pre-label"
+    assert instances.row_ids() == [b]
+
+
+def test_retag_reorder_delete_undo_redo_reach_the_features(viewer_with_widgets):
+    _, prompt, instances = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    a = _commit(prompt, _disk((96, 96), (20, 20), 8))
+    instances.select(a)
+    instances.tier_combo.value = "partial"
+    instances._on_apply()
+    instances._on_toggle_crowd()
+    instances._on_bring_forward()
+    table = from_features(layer.features)
+    assert table.loc[a, "occlusion"] == "partial" and table.loc[a, "occlusion_manual"]
+    assert bool(table.loc[a, "iscrowd"]) and table.loc[a, "z_order"] == 1
+    instances._on_delete()
+    assert a not in from_features(layer.features).index and not (layer.data == a).any()
+    instances._on_undo()
+    assert (layer.data == a).any() and a in from_features(layer.features).index
+    instances._on_undo()
+    assert from_features(layer.features).loc[a, "z_order"] == 0
+    instances._on_redo()
+    assert from_features(layer.features).loc[a, "z_order"] == 1
+
+
+def test_tier_keys_in_the_visible_rule(viewer_with_widgets):
+    _, prompt, instances = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    a = _commit(prompt, _disk((96, 96), (20, 20), 8))
+    layer.selected_label = a
+    instances.table.clearSelection()
+    keys = {str(binding).replace("+", "-"): func for binding, func in layer.keymap.items()}
+    keys["Alt-H"](layer)  # the key binding itself, as pressing Alt+H calls it
+    assert from_features(layer.features).loc[a, "occlusion"] == "heavy"
+    keys["Alt-P"](layer)
+    assert from_features(layer.features).loc[a, "occlusion"] == "partial"
+
+
+def test_paint_an_amodal_outline_and_see_the_tier_appear(viewer_with_widgets):
+    viewer, prompt, instances = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    front = _commit(prompt, _disk((96, 96), (40, 30), 12))
+    back = _commit(prompt, _disk((96, 96), (40, 50), 12))  # visible part only: behind 'front'
+    instances.select(back)
+    instances._on_edit_outline()
+    outline = viewer.layers["amodal outline"]
+    outline.brush_size = 30
+    outline.paint((40, 44), 1)  # paint the hidden part of the outline too
+    instances._on_apply_outline()
+    row = from_features(layer.features).loc[back]
+    assert 0 < row["occluded_fraction"] < 1 and row["occlusion"] in ("partial", "heavy")
+    assert "amodal outline" not in viewer.layers
+    assert (layer.data == front).sum() == _disk((96, 96), (40, 30), 12).sum()  # front still owns the overlap
+
+
+def test_store_saves_commits_and_debounced_paint_and_reopens(viewer_with_widgets, tmp_path, qtbot):
+    viewer, prompt, instances = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()
+    assert "Saving to" in prompt.status.value
+    a = _commit(prompt, _disk((96, 96), (20, 20), 8), source="sam2")
+    with AnnotationStore.open(tmp_path / "cells.zarr", read_only=True) as saved:
+        assert (saved.read_labels() == a).sum() == _disk((96, 96), (20, 20), 8).sum()  # saved before returning
+    layer.selected_label = a
+    layer.brush_size = 4
+    layer.paint((20, 32), a)  # a stroke with napari's own tool
+    qtbot.wait(PAINT_SAVE_DELAY_MS + 300)
+    with AnnotationStore.open(tmp_path / "cells.zarr", read_only=True) as saved:
+        np.testing.assert_array_equal(saved.read_labels(), layer.data)
+        assert saved.table.loc[a, "review"] == "corrected"
+    # a second viewer (another napari) on the same store opens it read-only and says so
+    prompt._binding.close()
+    with AnnotationStore.open(tmp_path / "cells.zarr") as reopened:
+        session = reopened.session()
+        np.testing.assert_array_equal(session.labels_yx, layer.data)
+        assert session.undo_stack[-1].op == "paint"
