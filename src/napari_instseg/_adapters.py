@@ -17,6 +17,7 @@ from napari_instseg.core.protocol import Category, Protocol
 
 __all__ = [
     "PROTOCOL_KEY",
+    "STORE_KEY",
     "box_from_shape",
     "prompt_from_points",
     "touched_ids_from_paint",
@@ -30,6 +31,9 @@ PROTOCOL_KEY = "instseg_protocol"
 
 IMAGE_KEY = "instseg_image"
 """Key of a layer's ``metadata`` that holds the COCO image record."""
+
+STORE_KEY = "instseg_store"
+"""Key of a layer's ``metadata`` that holds the path of its annotation store."""
 
 
 def labels_layer_kwargs(name: str, table: pd.DataFrame, protocol: Protocol, image: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""napari reader: COCO instances JSON -> Labels layers with features (+ the image if found)."""
+"""napari readers: COCO instances JSON, and annotation stores (``*.zarr``) -> Labels layers
+with features (+ the image when it is found beside the file)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """Return :func:`read_coco` when ``path`` looks like a COCO instances JSON, else None.
+    """Return :func:`read_store` for an annotation store, :func:`read_coco` when ``path``
+    looks like a COCO instances JSON, else None.
 
     Only the first 64 KiB are peeked at; a path this reader does not handle gets None, never
     an exception.
@@ -23,6 +25,10 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
         if len(path) != 1:
             return None
         path = path[0]
+    if os.path.isdir(path):
+        from napari_instseg.core.store import is_store
+
+        return read_store if is_store(path) else None
     if not str(path).lower().endswith(".json") or not os.path.isfile(path):
         return None
     try:
@@ -54,4 +60,25 @@ def read_coco(path: str | list[str]) -> list[LayerData]:
             layers.append((image, {"name": stem, **rgb_or_grey(image)}, "image"))
         kwargs = labels_layer_kwargs(f"{stem} labels", item.table, imported.protocol, item.image)
         layers.append((item.labels_yx, kwargs, "labels"))
+    return layers
+
+
+def read_store(path: str | list[str]) -> list[LayerData]:
+    """Read an annotation store: its labels with the instance table as features (and the image
+    when it lies beside the store). Opening the layer's session saves to the store again."""
+    from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs, rgb_or_grey
+    from napari_instseg.core.io import read_image
+    from napari_instseg.core.store import AnnotationStore
+
+    path = path[0] if isinstance(path, list) else path
+    store = AnnotationStore.open(path, read_only=True)
+    layers: list[LayerData] = []
+    file_name = str(store.image.get("file_name", ""))
+    image_path = Path(path).parent / file_name
+    if file_name and image_path.is_file():
+        image = read_image(image_path)
+        layers.append((image, {"name": Path(file_name).stem, **rgb_or_grey(image)}, "image"))
+    kwargs = labels_layer_kwargs(f"{Path(path).stem} labels", store.table, store.protocol, store.image)
+    kwargs["metadata"][STORE_KEY] = str(Path(path).resolve())
+    layers.append((store.read_labels(), kwargs, "labels"))
     return layers

@@ -12,11 +12,12 @@ def write_labels_coco(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Write one Labels layer (data + features + protocol in metadata) to ``path`` as COCO.
 
     The file name in COCO comes from the layer's COCO image record when it was read from
-    COCO, else from the layer name. Returns the list of written paths, as napari expects.
+    COCO or a store, else from the layer name; amodal outlines come from the layer's store.
+    Returns the list of written paths, as napari expects.
     """
     import numpy as np
 
-    from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata, table_from_layer_meta
+    from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, protocol_from_metadata, table_from_layer_meta
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
 
     metadata = meta.get("metadata") or {}
@@ -25,6 +26,11 @@ def write_labels_coco(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     record = dict(metadata.get(IMAGE_KEY) or {})
     file_name = record.pop("file_name", None) or f"{meta.get('name', Path(path).stem)}.tif"
     extra = {k: v for k, v in record.items() if k not in ("id", "height", "width")}
-    item = AnnotatedImage(np.asarray(data), table, file_name, record.get("id"), extra)
+    amodal = {}
+    if metadata.get(STORE_KEY):  # amodal outlines live in the layer's store
+        from napari_instseg.core.store import AnnotationStore
+
+        amodal = AnnotationStore.open(metadata[STORE_KEY], read_only=True).read_side("amodal")
+    item = AnnotatedImage(np.asarray(data), table, file_name, record.get("id"), extra, amodal=amodal)
     save_coco(export_coco([item], protocol).coco, path)
     return [path]

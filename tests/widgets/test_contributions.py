@@ -41,6 +41,7 @@ def test_reader_declines_other_json(tmp_path):
     assert get_reader(str(tmp_path / "settings.json")) is None
     assert get_reader(str(tmp_path / "missing.json")) is None
     assert get_reader(str(tmp_path / "image.tif")) is None
+    assert get_reader(str(tmp_path)) is None  # a folder that is no annotation store
 
 
 def test_writer_saves_labels_and_features_as_coco(make_napari_viewer, tmp_path, coco_with_image, labels_and_table):

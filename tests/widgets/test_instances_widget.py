@@ -48,6 +48,13 @@ def test_table_shows_instances_and_a_click_selects_and_centres(viewer_with_widge
     np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (70, 60), atol=0.5)
     instances.review_filter.value = "pre-label"
     assert instances.row_ids() == [b]
+    instances.review_filter.value = "all"
+    prompt._binding.run("retag", a, occlusion="heavy")
+    instances.tier_filter.value = "heavy"
+    assert instances.row_ids() == [a]
+    instances.tier_filter.value = "all"
+    instances.category_filter.value = 1
+    assert instances.row_ids() == [a, b]
 
 
 def test_retag_reorder_delete_undo_redo_reach_the_features(viewer_with_widgets):
@@ -124,3 +131,58 @@ def test_store_saves_commits_and_debounced_paint_and_reopens(viewer_with_widgets
         session = reopened.session()
         np.testing.assert_array_equal(session.labels_yx, layer.data)
         assert session.undo_stack[-1].op == "paint"
+
+
+def test_outline_from_a_box_candidate(viewer_with_widgets):
+    viewer, prompt, instances = viewer_with_widgets
+    image = np.full((96, 96), 20, np.uint8)
+    image[_disk((96, 96), (40, 50), 14)] = 200
+    viewer.layers["cells"].data = image
+    prompt._forget_image()
+    layer = prompt.labels_combo.value
+    front = _commit(prompt, _disk((96, 96), (40, 34), 10))
+    back = _commit(prompt, _disk((96, 96), (40, 50), 14))  # only its visible part
+    layer.selected_label = back
+    prompt.boxes_layer.add_rectangles(np.array([[24, 34], [24, 66], [56, 66], [56, 34]], float))
+    assert prompt.session.candidate is not None
+    prompt._on_outline_from_candidate()
+    row = from_features(layer.features).loc[back]
+    assert back in prompt.session.amodal and row["occluded_fraction"] > 0
+    assert (layer.data == front).sum() == _disk((96, 96), (40, 34), 10).sum()
+
+
+def test_close_napari_reopen_the_store_and_find_everything(make_napari_viewer, viewer_with_widgets, tmp_path):
+    viewer, prompt, _ = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()
+    binding = prompt._binding
+    front = binding.run("commit", _disk((96, 96), (40, 34), 12), amodal=True).instance_id
+    back = binding.run("commit", _disk((96, 96), (40, 52), 12), amodal=True, source="sam2").instance_id
+    expected_labels, expected_table = layer.data.copy(), from_features(layer.features)
+    assert expected_table.loc[back, "occlusion"] in ("partial", "heavy")
+    binding.close()  # napari closes (a killed napari leaves a stale lock; it is taken over)
+    viewer.close()
+
+    again = make_napari_viewer()
+    again.open(str(tmp_path / "cells.zarr"), plugin=PLUGIN)
+    reopened = again.layers["cells labels"]
+    np.testing.assert_array_equal(reopened.data, expected_labels)
+    from pandas.testing import assert_frame_equal
+
+    assert_frame_equal(from_features(reopened.features), expected_table)
+    from napari_instseg._widgets._binding import layer_session
+
+    bound = layer_session(reopened)
+    assert bound.store is not None and not bound.store.read_only
+    assert set(bound.session.amodal) == {front, back}
+    bound.run("undo")  # the history came back too
+    assert back not in bound.session.table.index
+    bound.run("redo")
+    out = tmp_path / "cells.json"
+    reopened.save(str(out), plugin=PLUGIN)
+    import json
+
+    anns = {a["instance_id"]: a for a in json.loads(out.read_text())["annotations"]}
+    assert anns[back]["amodal_area"] > anns[back]["area"]
+    bound.close()

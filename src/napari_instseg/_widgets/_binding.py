@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata, touched_ids_from_paint
+from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, protocol_from_metadata, touched_ids_from_paint
 from napari_instseg.core.instances import from_features, to_features
 
 __all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "layer_session"]
@@ -53,6 +53,9 @@ class LayerSession:
         self._timer.timeout.connect(self.flush)
         self._adopt(self._session_from_layer())
         layer.events.paint.connect(self._on_paint)
+        self.store_message = ""
+        if layer.metadata.get(STORE_KEY):  # read from a store: keep saving to it
+            self.store_message = self.attach_store(layer.metadata[STORE_KEY])
 
     # -- binding -------------------------------------------------------------------------------
     def _session_from_layer(self) -> Any:
@@ -87,6 +90,7 @@ class LayerSession:
             store = AnnotationStore.create(target, self.session.labels_yx, self.session.protocol, image=image,
                                            table=self.session.table)
         self.store = store
+        self.layer.metadata = {**self.layer.metadata, STORE_KEY: str(target.resolve())}
         self._adopt(store.session(annotator=self.session.annotator))
         if store.read_only:
             return f"{store.lock_message}: changes will not be saved."
