@@ -186,3 +186,18 @@ def test_close_napari_reopen_the_store_and_find_everything(make_napari_viewer, v
     anns = {a["instance_id"]: a for a in json.loads(out.read_text())["annotations"]}
     assert anns[back]["amodal_area"] > anns[back]["area"]
     bound.close()
+
+
+def test_napari_own_undo_of_a_stroke_is_recorded_before_the_next_action(viewer_with_widgets):
+    _, prompt, _ = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    a = _commit(prompt, _disk((96, 96), (20, 20), 8))
+    layer.brush_size = 4
+    layer.paint((20, 32), a)
+    prompt._binding.flush()
+    assert prompt.session.undo_stack[-1].op == "paint"
+    layer.undo()  # napari's Ctrl-Z: no paint event
+    b = _commit(prompt, _disk((96, 96), (70, 70), 6))
+    np.testing.assert_array_equal(prompt.session.labels_yx, layer.data)
+    assert [e.op for e in prompt.session.undo_stack[-3:]] == ["paint", "paint", "commit"]
+    assert b in from_features(layer.features).index

@@ -111,13 +111,17 @@ class LayerSession:
             self._timer.start()
 
     def flush(self) -> None:
-        """Record painting not yet recorded (as one undoable, saved edit)."""
+        """Record pixel changes not yet recorded (as one undoable, saved edit).
+
+        Changes are found by comparing with the last recorded labels, so this also catches
+        edits napari makes without a ``paint`` event (its own Ctrl-Z / Ctrl-Shift-Z).
+        """
         self._timer.stop()
-        if not self._dirty or self.session is None:
+        if self.session is None:
             return
         dirty, self._dirty = self._dirty, set()
-        self.session.labels_edited(dirty - {0})
-        self.sync()
+        if self.session.labels_edited(dirty - {0}) is not None:
+            self.sync()
 
     # -- showing --------------------------------------------------------------------------------
     def sync(self) -> None:
