@@ -62,6 +62,22 @@ def _build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", help="folder (default: the user cache folder)")
     fetch.set_defaults(func=_cmd_fetch_weights)
 
+    qa = sub.add_parser("qa", help="QA report: Mask AP per class and occlusion tier, pre-labels, review sample")
+    qa.add_argument("--gt", required=True, help="reference COCO JSON")
+    qa.add_argument("--dt", required=True, help="candidates: COCO results list or full COCO JSON (score 1 if absent)")
+    qa.add_argument("-o", "--outdir", required=True, help="folder for report.html, report.json, summary.md, review_queue.*")
+    qa.add_argument("--images", help="folder with the images (for the gallery of worst-IoU instances)")
+    qa.add_argument("--max-dets", type=int, default=1000, help="detections per image and class (default 1000)")
+    qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
+    qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
+    qa.set_defaults(func=_cmd_qa)
+
+    agree = sub.add_parser("agreement", help="calibration: annotator A versus B on the same images")
+    agree.add_argument("a", help="COCO JSON of annotator A")
+    agree.add_argument("b", help="COCO JSON of annotator B")
+    agree.add_argument("-o", "--output", required=True, help="JSON file to write")
+    agree.set_defaults(func=_cmd_agreement)
+
     imp = sub.add_parser("import", help="import a COCO JSON file into label images and CSV tables")
     imp.add_argument("coco", help="COCO instances JSON file")
     imp.add_argument("-o", "--outdir", required=True, help="folder for <stem>_labels.tif and <stem>_instances.csv")
@@ -146,6 +162,40 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     save_coco(exported.coco, args.output)
     print(summary)
     print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _cmd_qa(args: argparse.Namespace) -> int:
+    import json
+
+    from napari_instseg.core.coco import load_coco_json
+    from napari_instseg.core.qa.report import run_qa
+    from napari_instseg.core.qa.sampling import read_queue
+
+    gt = load_coco_json(args.gt)
+    with open(args.dt, "rb") as handle:
+        dt = json.load(handle)
+    outcomes = read_queue(args.outcomes) if args.outcomes else None
+    bar = _progress_bar("QA", "step")
+    report = run_qa(gt, dt, args.outdir, images_dir=args.images, max_dets=args.max_dets, seed=args.seed,
+                    outcomes=outcomes, progress=lambda done, total, _what: bar(done, total))
+    print(report.summary_path.read_text())
+    print(f"wrote {report.html_path}, {report.json_path}, {report.summary_path}, {report.queue_paths[0]}")
+    return 0
+
+
+def _cmd_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from napari_instseg.core._io import atomic_write_text
+    from napari_instseg.core.coco import load_coco_json
+    from napari_instseg.core.qa.agreement import calibration
+    from napari_instseg.core.qa.report import _clean
+
+    result = _clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
+    atomic_write_text(args.output, json.dumps(result, indent=2))
+    print(f"B against A: AP {result['B_against_A']['AP']}, A against B: AP {result['A_against_B']['AP']}; "
+          f"{result['n_matched']} matched; kappa occlusion {result['kappa_occlusion']}, crowd {result['kappa_crowd']}")
     return 0
 
 

@@ -1,0 +1,319 @@
+"""The QA report: ``report.json`` (every number), ``summary.md`` (one screen) and a
+self-contained ``report.html`` (plots embedded as PNG data URIs).
+
+Plots: precision-recall at IoU 0.5 per occlusion tier, AP per class, the IoU of each reference
+to its best candidate, pre-label acceptance by class and tier, and a gallery of the
+worst-IoU instances as image crops with both outlines (when the images are given).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_instseg import __version__
+from napari_instseg.core._io import atomic_write_text
+from napari_instseg.core.coco._fields import json_scalar
+from napari_instseg.core.protocol import OCCLUSION_TIERS, SamplingRates
+from napari_instseg.core.qa.metrics import EvalParams, MaskEval, Scores, prepare, scores_of
+
+__all__ = ["QAReport", "run_qa"]
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class QAReport:
+    """Where the report went and its numbers."""
+
+    json_path: Path
+    html_path: Path
+    summary_path: Path
+    queue_paths: tuple[Path, Path]
+    data: dict[str, Any]
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return json_scalar(value) if not isinstance(value, (dict, list)) else value
+
+
+def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], outdir: str | os.PathLike[str], *,
+           images_dir: str | os.PathLike[str] | None = None, max_dets: int = 1000, seed: int = 0,
+           outcomes: pd.DataFrame | None = None, progress: Progress | None = None) -> QAReport:
+    """Evaluate ``dt`` against ``gt`` and write the report, the summary and a review queue.
+
+    Parameters
+    ----------
+    gt, dt : COCO dict / results list or COCO dict
+        Reference and candidates.
+    outdir : path-like
+        Folder for ``report.json``, ``report.html``, ``summary.md``, ``review_queue.{json,csv}``.
+    images_dir : path-like, optional
+        Folder holding the images named by ``file_name`` (for the gallery).
+    max_dets : int
+        Detections kept per image and class (COCO's 100 is too few for dense cell tiles).
+    seed : int
+        Seed of the review sample.
+    outcomes : DataFrame, optional
+        A reviewed queue (``read_queue``): error rates per tier, category, annotator.
+    progress : callable, optional
+        ``progress(step, total, what)``.
+    """
+    from napari_instseg.core.protocol import Protocol
+    from napari_instseg.core.qa.agreement import prelabel_stats
+    from napari_instseg.core.qa.sampling import error_rates, instances_of, review_sample, write_queue
+
+    def step(i: int, what: str) -> None:
+        if progress is not None:
+            progress(i, 6, what)
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    step(0, "IoUs")
+    evaluation = prepare(gt, dt, EvalParams(max_dets=max_dets))
+    step(1, "Mask AP per tier")
+    scores = {"overall": scores_of(evaluation)}
+    scores.update({tier: scores_of(evaluation, tier) for tier in OCCLUSION_TIERS})
+    step(2, "pre-labels")
+    protocol_dict = (gt.get("info") or {}).get("protocol")
+    rates = Protocol.from_dict(protocol_dict).qa_rates if isinstance(protocol_dict, Mapping) else SamplingRates()
+    final = dt if isinstance(dt, Mapping) else None
+    data: dict[str, Any] = {
+        "tool": f"napari-instseg {__version__}",
+        "max_dets": max_dets,
+        "n_images": len(gt["images"]),
+        "n_gt": len(gt["annotations"]),
+        "n_dt": len(dt["annotations"]) if isinstance(dt, Mapping) else len(dt),
+        "overall": scores["overall"].to_dict(),
+        "per_tier": {tier: scores[tier].to_dict() for tier in OCCLUSION_TIERS},
+        "per_class": {name: {"AP": ap} for name, ap in scores["overall"].per_class.items()},
+        "prelabels": prelabel_stats(final) if final is not None and _has_attributes(final) else None,
+    }
+    step(3, "review sample")
+    queue = review_sample(instances_of(gt), rates, seed=seed)
+    queue_paths = write_queue(queue, out)
+    data["review_sample"] = {"seed": seed, "rates": {t: rates.rate(t) for t in OCCLUSION_TIERS},
+                             "min_per_tier": rates.min_per_tier, "n_items": int(len(queue)),
+                             "per_stratum": queue["stratum"].value_counts().sort_index().to_dict()}
+    if outcomes is not None:
+        data["review_outcomes"] = {by: error_rates(outcomes, by).to_dict("records") for by in ("occlusion", "category", "annotator")}
+    step(4, "plots")
+    ious = _best_ious(evaluation)
+    plots = _plots(scores, evaluation, ious, data)
+    gallery = _gallery(gt, dt, evaluation, ious, images_dir) if images_dir else []
+    step(5, "writing")
+    data = _clean(data)
+    json_path, html_path, summary_path = out / "report.json", out / "report.html", out / "summary.md"
+    atomic_write_text(json_path, json.dumps(data, indent=2, allow_nan=False))
+    atomic_write_text(summary_path, _summary(data))
+    atomic_write_text(html_path, _html(data, plots, gallery))
+    step(6, "done")
+    return QAReport(json_path, html_path, summary_path, queue_paths, data)
+
+
+def _has_attributes(coco: Mapping[str, Any]) -> bool:
+    return any(isinstance(a.get("attributes"), Mapping) and "source" in a["attributes"] for a in coco["annotations"])
+
+
+def _best_ious(evaluation: MaskEval) -> pd.DataFrame:
+    """For every non-crowd reference: the IoU of its best candidate (0 when none)."""
+    rows = []
+    for (image_id, category_id), cell in evaluation.cells.items():
+        best = cell.ious.max(axis=0) if cell.ious.size else np.zeros(cell.gt_ids.size)
+        for k, gt_id in enumerate(cell.gt_ids.tolist()):
+            if not cell.gt_crowd[k]:
+                rows.append({"gt_id": gt_id, "image_id": image_id, "category_id": category_id,
+                             "occlusion": str(cell.gt_tier[k]), "iou": float(best[k]),
+                             "dt_index": int(cell.ious[:, k].argmax()) if best[k] > 0 else -1})
+    return pd.DataFrame(rows, columns=["gt_id", "image_id", "category_id", "occlusion", "iou", "dt_index"])
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plots(scores: dict[str, Scores], evaluation: MaskEval, ious: pd.DataFrame, data: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recall = np.asarray(evaluation.params.recall_thresholds)
+    plots = {}
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name in ("overall", *OCCLUSION_TIERS):
+        precision = scores[name].precision[0]  # IoU 0.5, (R, K)
+        defined = precision[:, (precision > -1).all(axis=0)] if precision.size else precision
+        if defined.size and defined.shape[1]:
+            ax.plot(recall, defined.mean(axis=1), label=f"{name} (AP50 {scores[name].AP50:.2f})")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall at IoU 0.5", xlim=(0, 1), ylim=(0, 1.05))
+    ax.legend(loc="lower left")
+    plots["pr_curves"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    names = list(scores["overall"].per_class)
+    ax.bar(names, [0 if math.isnan(v) else v for v in scores["overall"].per_class.values()], color="#1f77b4")
+    ax.set(ylabel="AP", title="Mask AP per class", ylim=(0, 1))
+    plots["ap_per_class"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for tier in OCCLUSION_TIERS:
+        values = ious.loc[ious["occlusion"] == tier, "iou"]
+        if len(values):
+            ax.hist(values, bins=20, range=(0, 1), alpha=0.5, label=f"{tier} (n={len(values)})")
+    ax.set(xlabel="IoU of the best candidate", ylabel="references", title="IoU per reference, by tier")
+    ax.legend()
+    plots["iou_histogram"] = _png(fig)
+    pre = data.get("prelabels")
+    if pre:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        for ax, key in zip(axes, ("per_class", "per_tier")):
+            groups = pre[key]
+            ax.bar(list(groups), [0 if math.isnan(g["acceptance_rate"]) else g["acceptance_rate"] for g in groups.values()])
+            ax.set(ylim=(0, 1), title=f"Pre-label acceptance {key.replace('per_', 'by ')}")
+        plots["acceptance"] = _png(fig)
+    return plots
+
+
+def _gallery(gt: Mapping[str, Any], dt: Any, evaluation: MaskEval, ious: pd.DataFrame, images_dir: Any, n: int = 12) -> list[dict[str, Any]]:
+    """Crops of the worst-IoU references with the reference (green) and candidate (red) outlines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pycocotools import mask as mask_utils
+
+    from napari_instseg.core.io import read_image
+    from napari_instseg.core.qa.metrics import _rle
+
+    images = {im["id"]: im for im in gt["images"]}
+    anns = {a["id"]: a for a in gt["annotations"]}
+    candidates = dt["annotations"] if isinstance(dt, Mapping) else list(dt)
+    by_cell: dict[tuple[int, int], list[Mapping[str, Any]]] = {}
+    for ann in candidates:
+        by_cell.setdefault((ann["image_id"], ann["category_id"]), []).append(ann)
+    items = []
+    for row in ious.sort_values(["iou", "gt_id"]).head(n).itertuples():
+        image = images[row.image_id]
+        path = Path(images_dir) / image["file_name"]
+        if not path.is_file():
+            continue
+        pixels = read_image(path)
+        height, width = image["height"], image["width"]
+        ref = mask_utils.decode(_rle(anns[row.gt_id]["segmentation"], height, width)).astype(bool)
+        cands = sorted(by_cell.get((row.image_id, row.category_id), []), key=lambda a: -float(a.get("score", 1.0)))
+        cand = mask_utils.decode(_rle(cands[row.dt_index]["segmentation"], height, width)).astype(bool) if row.dt_index >= 0 and cands else np.zeros_like(ref)
+        ys, xs = np.nonzero(ref | cand)
+        pad = 10
+        y0, y1 = max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, height)
+        x0, x1 = max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, width)
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.imshow(pixels[y0:y1, x0:x1], cmap="gray")
+        ax.contour(ref[y0:y1, x0:x1], levels=[0.5], colors="lime", linewidths=1)
+        if cand.any():
+            ax.contour(cand[y0:y1, x0:x1], levels=[0.5], colors="red", linewidths=1)
+        ax.set_axis_off()
+        items.append({"src": _png(fig), "caption": f"ann {row.gt_id} ({image['file_name']}, {row.occlusion}): IoU {row.iou:.2f}"})
+    return items
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _summary(data: dict[str, Any]) -> str:
+    lines = [
+        "# QA summary", "",
+        f"{data['n_gt']} reference and {data['n_dt']} candidate instances on {data['n_images']} images "
+        f"(maxDets {data['max_dets']}).", "",
+        "| subset | AP | AP50 | AP75 | AR | references |", "|---|---|---|---|---|---|",
+        f"| overall | {_fmt(data['overall']['AP'])} | {_fmt(data['overall']['AP50'])} | {_fmt(data['overall']['AP75'])} "
+        f"| {_fmt(data['overall']['AR'])} | {data['overall']['n_gt']} |",
+    ]
+    for tier, s in data["per_tier"].items():
+        lines.append(f"| {tier} | {_fmt(s['AP'])} | {_fmt(s['AP50'])} | {_fmt(s['AP75'])} | {_fmt(s['AR'])} | {s['n_gt']} |")
+    lines += ["", "AP per class: " + ", ".join(f"{k} {_fmt(v['AP'])}" for k, v in data["per_class"].items())]
+    pre = data.get("prelabels")
+    if pre:
+        o = pre["overall"]
+        lines += ["", f"Pre-labels: {o['n_prelabels']}, accepted as is {_fmt(o['acceptance_rate'])}, "
+                      f"mean IoU pre-label -> final {_fmt(o['mean_iou_prelabel_to_final'])}."]
+    sample = data["review_sample"]
+    lines += ["", f"Review sample: {sample['n_items']} items (seed {sample['seed']}): "
+                  + ", ".join(f"{k}: {v}" for k, v in sample["per_stratum"].items()) + "."]
+    if data.get("review_outcomes"):
+        for row in data["review_outcomes"]["occlusion"]:
+            lines.append(f"- error rate {row['occlusion']}: {_fmt(row['error_rate'])} "
+                         f"(95 % CI {_fmt(row['ci_low'])}-{_fmt(row['ci_high'])}, n={row['reviewed']})")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_to_html(text: str) -> str:
+    """The summary's small Markdown subset (headings, tables, lists, paragraphs) as HTML."""
+    out, table, items = [], [], []
+
+    def close() -> None:
+        if table:
+            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            rest = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in cells[1:])
+            out.append(f"<table id='scores'><tr>{head}</tr>{rest}</table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        close()
+        if line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    close()
+    return "\n".join(out)
+
+
+def _html(data: dict[str, Any], plots: dict[str, str], gallery: list[dict[str, Any]]) -> str:
+    body = _markdown_to_html(_summary(data))
+    figures = "".join(f'<figure><img id="plot-{html.escape(k)}" alt="{html.escape(k)}" src="{v}"><figcaption>'
+                      f"{html.escape(k.replace('_', ' '))}</figcaption></figure>" for k, v in plots.items())
+    tiles = "".join(f'<figure class="tile"><img alt="worst IoU" src="{g["src"]}"><figcaption>{html.escape(g["caption"])}'
+                    f"</figcaption></figure>" for g in gallery)
+    gallery_html = f"<h2>Worst-IoU instances (green: reference, red: candidate)</h2><div id='gallery'>{tiles}</div>" if tiles else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>QA report - napari-instseg</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px}} figure{{display:inline-block;margin:8px}} .tile img{{width:180px}}</style>
+</head><body>{body}<h2>Plots</h2><div id="plots">{figures}</div>{gallery_html}
+<h2>All numbers</h2><pre id="numbers">{html.escape(json.dumps(data, indent=1))}</pre>
+<script>window.addEventListener("load", () => {{
+  document.body.dataset.imagesLoaded = [...document.images].filter(i => i.naturalWidth > 0).length;
+}});</script></body></html>
+"""
