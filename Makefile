@@ -24,6 +24,7 @@ system-deps:
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_coco_export.py
 	$(VENV)/bin/python benchmarks/bench_prompting.py
+	$(VENV)/bin/python benchmarks/bench_qa.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

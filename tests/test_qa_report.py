@@ -56,10 +56,13 @@ def test_qa_cli_writes_report_json_summary_and_queue(qa_files, capsys):
 def test_full_coco_candidates_score_one_and_prelabel_section(qa_files):
     folder, _, _ = qa_files
     out = folder / "self"
-    assert main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "full.json"), "-o", str(out)]) == 0
+    assert main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "full.json"), "-o", str(out),
+                 "--stratify-by", "occlusion", "category"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["AP"] == pytest.approx(1.0)
     assert report["prelabels"]["overall"]["acceptance_rate"] == pytest.approx(1.0)
+    assert report["review_sample"]["stratified_by"] == ["occlusion", "category"]
+    assert all("category=nucleus" in k for k in report["review_sample"]["per_stratum"])
 
 
 def test_review_outcomes_feed_the_report(qa_files):

@@ -70,6 +70,8 @@ def _build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--max-dets", type=int, default=1000, help="detections per image and class (default 1000)")
     qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
+    qa.add_argument("--stratify-by", nargs="+", default=["occlusion"], choices=("occlusion", "category", "annotator"),
+                    help="strata of the review sample (default: occlusion)")
     qa.set_defaults(func=_cmd_qa)
 
     agree = sub.add_parser("agreement", help="calibration: annotator A versus B on the same images")
@@ -178,7 +180,8 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     outcomes = read_queue(args.outcomes) if args.outcomes else None
     bar = _progress_bar("QA", "step")
     report = run_qa(gt, dt, args.outdir, images_dir=args.images, max_dets=args.max_dets, seed=args.seed,
-                    outcomes=outcomes, progress=lambda done, total, _what: bar(done, total))
+                    outcomes=outcomes, progress=lambda done, total, _what: bar(done, total),
+                    stratify_by=args.stratify_by)
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}, {report.summary_path}, {report.queue_paths[0]}")
     return 0

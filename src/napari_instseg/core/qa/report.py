@@ -56,7 +56,8 @@ def _clean(value: Any) -> Any:
 
 def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], outdir: str | os.PathLike[str], *,
            images_dir: str | os.PathLike[str] | None = None, max_dets: int = 1000, seed: int = 0,
-           outcomes: pd.DataFrame | None = None, progress: Progress | None = None) -> QAReport:
+           outcomes: pd.DataFrame | None = None, progress: Progress | None = None,
+           stratify_by: Sequence[str] = ("occlusion",)) -> QAReport:
     """Evaluate ``dt`` against ``gt`` and write the report, the summary and a review queue.
 
     Parameters
@@ -75,6 +76,12 @@ def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str,
         A reviewed queue (``read_queue``): error rates per tier, category, annotator.
     progress : callable, optional
         ``progress(step, total, what)``.
+    stratify_by : sequence of str
+        Strata of the review sample: ``occlusion`` and optionally ``category``, ``annotator``.
+
+    The pre-label section (acceptance, IoU pre-label -> final, time by source) comes from the
+    set that carries our review attributes, the reference first: run it with the final
+    annotations as ``gt`` and the pre-labels as ``dt``, and AP50 is the pre-labels' Mask AP@0.5.
     """
     from napari_instseg.core.protocol import Protocol
     from napari_instseg.core.qa.agreement import prelabel_stats
@@ -94,7 +101,7 @@ def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str,
     step(2, "pre-labels")
     protocol_dict = (gt.get("info") or {}).get("protocol")
     rates = Protocol.from_dict(protocol_dict).qa_rates if isinstance(protocol_dict, Mapping) else SamplingRates()
-    final = dt if isinstance(dt, Mapping) else None
+    final = gt if _has_attributes(gt) else (dt if isinstance(dt, Mapping) and _has_attributes(dt) else None)
     data: dict[str, Any] = {
         "tool": f"napari-instseg {__version__}",
         "max_dets": max_dets,
@@ -104,12 +111,12 @@ def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str,
         "overall": scores["overall"].to_dict(),
         "per_tier": {tier: scores[tier].to_dict() for tier in OCCLUSION_TIERS},
         "per_class": {name: {"AP": ap} for name, ap in scores["overall"].per_class.items()},
-        "prelabels": prelabel_stats(final) if final is not None and _has_attributes(final) else None,
+        "prelabels": prelabel_stats(final) if final is not None else None,
     }
     step(3, "review sample")
-    queue = review_sample(instances_of(gt), rates, seed=seed)
+    queue = review_sample(instances_of(gt), rates, seed=seed, by=tuple(stratify_by))
     queue_paths = write_queue(queue, out)
-    data["review_sample"] = {"seed": seed, "rates": {t: rates.rate(t) for t in OCCLUSION_TIERS},
+    data["review_sample"] = {"seed": seed, "stratified_by": list(stratify_by), "rates": {t: rates.rate(t) for t in OCCLUSION_TIERS},
                              "min_per_tier": rates.min_per_tier, "n_items": int(len(queue)),
                              "per_stratum": queue["stratum"].value_counts().sort_index().to_dict()}
     if outcomes is not None:

@@ -1,0 +1,166 @@
+"""Dock widget "QA & review": run the QA report on open layers, then step through its review
+queue (zoom to each instance, pass / fail with a reason; every verdict saved at once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+
+from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
+from napari_instseg._widgets._workers import run_worker
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ReviewWidget", "layer_to_coco"]
+
+
+def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
+    """A Labels layer (data + features + protocol) as a one-image COCO dict."""
+    from napari_instseg._adapters import table_from_layer_meta
+    from napari_instseg.core.coco import AnnotatedImage, export_coco
+
+    table = table_from_layer_meta({"features": layer.features})
+    record = dict(layer.metadata.get(IMAGE_KEY) or {})
+    file_name = record.get("file_name") or f"{layer.name}.tif"
+    protocol = protocol_from_metadata(layer.metadata, layer.features)
+    return export_coco([AnnotatedImage(np.asarray(layer.data), table, file_name, image_id)], protocol).coco
+
+
+class ReviewWidget(Container):
+    """QA of a candidate Labels layer against a reference one, and the review of its sample.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer (napari injects it).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.queue: Any = None
+        self.queue_path: Path | None = None
+        self.index = 0
+        self.report: Any = None
+        self._worker: Any = None
+        self.reference_combo = ComboBox(label="reference labels", choices=self._labels_layers, nullable=True)
+        self.candidate_combo = ComboBox(label="candidate labels", choices=self._labels_layers, nullable=True)
+        self.outdir_edit = FileEdit(label="report folder", mode="d", value=str(Path.cwd() / "qa-report"))
+        self.run_button = PushButton(text="Run QA on these layers")
+        self.queue_edit = FileEdit(label="review queue", mode="r", filter="*.json", nullable=True)
+        self.load_button = PushButton(text="Load queue")
+        self.item_label = Label(value="")
+        self.reason_edit = LineEdit(label="reason")
+        self.pass_button = PushButton(text="Pass")
+        self.fail_button = PushButton(text="Fail")
+        self.previous_button = PushButton(text="Previous")
+        self.next_button = PushButton(text="Next")
+        self.status = Label(value="")
+        self.extend([self.reference_combo, self.candidate_combo, self.outdir_edit, self.run_button, self.queue_edit,
+                     self.load_button, self.item_label, self.reason_edit, self.pass_button, self.fail_button,
+                     self.previous_button, self.next_button, self.status])
+        self.run_button.changed.connect(self._on_run_qa)
+        self.load_button.changed.connect(self._on_load_queue)
+        self.pass_button.changed.connect(lambda *_: self._on_verdict("pass"))
+        self.fail_button.changed.connect(lambda *_: self._on_verdict("fail"))
+        self.previous_button.changed.connect(lambda *_: self.go(self.index - 1))
+        self.next_button.changed.connect(lambda *_: self.go(self.index + 1))
+        self.viewer.layers.events.inserted.connect(self._refresh_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_choices)
+
+    def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
+        from napari.layers import Labels
+
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels) and not layer.multiscale]
+
+    def _refresh_choices(self, *_: Any) -> None:
+        self.reference_combo.reset_choices()
+        self.candidate_combo.reset_choices()
+
+    # -- QA ----------------------------------------------------------------------------------------
+    def _on_run_qa(self, *_: Any) -> None:
+        from napari_instseg.core.qa.report import run_qa
+
+        reference, candidate = self.reference_combo.value, self.candidate_combo.value
+        if reference is None or candidate is None:
+            self.status.value = "Choose a reference and a candidate labels layer."
+            return
+        gt, dt = layer_to_coco(reference), layer_to_coco(candidate)
+        outdir = Path(self.outdir_edit.value)
+        self.status.value = "Running QA..."
+
+        def done(report: Any) -> None:
+            self._worker = None
+            self.report = report
+            overall = report.data["overall"]
+            self.status.value = (f"AP {overall['AP']:.3f}, AP50 {overall['AP50']:.3f}; "
+                                 f"report: {report.html_path}") if overall["AP"] is not None else f"report: {report.html_path}"
+            self.queue_edit.value = str(report.queue_paths[0])
+            self._on_load_queue()
+
+        def failed(exc: Exception) -> None:
+            self._worker = None
+            self.status.value = f"QA failed: {type(exc).__name__}: {exc}"
+
+        self._worker = run_worker(run_qa, gt, dt, outdir, on_returned=done, on_error=failed,
+                                  progress="QA: Mask AP per tier, review sample, report")
+
+    # -- review --------------------------------------------------------------------------------------
+    def _on_load_queue(self, *_: Any) -> None:
+        from napari_instseg.core.qa.sampling import read_queue
+
+        path = self.queue_edit.value
+        if path in (None, Path(""), Path(".")) or not Path(path).is_file():
+            self.status.value = "Choose a review_queue.json."
+            return
+        self.queue_path = Path(path)
+        self.queue = read_queue(self.queue_path)
+        pending = np.flatnonzero(self.queue["outcome"].to_numpy() == "")
+        self.go(int(pending[0]) if pending.size else 0)
+
+    def go(self, index: int) -> None:
+        """Show item ``index``: zoom to its box and select its instance in the labels layer."""
+        if self.queue is None or not len(self.queue):
+            return
+        self.index = int(np.clip(index, 0, len(self.queue) - 1))
+        item = self.queue.iloc[self.index]
+        x, y, w, h = (float(v) for v in item["bbox_xywh"])
+        layer = self._labels_for(item["file_name"])
+        from napari_instseg._widgets.instances import viewer_camera
+
+        camera = viewer_camera(self.viewer)
+        camera.center = (y + h / 2, x + w / 2)
+        camera.zoom = max(0.5, min(8.0, 300.0 / max(w, h, 1.0)))
+        if layer is not None:
+            layer.selected_label = int(item["instance_id"])
+            layer.show_selected_label = True
+        reviewed = int((self.queue["outcome"] != "").sum())
+        self.item_label.value = (f"item {self.index + 1} of {len(self.queue)} ({reviewed} reviewed): ann "
+                                 f"{item['ann_id']}, {item['category']}, {item['occlusion']}, {item['stratum']}"
+                                 + (f" -> {item['outcome']}" if item["outcome"] else ""))
+        self.reason_edit.value = str(item["reason"] or "")
+
+    def _labels_for(self, file_name: str) -> Any:
+        for _, layer in self._labels_layers():
+            if (layer.metadata.get(IMAGE_KEY) or {}).get("file_name") == file_name:
+                return layer
+        return self.reference_combo.value
+
+    def _on_verdict(self, outcome: str) -> None:
+        from napari_instseg.core.qa.sampling import write_queue
+
+        if self.queue is None:
+            self.status.value = "Load a review queue first."
+            return
+        if outcome == "fail" and not self.reason_edit.value.strip():
+            self.status.value = "Say why it fails (reason)."
+            return
+        self.queue.loc[self.index, "outcome"] = outcome
+        self.queue.loc[self.index, "reason"] = self.reason_edit.value.strip()
+        write_queue(self.queue, self.queue_path.parent, stem=self.queue_path.stem)  # saved at once
+        self.status.value = f"ann {self.queue.loc[self.index, 'ann_id']}: {outcome}."
+        self.go(self.index + 1)
