@@ -53,33 +53,34 @@ def synthetic_sets(n_images: int, per_image: int, size: int = 512, seed: int = 0
     return {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "nucleus"}]}, dts
 
 
-def pycocotools_ap(gt: dict, dt: list, max_dets: int) -> float:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+def _cocoeval_ap(reference: object, evaluator_class: type, dt: list, max_dets: int) -> float:
+    """Mean precision (area 'all', the one detection limit) of a COCOeval-like engine."""
     with contextlib.redirect_stdout(io.StringIO()):
-        ref = COCO()
-        ref.dataset = copy.deepcopy(gt)
-        ref.createIndex()
-        evaluator = COCOeval(ref, ref.loadRes(copy.deepcopy(dt)), "segm")
+        evaluator = evaluator_class(reference, reference.loadRes(copy.deepcopy(dt)), "segm")
         evaluator.params.maxDets = [max_dets]
         evaluator.evaluate()
         evaluator.accumulate()
     precision = evaluator.eval["precision"][:, :, :, 0, -1]
     return float(np.mean(precision[precision > -1]))
+
+
+def pycocotools_ap(gt: dict, dt: list, max_dets: int) -> float:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = COCO()
+        reference.dataset = copy.deepcopy(gt)
+        reference.createIndex()
+    return _cocoeval_ap(reference, COCOeval, dt, max_dets)
 
 
 def faster_ap(gt: dict, dt: list, max_dets: int) -> float:
     import faster_coco_eval
 
     with contextlib.redirect_stdout(io.StringIO()):
-        ref = faster_coco_eval.COCO(copy.deepcopy(gt))
-        evaluator = faster_coco_eval.COCOeval_faster(ref, ref.loadRes(copy.deepcopy(dt)), "segm")
-        evaluator.params.maxDets = [max_dets]
-        evaluator.evaluate()
-        evaluator.accumulate()
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
-    return float(np.mean(precision[precision > -1]))
+        reference = faster_coco_eval.COCO(copy.deepcopy(gt))
+    return _cocoeval_ap(reference, faster_coco_eval.COCOeval_faster, dt, max_dets)
 
 
 def ours(gt: dict, dt: list, max_dets: int) -> dict:

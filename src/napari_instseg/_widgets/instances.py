@@ -17,6 +17,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._layers import labels_layers
 from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 if TYPE_CHECKING:
@@ -103,10 +104,7 @@ class InstancesWidget(QWidget):
             button.changed.connect(lambda *_, name=name: getattr(self, f"_on_{name}")())
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Labels
-
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, Labels) and not layer.multiscale and layer.name not in ("candidate", OUTLINE_LAYER)]
+        return labels_layers(self.viewer, exclude=("candidate", OUTLINE_LAYER))
 
     def _category_choices(self, *_: Any) -> list[tuple[str, int]]:
         if self.session is None:

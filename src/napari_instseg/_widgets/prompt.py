@@ -8,7 +8,6 @@ only wires layers, buttons, keys and workers to it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from napari_instseg._adapters import (
     protocol_from_metadata,
 )
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._layers import labels_layers
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
 if TYPE_CHECKING:
@@ -166,10 +166,7 @@ class PromptWidget(Container):
         return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Labels
-
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, Labels) and layer.name != CANDIDATE_NAME and not layer.multiscale]
+        return labels_layers(self.viewer, exclude=(CANDIDATE_NAME,))
 
     def _category_choices(self, *_: Any) -> list[tuple[str, int]]:
         protocol = self._protocol()

@@ -10,6 +10,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
+from napari_instseg._widgets._layers import labels_layers
 from napari_instseg._widgets._workers import run_worker
 
 if TYPE_CHECKING:
@@ -73,9 +74,7 @@ class ReviewWidget(Container):
         self.viewer.layers.events.removed.connect(self._refresh_choices)
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Labels
-
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Labels) and not layer.multiscale]
+        return labels_layers(self.viewer)
 
     def _refresh_choices(self, *_: Any) -> None:
         self.reference_combo.reset_choices()
