@@ -28,7 +28,11 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     if os.path.isdir(path):
         from napari_instseg.core.store import is_store
 
-        return read_store if is_store(path) else None
+        if is_store(path):
+            return read_store
+        return read_slide if _has_multiscales(path) else None
+    if str(path).lower().endswith((".ome.tif", ".ome.tiff", ".svs")) and os.path.isfile(path):
+        return read_slide
     if not str(path).lower().endswith(".json") or not os.path.isfile(path):
         return None
     try:
@@ -39,6 +43,30 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     if b'"annotations"' not in head and b'"images"' not in head:
         return None
     return read_coco
+
+
+def _has_multiscales(path: str) -> bool:
+    """True for an OME-Zarr folder (peeks at its metadata, never at pixels)."""
+    for name in ("zarr.json", ".zattrs"):
+        meta = Path(path) / name
+        if meta.is_file():
+            try:
+                text = meta.read_text()
+            except OSError:
+                return False
+            return '"multiscales"' in text
+    return False
+
+
+def read_slide(path: str | list[str]) -> list[LayerData]:
+    """A slide pyramid as a lazy multiscale image layer (no level is read whole)."""
+    from napari_instseg.core.slide import open_slide
+
+    path = path[0] if isinstance(path, list) else path
+    slide = open_slide(path)
+    metadata = {"instseg_slide": {"source": slide.source, "mpp": slide.mpp, "shape_yx": list(slide.shape_yx)}}
+    kwargs = {"name": Path(path).name.split(".")[0], "multiscale": True, "rgb": slide.rgb, "metadata": metadata}
+    return [(slide.napari_levels(), kwargs, "image")]
 
 
 def read_coco(path: str | list[str]) -> list[LayerData]:

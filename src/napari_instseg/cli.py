@@ -35,7 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export a label image (+ instance table) or a store to COCO JSON")
     export.add_argument("labels", help="label image (.tif, .tiff or .npy; 2-D, 0 = background) or STORE.zarr")
-    export.add_argument("-o", "--output", required=True, help="COCO JSON file to write")
+    export.add_argument("-o", "--output", required=True, help="COCO JSON file, or .geojson for QuPath GeoJSON")
     export.add_argument("--table", help="instance table CSV with an 'id' column")
     export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
@@ -231,9 +231,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 f"{args.labels} has shape (y, x) {labels.shape}, but image {args.image} is {image.shape[:2]}."
             )
         file_name = Path(args.image).name
+    if _is_geojson(args.output):
+        return _write_geojson(labels, table, protocol, args.output)
     exported = export_coco([AnnotatedImage(labels, table, file_name)], protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _is_geojson(path: str) -> bool:
+    return path.lower().endswith((".geojson", ".geo.json"))
+
+
+def _write_geojson(labels, table, protocol, output: str) -> int:  # noqa: ANN001 - core types
+    from napari_instseg.core.geojson import labels_to_geojson, save_geojson
+
+    collection = labels_to_geojson(labels, table, protocol)
+    save_geojson(collection, output)
+    print(f"wrote {output}: {len(collection['features'])} features (QuPath GeoJSON, level-0 pixels)")
     return 0
 
 
@@ -242,6 +257,8 @@ def _export_store(args: argparse.Namespace) -> int:
     from napari_instseg.core.store import AnnotationStore
 
     store = AnnotationStore.open(args.labels, read_only=True)
+    if _is_geojson(args.output):
+        return _write_geojson(store.read_labels(), store.table, store.protocol, args.output)
     image = dict(store.image)
     file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}

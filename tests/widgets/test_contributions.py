@@ -1,6 +1,7 @@
 """The manifest's reader, writer and sample data, exercised through napari's own API."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,3 +82,18 @@ def test_sample_data(make_napari_viewer):
     table = from_features(labels_layer.features)
     assert set(table["occlusion"]) == {"none", "partial", "heavy"}
     assert table["occluded_fraction"].between(0, 1).all()
+
+
+def test_slide_pyramid_opens_as_a_lazy_multiscale_layer(make_napari_viewer, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+    from test_slide import _write_ome_zarr
+
+    path = _write_ome_zarr(tmp_path / "slide.ome.zarr")
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)
+    layer = viewer.layers[-1]
+    assert layer.multiscale and layer.rgb and len(layer.data) == 3
+    assert layer.data[0].shape == (20_000, 20_000, 3)
+    assert layer.metadata["instseg_slide"]["mpp"] == 0.25

@@ -1,0 +1,80 @@
+"""QuPath GeoJSON: valid geometry (shapely), level-0 coordinates, holes, parts, round trip."""
+
+import json
+
+import numpy as np
+import pytest
+import shapely.geometry
+
+from napari_instseg.core.geojson import GeoJSONError, geojson_to_labels, labels_to_geojson, save_geojson
+from napari_instseg.core.instances import make_rows
+from napari_instseg.core.protocol import Category, Protocol
+
+
+@pytest.fixture
+def annotated():
+    from skimage.draw import disk
+
+    labels = np.zeros((80, 100), np.uint32)
+    rr, cc = disk((20, 20), 12)
+    labels[rr, cc] = 4
+    rr, cc = disk((20, 20), 4)
+    labels[rr, cc] = 0  # a hole
+    labels[50:60, 10:20] = 9
+    labels[65:75, 40:50] = 9  # two parts
+    labels[40:70, 70:95] = 12
+    protocol = Protocol(categories=(Category(1, "tumour", "cell", "#ff0000"), Category(2, "stroma")))
+    table = make_rows([4, 9, 12], category_id=[1, 2, 1], occlusion=["none", "heavy", "partial"], z_order=[0, 2, 1],
+                      source=["sam2", "manual", "classic"], review=["accepted", "accepted", "pre-label"])
+    return labels, table, protocol
+
+
+def test_features_are_valid_polygons_with_holes_and_parts(annotated, tmp_path):
+    labels, table, protocol = annotated
+    collection = labels_to_geojson(labels, table, protocol, origin_yx=(1000, 2000))
+    save_geojson(collection, tmp_path / "a.geojson")
+    loaded = json.loads((tmp_path / "a.geojson").read_text())
+    by_id = {f["properties"]["instance_id"]: f for f in loaded["features"]}
+    ring = shapely.geometry.shape(by_id[4]["geometry"])
+    assert ring.is_valid and ring.geom_type == "Polygon" and len(ring.interiors) == 1
+    assert abs(ring.area - (labels == 4).sum()) / (labels == 4).sum() < 0.1
+    parts = shapely.geometry.shape(by_id[9]["geometry"])
+    assert parts.is_valid and parts.geom_type == "MultiPolygon" and len(parts.geoms) == 2
+    # level-0 coordinates: the window origin (y 1000, x 2000) is added
+    centroid = shapely.geometry.shape(by_id[12]["geometry"]).centroid
+    assert (centroid.x, centroid.y) == pytest.approx((2000 + 82.5, 1000 + 55.0), abs=0.5)
+    props = by_id[4]["properties"]
+    assert props["objectType"] == "detection" and props["classification"] == {"name": "tumour", "color": [255, 0, 0]}
+    assert by_id[9]["properties"]["occlusion"] == "heavy" and by_id[9]["properties"]["z_order"] == 2
+
+
+def test_round_trip_maps_back_to_the_same_instances(annotated):
+    labels, table, protocol = annotated
+    collection = labels_to_geojson(labels, table, protocol, origin_yx=(1000, 2000))
+    back, back_table = geojson_to_labels(collection, labels.shape, protocol, origin_yx=(1000, 2000))
+    for instance_id in (4, 9, 12):
+        truth, got = labels == instance_id, back == instance_id
+        assert (truth & got).sum() / (truth | got).sum() > 0.85
+    assert not back[20, 20]  # the hole stays a hole
+    assert back_table.loc[9, "category_id"] == 2 and back_table.loc[12, "review"] == "pre-label"
+    assert back_table.loc[4, "source"] == "sam2"
+
+
+def test_bad_geojson_is_named():
+    with pytest.raises(GeoJSONError, match="FeatureCollection"):
+        geojson_to_labels({"type": "Feature"}, (10, 10))
+    point = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}]}
+    with pytest.raises(GeoJSONError, match=r"features\[0\]: geometry type 'Point'"):
+        geojson_to_labels(point, (10, 10))
+
+
+def test_cli_exports_geojson_from_a_store(tmp_path, annotated):
+    from napari_instseg.cli import main
+    from napari_instseg.core.store import AnnotationStore
+
+    labels, table, protocol = annotated
+    AnnotationStore.create(tmp_path / "s.zarr", labels, protocol, table=table).close()
+    assert main(["export", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "s.geojson")]) == 0
+    collection = json.loads((tmp_path / "s.geojson").read_text())
+    assert sorted(f["properties"]["instance_id"] for f in collection["features"]) == [4, 9, 12]
+    assert all(shapely.geometry.shape(f["geometry"]).is_valid for f in collection["features"])
