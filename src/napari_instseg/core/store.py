@@ -115,21 +115,23 @@ class AnnotationStore:
         target = Path(path)
         if target.exists():
             raise StoreError(f"{target} already exists; open it with AnnotationStore.open().")
-        labels = np.zeros(labels_yx, np.uint32) if isinstance(labels_yx, tuple) else as_label_image(labels_yx)
+        # a shape tuple makes an empty store of any size (a slide): nothing is allocated or written
+        labels = None if isinstance(labels_yx, tuple) else as_label_image(labels_yx)
+        shape = tuple(int(v) for v in labels_yx) if labels is None else labels.shape
         protocol = protocol or Protocol.default()
         root = zarr.open_group(str(target), mode="w")
-        root.attrs.update({"format": STORE_FORMAT, "version": STORE_VERSION, "shape_yx": list(labels.shape),
+        root.attrs.update({"format": STORE_FORMAT, "version": STORE_VERSION, "shape_yx": list(shape),
                            "protocol": protocol.to_dict(), "image": dict(image or {})})
-        array = root.create_array("labels", shape=labels.shape, dtype=np.uint32,
+        array = root.create_array("labels", shape=shape, dtype=np.uint32,
                                   chunks=(CHUNK_PX, CHUNK_PX), fill_value=0)
-        if labels.any():
+        if labels is not None and labels.any():
             array[...] = labels
         (target / "instseg" / "journal").mkdir(parents=True)
         (target / "instseg" / "side").mkdir()
         from napari_instseg.core.instances import table_for_ids
 
-        present = np.unique(labels)
-        ids = np.union1d(present[present > 0], [] if table is None else table.index.to_numpy())
+        present = np.zeros(0, np.uint32) if labels is None else np.unique(labels)
+        ids = np.union1d(present[present > 0], [] if table is None else table.index.to_numpy()).astype(np.int64)
         table = table_for_ids(ids, table, defaults={"category_id": protocol.categories[0].id})
         atomic_write_text(target / "instseg" / "table.json", _table_json(table))
         next_id = int(ids.max()) + 1 if ids.size else 1
@@ -201,6 +203,27 @@ class AnnotationStore:
         session.undo_stack = [self._read_record(seq)[1] for seq in self._state.undo or []]
         session.redo_stack = [self._read_record(seq)[1] for seq in self._state.redo or []]
         session.sink = None if self.read_only else self
+        return session
+
+    def window_session(self, region_yx: tuple[int, int, int, int], **kwargs: Any) -> Any:
+        """A session over one region (a slide's working window, tile + halo).
+
+        Only the region is read; ids stay unique across the whole store (an object crossing
+        a tile seam keeps its id, since the halo shows it); every edit is saved at its place
+        in the slide, touching only the chunks it changes. Proposals and outlines lying wholly
+        inside the region come along. The undo history covers this window visit.
+        """
+        from napari_instseg.core.session import AnnotationSession
+
+        y0, x0, y1, x1 = region_yx
+        session = AnnotationSession(self.read_labels(region_yx), self.table, self.protocol, **kwargs)
+        for kind, target in (("prelabel", session.prelabels), ("amodal", session.amodal)):
+            for instance_id, value in self.read_side(kind).items():
+                moved = _shift_side(value, -y0, -x0, (y1 - y0, x1 - x0))
+                if moved is not None:
+                    target[instance_id] = moved
+        session.ids.observe([self._state.next_id - 1])
+        session.sink = None if self.read_only else _OffsetSink(self, (y0, x0))
         return session
 
     # -- writing -----------------------------------------------------------------------------
@@ -284,6 +307,44 @@ class AnnotationStore:
                 _, edit = self._read_record(meta["target"])
                 return meta["kind"], edit, meta["target"]
             return meta["kind"], _edit_from_npz(meta, data), seq
+
+
+class _OffsetSink:
+    """Saves a window session's edits at their place in the slide."""
+
+    def __init__(self, store: AnnotationStore, origin_yx: tuple[int, int]) -> None:
+        self.store, self.origin_yx = store, origin_yx
+
+    def record(self, kind: str, edit: Edit) -> None:
+        self.store.record(kind, _shift_edit(edit, *self.origin_yx) if kind == "do" else edit)
+
+
+def _shift_side(value: Any, dy: int, dx: int, shape_yx: tuple[int, int] | None = None) -> Any:
+    """A proposal / outline moved by (dy, dx); None when ``shape_yx`` is given and it leaves it."""
+    from napari_instseg.core.session import PrelabelRecord
+
+    if value is None:
+        return None
+    mask = value.proposal if isinstance(value, PrelabelRecord) else value
+    y0, x0, y1, x1 = mask.bbox_yx
+    box = (y0 + dy, x0 + dx, y1 + dy, x1 + dx)
+    if shape_yx is not None and (box[0] < 0 or box[1] < 0 or box[2] > shape_yx[0] or box[3] > shape_yx[1]):
+        return None
+    moved = CroppedMask(box, mask.mask)
+    return PrelabelRecord(moved, value.source, value.score) if isinstance(value, PrelabelRecord) else moved
+
+
+def _shift_edit(edit: Edit, dy: int, dx: int) -> Edit:
+    """The same edit in slide coordinates (window origin (dy, dx) added)."""
+    region = None if edit.region_yx is None else (edit.region_yx[0] + dy, edit.region_yx[1] + dx,
+                                                  edit.region_yx[2] + dy, edit.region_yx[3] + dx)
+
+    def side(values: dict[int, Any]) -> dict[int, Any]:
+        return {i: _shift_side(v, dy, dx) for i, v in values.items()}
+
+    return Edit(edit.op, edit.ids, region, edit.labels_before, edit.labels_after, edit.rows_before, edit.rows_after,
+                side(edit.prelabels_before), side(edit.prelabels_after), side(edit.amodal_before),
+                side(edit.amodal_after), edit.next_id)
 
 
 def _acquire_lock(lock: Path) -> str:

@@ -1,0 +1,268 @@
+"""Batch pre-labelling of a whole slide on dask: tiles in parallel, one writer.
+
+Tiles (with a halo) are segmented in parallel - on dask's local threaded scheduler by default,
+or on a ``distributed.Client`` (a LocalCluster or a real cluster). Workers only compute
+masks; the driver commits them into the store through window sessions, in tile order, with
+the usual rules (new ids unique across the slide, never over a committed instance, state
+``pre-label``). So the result does not depend on the scheduler. Finished tiles are recorded
+in the store, and a rerun after an interruption skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_instseg.core._io import atomic_write_text
+from napari_instseg.core.edits import CroppedMask
+from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
+from napari_instseg.core.slide import Slide, Window, open_slide, window_at
+
+__all__ = ["BatchConfig", "BatchSummary", "auto_tiling", "prelabel_slide", "tissue_tiles"]
+
+DONE_FILE = "batch_done.json"
+_PROMPTERS: dict[tuple[Any, ...], Any] = {}  # one model per worker thread, reused across its tiles
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """How to pre-label: backend and model, tiling (None = automatic), category, cache."""
+
+    backend: str = "classic"
+    size: str = "tiny"
+    checkpoint: str | None = None
+    device: str | None = None
+    tile_px: int | None = None
+    halo_px: int | None = None
+    object_px: int = 32
+    category: int | str | None = None
+    cache_path: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a run did."""
+
+    n_tiles: int
+    n_skipped_done: int
+    n_prompts: int
+    n_committed: int
+    n_covered: int
+    tile_px: int
+    halo_px: int
+
+    def __str__(self) -> str:
+        return (f"{self.n_committed} pre-labels committed from {self.n_prompts} prompts on {self.n_tiles} tiles "
+                f"({self.tile_px} px + {self.halo_px} px halo); {self.n_skipped_done} tiles already done; "
+                f"{self.n_covered} masks fell on earlier instances")
+
+
+def auto_tiling(config: BatchConfig) -> tuple[int, int]:
+    """Tile and halo in level-0 pixels: SAM 2 sees 1024 x 1024 tiles (its input size), the
+    classic backend 512; the halo holds two object diameters so seam objects are whole."""
+    tile = config.tile_px or (1024 if config.backend == "sam2" else 512)
+    halo = config.halo_px if config.halo_px is not None else 2 * config.object_px
+    return tile, halo
+
+
+def tissue_tiles(slide: Slide, tile_px: int, min_fraction: float = 0.01) -> set[tuple[int, int]]:
+    """(row, column) of the tiles with tissue, from the lowest-resolution level.
+
+    Tissue is what is darker or more coloured than the bright glass (Otsu on the level's
+    darkness); only the smallest level is read.
+    """
+    from skimage import filters
+
+    level = len(slide.levels) - 1
+    height, width = slide.level_shape_yx(level)
+    image = slide.read_region((0, 0, height, width), level).astype(np.float32)
+    darkness = 255.0 - (image.mean(axis=-1) if image.ndim == 3 else image)
+    if image.ndim == 3:
+        darkness += image.max(axis=-1) - image.min(axis=-1)  # saturation: stained tissue
+    tissue = darkness > filters.threshold_otsu(darkness) if np.ptp(darkness) > 0 else np.zeros_like(darkness, bool)
+    scale = slide.downsample(level)
+    step = max(int(round(tile_px / scale)), 1)
+    tiles = set()
+    for ty in range(0, height, step):
+        for tx in range(0, width, step):
+            if tissue[ty:ty + step, tx:tx + step].mean() >= min_fraction:
+                tiles.add((int(ty // step), int(tx // step)))
+    return tiles
+
+
+def _tile_of(prompt: Prompt, tile_px: int) -> tuple[int, int]:
+    if len(prompt.points_yx):
+        y, x = prompt.points_yx[prompt.point_labels == 1][0] if (prompt.point_labels == 1).any() else prompt.points_yx[0]
+    else:
+        x0, y0, x1, y1 = prompt.box_xyxy
+        y, x = (y0 + y1) / 2, (x0 + x1) / 2
+    return int(y // tile_px), int(x // tile_px)
+
+
+def _shifted(prompt: Prompt, dy: int, dx: int) -> Prompt:
+    box = None if prompt.box_xyxy is None else prompt.box_xyxy - np.array([dx, dy, dx, dy])
+    return Prompt(prompt.points_yx - np.array([dy, dx]), prompt.point_labels, box, None)
+
+
+def _prompter(config: BatchConfig) -> Any:
+    from napari_instseg.core.prompting import make_prompter
+
+    # prompters hold the current image: one per thread, never shared between running tiles
+    key = (threading.get_ident(), config.backend, config.size, config.checkpoint, config.device, config.cache_path)
+    if key not in _PROMPTERS:
+        _PROMPTERS[key] = make_prompter(config.backend, size=config.size, checkpoint=config.checkpoint,
+                                        device=config.device, cache_path=config.cache_path, on_mismatch="recompute")
+    return _PROMPTERS[key]
+
+
+def segment_tile(source: str, window: Window, prompts: Sequence[Prompt] | None, config: BatchConfig,
+                 detect: bool) -> list[tuple[CroppedMask, float, str]]:
+    """Worker task: the best mask (window coordinates) for each prompt in one window.
+
+    With ``detect`` the prompts are the classical detector's nuclei whose centre lies in the
+    tile itself (not its halo), so neighbouring tiles do not prompt the same nucleus twice.
+    """
+    from napari_instseg.core.detect import detect_nuclei
+
+    slide = open_slide(source)
+    image = slide.read_region(window.region_yx)
+    y0, x0 = window.origin_yx
+    if detect:
+        ty0, tx0, ty1, tx1 = window.tile_yx
+        centres = detect_nuclei(image).centroids_yx
+        inside = ((centres[:, 0] + y0 >= ty0) & (centres[:, 0] + y0 < ty1) & (centres[:, 1] + x0 >= tx0)
+                  & (centres[:, 1] + x0 < tx1))
+        prompts = [Prompt.make(points_yx=[c]) for c in centres[inside]]
+    if not prompts:
+        return []
+    prompter = _prompter(config)
+    prompter.set_image(image, ImageKey(source, window.region_yx))
+    out = []
+    for prompt in prompts:
+        try:
+            candidates = prompter.predict(prompt)
+        except PromptError:
+            continue
+        out.append((CroppedMask.from_full(candidates.masks_yx[0]), float(candidates.scores[0]), candidates.source))
+    return out
+
+
+def prelabel_slide(
+    slide_path: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    prompts: Sequence[Prompt] | None = None,
+    *,
+    detect: bool = False,
+    config: BatchConfig | None = None,
+    scheduler: Any = "threads",
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchSummary:
+    """Pre-label a slide into an annotation store (created when missing), resumably.
+
+    Parameters
+    ----------
+    slide_path, store_path : path-like
+        The slide (any :func:`open_slide` format) and its annotation store.
+    prompts : sequence of Prompt, optional
+        Point / box prompts in level-0 slide pixels; each goes to the tile holding it.
+    detect : bool
+        Prompt with the classical nuclei detector on every tile with tissue instead.
+    config : BatchConfig
+    scheduler : "threads", a ``distributed.Client``, or a scheduler address
+        Where the tiles run (dask's local threaded scheduler by default).
+    workers : int, optional
+        Threads for the threaded scheduler.
+    progress : callable, optional
+        ``progress(done_tiles, total_tiles)``.
+    """
+    from napari_instseg.core.store import AnnotationStore, is_store
+    from napari_instseg.core.session import CommitError
+
+    config = config or BatchConfig()
+    if prompts is None and not detect:
+        raise ValueError("Give prompts, or detect=True.")
+    slide = open_slide(slide_path)
+    tile_px, halo_px = auto_tiling(config)
+    config = replace(config, tile_px=tile_px, halo_px=halo_px)
+    store = AnnotationStore.open(store_path) if is_store(store_path) else AnnotationStore.create(
+        store_path, slide.shape_yx, image={"file_name": Path(slide_path).name, "slide": str(slide_path)})
+    try:
+        if store.read_only:
+            raise ValueError(f"{store_path}: {store.lock_message}; nothing done.")
+        jobs = _jobs(slide, prompts, detect, tile_px, halo_px)
+        done = _done_tiles(store)
+        todo = [(key, window, tile_prompts) for key, window, tile_prompts in jobs if key not in done]
+        committed = covered = 0
+        batch = max(2 * (workers or os.cpu_count() or 2), 4)
+        for start in range(0, len(todo), batch):
+            chunk = todo[start:start + batch]
+            results = _run(chunk, str(slide_path), config, detect, scheduler, workers)
+            for (key, window, _), masks in zip(chunk, results):
+                session = store.window_session(window.region_yx, annotator="batch")
+                for mask, _score, source in masks:
+                    try:
+                        session.commit(mask.full(window.shape_yx), source=source, category=config.category)
+                        committed += 1
+                    except CommitError:
+                        covered += 1
+                done.add(key)
+                _save_done(store, done)
+            if progress is not None:
+                progress(min(start + batch, len(todo)), len(todo))
+        n_prompts = sum(len(p) for _, _, p in jobs if p is not None) if prompts is not None else committed + covered
+        return BatchSummary(len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px)
+    finally:
+        store.close()
+
+
+def _jobs(slide: Slide, prompts: Sequence[Prompt] | None, detect: bool, tile_px: int,
+          halo_px: int) -> list[tuple[tuple[int, int], Window, list[Prompt] | None]]:
+    """(tile key, window, prompts in window coordinates) in tile order."""
+    shape = slide.shape_yx
+    if detect:
+        keys: Iterable[tuple[int, int]] = sorted(tissue_tiles(slide, tile_px))
+        return [(k, window_at(shape, (k[0] * tile_px, k[1] * tile_px), tile_px, halo_px), None) for k in keys]
+    grouped: dict[tuple[int, int], list[Prompt]] = {}
+    for prompt in prompts or []:
+        grouped.setdefault(_tile_of(prompt, tile_px), []).append(prompt)
+    jobs = []
+    for key in sorted(grouped):
+        window = window_at(shape, (key[0] * tile_px, key[1] * tile_px), tile_px, halo_px)
+        y0, x0 = window.origin_yx
+        jobs.append((key, window, [_shifted(p, y0, x0) for p in grouped[key]]))
+    return jobs
+
+
+def _run(chunk: list[Any], source: str, config: BatchConfig, detect: bool, scheduler: Any, workers: int | None) -> list[Any]:
+    """Segment a batch of tiles on the chosen scheduler; results in the batch's order."""
+    import dask
+
+    tasks = [dask.delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk]
+    if scheduler in (None, "threads"):
+        return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
+    if isinstance(scheduler, str):
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            return list(dask.compute(*tasks, scheduler=client))
+    return list(dask.compute(*tasks, scheduler=scheduler))
+
+
+def _done_tiles(store: Any) -> set[tuple[int, int]]:
+    path = store.path / "instseg" / DONE_FILE
+    if not path.is_file():
+        return set()
+    return {tuple(k) for k in json.loads(path.read_text())["tiles"]}
+
+
+def _save_done(store: Any, done: set[tuple[int, int]]) -> None:
+    atomic_write_text(store.path / "instseg" / DONE_FILE, json.dumps({"tiles": sorted(list(k) for k in done)}))
+
