@@ -40,6 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
+    export.add_argument("--per-tile", type=int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile")
     export.set_defaults(func=_cmd_export)
 
     pre = sub.add_parser("prelabel", help="pre-label an image from point or box prompts (SAM 2 or classic)")
@@ -56,6 +57,23 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
     pre.add_argument("-o", "--output", required=True, help="COCO JSON file to write")
     pre.set_defaults(func=_cmd_prelabel)
+
+    slide = sub.add_parser("prelabel-slide", help="pre-label a whole slide tile by tile on dask, into a store")
+    slide.add_argument("slide", help="OME-Zarr, zarr, OME-TIFF or SVS slide")
+    slide.add_argument("--store", required=True, help="annotation store (STORE.zarr; created when missing)")
+    source = slide.add_mutually_exclusive_group(required=True)
+    source.add_argument("--points", help="CSV of y,x[,label][,object] in level-0 pixels")
+    source.add_argument("--boxes", help="CSV of x0,y0,x1,y1 in level-0 pixels")
+    source.add_argument("--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles")
+    slide.add_argument("--backend", choices=("sam2", "classic"), default=None)
+    slide.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny")
+    slide.add_argument("--checkpoint")
+    slide.add_argument("--device", default=None)
+    slide.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
+    slide.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
+    slide.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)")
+    slide.add_argument("--halo", type=int, default=None, help="halo in pixels (default: two object diameters)")
+    slide.set_defaults(func=_cmd_prelabel_slide)
 
     fetch = sub.add_parser("fetch-weights", help="download an official SAM 2.1 checkpoint into the user cache")
     fetch.add_argument("size", choices=("tiny", "small", "base_plus", "large"))
@@ -259,6 +277,8 @@ def _export_store(args: argparse.Namespace) -> int:
     store = AnnotationStore.open(args.labels, read_only=True)
     if _is_geojson(args.output):
         return _write_geojson(store.read_labels(), store.table, store.protocol, args.output)
+    if args.per_tile:
+        return _export_tiles(store, args)
     image = dict(store.image)
     file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
@@ -267,6 +287,42 @@ def _export_store(args: argparse.Namespace) -> int:
     exported = export_coco([item], store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _export_tiles(store, args: argparse.Namespace) -> int:  # noqa: ANN001 - a core store
+    from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.slide import tile_grid
+
+    shape = tuple(store._labels.shape)
+    slide_name = store.image.get("slide") or store.image.get("file_name") or Path(args.labels).stem
+    items = []
+    for window in tile_grid(shape, args.per_tile):
+        labels = store.read_labels(window.tile_yx)
+        if not labels.any():
+            continue
+        y0, x0 = window.tile_yx[:2]
+        items.append(AnnotatedImage(labels, store.table, f"{Path(str(slide_name)).stem}_y{y0}_x{x0}.tif",
+                                    metadata={"slide": str(slide_name), "level": 0, "tile_origin": [int(x0), int(y0)]}))
+    exported = export_coco(items, store.protocol, segmentation=args.format)
+    save_coco(exported.coco, args.output)
+    print(f"wrote {args.output}: {exported.summary} (tiles of {args.per_tile} px; tile_origin is [x, y] at level 0)")
+    return 0
+
+
+def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
+    from napari_instseg.core.batch import BatchConfig, prelabel_slide
+    from napari_instseg.core.prompting import default_backend
+    from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
+
+    prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
+    backend = args.backend or default_backend()
+    config = BatchConfig(backend=backend, size=args.model, checkpoint=args.checkpoint, device=args.device,
+                         tile_px=args.tile, halo_px=args.halo)
+    print(f"backend: {backend}; scheduler: {args.scheduler}")
+    summary = prelabel_slide(args.slide, args.store, prompts, detect=args.detect, config=config,
+                             scheduler=args.scheduler, workers=args.workers, progress=_progress_bar("tiles", "tile"))
+    print(summary)
     return 0
 
 

@@ -80,3 +80,26 @@ def test_an_interrupted_run_resumes(slide_path, tmp_path):
     labels_b, table_b = _state(tmp_path / "whole.zarr")
     np.testing.assert_array_equal(labels_a, labels_b)
     pd.testing.assert_frame_equal(table_a, table_b)
+
+
+def test_cli_prelabel_slide_and_per_tile_export(slide_path, tmp_path):
+    import json
+
+    from pycocotools import mask as mask_utils
+
+    from napari_instseg.cli import main
+
+    (tmp_path / "points.csv").write_text("y,x\n60,60\n300,300\n")
+    args = ["prelabel-slide", str(slide_path), "--store", str(tmp_path / "s.zarr"), "--points", str(tmp_path / "points.csv"),
+            "--backend", "classic", "--tile", "256", "--halo", "16"]
+    assert main(args) == 0
+    assert main(["export", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "tiles.json"), "--per-tile", "256"]) == 0
+    coco = json.loads((tmp_path / "tiles.json").read_text())
+    origins = sorted(tuple(im["tile_origin"]) for im in coco["images"])
+    assert origins == [(0, 0), (256, 256)] and all(im["level"] == 0 and im["slide"] for im in coco["images"])
+    labels = _state(tmp_path / "s.zarr")[0]
+    for ann in coco["annotations"]:  # tile coordinates + tile_origin = slide coordinates
+        image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
+        x0, y0 = image["tile_origin"]
+        tile_mask = mask_utils.decode(ann["segmentation"]).astype(bool)
+        np.testing.assert_array_equal(labels[y0:y0 + 256, x0:x0 + 256] == ann["instance_id"], tile_mask)
