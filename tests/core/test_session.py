@@ -155,3 +155,22 @@ def test_an_action_that_cannot_be_saved_leaves_the_session_unchanged(session):
         session.undo()
     np.testing.assert_array_equal(session.labels_yx, labels)
     assert session.table.equals(table) and len(session.undo_stack) == 1
+
+
+def test_commit_many_is_one_undoable_saved_action(session):
+    first = session.commit(_disk((64, 64), (10, 10), 4)).instance_id
+    masks = [_disk((64, 64), (30, 30), 6), _disk((64, 64), (10, 10), 3), _disk((64, 64), (30, 40), 6)]
+    results, covered = session.commit_many(masks, source="classic")
+    assert [r.instance_id for r in results] == [first + 1, first + 2] and covered == 1  # the second lies on 'first'
+    assert session.undo_stack[-1].op == "commit-many" and len(session.undo_stack) == 2
+    assert set(session.prelabels) == {first + 1, first + 2}
+    session.undo()
+    assert set(np.unique(session.labels_yx)) == {0, first} and set(session.table.index) == {first}
+    session.redo()
+    assert set(session.table.index) == {first, first + 1, first + 2}
+    session.sink = FailingSink()
+    labels = session.labels_yx.copy()
+    with pytest.raises(OSError):
+        session.commit_many([_disk((64, 64), (50, 50), 5)])
+    np.testing.assert_array_equal(session.labels_yx, labels)
+    assert set(session.table.index) == {first, first + 1, first + 2}

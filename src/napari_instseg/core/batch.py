@@ -184,7 +184,6 @@ def prelabel_slide(
         ``progress(done_tiles, total_tiles)``.
     """
     from napari_instseg.core.store import AnnotationStore, is_store
-    from napari_instseg.core.session import CommitError
 
     config = config or BatchConfig()
     if prompts is None and not detect:
@@ -207,12 +206,13 @@ def prelabel_slide(
             results = _run(chunk, str(slide_path), config, detect, scheduler, workers)
             for (key, window, _), masks in zip(chunk, results):
                 session = store.window_session(window.region_yx, annotator="batch")
+                by_source: dict[str, list[Any]] = {}
                 for mask, _score, source in masks:
-                    try:
-                        session.commit(mask.full(window.shape_yx), source=source, category=config.category)
-                        committed += 1
-                    except CommitError:
-                        covered += 1
+                    by_source.setdefault(source, []).append(mask.full(window.shape_yx))
+                for source, full_masks in by_source.items():  # one saved action per tile and source
+                    results, skipped = session.commit_many(full_masks, source=source, category=config.category)
+                    committed += len(results)
+                    covered += skipped
                 done.add(key)
                 _save_done(store, done)
             if progress is not None:
@@ -245,6 +245,7 @@ def _run(chunk: list[Any], source: str, config: BatchConfig, detect: bool, sched
     """Segment a batch of tiles on the chosen scheduler; results in the batch's order."""
     import dask
 
+    _import_segmentation_modules()
     tasks = [dask.delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk]
     if scheduler in (None, "threads"):
         return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
@@ -254,6 +255,16 @@ def _run(chunk: list[Any], source: str, config: BatchConfig, detect: bool, sched
         with Client(scheduler) as client:
             return list(dask.compute(*tasks, scheduler=client))
     return list(dask.compute(*tasks, scheduler=scheduler))
+
+
+def _import_segmentation_modules() -> None:
+    """Import scikit-image's lazily loaded submodules once, before threads race to do it
+    (two threads importing one of them at once can see it half-initialised)."""
+    import importlib
+
+    for name in ("skimage.color", "skimage.feature", "skimage.filters", "skimage.measure", "skimage.morphology",
+                 "skimage.segmentation", "skimage.transform", "scipy.ndimage", "scipy.optimize"):
+        importlib.import_module(name)
 
 
 def _done_tiles(store: Any) -> set[tuple[int, int]]:

@@ -270,6 +270,38 @@ class AnnotationSession:
         self.candidates, self.candidate_index = None, 0
         return CommitResult(instance_id, painted, int(np.count_nonzero(mask)) - painted, z_order)
 
+    def commit_many(self, masks: Iterable[ArrayLike], **kwargs: Any) -> tuple[list[CommitResult], int]:
+        """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
+        one undo step and one save. Returns the results and how many masks fell entirely on
+        earlier instances (skipped)."""
+        sink, self.sink = self.sink, None
+        start = len(self.undo_stack)
+        redo = list(self.redo_stack)
+        labels_before = self.labels_yx.copy()
+        results, covered = [], 0
+        try:
+            for mask in masks:
+                try:
+                    results.append(self.commit(mask, **kwargs))
+                except CommitError:
+                    covered += 1
+        finally:
+            self.sink = sink
+        edits = self.undo_stack[start:]
+        del self.undo_stack[start:]
+        if not edits:
+            self.redo_stack = redo
+            return results, covered
+        combined = _combine(edits, labels_before, self.labels_yx)
+        try:
+            self._persist("do", combined)
+        except BaseException:
+            self._apply(combined, after=False)  # nothing saved: the session goes back as well
+            self.redo_stack = redo
+            raise
+        self.undo_stack.append(combined)
+        return results, covered
+
     def accept(self, instance_id: int) -> str:
         """Review a pre-label: ``accepted`` if unchanged, else ``corrected`` with its IoU stored.
 
@@ -610,6 +642,31 @@ class AnnotationSession:
         spent = self._pending_s + self._since_last_action()
         self._pending_s = 0.0
         return spent
+
+
+def _combine(edits: list[Edit], labels_before: NDArray[np.uint32], labels_after: NDArray[np.uint32]) -> Edit:
+    """Several consecutive edits as one (the earliest 'before', the latest 'after')."""
+    region = None
+    for edit in edits:
+        region = region_union(region, edit.region_yx)
+    merged: dict[str, dict[int, Any]] = {name: {} for name in (
+        "rows_before", "rows_after", "prelabels_before", "prelabels_after", "amodal_before", "amodal_after")}
+    for edit in edits:
+        for name, values in merged.items():
+            source = getattr(edit, name)
+            if name.endswith("_before"):
+                for key, value in source.items():
+                    values.setdefault(key, value)
+            else:
+                values.update(source)
+    before = after = None
+    if region is not None:
+        y0, x0, y1, x1 = region
+        before, after = labels_before[y0:y1, x0:x1].copy(), labels_after[y0:y1, x0:x1].copy()
+    ids = tuple(sorted({i for edit in edits for i in edit.ids}))
+    return Edit("commit-many", ids, region, before, after, merged["rows_before"], merged["rows_after"],
+                merged["prelabels_before"], merged["prelabels_after"], merged["amodal_before"], merged["amodal_after"],
+                edits[-1].next_id)
 
 
 def _crop_to(mask: CroppedMask, region: Region) -> NDArray[np.bool_] | None:
