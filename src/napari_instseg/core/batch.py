@@ -10,10 +10,11 @@ in the store, and a rerun after an interruption skips them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -201,22 +202,17 @@ def prelabel_slide(
         todo = [(key, window, tile_prompts) for key, window, tile_prompts in jobs if key not in done]
         committed = covered = 0
         batch = max(2 * (workers or os.cpu_count() or 2), 4)
-        for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            results = _run(chunk, str(slide_path), config, detect, scheduler, workers)
+        finished = 0
+        for chunk, results in _batch_results(todo, batch, str(slide_path), config, detect, scheduler, workers):
             for (key, window, _), masks in zip(chunk, results):
-                session = store.window_session(window.region_yx, annotator="batch")
-                by_source: dict[str, list[Any]] = {}
-                for mask, _score, source in masks:
-                    by_source.setdefault(source, []).append(mask.full(window.shape_yx))
-                for source, full_masks in by_source.items():  # one saved action per tile and source
-                    results, skipped = session.commit_many(full_masks, source=source, category=config.category)
-                    committed += len(results)
-                    covered += skipped
+                c, skipped = _commit_tile(store, window, masks, config)
+                committed += c
+                covered += skipped
                 done.add(key)
                 _save_done(store, done)
+            finished += len(chunk)
             if progress is not None:
-                progress(min(start + batch, len(todo)), len(todo))
+                progress(finished, len(todo))
         n_prompts = sum(len(p) for _, _, p in jobs if p is not None) if prompts is not None else committed + covered
         return BatchSummary(len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px)
     finally:
@@ -241,6 +237,50 @@ def _jobs(slide: Slide, prompts: Sequence[Prompt] | None, detect: bool, tile_px:
     return jobs
 
 
+def _commit_tile(store: Any, window: Window, masks: list[tuple[CroppedMask, float, str]], config: BatchConfig) -> tuple[int, int]:
+    """Commit one tile's masks as one saved action per source; (committed, covered)."""
+    session = store.window_session(window.region_yx, annotator="batch")
+    by_source: dict[str, list[Any]] = {}
+    for mask, _score, source in masks:
+        by_source.setdefault(source, []).append(mask.full(window.shape_yx))
+    committed = covered = 0
+    for source, full_masks in by_source.items():
+        results, skipped = session.commit_many(full_masks, source=source, category=config.category)
+        committed += len(results)
+        covered += skipped
+    return committed, covered
+
+
+def _batch_results(todo: list[Any], batch: int, source: str, config: BatchConfig, detect: bool, scheduler: Any,
+                   workers: int | None) -> Iterator[tuple[list[Any], list[Any]]]:
+    """Batches of tiles with their results, in order; the next batch is computed while the
+    caller commits the current one (the single writer never idles the workers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    if not chunks:
+        return
+    with _connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_run, chunks[0], source, config, detect, target, workers)
+        for k, chunk in enumerate(chunks):
+            results = pending.result()
+            if k + 1 < len(chunks):
+                pending = pool.submit(_run, chunks[k + 1], source, config, detect, target, workers)
+            yield chunk, results
+
+
+@contextlib.contextmanager
+def _connected(scheduler: Any) -> Iterator[Any]:
+    """A client for a scheduler address (closed afterwards); other schedulers as they are."""
+    if isinstance(scheduler, str) and scheduler != "threads":
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            yield client
+    else:
+        yield scheduler
+
+
 def _run(chunk: list[Any], source: str, config: BatchConfig, detect: bool, scheduler: Any, workers: int | None) -> list[Any]:
     """Segment a batch of tiles on the chosen scheduler; results in the batch's order."""
     import dask
@@ -249,11 +289,6 @@ def _run(chunk: list[Any], source: str, config: BatchConfig, detect: bool, sched
     tasks = [dask.delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk]
     if scheduler in (None, "threads"):
         return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
-    if isinstance(scheduler, str):
-        from distributed import Client
-
-        with Client(scheduler) as client:
-            return list(dask.compute(*tasks, scheduler=client))
     return list(dask.compute(*tasks, scheduler=scheduler))
 
 

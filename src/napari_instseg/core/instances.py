@@ -139,6 +139,8 @@ def validate_table(table: pd.DataFrame, *, source: str = "instance table") -> pd
     for name, col in COLUMNS.items():
         raw = table[name].to_numpy() if name in table.columns else [col.default] * len(ids)
         out[name] = _convert_column(raw, name, col, ids, source)
+        if col.dtype == "str":  # one text dtype whether the table is empty or not
+            out[name] = out[name].astype("str")
     for name in table.columns:
         if name not in COLUMNS and name not in (ID_NAME, FEATURES_ID):
             out[name] = table[name].to_numpy()
@@ -243,10 +245,8 @@ def table_for_ids(
 
 
 def apply_rows(table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None], *, source: str = "instance table") -> pd.DataFrame:
-    """Return ``table`` with rows replaced, added or (value None) removed, sorted by id.
-
-    ``rows`` maps instance id to a full row (column -> value); the input is not modified.
-    """
+    """Return ``table`` (a validated table) with rows replaced, added or (value None) removed,
+    sorted by id. Only the given rows are validated; the input is not modified."""
     if not rows:
         return table
     kept = table.drop(index=[i for i in rows if i in table.index])
@@ -254,8 +254,9 @@ def apply_rows(table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None]
     if new:
         added = pd.DataFrame.from_dict(new, orient="index")
         added.index.name = ID_NAME
-        kept = pd.concat([kept, added]) if len(kept) else added
-    return validate_table(kept.sort_index(), source=source)
+        added = validate_table(added, source=source)
+        kept = pd.concat([kept, added[[c for c in added.columns]]]) if len(kept) else added
+    return kept.sort_index()
 
 
 def to_features(table: pd.DataFrame) -> pd.DataFrame:

@@ -96,6 +96,7 @@ class AnnotationStore:
         self._dir = path / "instseg"
         self._state = self._read_state()
         self._table = self._read_table()
+        self._side: dict[str, dict[int, Any]] = {}
         self._owns_lock = not read_only
 
     # -- creating and opening ---------------------------------------------------------------
@@ -185,11 +186,14 @@ class AnnotationStore:
         return self._table.copy()
 
     def read_side(self, kind: str) -> dict[int, Any]:
-        """Stored ``prelabel`` records or ``amodal`` masks by instance id."""
-        out: dict[int, Any] = {}
-        for path in sorted((self._dir / "side").glob(f"{kind}_*.npz")):
-            out[int(path.stem.split("_")[1])] = _load_side(path, kind)
-        return out
+        """Stored ``prelabel`` records or ``amodal`` masks by instance id (read from disk once,
+        then kept up to date in memory as edits are saved)."""
+        if kind not in self._side:
+            found = {}
+            for path in sorted((self._dir / "side").glob(f"{kind}_*.npz")):
+                found[int(path.stem.split("_")[1])] = _load_side(path, kind)
+            self._side[kind] = found
+        return dict(self._side[kind])
 
     def session(self, **kwargs: Any) -> Any:
         """An :class:`AnnotationSession` over the stored annotations, persisting every action
@@ -270,12 +274,18 @@ class AnnotationStore:
             atomic_write_text(self._dir / "table.json", _table_json(self._table))
         for kind, values in (("prelabel", edit.prelabels_after if after else edit.prelabels_before),
                              ("amodal", edit.amodal_after if after else edit.amodal_before)):
+            cached = self._side.get(kind)
             for instance_id, value in values.items():
                 path = self._dir / "side" / f"{kind}_{instance_id}.npz"
                 if value is None:
                     path.unlink(missing_ok=True)
                 else:
                     atomic_write_bytes(path, _side_npz(kind, value))
+                if cached is not None:
+                    if value is None:
+                        cached.pop(instance_id, None)
+                    else:
+                        cached[instance_id] = value
 
     def _recover(self) -> None:
         """Complete an action whose journal record was written but not fully applied."""
