@@ -29,6 +29,7 @@ __all__ = [
     "empty_table",
     "from_features",
     "make_rows",
+    "new_row",
     "now_iso",
     "table_for_ids",
     "to_features",
@@ -84,6 +85,15 @@ def now_iso() -> str:
 def empty_table() -> pd.DataFrame:
     """Return an instance table with no rows and every schema column."""
     return make_rows([])
+
+
+def new_row(**values: Any) -> dict[str, Any]:
+    """One row as a plain dict: schema defaults overridden by ``values`` (checked when the
+    row enters a table, see :func:`apply_rows`)."""
+    unknown = sorted(set(values) - set(COLUMNS))
+    if unknown:
+        raise TableError(f"Unknown instance-table column(s) {unknown}; known: {list(COLUMNS)}.")
+    return {name: values.get(name, col.default) for name, col in COLUMNS.items()}
 
 
 def make_rows(ids: Iterable[int], **values: Any) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.errors import InstsegError
-from napari_instseg.core.instances import IdAllocator, apply_rows, empty_table, make_rows, now_iso, validate_table
+from napari_instseg.core.instances import IdAllocator, apply_rows, empty_table, make_rows, new_row, now_iso, validate_table
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Prompter
 
@@ -225,18 +225,52 @@ class AnnotationSession:
             When there is no mask, or (without ``amodal``) no pixel of it would be visible.
         """
         from_candidates = mask_yx is None
-        mask = self._mask_to_commit(mask_yx)
+        edit, result = self._commit_edit(self._mask_to_commit(mask_yx), from_candidates, category=category,
+                                         in_front=in_front, iscrowd=iscrowd, occlusion=occlusion, source=source,
+                                         amodal=amodal)
+        self._do(edit, refresh_occlusion=True)
+        self.candidates, self.candidate_index = None, 0
+        return result
+
+    def commit_many(self, masks: Iterable[ArrayLike], **kwargs: Any) -> tuple[list[CommitResult], int]:
+        """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
+        one undo step and one save. Returns the results and how many masks fell entirely on
+        earlier instances (skipped)."""
+        labels_before = self.labels_yx.copy()
+        edits, results, covered = [], [], 0
+        try:
+            for mask in masks:
+                try:
+                    edit, result = self._commit_edit(self._mask_to_commit(mask), False, **kwargs)
+                except CommitError:
+                    covered += 1
+                    continue
+                if edit.region_yx is not None:  # later masks see this one's pixels
+                    y0, x0, y1, x1 = edit.region_yx
+                    self.labels_yx[y0:y1, x0:x1] = edit.labels_after
+                self.ids.observe([edit.next_id - 1])
+                edits.append(edit)
+                results.append(result)
+            combined = _combine(edits, labels_before, self.labels_yx) if edits else None
+        finally:
+            self.labels_yx[...] = labels_before  # applied below, after the save, as one edit
+        if combined is not None:
+            self._do(combined, refresh_occlusion=True)
+        return results, covered
+
+    def _commit_edit(self, mask: NDArray[np.bool_], from_candidates: bool, *, category: int | str | None = None,
+                     in_front: bool = False, iscrowd: bool = False, occlusion: str | None = None,
+                     source: str | None = None, amodal: bool = False) -> tuple[Edit, CommitResult]:
+        """The edit a commit of ``mask`` makes (the commit rules live here), not yet applied."""
         source = source or (self.candidates.source if from_candidates and self.candidates else "manual")
         instance_id = self.ids.next_id
         z_order = self._front_z() + 1 if in_front else (self._back_z() - 1 if amodal else 0)
         now = now_iso()
-        row = make_rows(
-            [instance_id], category_id=self._category_id(category), iscrowd=iscrowd,
-            occlusion=occlusion or "none", occlusion_manual=occlusion is not None, z_order=z_order,
-            source=source, review="pre-label" if source in MODEL_SOURCES else "accepted",
-            annotator=self.annotator, created=now, modified=now,
-        )
-        rows = {instance_id: _row_dict(row, instance_id)}
+        row = new_row(category_id=self._category_id(category), iscrowd=iscrowd, occlusion=occlusion or "none",
+                      occlusion_manual=occlusion is not None, z_order=z_order, source=source,
+                      review="pre-label" if source in MODEL_SOURCES else "accepted", annotator=self.annotator,
+                      created=now, modified=now)
+        rows = {instance_id: row}
         amodal_after = {instance_id: CroppedMask.from_full(mask)} if amodal else {}
         if amodal:
             region, after = self._composite(bbox_of(mask), rows, amodal_after)
@@ -254,53 +288,21 @@ class AnnotationSession:
                 "The mask lies entirely on committed instances; nothing was written. "
                 "Commit it 'in front' to make it the nearer object."
             )
-        rows[instance_id]["time_s"] = self._active_time()
+        row["time_s"] = self._active_time()
         prelabels = {}
         if source in MODEL_SOURCES:
             score = float(self.candidates.scores[self.candidate_index]) if from_candidates and self.candidates else float("nan")
-            visible = np.zeros(self.shape_yx, bool)
+            proposal = CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
             if region is not None:
-                y0, x0, y1, x1 = region
-                visible[y0:y1, x0:x1] = after == instance_id
-            prelabels[instance_id] = PrelabelRecord(CroppedMask.from_full(visible), source, score)
-        self._do(Edit("commit", (instance_id,), region, self._crop(region), after, {instance_id: None}, rows,
-                      {instance_id: None} if prelabels else {}, prelabels,
-                      {instance_id: None} if amodal else {}, amodal_after, instance_id + 1),
-                 refresh_occlusion=True)
-        self.candidates, self.candidate_index = None, 0
-        return CommitResult(instance_id, painted, int(np.count_nonzero(mask)) - painted, z_order)
-
-    def commit_many(self, masks: Iterable[ArrayLike], **kwargs: Any) -> tuple[list[CommitResult], int]:
-        """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
-        one undo step and one save. Returns the results and how many masks fell entirely on
-        earlier instances (skipped)."""
-        sink, self.sink = self.sink, None
-        start = len(self.undo_stack)
-        redo = list(self.redo_stack)
-        labels_before = self.labels_yx.copy()
-        results, covered = [], 0
-        try:
-            for mask in masks:
-                try:
-                    results.append(self.commit(mask, **kwargs))
-                except CommitError:
-                    covered += 1
-        finally:
-            self.sink = sink
-        edits = self.undo_stack[start:]
-        del self.undo_stack[start:]
-        if not edits:
-            self.redo_stack = redo
-            return results, covered
-        combined = _combine(edits, labels_before, self.labels_yx)
-        try:
-            self._persist("do", combined)
-        except BaseException:
-            self._apply(combined, after=False)  # nothing saved: the session goes back as well
-            self.redo_stack = redo
-            raise
-        self.undo_stack.append(combined)
-        return results, covered
+                y0, x0, _, _ = region
+                crop = CroppedMask.from_full(after == instance_id)
+                cy0, cx0, cy1, cx1 = crop.bbox_yx
+                proposal = CroppedMask((cy0 + y0, cx0 + x0, cy1 + y0, cx1 + x0), crop.mask)
+            prelabels[instance_id] = PrelabelRecord(proposal, source, score)
+        edit = Edit("commit", (instance_id,), region, self._crop(region), after, {instance_id: None}, rows,
+                    {instance_id: None} if prelabels else {}, prelabels,
+                    {instance_id: None} if amodal else {}, amodal_after, instance_id + 1)
+        return edit, CommitResult(instance_id, painted, int(np.count_nonzero(mask)) - painted, z_order)
 
     def accept(self, instance_id: int) -> str:
         """Review a pre-label: ``accepted`` if unchanged, else ``corrected`` with its IoU stored.
@@ -458,6 +460,9 @@ class AnnotationSession:
     def _do(self, edit: Edit, *, refresh_occlusion: bool = False) -> None:
         if refresh_occlusion:
             edit = self._with_occlusion(edit)
+        rows = {i: r for i, r in edit.rows_after.items() if r is not None}
+        if rows:  # a bad value is refused before anything is saved
+            validate_table(pd.DataFrame.from_dict(rows, orient="index"), source=f"{edit.op} of {list(rows)[:5]}")
         self._persist("do", edit)
         self._apply(edit, after=True)
         self.undo_stack.append(edit)
