@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_coco_export.py
 	$(VENV)/bin/python benchmarks/bench_prompting.py
 	$(VENV)/bin/python benchmarks/bench_qa.py
+	$(VENV)/bin/python benchmarks/bench_slide.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis

@@ -45,6 +45,7 @@ class LayerSession:
 
         self.layer = layer
         self.store: Any = None
+        self._owns_store = False
         self.session: Any = None
         self._dirty: set[int] = set()
         self._timer = QTimer()
@@ -80,7 +81,7 @@ class LayerSession:
         from napari_instseg.core.store import AnnotationStore, is_store
 
         self.flush()
-        if self.store is not None:
+        if self.store is not None and self._owns_store:
             self.store.close()
         target = Path(path)
         if is_store(target):
@@ -89,17 +90,23 @@ class LayerSession:
             image = dict(self.layer.metadata.get(IMAGE_KEY) or {"file_name": f"{self.layer.name}.tif"})
             store = AnnotationStore.create(target, self.session.labels_yx, self.session.protocol, image=image,
                                            table=self.session.table)
-        self.store = store
+        self.store, self._owns_store = store, True
         self.layer.metadata = {**self.layer.metadata, STORE_KEY: str(target.resolve())}
         self._adopt(store.session(annotator=self.session.annotator))
         if store.read_only:
             return f"{store.lock_message}: changes will not be saved."
         return f"Saving to {target} as you annotate."
 
-    def close(self) -> None:
-        """Record pending paint and release the store's lock."""
+    def use_session(self, session: Any, store: Any) -> None:
+        """Show and edit an existing session (a slide window's) whose store someone else owns."""
         self.flush()
-        if self.store is not None:
+        self.store, self._owns_store = store, False
+        self._adopt(session)
+
+    def close(self) -> None:
+        """Record pending paint and release the store's lock (if this binding opened it)."""
+        self.flush()
+        if self.store is not None and self._owns_store:
             self.store.close()
 
     # -- napari events -------------------------------------------------------------------------

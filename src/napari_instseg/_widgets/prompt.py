@@ -258,10 +258,15 @@ class PromptWidget(Container):
             prompter.predictor  # noqa: B018 - build the model now, off the UI thread
         return prompter
 
-    def image_key(self, layer: Any) -> Any:
-        """Cache identity of an image layer: its file (path, size, mtime) or its name and shape."""
+    def image_key(self, layer: Any, region: Any = None) -> Any:
+        """Cache identity of an image layer (its file with size and mtime, or its name and
+        shape) and of the region prompted (a slide window), if any."""
         from napari_instseg.core.prompting.base import ImageKey
 
+        if region is not None:
+            level0 = layer.data[0] if layer.multiscale else layer.data
+            source = getattr(getattr(layer, "source", None), "path", None) or layer.name
+            return ImageKey(f"slide:{source}:{tuple(level0.shape)}", tuple(int(v) for v in region))
         path = getattr(getattr(layer, "source", None), "path", None)
         if path and Path(path).is_file():
             stat = Path(path).stat()
@@ -269,6 +274,7 @@ class PromptWidget(Container):
         else:
             identity = f"layer:{layer.name}:{tuple(layer.data.shape)}:{layer.data.dtype}"
         return ImageKey.whole(identity, tuple(layer.data.shape[:2]))
+
 
     def _prepare(self, then: Any) -> None:
         """Make sure a prompter exists and holds the current image, then call ``then()``.
@@ -280,7 +286,8 @@ class PromptWidget(Container):
         if session is None or image_layer is None:
             self._say("Choose an image layer and a target labels layer (or make a new one).")
             return
-        key = self.image_key(image_layer)
+        region = self._binding.layer.metadata.get("instseg_window")
+        key = self.image_key(image_layer, region)
         if self._prompter is not None and self._prompter_config == self._config() and self._image_key == key:
             then()
             return
@@ -288,7 +295,7 @@ class PromptWidget(Container):
             self._say("Still encoding the image...")
             return
         config = self._config()
-        image = np.asarray(image_layer.data)
+        image = _pixels(image_layer, region)
 
         def prepare() -> Any:
             prompter = self._prompter if self._prompter_config == config else self._make_prompter()
@@ -510,3 +517,12 @@ class PromptWidget(Container):
         from napari.utils.notifications import show_error, show_info
 
         (show_error if error else show_info)(message)
+
+
+def _pixels(layer: Any, region: Any) -> np.ndarray:
+    """An image layer's pixels, or (for a slide window) those of the window at level 0."""
+    level0 = layer.data[0] if layer.multiscale else layer.data
+    if region is None:
+        return np.asarray(level0)
+    y0, x0, y1, x1 = (int(v) for v in region)
+    return np.asarray(level0[y0:y1, x0:x1])

@@ -1,0 +1,147 @@
+"""Dock widget "Slide": edit a whole slide through working windows.
+
+napari cannot paint a multiscale Labels layer, so the slide's labels live in an annotation
+store on disk and the user edits one window (tile + halo) at a time as an ordinary Labels
+layer placed at its slide offset. Moving the window records pending paint, and every action
+is saved to the store where it belongs (only the changed chunks are written); instance ids
+are unique across the slide, and objects crossing a seam keep their id (the halo shows them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+
+from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["WINDOW_KEY", "WINDOW_LAYER", "SlideWidget"]
+
+WINDOW_LAYER = "slide window"
+WINDOW_KEY = "instseg_window"
+"""Labels-layer metadata: the window's region (y0, x0, y1, x1) in slide pixels."""
+
+
+class SlideWidget(Container):
+    """Open a slide's label store and move a working window over the slide.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer (napari injects it).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.store: Any = None
+        self.window: Any = None
+        self.slide_combo = ComboBox(label="slide image", choices=self._image_layers, nullable=True)
+        self.store_edit = FileEdit(label="label store", mode="w", filter="*.zarr", nullable=True)
+        self.open_button = PushButton(text="Open / create store")
+        self.tile_spin = SpinBox(label="tile (px)", value=1024, min=128, max=8192, step=128)
+        self.halo_spin = SpinBox(label="halo (px)", value=64, min=0, max=1024, step=16)
+        self.here_button = PushButton(text="Window at view centre")
+        self.next_button = PushButton(text="Next tile")
+        self.status = Label(value="")
+        self.extend([self.slide_combo, self.store_edit, self.open_button, self.tile_spin, self.halo_spin,
+                     self.here_button, self.next_button, self.status])
+        self.open_button.changed.connect(self._on_open_store)
+        self.here_button.changed.connect(self._on_window_here)
+        self.next_button.changed.connect(self._on_next_tile)
+        self.viewer.layers.events.inserted.connect(lambda *_: self.slide_combo.reset_choices())
+        self.viewer.layers.events.removed.connect(lambda *_: self.slide_combo.reset_choices())
+
+    def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def slide_shape_yx(self) -> tuple[int, int]:
+        """(height, width) of the slide's full-resolution level."""
+        layer = self.slide_combo.value
+        level0 = layer.data[0] if layer.multiscale else layer.data
+        return int(level0.shape[0]), int(level0.shape[1])
+
+    def _on_open_store(self, *_: Any) -> None:
+        from napari_instseg.core.store import AnnotationStore, is_store
+
+        path = self.store_edit.value
+        if self.slide_combo.value is None or path in (None, Path(""), Path(".")):
+            self.status.value = "Choose the slide image layer and a store path (*.zarr)."
+            return
+        if self.store is not None:
+            self._leave_window()
+            self.store.close()
+        shape = self.slide_shape_yx()
+        self.store = AnnotationStore.open(path) if is_store(path) else AnnotationStore.create(
+            path, shape, image={"file_name": self.slide_combo.value.name})
+        note = f" ({self.store.lock_message})" if self.store.read_only else ""
+        self.status.value = f"Store {path}: {len(self.store.table)} instances{note}."
+        self.show_window((0, 0))
+
+    def _on_window_here(self, *_: Any) -> None:
+        from napari_instseg._widgets.instances import viewer_camera
+
+        centre = viewer_camera(self.viewer).center[-2:]
+        self.show_window((float(centre[0]), float(centre[1])))
+
+    def _on_next_tile(self, *_: Any) -> None:
+        if self.window is None:
+            self.show_window((0, 0))
+            return
+        tile = self.tile_spin.value
+        height, width = self.slide_shape_yx()
+        y0, x0 = self.window.tile_yx[:2]
+        x0 += tile
+        if x0 >= width:
+            x0, y0 = 0, y0 + tile
+        if y0 >= height:
+            y0 = 0
+        self.show_window((y0, x0))
+
+    def show_window(self, centre_yx: tuple[float, float]) -> Any:
+        """Save the current window and show the one whose tile holds ``centre_yx`` (slide pixels)."""
+        from napari_instseg._widgets._binding import layer_session
+        from napari_instseg.core.slide import window_at
+
+        if self.store is None:
+            self.status.value = "Open a store first."
+            return None
+        self._leave_window()
+        window = window_at(self.slide_shape_yx(), centre_yx, self.tile_spin.value, self.halo_spin.value)
+        session = self.store.window_session(window.region_yx, annotator=self.store.image.get("annotator", ""))
+        kwargs = labels_layer_kwargs(WINDOW_LAYER, session.table, self.store.protocol, self.store.image)
+        kwargs["metadata"][WINDOW_KEY] = list(window.region_yx)
+        kwargs["metadata"][STORE_KEY] = None  # saved through the window session, not opened again
+        layer = self.viewer.add_labels(session.labels_yx, translate=window.origin_yx, **kwargs)
+        binding = layer_session(layer)
+        binding.use_session(session, self.store)
+        self.window = window
+        self.viewer.layers.selection.active = layer
+        y0, x0, y1, x1 = window.tile_yx
+        self.status.value = f"Window: tile y {y0}-{y1}, x {x0}-{x1} (+{self.halo_spin.value} px halo)."
+        return layer
+
+    def _leave_window(self) -> None:
+        """Record pending paint of the current window and remove its layer."""
+        from napari_instseg._widgets._binding import layer_session
+
+        if WINDOW_LAYER in self.viewer.layers:
+            layer = self.viewer.layers[WINDOW_LAYER]
+            layer_session(layer).flush()
+            self.viewer.layers.remove(layer)
+
+    def window_image(self) -> np.ndarray | None:
+        """The slide's pixels under the current window (level 0), for prompting."""
+        if self.window is None or self.slide_combo.value is None:
+            return None
+        layer = self.slide_combo.value
+        level0 = layer.data[0] if layer.multiscale else layer.data
+        y0, x0, y1, x1 = self.window.region_yx
+        return np.asarray(level0[y0:y1, x0:x1])
