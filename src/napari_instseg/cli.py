@@ -317,8 +317,11 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
 
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
     backend = args.backend or default_backend()
+    from napari_instseg.core.prompting.checkpoints import cache_dir
+
+    cache = str(cache_dir().parent / "embeddings.zarr") if backend == "sam2" else None  # per-tile embeddings
     config = BatchConfig(backend=backend, size=args.model, checkpoint=args.checkpoint, device=args.device,
-                         tile_px=args.tile, halo_px=args.halo)
+                         tile_px=args.tile, halo_px=args.halo, cache_path=cache)
     print(f"backend: {backend}; scheduler: {args.scheduler}")
     summary = prelabel_slide(args.slide, args.store, prompts, detect=args.detect, config=config,
                              scheduler=args.scheduler, workers=args.workers, progress=_progress_bar("tiles", "tile"))

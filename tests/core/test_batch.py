@@ -103,3 +103,20 @@ def test_cli_prelabel_slide_and_per_tile_export(slide_path, tmp_path):
         x0, y0 = image["tile_origin"]
         tile_mask = mask_utils.decode(ann["segmentation"]).astype(bool)
         np.testing.assert_array_equal(labels[y0:y0 + 256, x0:x0 + 256] == ann["instance_id"], tile_mask)
+
+
+def test_sam2_tiles_are_embedded_once_and_cached(slide_path, tmp_path, sam2_checkpoint, monkeypatch):
+    from napari_instseg.cli import main
+
+    monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "points.csv").write_text("y,x\n60,60\n100,90\n")
+    args = ["prelabel-slide", str(slide_path), "--store", str(tmp_path / "s.zarr"), "--points", str(tmp_path / "points.csv"),
+            "--backend", "sam2", "--checkpoint", str(sam2_checkpoint), "--device", "cpu", "--tile", "256", "--halo", "16",
+            "--workers", "1"]
+    assert main(args) == 0
+    cache = zarr.open_group(str(tmp_path / "cache" / "embeddings.zarr"), mode="r")
+    entries = list(cache.group_keys())
+    assert len(entries) == 1  # both prompts lie in one tile: one embedding, keyed by the tile's region
+    assert cache[entries[0]].attrs["region_yx"] == [0, 0, 272, 272]
+    _, table = _state(tmp_path / "s.zarr")
+    assert set(table["source"]) == {"sam2"}

@@ -267,7 +267,7 @@ class Sam2Prompter:
         kwargs: dict[str, Any] = {"multimask_output": multimask}
         if len(prompt.points_yx):
             kwargs["point_coords"] = points_yx_to_xy(prompt.points_yx)
-            kwargs["point_labels"] = prompt.point_labels
+            kwargs["point_labels"] = np.array(prompt.point_labels)  # writable: torch warns on read-only arrays
         if prompt.box_xyxy is not None:
             kwargs["box"] = np.asarray(prompt.box_xyxy, dtype=np.float32)
         if prompt.mask_yx is not None:
