@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["labels_layers"]
+__all__ = ["image_layers", "labels_layers"]
 
 
 def labels_layers(viewer: Any, exclude: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
@@ -13,3 +13,10 @@ def labels_layers(viewer: Any, exclude: tuple[str, ...] = ()) -> list[tuple[str,
 
     return [(layer.name, layer) for layer in viewer.layers
             if isinstance(layer, Labels) and not layer.multiscale and layer.name not in exclude]
+
+
+def image_layers(viewer: Any) -> list[tuple[str, Any]]:
+    """(name, layer) of the viewer's Image layers (single- or multiscale)."""
+    from napari.layers import Image
+
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]

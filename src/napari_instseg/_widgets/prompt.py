@@ -22,7 +22,7 @@ from napari_instseg._adapters import (
     protocol_from_metadata,
 )
 from napari_instseg._widgets._binding import layer_session
-from napari_instseg._widgets._layers import labels_layers
+from napari_instseg._widgets._layers import image_layers, labels_layers
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
 if TYPE_CHECKING:
@@ -161,9 +161,7 @@ class PromptWidget(Container):
         self._warmup.start()
 
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        return image_layers(self.viewer)
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
         return labels_layers(self.viewer, exclude=(CANDIDATE_NAME,))

@@ -16,6 +16,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 
 from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs
+from napari_instseg._widgets._layers import image_layers
 
 if TYPE_CHECKING:
     import napari
@@ -58,9 +59,7 @@ class SlideWidget(Container):
         self.viewer.layers.events.removed.connect(lambda *_: self.slide_combo.reset_choices())
 
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        return image_layers(self.viewer)
 
     def slide_shape_yx(self) -> tuple[int, int]:
         """(height, width) of the slide's full-resolution level."""
