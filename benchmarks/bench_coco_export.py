@@ -16,7 +16,6 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from _timing import median_time
-
 from napari_instseg.core.coco import AnnotatedImage, export_coco
 
 

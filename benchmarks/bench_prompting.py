@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _timing import median_time
 
 
@@ -43,7 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "sam2.1_hiera_tiny.pt"
         torch.manual_seed(0)
-        torch.save({"model": build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu").state_dict()}, checkpoint)
+        torch.save(
+            {"model": build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu").state_dict()}, checkpoint
+        )
         prompter = Sam2Prompter("tiny", checkpoint, device=args.device, cache=EmbeddingCache(Path(tmp) / "emb.zarr"))
         predictor = prompter.predictor
 

@@ -40,16 +40,31 @@ def synthetic_sets(n_images: int, per_image: int, size: int = 512, seed: int = 0
             mask[ellipse(cy, cx, ry, rx, shape=mask.shape)] = 1
             encoded = mask_utils.encode(np.asfortranarray(mask))
             encoded["counts"] = encoded["counts"].decode()
-            gts.append({"id": len(gts) + 1, "image_id": image["id"], "category_id": 1, "segmentation": encoded,
-                        "area": float(mask.sum()), "bbox": mask_utils.toBbox(encoded).tolist(), "iscrowd": 0,
-                        "occlusion": str(rng.choice(["none", "partial", "heavy"], p=[0.6, 0.3, 0.1]))})
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": image["id"],
+                    "category_id": 1,
+                    "segmentation": encoded,
+                    "area": float(mask.sum()),
+                    "bbox": mask_utils.toBbox(encoded).tolist(),
+                    "iscrowd": 0,
+                    "occlusion": str(rng.choice(["none", "partial", "heavy"], p=[0.6, 0.3, 0.1])),
+                }
+            )
             if rng.random() < 0.9:
                 dy, dx = rng.integers(-2, 3, 2)
                 moved = np.zeros_like(mask)
-                moved[ellipse(cy + dy, cx + dx, ry * rng.uniform(0.85, 1.15), rx * rng.uniform(0.85, 1.15), shape=mask.shape)] = 1
+                moved[
+                    ellipse(
+                        cy + dy, cx + dx, ry * rng.uniform(0.85, 1.15), rx * rng.uniform(0.85, 1.15), shape=mask.shape
+                    )
+                ] = 1
                 det = mask_utils.encode(np.asfortranarray(moved))
                 det["counts"] = det["counts"].decode()
-                dts.append({"image_id": image["id"], "category_id": 1, "segmentation": det, "score": float(rng.random())})
+                dts.append(
+                    {"image_id": image["id"], "category_id": 1, "segmentation": det, "score": float(rng.random())}
+                )
     return {"images": images, "annotations": gts, "categories": [{"id": 1, "name": "nucleus"}]}, dts
 
 
@@ -85,7 +100,10 @@ def faster_ap(gt: dict, dt: list, max_dets: int) -> float:
 
 def ours(gt: dict, dt: list, max_dets: int) -> dict:
     evaluation = prepare(gt, dt, EvalParams(max_dets=max_dets))
-    return {name: scores_of(evaluation, None if name == "overall" else name) for name in ("overall", "none", "partial", "heavy")}
+    return {
+        name: scores_of(evaluation, None if name == "overall" else name)
+        for name in ("overall", "none", "partial", "heavy")
+    }
 
 
 def timed(func, *args):

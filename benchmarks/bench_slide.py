@@ -32,14 +32,29 @@ def write_big_ome_zarr(path: Path) -> None:
     root = zarr.open_group(str(path), mode="w")
     datasets, size, level = [], SIDE, 0
     while size >= 512:
-        array = root.create_array(str(level), shape=(size, size, 3), dtype=np.uint8, chunks=(1024, 1024, 3), fill_value=235)
+        array = root.create_array(
+            str(level), shape=(size, size, 3), dtype=np.uint8, chunks=(1024, 1024, 3), fill_value=235
+        )
         array[:1024, :1024] = 120
-        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [0.25 * 2**level, 0.25 * 2**level, 1.0]}]})
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": [0.25 * 2**level, 0.25 * 2**level, 1.0]}],
+            }
+        )
         size //= 2
         level += 1
-    root.attrs["multiscales"] = [{"version": "0.4", "datasets": datasets, "axes": [
-        {"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"},
-        {"name": "c", "type": "channel"}]}]
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "datasets": datasets,
+            "axes": [
+                {"name": "y", "type": "space", "unit": "micrometer"},
+                {"name": "x", "type": "space", "unit": "micrometer"},
+                {"name": "c", "type": "channel"},
+            ],
+        }
+    ]
 
 
 FIRST_WINDOW = """
@@ -60,7 +75,9 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": resource.getrusage(resource
 
 
 def first_window(slide: Path, store: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", FIRST_WINDOW, str(slide), str(store)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_WINDOW, str(slide), str(store)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -84,8 +101,11 @@ def bytes_per_edit(store_path: Path) -> list[tuple[int, int]]:
 
 
 def _sizes(path: Path) -> dict[str, int]:
-    return {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file() and "table.json" not in p.name
-            and "state.json" not in p.name}
+    return {
+        str(p.relative_to(path)): p.stat().st_size
+        for p in path.rglob("*")
+        if p.is_file() and "table.json" not in p.name and "state.json" not in p.name
+    }
 
 
 def batch_speedup(tmp: Path) -> tuple[float, float]:
@@ -99,7 +119,10 @@ def batch_speedup(tmp: Path) -> tuple[float, float]:
     config = BatchConfig(backend="classic", tile_px=256, halo_px=32)
     times = {}
     for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             client.run(lambda: __import__("napari_instseg.core.batch"))  # warm the workers' imports
             start = time.perf_counter()
             prelabel_slide(slide, tmp / f"batch-{workers}.zarr", detect=True, config=config, scheduler=client)
@@ -115,16 +138,22 @@ def main() -> None:
         tmp = Path(folder)
         write_big_ome_zarr(tmp / "big.ome.zarr")
         result = first_window(tmp / "big.ome.zarr", tmp / "big-labels.zarr")
-        print(f"100k x 100k OME-Zarr ({result['levels']} levels), first window {result['window']}: "
-              f"{result['seconds']:.2f} s (target <= 1 s), peak RSS {result['peak_rss_mb']:.0f} MB (target <= 1536 MB)")
+        print(
+            f"100k x 100k OME-Zarr ({result['levels']} levels), first window {result['window']}: "
+            f"{result['seconds']:.2f} s (target <= 1 s), peak RSS {result['peak_rss_mb']:.0f} MB (target <= 1536 MB)"
+        )
         rows = bytes_per_edit(tmp / "big-labels.zarr")
         base = rows[0][1] / rows[0][0]
         for pixels, written in rows:
-            print(f"edit of {pixels:>9,} px: {written:>10,} bytes written, {written / pixels:6.3f} B/px "
-                  f"({(written / pixels) / base:5.2f}x the smallest edit's rate)")
+            print(
+                f"edit of {pixels:>9,} px: {written:>10,} bytes written, {written / pixels:6.3f} B/px "
+                f"({(written / pixels) / base:5.2f}x the smallest edit's rate)"
+            )
         if not args.skip_batch:
             one, two = batch_speedup(tmp)
-            print(f"batch pre-labelling: 1 worker {one:.1f} s, 2 workers {two:.1f} s -> {one / two:.2f}x (target >= 1.7x)")
+            print(
+                f"batch pre-labelling: 1 worker {one:.1f} s, 2 workers {two:.1f} s -> {one / two:.2f}x (target >= 1.7x)"
+            )
 
 
 if __name__ == "__main__":

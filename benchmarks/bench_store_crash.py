@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
-from test_store_crash import SHAPE, check_store, run_trial  # noqa: E402
+from test_store_crash import SHAPE, check_store, run_trial
 
-from napari_instseg.core.store import AnnotationStore  # noqa: E402
+from napari_instseg.core.store import AnnotationStore
 
 
 def main() -> None:
@@ -36,8 +36,10 @@ def main() -> None:
             committed = run_trial(store_path, trial * 10_000, float(rng.uniform(0.02, 1.5)))
             check_store(store_path, committed, expected)  # raises on any loss or corruption
             total += len(committed)
-    print(f"{args.trials} SIGKILL trials, {total} reported commits, all present bit-exact; "
-          f"store never corrupt ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"{args.trials} SIGKILL trials, {total} reported commits, all present bit-exact; "
+        f"store never corrupt ({time.perf_counter() - start:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

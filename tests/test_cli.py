@@ -52,7 +52,21 @@ def test_table_with_category_names(tmp_path, labels_and_table, protocol):
     pd.DataFrame({"id": [3, 9], "category": ["mitosis", "nucleus"]}).to_csv(tmp_path / "t.csv", index=False)
     protocol.save(tmp_path / "p.yaml")
     out = tmp_path / "o.json"
-    assert main(["export", str(tmp_path / "l.npy"), "-o", str(out), "--table", str(tmp_path / "t.csv"), "--protocol", str(tmp_path / "p.yaml")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "l.npy"),
+                "-o",
+                str(out),
+                "--table",
+                str(tmp_path / "t.csv"),
+                "--protocol",
+                str(tmp_path / "p.yaml"),
+            ]
+        )
+        == 0
+    )
     by_id = {a["instance_id"]: a["category_id"] for a in json.loads(out.read_text())["annotations"]}
     assert by_id == {3: 5, 9: 1, 12: 1, 40: 1}
 
@@ -65,8 +79,11 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, capsys):
     assert "float.npy (dtype float64, shape (4, 4), min 0.5, max 0.5)" in err
     assert not out.exists()
 
-    bad = {"images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 4}], "categories": [{"id": 1, "name": "c"}],
-           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 1, 1]]}]}
+    bad = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 4}],
+        "categories": [{"id": 1, "name": "c"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 1, 1]]}],
+    }
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     assert main(["import", str(tmp_path / "bad.json"), "-o", str(tmp_path / "outdir")]) == 2
     assert "polygon 0 has 2 points" in capsys.readouterr().err
@@ -74,8 +91,14 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, capsys):
 
 
 def test_import_refuses_colliding_output_names(tmp_path):
-    coco = {"images": [{"id": 1, "file_name": "a/x.png", "height": 2, "width": 2}, {"id": 2, "file_name": "b/x.png", "height": 2, "width": 2}],
-            "categories": [{"id": 1, "name": "c"}], "annotations": []}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "a/x.png", "height": 2, "width": 2},
+            {"id": 2, "file_name": "b/x.png", "height": 2, "width": 2},
+        ],
+        "categories": [{"id": 1, "name": "c"}],
+        "annotations": [],
+    }
     (tmp_path / "c.json").write_text(json.dumps(coco))
     assert main(["import", str(tmp_path / "c.json"), "-o", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
@@ -103,8 +126,21 @@ def test_prelabel_with_points_and_boxes(tmp_path, ihc_image, capsys):
     (tmp_path / "boxes.csv").write_text("x0,y0,x1,y1\n120,80,90,110\n400,400,430,440\n")
     for kind in ("points", "boxes"):
         out = tmp_path / f"{kind}.json"
-        assert main(["prelabel", str(tmp_path / "tile.tif"), f"--{kind}", str(tmp_path / f"{kind}.csv"),
-                     "--backend", "classic", "-o", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "prelabel",
+                    str(tmp_path / "tile.tif"),
+                    f"--{kind}",
+                    str(tmp_path / f"{kind}.csv"),
+                    "--backend",
+                    "classic",
+                    "-o",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         anns = json.loads(out.read_text())["annotations"]
         assert len(anns) == 2
         assert {a["attributes"]["source"] for a in anns} == {"classic"}
@@ -117,8 +153,22 @@ def test_prelabel_with_sam2_checkpoint(tmp_path, ihc_image, sam2_checkpoint, mon
     tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
     (tmp_path / "boxes.csv").write_text("x0,y0,x1,y1\n120,80,200,160\n")
     out = tmp_path / "o.json"
-    args = ["prelabel", str(tmp_path / "tile.tif"), "--boxes", str(tmp_path / "boxes.csv"), "--backend", "sam2",
-            "--model", "tiny", "--checkpoint", str(sam2_checkpoint), "--device", "cpu", "-o", str(out)]
+    args = [
+        "prelabel",
+        str(tmp_path / "tile.tif"),
+        "--boxes",
+        str(tmp_path / "boxes.csv"),
+        "--backend",
+        "sam2",
+        "--model",
+        "tiny",
+        "--checkpoint",
+        str(sam2_checkpoint),
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     anns = json.loads(out.read_text())["annotations"]
     assert [a["attributes"]["source"] for a in anns] == ["sam2"]
@@ -127,8 +177,21 @@ def test_prelabel_with_sam2_checkpoint(tmp_path, ihc_image, sam2_checkpoint, mon
 def test_prelabel_bad_csv_names_file_row_and_column(tmp_path, ihc_image, capsys):
     tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
     (tmp_path / "points.csv").write_text("y,x\n10,10\n12,abc\n")
-    assert main(["prelabel", str(tmp_path / "tile.tif"), "--points", str(tmp_path / "points.csv"),
-                 "--backend", "classic", "-o", str(tmp_path / "o.json")]) == 2
+    assert (
+        main(
+            [
+                "prelabel",
+                str(tmp_path / "tile.tif"),
+                "--points",
+                str(tmp_path / "points.csv"),
+                "--backend",
+                "classic",
+                "-o",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 2
+    )
     assert "points.csv: row 3 (line in file), column 'x': 'abc' is not a number" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
 
@@ -138,8 +201,21 @@ def test_prelabel_sam2_without_checkpoint_says_how_to_get_one(tmp_path, ihc_imag
     monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "cache"))
     tifffile.imwrite(tmp_path / "tile.tif", ihc_image, photometric="rgb")
     (tmp_path / "p.csv").write_text("y,x\n10,10\n")
-    assert main(["prelabel", str(tmp_path / "tile.tif"), "--points", str(tmp_path / "p.csv"),
-                 "--backend", "sam2", "-o", str(tmp_path / "o.json")]) == 2
+    assert (
+        main(
+            [
+                "prelabel",
+                str(tmp_path / "tile.tif"),
+                "--points",
+                str(tmp_path / "p.csv"),
+                "--backend",
+                "sam2",
+                "-o",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 2
+    )
     assert "napari-instseg fetch-weights tiny" in capsys.readouterr().err
 
 
@@ -174,7 +250,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in %r)))
 
 
 def test_package_cli_help_and_coco_paths_import_neither_torch_nor_qt():
-    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE % (HEAVY,)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE % (HEAVY,)], capture_output=True, text=True, check=True
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 

@@ -17,7 +17,9 @@ def test_manifest_validates_and_is_discovered():
     keys = {s.key for s in manifest.contributions.sample_data}
     assert keys == {"ihc", "overlapping_cells"}
     assert manifest.contributions.readers and manifest.contributions.writers
-    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-instseg"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-instseg"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -28,7 +30,18 @@ def test_root_manifest_is_the_packaged_one():
 @pytest.mark.slow
 def test_wheel_ships_the_manifest_inside_the_package(tmp_path):
     pytest.importorskip("hatchling")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(tmp_path),
+        str(ROOT),
+    ]
     subprocess.run(cmd, check=True, capture_output=True)
     (wheel,) = tmp_path.glob("napari_instseg-*.whl")
     with zipfile.ZipFile(wheel) as archive:

@@ -12,10 +12,9 @@ import pytest
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from bench_qa import synthetic_sets  # noqa: E402
-
-from napari_instseg.cli import main  # noqa: E402
-from napari_instseg.core.qa import scores_of, prepare  # noqa: E402
+from bench_qa import synthetic_sets
+from napari_instseg.cli import main
+from napari_instseg.core.qa import prepare, scores_of
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +29,33 @@ def qa_files(tmp_path_factory):
     images = folder / "images"
     images.mkdir()
     for image in gt["images"]:
-        tifffile.imwrite(images / image["file_name"], np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8))
+        tifffile.imwrite(
+            images / image["file_name"], np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8)
+        )
     return folder, gt, dt
 
 
 def test_qa_cli_writes_report_json_summary_and_queue(qa_files, capsys):
     folder, gt, dt = qa_files
     out = folder / "out"
-    assert main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "dt.json"), "-o", str(out),
-                 "--images", str(folder / "images"), "--max-dets", "500"]) == 0
+    assert (
+        main(
+            [
+                "qa",
+                "--gt",
+                str(folder / "gt.json"),
+                "--dt",
+                str(folder / "dt.json"),
+                "-o",
+                str(out),
+                "--images",
+                str(folder / "images"),
+                "--max-dets",
+                "500",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     expected = prepare(gt, dt)
     assert report["overall"]["AP"] == pytest.approx(scores_of(expected).AP, abs=1e-12)
@@ -56,8 +73,23 @@ def test_qa_cli_writes_report_json_summary_and_queue(qa_files, capsys):
 def test_full_coco_candidates_score_one_and_prelabel_section(qa_files):
     folder, _, _ = qa_files
     out = folder / "self"
-    assert main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "full.json"), "-o", str(out),
-                 "--stratify-by", "occlusion", "category"]) == 0
+    assert (
+        main(
+            [
+                "qa",
+                "--gt",
+                str(folder / "gt.json"),
+                "--dt",
+                str(folder / "full.json"),
+                "-o",
+                str(out),
+                "--stratify-by",
+                "occlusion",
+                "category",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["AP"] == pytest.approx(1.0)
     assert report["prelabels"]["overall"]["acceptance_rate"] == pytest.approx(1.0)
@@ -74,8 +106,22 @@ def test_review_outcomes_feed_the_report(qa_files):
     queue = read_queue(out / "review_queue.json")
     queue["outcome"] = ["fail" if i % 3 == 0 else "pass" for i in range(len(queue))]
     write_queue(queue, out, stem="reviewed")
-    assert main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "dt.json"), "-o", str(out),
-                 "--outcomes", str(out / "reviewed.json")]) == 0
+    assert (
+        main(
+            [
+                "qa",
+                "--gt",
+                str(folder / "gt.json"),
+                "--dt",
+                str(folder / "dt.json"),
+                "-o",
+                str(out),
+                "--outcomes",
+                str(out / "reviewed.json"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     rows = report["review_outcomes"]["occlusion"]
     assert sum(r["reviewed"] for r in rows) == len(queue)
@@ -88,16 +134,40 @@ def test_html_report_opens_in_headless_chromium_with_its_plots(qa_files):
     assert chromium, "Chromium is missing: run scripts/system-deps.sh (make test does)"
     folder, _, _ = qa_files
     out = folder / "html"
-    main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "dt.json"), "-o", str(out),
-          "--images", str(folder / "images")])
+    main(
+        [
+            "qa",
+            "--gt",
+            str(folder / "gt.json"),
+            "--dt",
+            str(folder / "dt.json"),
+            "-o",
+            str(out),
+            "--images",
+            str(folder / "images"),
+        ]
+    )
     html = (out / "report.html").read_text()
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
-             "--virtual-time-budget=5000", "--dump-dom", (out / "report.html").as_uri()],
-            capture_output=True, text=True, timeout=120).stdout
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                (out / "report.html").as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     for plot in ("pr_curves", "ap_per_class", "iou_histogram"):
         assert f'id="plot-{plot}"' in dom
     loaded = int(dom.split('data-images-loaded="')[1].split('"')[0])

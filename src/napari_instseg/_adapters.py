@@ -19,11 +19,11 @@ __all__ = [
     "PROTOCOL_KEY",
     "STORE_KEY",
     "box_from_shape",
-    "prompt_from_points",
-    "touched_ids_from_paint",
     "labels_layer_kwargs",
+    "prompt_from_points",
     "protocol_from_metadata",
     "table_from_layer_meta",
+    "touched_ids_from_paint",
 ]
 
 PROTOCOL_KEY = "instseg_protocol"
@@ -36,7 +36,9 @@ STORE_KEY = "instseg_store"
 """Key of a layer's ``metadata`` that holds the path of its annotation store."""
 
 
-def labels_layer_kwargs(name: str, table: pd.DataFrame, protocol: Protocol, image: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def labels_layer_kwargs(
+    name: str, table: pd.DataFrame, protocol: Protocol, image: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Keyword arguments for a napari Labels layer holding an instance table as ``features``."""
     metadata: dict[str, Any] = {PROTOCOL_KEY: protocol.to_dict()}
     if image is not None:

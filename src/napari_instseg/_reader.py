@@ -4,8 +4,9 @@ with features (+ the image when it is found beside the file)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["get_reader"]
 

@@ -40,7 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
-    export.add_argument("--per-tile", type=int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile")
+    export.add_argument(
+        "--per-tile", type=int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile"
+    )
     export.set_defaults(func=_cmd_export)
 
     pre = sub.add_parser("prelabel", help="pre-label an image from point or box prompts (SAM 2 or classic)")
@@ -48,10 +50,16 @@ def _build_parser() -> argparse.ArgumentParser:
     prompts = pre.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--points", help="CSV with y,x[,label][,object] (label 1 positive, 0 negative)")
     prompts.add_argument("--boxes", help="CSV with x0,y0,x1,y1 in pixels (any corner order)")
-    pre.add_argument("--backend", choices=("sam2", "classic"), default=None,
-                     help="default: sam2 when a checkpoint is configured, else classic")
+    pre.add_argument(
+        "--backend",
+        choices=("sam2", "classic"),
+        default=None,
+        help="default: sam2 when a checkpoint is configured, else classic",
+    )
     pre.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny", help="SAM 2.1 size")
-    pre.add_argument("--checkpoint", help="SAM 2 checkpoint (.pt); default: $NAPARI_INSTSEG_SAM2_CHECKPOINT or the user cache")
+    pre.add_argument(
+        "--checkpoint", help="SAM 2 checkpoint (.pt); default: $NAPARI_INSTSEG_SAM2_CHECKPOINT or the user cache"
+    )
     pre.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     pre.add_argument("--protocol", help="protocol JSON / YAML")
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
@@ -64,7 +72,9 @@ def _build_parser() -> argparse.ArgumentParser:
     source = slide.add_mutually_exclusive_group(required=True)
     source.add_argument("--points", help="CSV of y,x[,label][,object] in level-0 pixels")
     source.add_argument("--boxes", help="CSV of x0,y0,x1,y1 in level-0 pixels")
-    source.add_argument("--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles")
+    source.add_argument(
+        "--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles"
+    )
     slide.add_argument("--backend", choices=("sam2", "classic"), default=None)
     slide.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny")
     slide.add_argument("--checkpoint")
@@ -83,13 +93,20 @@ def _build_parser() -> argparse.ArgumentParser:
     qa = sub.add_parser("qa", help="QA report: Mask AP per class and occlusion tier, pre-labels, review sample")
     qa.add_argument("--gt", required=True, help="reference COCO JSON")
     qa.add_argument("--dt", required=True, help="candidates: COCO results list or full COCO JSON (score 1 if absent)")
-    qa.add_argument("-o", "--outdir", required=True, help="folder for report.html, report.json, summary.md, review_queue.*")
+    qa.add_argument(
+        "-o", "--outdir", required=True, help="folder for report.html, report.json, summary.md, review_queue.*"
+    )
     qa.add_argument("--images", help="folder with the images (for the gallery of worst-IoU instances)")
     qa.add_argument("--max-dets", type=int, default=1000, help="detections per image and class (default 1000)")
     qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
-    qa.add_argument("--stratify-by", nargs="+", default=["occlusion"], choices=("occlusion", "category", "annotator"),
-                    help="strata of the review sample (default: occlusion)")
+    qa.add_argument(
+        "--stratify-by",
+        nargs="+",
+        default=["occlusion"],
+        choices=("occlusion", "category", "annotator"),
+        help="strata of the review sample (default: occlusion)",
+    )
     qa.set_defaults(func=_cmd_qa)
 
     agree = sub.add_parser("agreement", help="calibration: annotator A versus B on the same images")
@@ -155,6 +172,8 @@ def _progress_bar(desc: str, unit: str):
 
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.io import read_image
     from napari_instseg.core.prelabel import prelabel_image
@@ -163,8 +182,6 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
     from napari_instseg.core.protocol import Protocol, load_protocol
     from napari_instseg.core.session import AnnotationSession
-
-    import numpy as np
 
     protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
     image = read_image(args.image)
@@ -176,8 +193,9 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     category = int(args.category) if args.category and args.category.isdigit() else args.category
     path = Path(args.image).resolve()
     key = ImageKey.whole(f"file:{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}", image.shape[:2])
-    session, summary = prelabel_image(image, prompts, prompter, session, key=key, category=category,
-                                      progress=_progress_bar("prompts", "prompt"))
+    session, summary = prelabel_image(
+        image, prompts, prompter, session, key=key, category=category, progress=_progress_bar("prompts", "prompt")
+    )
     exported = export_coco([AnnotatedImage(session.labels_yx, session.table, Path(args.image).name)], protocol)
     save_coco(exported.coco, args.output)
     print(summary)
@@ -197,9 +215,17 @@ def _cmd_qa(args: argparse.Namespace) -> int:
         dt = json.load(handle)
     outcomes = read_queue(args.outcomes) if args.outcomes else None
     bar = _progress_bar("QA", "step")
-    report = run_qa(gt, dt, args.outdir, images_dir=args.images, max_dets=args.max_dets, seed=args.seed,
-                    outcomes=outcomes, progress=lambda done, total, _what: bar(done, total),
-                    stratify_by=args.stratify_by)
+    report = run_qa(
+        gt,
+        dt,
+        args.outdir,
+        images_dir=args.images,
+        max_dets=args.max_dets,
+        seed=args.seed,
+        outcomes=outcomes,
+        progress=lambda done, total, _what: bar(done, total),
+        stratify_by=args.stratify_by,
+    )
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}, {report.summary_path}, {report.queue_paths[0]}")
     return 0
@@ -215,8 +241,10 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
     result = _clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
     atomic_write_text(args.output, json.dumps(result, indent=2))
-    print(f"B against A: AP {result['B_against_A']['AP']}, A against B: AP {result['A_against_B']['AP']}; "
-          f"{result['n_matched']} matched; kappa occlusion {result['kappa_occlusion']}, crowd {result['kappa_crowd']}")
+    print(
+        f"B against A: AP {result['B_against_A']['AP']}, A against B: AP {result['A_against_B']['AP']}; "
+        f"{result['n_matched']} matched; kappa occlusion {result['kappa_occlusion']}, crowd {result['kappa_crowd']}"
+    )
     return 0
 
 
@@ -233,7 +261,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.errors import LabelImageError
     from napari_instseg.core.io import read_image, read_labels, read_table_csv
     from napari_instseg.core.protocol import Protocol, load_protocol
-
     from napari_instseg.core.store import is_store
 
     if is_store(args.labels):
@@ -261,7 +288,7 @@ def _is_geojson(path: str) -> bool:
     return path.lower().endswith((".geojson", ".geo.json"))
 
 
-def _write_geojson(labels, table, protocol, output: str) -> int:  # noqa: ANN001 - core types
+def _write_geojson(labels, table, protocol, output: str) -> int:
     from napari_instseg.core.geojson import labels_to_geojson, save_geojson
 
     collection = labels_to_geojson(labels, table, protocol)
@@ -282,15 +309,16 @@ def _export_store(args: argparse.Namespace) -> int:
     image = dict(store.image)
     file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
-    item = AnnotatedImage(store.read_labels(), store.table, file_name, image.get("id"), extra,
-                          amodal=store.read_side("amodal"))
+    item = AnnotatedImage(
+        store.read_labels(), store.table, file_name, image.get("id"), extra, amodal=store.read_side("amodal")
+    )
     exported = export_coco([item], store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
     return 0
 
 
-def _export_tiles(store, args: argparse.Namespace) -> int:  # noqa: ANN001 - a core store
+def _export_tiles(store, args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.slide import tile_grid
 
@@ -302,8 +330,14 @@ def _export_tiles(store, args: argparse.Namespace) -> int:  # noqa: ANN001 - a c
         if not labels.any():
             continue
         y0, x0 = window.tile_yx[:2]
-        items.append(AnnotatedImage(labels, store.table, f"{Path(str(slide_name)).stem}_y{y0}_x{x0}.tif",
-                                    metadata={"slide": str(slide_name), "level": 0, "tile_origin": [int(x0), int(y0)]}))
+        items.append(
+            AnnotatedImage(
+                labels,
+                store.table,
+                f"{Path(str(slide_name)).stem}_y{y0}_x{x0}.tif",
+                metadata={"slide": str(slide_name), "level": 0, "tile_origin": [int(x0), int(y0)]},
+            )
+        )
     exported = export_coco(items, store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary} (tiles of {args.per_tile} px; tile_origin is [x, y] at level 0)")
@@ -320,11 +354,26 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     from napari_instseg.core.prompting.checkpoints import cache_dir
 
     cache = str(cache_dir().parent / "embeddings.zarr") if backend == "sam2" else None  # per-tile embeddings
-    config = BatchConfig(backend=backend, size=args.model, checkpoint=args.checkpoint, device=args.device,
-                         tile_px=args.tile, halo_px=args.halo, cache_path=cache)
+    config = BatchConfig(
+        backend=backend,
+        size=args.model,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        tile_px=args.tile,
+        halo_px=args.halo,
+        cache_path=cache,
+    )
     print(f"backend: {backend}; scheduler: {args.scheduler}")
-    summary = prelabel_slide(args.slide, args.store, prompts, detect=args.detect, config=config,
-                             scheduler=args.scheduler, workers=args.workers, progress=_progress_bar("tiles", "tile"))
+    summary = prelabel_slide(
+        args.slide,
+        args.store,
+        prompts,
+        detect=args.detect,
+        config=config,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=_progress_bar("tiles", "tile"),
+    )
     print(summary)
     return 0
 
@@ -343,7 +392,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         raise CocoFormatError(f"{args.coco}: several images share the file stem(s) {clashes}; outputs would collide.")
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    for stem, item in tqdm(list(zip(stems, imported.images)), desc="writing", unit="image", disable=None):
+    for stem, item in tqdm(list(zip(stems, imported.images, strict=False)), desc="writing", unit="image", disable=None):
         write_labels_tiff(outdir / f"{stem}_labels.tif", item.labels_yx)
         write_table_csv(outdir / f"{stem}_instances.csv", item.table)
     imported.protocol.save(outdir / "protocol.json")

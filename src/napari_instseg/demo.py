@@ -97,11 +97,15 @@ def run_demo(
     protocol.save(out / "protocol.json")
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         n_read = len(COCO(str(coco_path)).getAnnIds())  # the file loads in pycocotools unchanged
-    shot, shot_note = (save_screenshot(image, session.labels_yx, out / "screenshot.png") if screenshot
-                       else (None, "skipped"))
-    backend_line = ("SAM 2.1 tiny (checkpoint configured)" if backend == "sam2"
-                    else "classic (random walker / watershed / threshold; no model weights - "
-                         "configure a SAM 2 checkpoint to use SAM 2)")
+    shot, shot_note = (
+        save_screenshot(image, session.labels_yx, out / "screenshot.png") if screenshot else (None, "skipped")
+    )
+    backend_line = (
+        "SAM 2.1 tiny (checkpoint configured)"
+        if backend == "sam2"
+        else "classic (random walker / watershed / threshold; no model weights - "
+        "configure a SAM 2 checkpoint to use SAM 2)"
+    )
     lines = [
         f"image:       {image_path} ({image.shape[1]} x {image.shape[0]} px, scikit-image IHC tile)",
         f"prompts:     {len(prompts)} points from the classical nuclei detector",
@@ -111,8 +115,19 @@ def run_demo(
         f"export:      {exported.summary}",
         f"screenshot:  {shot if shot else shot_note}",
     ]
-    return DemoResult(out, coco_path, image_path, shot, backend, len(prompts), summary.n_committed,
-                      "\n".join(lines), time.perf_counter() - start, image, session)
+    return DemoResult(
+        out,
+        coco_path,
+        image_path,
+        shot,
+        backend,
+        len(prompts),
+        summary.n_committed,
+        "\n".join(lines),
+        time.perf_counter() - start,
+        image,
+        session,
+    )
 
 
 def _write_image(path: Path, image: np.ndarray) -> None:
@@ -149,15 +164,24 @@ def save_screenshot(image: np.ndarray, labels_yx: np.ndarray, path: Path) -> tup
         with tempfile.TemporaryDirectory() as tmp:
             np.save(Path(tmp) / "image.npy", image)
             np.save(Path(tmp) / "labels.npy", labels_yx)
-            cmd = [sys.executable, "-m", "napari_instseg._screenshot",
-                   str(Path(tmp) / "image.npy"), str(Path(tmp) / "labels.npy"), str(path)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "napari_instseg._screenshot",
+                str(Path(tmp) / "image.npy"),
+                str(Path(tmp) / "labels.npy"),
+                str(path),
+            ]
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     finally:
         if display is not None:
             display.stop()
     if done.returncode != 0 or not Path(path).is_file():
         logger.warning("screenshot failed: %s", done.stderr[-2000:])
-        return None, f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}"
+        return (
+            None,
+            f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}",
+        )
     return path, "ok"
 
 

@@ -18,7 +18,7 @@ def mask_for(seed: int) -> np.ndarray:
     y0, x0 = rng.integers(0, 480, 2)
     h, w = rng.integers(8, 120, 2)
     mask = np.zeros(SHAPE, bool)
-    mask[y0:y0 + h, x0:x0 + w] = True
+    mask[y0 : y0 + h, x0 : x0 + w] = True
     return mask
 
 

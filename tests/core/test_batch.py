@@ -24,7 +24,7 @@ def make_slide(path, tiles=2, tile_px=TILE):
     ihc = data.immunohistochemistry()[:tile_px, :tile_px]
     side = tile_px * (tiles + 1)
     image = np.full((side, side, 3), 235, np.uint8)  # glass
-    image[:tile_px * tiles, :tile_px * tiles] = np.tile(ihc, (tiles, tiles, 1))
+    image[: tile_px * tiles, : tile_px * tiles] = np.tile(ihc, (tiles, tiles, 1))
     root = zarr.open_group(str(path), mode="w")
     root.create_array("0", data=image, chunks=(tile_px, tile_px, 3))
     root.create_array("1", data=image[::4, ::4], chunks=(tile_px, tile_px, 3))
@@ -54,7 +54,10 @@ def test_threads_and_local_cluster_give_the_same_store(slide_path, tmp_path):
     config = BatchConfig(backend="classic", tile_px=TILE, halo_px=32)
     threaded = prelabel_slide(slide_path, tmp_path / "threads.zarr", detect=True, config=config, workers=2)
     assert threaded.n_committed > 100 and threaded.n_tiles >= 4
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         clustered = prelabel_slide(slide_path, tmp_path / "cluster.zarr", detect=True, config=config, scheduler=client)
     assert clustered.n_committed == threaded.n_committed
     labels_a, table_a = _state(tmp_path / "threads.zarr")
@@ -90,8 +93,20 @@ def test_cli_prelabel_slide_and_per_tile_export(slide_path, tmp_path):
     from napari_instseg.cli import main
 
     (tmp_path / "points.csv").write_text("y,x\n60,60\n300,300\n")
-    args = ["prelabel-slide", str(slide_path), "--store", str(tmp_path / "s.zarr"), "--points", str(tmp_path / "points.csv"),
-            "--backend", "classic", "--tile", "256", "--halo", "16"]
+    args = [
+        "prelabel-slide",
+        str(slide_path),
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--points",
+        str(tmp_path / "points.csv"),
+        "--backend",
+        "classic",
+        "--tile",
+        "256",
+        "--halo",
+        "16",
+    ]
     assert main(args) == 0
     assert main(["export", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "tiles.json"), "--per-tile", "256"]) == 0
     coco = json.loads((tmp_path / "tiles.json").read_text())
@@ -102,7 +117,7 @@ def test_cli_prelabel_slide_and_per_tile_export(slide_path, tmp_path):
         image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
         x0, y0 = image["tile_origin"]
         tile_mask = mask_utils.decode(ann["segmentation"]).astype(bool)
-        np.testing.assert_array_equal(labels[y0:y0 + 256, x0:x0 + 256] == ann["instance_id"], tile_mask)
+        np.testing.assert_array_equal(labels[y0 : y0 + 256, x0 : x0 + 256] == ann["instance_id"], tile_mask)
 
 
 def test_sam2_tiles_are_embedded_once_and_cached(slide_path, tmp_path, sam2_checkpoint, monkeypatch):
@@ -110,9 +125,26 @@ def test_sam2_tiles_are_embedded_once_and_cached(slide_path, tmp_path, sam2_chec
 
     monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "cache"))
     (tmp_path / "points.csv").write_text("y,x\n60,60\n100,90\n")
-    args = ["prelabel-slide", str(slide_path), "--store", str(tmp_path / "s.zarr"), "--points", str(tmp_path / "points.csv"),
-            "--backend", "sam2", "--checkpoint", str(sam2_checkpoint), "--device", "cpu", "--tile", "256", "--halo", "16",
-            "--workers", "1"]
+    args = [
+        "prelabel-slide",
+        str(slide_path),
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--points",
+        str(tmp_path / "points.csv"),
+        "--backend",
+        "sam2",
+        "--checkpoint",
+        str(sam2_checkpoint),
+        "--device",
+        "cpu",
+        "--tile",
+        "256",
+        "--halo",
+        "16",
+        "--workers",
+        "1",
+    ]
     assert main(args) == 0
     cache = zarr.open_group(str(tmp_path / "cache" / "embeddings.zarr"), mode="r")
     entries = list(cache.group_keys())

@@ -43,7 +43,7 @@ def test_rle_masks_are_pixel_exact_in_pycocotools(exported, labels_and_table):
 
 
 def test_bbox_area_and_standard_fields(exported, labels_and_table):
-    labels, _ = labels_and_table
+    _labels, _ = labels_and_table
     _, result = exported
     by_id = {a["instance_id"]: a for a in result.coco["annotations"]}
     assert by_id[9]["bbox"] == [4.0, 40.0, 20.0, 20.0]  # two parts: x 4..23, y 40..59

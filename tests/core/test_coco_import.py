@@ -22,7 +22,7 @@ def test_import_of_export_is_identity(tmp_path, labels_and_table, protocol):
     imported = import_coco(path)
     assert imported.protocol == protocol
     assert imported.overlap_px == 0
-    for item, original in zip(imported.images, (labels, second)):
+    for item, original in zip(imported.images, (labels, second), strict=False):
         np.testing.assert_array_equal(item.labels_yx, original)
         assert item.labels_yx.dtype == np.uint32
         pd.testing.assert_frame_equal(item.table, table)
@@ -110,18 +110,51 @@ def _mutate(edit):
 
 BAD_INPUTS = {
     "missing annotations": (lambda c: c.pop("annotations"), "top level: missing list 'annotations'"),
-    "missing segmentation": (lambda c: c["annotations"][0].pop("segmentation"), r"annotations\[0\] \(id 100\): missing key 'segmentation'"),
-    "wrong type id": (lambda c: c["annotations"][1].update(id="101"), r"annotations\[1\] \(id '101'\): 'id' must be an integer"),
-    "unknown image": (lambda c: c["annotations"][0].update(image_id=9), r"annotations\[0\] \(id 100\): 'image_id' 9 is not a known image id"),
-    "unknown category": (lambda c: c["annotations"][1].update(category_id=3), r"annotations\[1\] \(id 101\): 'category_id' 3 is not a known category id"),
-    "duplicate ann id": (lambda c: c["annotations"][1].update(id=100), r"annotations\[1\] \(id 100\): duplicate annotation id 100"),
-    "duplicate image id": (lambda c: c["images"].append(dict(c["images"][0])), r"images\[1\] \(id 5\): duplicate image id 5"),
-    "rle size": (lambda c: c["annotations"][0]["segmentation"].update(size=[30, 20]), r"RLE size \[30, 20\] does not match image 5 \(height x width = 20 x 30\)"),
-    "rle counts sum": (lambda c: c["annotations"][0].update(segmentation={"size": [20, 30], "counts": [10, 5]}), "RLE counts cover 15 pixels, but the image has 600"),
-    "short polygon": (lambda c: c["annotations"][1].update(segmentation=[[1.0, 1.0, 5.0, 5.0]]), "polygon 0 has 2 points; a polygon needs at least 3"),
-    "bbox outside": (lambda c: c["annotations"][0].update(bbox=[25.0, 1.0, 10.0, 5.0]), r"'bbox' \[25.0, 1.0, 10.0, 5.0\] extends outside image 5 \(width x height = 30 x 20\)"),
+    "missing segmentation": (
+        lambda c: c["annotations"][0].pop("segmentation"),
+        r"annotations\[0\] \(id 100\): missing key 'segmentation'",
+    ),
+    "wrong type id": (
+        lambda c: c["annotations"][1].update(id="101"),
+        r"annotations\[1\] \(id '101'\): 'id' must be an integer",
+    ),
+    "unknown image": (
+        lambda c: c["annotations"][0].update(image_id=9),
+        r"annotations\[0\] \(id 100\): 'image_id' 9 is not a known image id",
+    ),
+    "unknown category": (
+        lambda c: c["annotations"][1].update(category_id=3),
+        r"annotations\[1\] \(id 101\): 'category_id' 3 is not a known category id",
+    ),
+    "duplicate ann id": (
+        lambda c: c["annotations"][1].update(id=100),
+        r"annotations\[1\] \(id 100\): duplicate annotation id 100",
+    ),
+    "duplicate image id": (
+        lambda c: c["images"].append(dict(c["images"][0])),
+        r"images\[1\] \(id 5\): duplicate image id 5",
+    ),
+    "rle size": (
+        lambda c: c["annotations"][0]["segmentation"].update(size=[30, 20]),
+        r"RLE size \[30, 20\] does not match image 5 \(height x width = 20 x 30\)",
+    ),
+    "rle counts sum": (
+        lambda c: c["annotations"][0].update(segmentation={"size": [20, 30], "counts": [10, 5]}),
+        "RLE counts cover 15 pixels, but the image has 600",
+    ),
+    "short polygon": (
+        lambda c: c["annotations"][1].update(segmentation=[[1.0, 1.0, 5.0, 5.0]]),
+        "polygon 0 has 2 points; a polygon needs at least 3",
+    ),
+    "bbox outside": (
+        lambda c: c["annotations"][0].update(bbox=[25.0, 1.0, 10.0, 5.0]),
+        r"'bbox' \[25.0, 1.0, 10.0, 5.0\] extends outside image 5 \(width x height = 30 x 20\)",
+    ),
     "bad occlusion": (lambda c: c["annotations"][0].update(occlusion="half"), "'occlusion' 'half' is not one of"),
-    "bad image size": (lambda c: c["images"][0].update(height=0), r"images\[0\] \(id 5\): 'height' and 'width' must be positive"),
+    "bad image size": (
+        lambda c: c["images"][0].update(height=0),
+        r"images\[0\] \(id 5\): 'height' and 'width' must be positive",
+    ),
 }
 
 

@@ -24,8 +24,14 @@ def annotated():
     labels[65:75, 40:50] = 9  # two parts
     labels[40:70, 70:95] = 12
     protocol = Protocol(categories=(Category(1, "tumour", "cell", "#ff0000"), Category(2, "stroma")))
-    table = make_rows([4, 9, 12], category_id=[1, 2, 1], occlusion=["none", "heavy", "partial"], z_order=[0, 2, 1],
-                      source=["sam2", "manual", "classic"], review=["accepted", "accepted", "pre-label"])
+    table = make_rows(
+        [4, 9, 12],
+        category_id=[1, 2, 1],
+        occlusion=["none", "heavy", "partial"],
+        z_order=[0, 2, 1],
+        source=["sam2", "manual", "classic"],
+        review=["accepted", "accepted", "pre-label"],
+    )
     return labels, table, protocol
 
 
@@ -63,7 +69,10 @@ def test_round_trip_maps_back_to_the_same_instances(annotated):
 def test_bad_geojson_is_named():
     with pytest.raises(GeoJSONError, match="FeatureCollection"):
         geojson_to_labels({"type": "Feature"}, (10, 10))
-    point = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}]}
+    point = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}],
+    }
     with pytest.raises(GeoJSONError, match=r"features\[0\]: geometry type 'Point'"):
         geojson_to_labels(point, (10, 10))
 

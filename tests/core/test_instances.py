@@ -45,7 +45,11 @@ def test_from_features_drops_background_row_and_needs_index(labels_and_table):
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        ("occlusion", "mostly", r"instance 9: column 'occlusion' has 'mostly'; expected one of \('none', 'partial', 'heavy'\)"),
+        (
+            "occlusion",
+            "mostly",
+            r"instance 9: column 'occlusion' has 'mostly'; expected one of \('none', 'partial', 'heavy'\)",
+        ),
         ("review", "maybe", "instance 9: column 'review' has 'maybe'"),
         ("z_order", 1.5, "instance 9: column 'z_order' has 1.5; expected an integer"),
         ("iscrowd", "sometimes", "instance 9: column 'iscrowd' has 'sometimes'; expected a boolean"),

@@ -47,7 +47,9 @@ def test_points_positive_and_negative(nuclei):
     assert candidates.source == "classic" and 1 <= len(candidates) <= 3
     assert list(candidates.scores) == sorted(candidates.scores, reverse=True)
     assert candidates.masks_yx[0][centre[0], centre[1]]
-    negative = prompter.predict(Prompt.make(points_yx=[centre, [centre[0], centre[1] + 3]], point_labels=[1, 0]), multimask=False)
+    negative = prompter.predict(
+        Prompt.make(points_yx=[centre, [centre[0], centre[1] + 3]], point_labels=[1, 0]), multimask=False
+    )
     assert len(negative) == 1 and not negative.masks_yx[0][centre[0], centre[1] + 3]
 
 

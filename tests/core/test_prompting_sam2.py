@@ -40,8 +40,10 @@ def test_points_and_boxes_give_sorted_candidates(prompter):
 
 def test_box_in_any_corner_order_gives_the_same_mask(prompter):
     x0, y0, x1, y1 = 100, 150, 180, 230
-    masks = [prompter.predict(Prompt.make(box_xyxy=box), multimask=False).masks_yx[0]
-             for box in ([x0, y0, x1, y1], [x1, y1, x0, y0], [x0, y1, x1, y0], [x1, y0, x0, y1])]
+    masks = [
+        prompter.predict(Prompt.make(box_xyxy=box), multimask=False).masks_yx[0]
+        for box in ([x0, y0, x1, y1], [x1, y1, x0, y0], [x0, y1, x1, y0], [x1, y0, x0, y1])
+    ]
     for mask in masks[1:]:
         np.testing.assert_array_equal(mask, masks[0])
 
@@ -73,14 +75,20 @@ def _count_encoder_calls(sam):
 
 
 @pytest.mark.parametrize(("dtype", "min_agreement"), [("float32", 1.0), ("float16", 0.999)])
-def test_cached_embedding_skips_the_encoder_and_gives_the_same_masks(tmp_path, sam2_checkpoint, ihc_image, dtype, min_agreement):
+def test_cached_embedding_skips_the_encoder_and_gives_the_same_masks(
+    tmp_path, sam2_checkpoint, ihc_image, dtype, min_agreement
+):
     key = ImageKey.whole("ihc-tile", ihc_image.shape[:2])
     prompt = Prompt.make(points_yx=[[200, 250]], box_xyxy=[200, 150, 320, 260])
-    first = Sam2Prompter("tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb.zarr"), cache_dtype=dtype)
+    first = Sam2Prompter(
+        "tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb.zarr"), cache_dtype=dtype
+    )
     first.set_image(ihc_image, key)
     assert not first.last_from_cache
     fresh = first.predict(prompt)
-    second = Sam2Prompter("tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb.zarr"), cache_dtype=dtype)
+    second = Sam2Prompter(
+        "tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb.zarr"), cache_dtype=dtype
+    )
     calls = _count_encoder_calls(second)
     second.set_image(ihc_image, key)
     assert second.last_from_cache and calls == []
@@ -95,7 +103,9 @@ def test_mismatching_cache_entry_is_refused_with_the_field(tmp_path, sam2_checkp
     cache_path = tmp_path / "emb.zarr"
     Sam2Prompter("tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(cache_path)).set_image(ihc_image, key)
     other = Sam2Prompter("tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(cache_path), cache_dtype="float32")
-    with pytest.raises(EmbeddingCacheMismatch, match=r"computed with dtype='float16', but this session uses dtype='float32'"):
+    with pytest.raises(
+        EmbeddingCacheMismatch, match=r"computed with dtype='float16', but this session uses dtype='float32'"
+    ):
         other.set_image(ihc_image, key)
     copy = tmp_path / "other.pt"
     shutil.copy(sam2_checkpoint, copy)  # another checkpoint file

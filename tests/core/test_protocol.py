@@ -47,13 +47,19 @@ def test_tiers_are_settings_and_nan_means_missing():
     [
         ({}, "missing key 'categories'"),
         ({"categories": []}, "at least one category"),
-        ({"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]}, r"categories\[1\]\.id: duplicate category id 1"),
+        (
+            {"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]},
+            r"categories\[1\]\.id: duplicate category id 1",
+        ),
         ({"categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "a"}]}, "duplicate category name 'a'"),
         ({"categories": [{"id": 0, "name": "a"}]}, "expected a positive integer, got 0"),
         ({"categories": [{"id": 1, "name": "a", "color": "red"}]}, r"color: expected '#rrggbb'"),
         ({"categories": [{"id": 1, "name": "a"}], "occlusion_rule": "xray"}, "'xray' is not one of"),
         ({"categories": [{"id": 1, "name": "a"}], "tiers": {"partial_max": 0.0}}, "none_max < partial_max"),
-        ({"categories": [{"id": 1, "name": "a"}], "qa_rates": {"heavy": 1.5}}, r"qa_rates\.heavy: expected a rate in \[0, 1\]"),
+        (
+            {"categories": [{"id": 1, "name": "a"}], "qa_rates": {"heavy": 1.5}},
+            r"qa_rates\.heavy: expected a rate in \[0, 1\]",
+        ),
         ({"categories": [{"id": 1, "name": "a"}], "colour_map": 1}, r"unknown key\(s\) \['colour_map'\]"),
     ],
 )
@@ -68,7 +74,7 @@ def test_invalid_protocols_get_clear_errors(tmp_path, data, message):
 def test_unparsable_file_names_the_file(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text("{not json")
-    with pytest.raises(ProtocolError, match="broken.json: cannot parse"):
+    with pytest.raises(ProtocolError, match=r"broken\.json: cannot parse"):
         load_protocol(path)
 
 

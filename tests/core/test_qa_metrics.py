@@ -38,19 +38,34 @@ def random_sets(seed, n_images=4, per_image=30, size=64, n_categories=2, separat
             mask = np.zeros((size, size), bool)
             if separated:
                 cy, cx = (k // 6) * 10 + 2, (k % 6) * 10 + 2
-                mask[cy:cy + rng.integers(3, 8), cx:cx + rng.integers(3, 8)] = True
+                mask[cy : cy + rng.integers(3, 8), cx : cx + rng.integers(3, 8)] = True
             else:
                 y, x = rng.integers(0, size - 8, 2)
-                mask[y:y + rng.integers(3, 16), x:x + rng.integers(3, 16)] = True
+                mask[y : y + rng.integers(3, 16), x : x + rng.integers(3, 16)] = True
             encoded = _rle(mask)
             category = int(rng.integers(1, n_categories + 1))
-            gts.append({"id": len(gts) + 1, "image_id": image["id"], "category_id": category, "segmentation": encoded,
-                        "area": float(mask.sum()), "bbox": mask_utils.toBbox(encoded).tolist(),
-                        "iscrowd": int(rng.random() < 0.05), "occlusion": str(rng.choice(TIERS))})
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": image["id"],
+                    "category_id": category,
+                    "segmentation": encoded,
+                    "area": float(mask.sum()),
+                    "bbox": mask_utils.toBbox(encoded).tolist(),
+                    "iscrowd": int(rng.random() < 0.05),
+                    "occlusion": str(rng.choice(TIERS)),
+                }
+            )
             for _ in range(int(rng.integers(0, 3))):
                 moved = np.roll(mask, tuple(rng.integers(-1, 2, 2)), axis=(0, 1))
-                dts.append({"image_id": image["id"], "category_id": category if rng.random() < 0.9 else 1,
-                            "segmentation": _rle(moved), "score": float(np.round(rng.random(), 1))})
+                dts.append(
+                    {
+                        "image_id": image["id"],
+                        "category_id": category if rng.random() < 0.9 else 1,
+                        "segmentation": _rle(moved),
+                        "score": float(np.round(rng.random(), 1)),
+                    }
+                )
     categories = [{"id": c, "name": f"class {c}"} for c in range(1, n_categories + 1)]
     return {"images": images, "annotations": gts, "categories": categories}, dts
 
@@ -95,9 +110,9 @@ def test_overall_and_per_tier_equal_pycocotools(seed, separated):
         ours = scores_of(evaluation, tier)
         np.testing.assert_allclose(ours.precision, ref_precision, rtol=0, atol=1e-12)
         np.testing.assert_allclose(ours.recall, ref_recall, rtol=0, atol=1e-12)
-        assert ours.AP == pytest.approx(_ap(ref_precision), abs=1e-12)
-        assert ours.AP50 == pytest.approx(_ap(ref_precision[0]), abs=1e-12)
-        assert ours.AP75 == pytest.approx(_ap(ref_precision[5]), abs=1e-12)
+        assert pytest.approx(_ap(ref_precision), abs=1e-12) == ours.AP
+        assert pytest.approx(_ap(ref_precision[0]), abs=1e-12) == ours.AP50
+        assert pytest.approx(_ap(ref_precision[5]), abs=1e-12) == ours.AP75
 
 
 def test_max_dets_is_not_silently_100():
@@ -111,20 +126,40 @@ def test_max_dets_is_not_silently_100():
 
 def _square(y, x, size=10, shape=(40, 40)):
     mask = np.zeros(shape, bool)
-    mask[y:y + size, x:x + size] = True
+    mask[y : y + size, x : x + size] = True
     return mask
 
 
 def _hand_built(tiers, candidates):
     """References: squares at fixed places with the given tiers; candidates: (index, score)."""
     places = [(0, 0), (0, 20), (20, 0), (20, 20)]
-    gts = [{"id": i + 1, "image_id": 1, "category_id": 1, "segmentation": _rle(_square(*places[i])), "iscrowd": 0,
-            "area": 100.0, "bbox": [places[i][1], places[i][0], 10, 10], "occlusion": tier}
-           for i, tier in enumerate(tiers)]
-    dts = [{"image_id": 1, "category_id": 1, "segmentation": _rle(_square(*places[i]) if i is not None else _square(15, 15, 4)),
-            "score": score} for i, score in candidates]
-    gt = {"images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}], "annotations": gts,
-          "categories": [{"id": 1, "name": "cell"}]}
+    gts = [
+        {
+            "id": i + 1,
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": _rle(_square(*places[i])),
+            "iscrowd": 0,
+            "area": 100.0,
+            "bbox": [places[i][1], places[i][0], 10, 10],
+            "occlusion": tier,
+        }
+        for i, tier in enumerate(tiers)
+    ]
+    dts = [
+        {
+            "image_id": 1,
+            "category_id": 1,
+            "segmentation": _rle(_square(*places[i]) if i is not None else _square(15, 15, 4)),
+            "score": score,
+        }
+        for i, score in candidates
+    ]
+    gt = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}],
+        "annotations": gts,
+        "categories": [{"id": 1, "name": "cell"}],
+    }
     return gt, dts
 
 
@@ -136,21 +171,21 @@ def test_tier_ignore_rule_on_a_hand_built_case():
     assert (heavy.n_gt, none.n_gt, result["partial"].n_gt) == (2, 2, 0)
     # heavy: the hit on reference 0 (a 'none') is ignored, not a false positive; the miss is one.
     # precision 1 up to recall 0.5 (one of two heavy found), then nothing: AP50 = 51/101
-    assert heavy.AP50 == pytest.approx(51 / 101)
+    assert pytest.approx(51 / 101) == heavy.AP50
     # none: the hit on reference 1 (heavy) is ignored; same shape of curve
-    assert none.AP50 == pytest.approx(51 / 101)
+    assert pytest.approx(51 / 101) == none.AP50
     assert np.isnan(result["partial"].AP)  # no reference of that tier: undefined, not 0
     # without the unmatched candidate nothing changes for 'heavy' (it came after the hit)
     gt2, dt2 = _hand_built(["none", "heavy", "heavy", "none"], [(0, 0.9), (1, 0.8)])
-    assert stratified_ap(gt2, dt2)["heavy"].AP50 == pytest.approx(51 / 101)
+    assert pytest.approx(51 / 101) == stratified_ap(gt2, dt2)["heavy"].AP50
     # an unmatched candidate ranked first is a false positive in every tier
     gt3, dt3 = _hand_built(["heavy", "heavy"], [(None, 0.99), (0, 0.5)])
-    assert stratified_ap(gt3, dt3)["heavy"].AP50 == pytest.approx(51 / 101 * 0.5)
+    assert pytest.approx(51 / 101 * 0.5) == stratified_ap(gt3, dt3)["heavy"].AP50
 
 
 def test_tier_from_occluded_fraction_with_the_protocol_cut_points():
     gt, dt = _hand_built(["none", "none"], [(0, 0.9), (1, 0.8)])
-    for ann, fraction in zip(gt["annotations"], (0.3, 0.5)):
+    for ann, fraction in zip(gt["annotations"], (0.3, 0.5), strict=False):
         del ann["occlusion"]
         ann["occluded_fraction"] = fraction
     assert stratified_ap(gt, dt)["partial"].n_gt == 1
@@ -163,8 +198,10 @@ def test_full_coco_file_as_candidates_scores_one_and_bad_candidates_are_named():
     gt, _ = _hand_built(["none", "none"], [])
     as_file = copy.deepcopy(gt)
     scores = scores_of(prepare(gt, as_file))
-    assert scores.AP == pytest.approx(1.0)
+    assert pytest.approx(1.0) == scores.AP
     with pytest.raises(CocoFormatError, match=r"candidates \(DT\) \[0\]: missing key 'score'"):
         prepare(gt, [{"image_id": 1, "category_id": 1, "segmentation": gt["annotations"][0]["segmentation"]}])
     with pytest.raises(CocoFormatError, match="is not in the reference"):
-        prepare(gt, [{"image_id": 7, "category_id": 1, "segmentation": gt["annotations"][0]["segmentation"], "score": 1}])
+        prepare(
+            gt, [{"image_id": 7, "category_id": 1, "segmentation": gt["annotations"][0]["segmentation"], "score": 1}]
+        )

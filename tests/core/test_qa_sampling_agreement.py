@@ -16,9 +16,18 @@ def _instances(counts):
     rows, ann = [], 1
     for tier, n in counts.items():
         for _ in range(n):
-            rows.append({"ann_id": ann, "image_id": 1 + ann % 3, "file_name": "a.png", "instance_id": ann,
-                         "category": "cell" if ann % 2 else "mitosis", "occlusion": tier,
-                         "annotator": "ann-a" if ann % 4 else "ann-b", "bbox_xywh": [0, 0, 1, 1]})
+            rows.append(
+                {
+                    "ann_id": ann,
+                    "image_id": 1 + ann % 3,
+                    "file_name": "a.png",
+                    "instance_id": ann,
+                    "category": "cell" if ann % 2 else "mitosis",
+                    "occlusion": tier,
+                    "annotator": "ann-a" if ann % 4 else "ann-b",
+                    "bbox_xywh": [0, 0, 1, 1],
+                }
+            )
             ann += 1
     return pd.DataFrame(rows)
 
@@ -51,7 +60,9 @@ def test_stratify_also_by_category_and_annotator():
 
 
 def test_queue_files_and_error_rates_with_wilson_intervals(tmp_path):
-    queue = review_sample(_instances({"none": 50, "heavy": 20}), SamplingRates(none=0.2, heavy=0.5, min_per_tier=1), seed=0)
+    queue = review_sample(
+        _instances({"none": 50, "heavy": 20}), SamplingRates(none=0.2, heavy=0.5, min_per_tier=1), seed=0
+    )
     json_path, csv_path = write_queue(queue, tmp_path)
     assert csv_path.read_text().startswith("ann_id,image_id,file_name")
     reviewed = read_queue(json_path)
@@ -85,15 +96,28 @@ def _coco_with(tiers, crowds, shift=0):
     from pycocotools import mask as mask_utils
 
     anns = []
-    for k, (tier, crowd) in enumerate(zip(tiers, crowds)):
+    for k, (tier, crowd) in enumerate(zip(tiers, crowds, strict=False)):
         mask = np.zeros((40, 40), np.uint8)
-        mask[4 + 9 * (k // 4): 11 + 9 * (k // 4), 4 + 9 * (k % 4) + shift: 11 + 9 * (k % 4) + shift] = 1
+        mask[4 + 9 * (k // 4) : 11 + 9 * (k // 4), 4 + 9 * (k % 4) + shift : 11 + 9 * (k % 4) + shift] = 1
         encoded = mask_utils.encode(np.asfortranarray(mask))
         encoded["counts"] = encoded["counts"].decode()
-        anns.append({"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": encoded, "iscrowd": crowd,
-                     "area": float(mask.sum()), "bbox": mask_utils.toBbox(encoded).tolist(), "occlusion": tier})
-    return {"images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}], "annotations": anns,
-            "categories": [{"id": 1, "name": "cell"}]}
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": encoded,
+                "iscrowd": crowd,
+                "area": float(mask.sum()),
+                "bbox": mask_utils.toBbox(encoded).tolist(),
+                "occlusion": tier,
+            }
+        )
+    return {
+        "images": [{"id": 1, "file_name": "a.png", "height": 40, "width": 40}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "cell"}],
+    }
 
 
 def test_calibration_of_two_annotators():
@@ -101,8 +125,12 @@ def test_calibration_of_two_annotators():
     b = _coco_with(["none", "heavy", "heavy", "none", "partial", "partial"], [0, 0, 0, 0, 0, 1])
     result = calibration(a, b)
     assert result["n_matched"] == 6 and result["mean_matched_iou"] == pytest.approx(1.0)
-    assert result["kappa_occlusion"] == pytest.approx(cohen_kappa(
-        ["none", "partial", "heavy", "none", "none", "partial"], ["none", "heavy", "heavy", "none", "partial", "partial"]))
+    assert result["kappa_occlusion"] == pytest.approx(
+        cohen_kappa(
+            ["none", "partial", "heavy", "none", "none", "partial"],
+            ["none", "heavy", "heavy", "none", "partial", "partial"],
+        )
+    )
     assert result["kappa_crowd"] == pytest.approx(0.0)
     assert result["B_against_A"]["AP"] == pytest.approx(1.0)
     shifted = calibration(a, _coco_with(["none"] * 6, [0] * 6, shift=2))  # IoU 5/9: matched at 0.5 only
@@ -112,9 +140,15 @@ def test_calibration_of_two_annotators():
 
 def test_prelabel_statistics_from_review_attributes():
     final = _coco_with(["none", "none", "heavy", "heavy", "partial", "none"], [0] * 6)
-    reviews = [("sam2", "accepted", 1.0, 4.0), ("sam2", "corrected", 0.8, 20.0), ("sam2", "accepted", 1.0, 6.0),
-               ("classic", "corrected", 0.5, 30.0), ("manual", "accepted", None, 40.0), ("sam2", "pre-label", None, 0.0)]
-    for ann, (source, review, iou, seconds) in zip(final["annotations"], reviews):
+    reviews = [
+        ("sam2", "accepted", 1.0, 4.0),
+        ("sam2", "corrected", 0.8, 20.0),
+        ("sam2", "accepted", 1.0, 6.0),
+        ("classic", "corrected", 0.5, 30.0),
+        ("manual", "accepted", None, 40.0),
+        ("sam2", "pre-label", None, 0.0),
+    ]
+    for ann, (source, review, iou, seconds) in zip(final["annotations"], reviews, strict=False):
         ann["attributes"] = {"source": source, "review": review, "prelabel_iou": iou, "time_s": seconds}
     stats = prelabel_stats(final)
     assert stats["overall"]["n_prelabels"] == 5 and stats["overall"]["acceptance_rate"] == pytest.approx(2 / 5)

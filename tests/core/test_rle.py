@@ -28,7 +28,7 @@ def test_instance_rles_equal_pycocotools(labels):
     runs = rle.label_runs(labels)
     present = np.unique(labels)
     assert runs.ids.tolist() == present[present > 0].tolist()
-    for instance_id, encoded, area in zip(runs.ids, rle.instance_rles(runs), runs.area_px):
+    for instance_id, encoded, area in zip(runs.ids, rle.instance_rles(runs), runs.area_px, strict=False):
         assert encoded["size"] == list(labels.shape)
         assert encoded["counts"] == _reference_rle(labels, instance_id)
         assert area == np.count_nonzero(labels == instance_id)

@@ -16,12 +16,27 @@ def _write_ome_zarr(path, side=SIDE, levels=3, chunk=1024):
     datasets = []
     for level in range(levels):
         size = side // 2**level
-        array = root.create_array(str(level), shape=(3, size, size), dtype=np.uint8, chunks=(3, chunk, chunk), fill_value=200)
+        array = root.create_array(
+            str(level), shape=(3, size, size), dtype=np.uint8, chunks=(3, chunk, chunk), fill_value=200
+        )
         array[:, :chunk, :chunk] = 10 * (level + 1)  # one chunk written per level
-        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.25 * 2**level, 0.25 * 2**level]}]})
-    root.attrs["multiscales"] = [{"version": "0.4", "datasets": datasets, "axes": [
-        {"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
-        {"name": "x", "type": "space", "unit": "micrometer"}]}]
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.25 * 2**level, 0.25 * 2**level]}],
+            }
+        )
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "datasets": datasets,
+            "axes": [
+                {"name": "c", "type": "channel"},
+                {"name": "y", "type": "space", "unit": "micrometer"},
+                {"name": "x", "type": "space", "unit": "micrometer"},
+            ],
+        }
+    ]
     return path
 
 

@@ -19,7 +19,11 @@ def _rect(shape, y0, x0, y1, x1):
 
 def _chunk_mtimes(path):
     root = path / "labels"
-    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and p.name != "zarr.json"}
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_mtime_ns
+        for p in root.rglob("*")
+        if p.is_file() and p.name != "zarr.json"
+    }
 
 
 @pytest.fixture
@@ -39,8 +43,11 @@ def test_window_edits_land_in_the_slide_and_touch_only_their_chunks(slide_store)
     assert (store.read_labels((y0 + 100, x0 + 100, y0 + 140, x0 + 160)) == first).all()
     written = {k for k, v in _chunk_mtimes(path).items() if before.get(k) != v}
     # the rectangle's slide pixels lie in exactly these 256-px chunks
-    expected = {f"c/{cy}/{cx}" for cy in range((y0 + 100) // 256, (y0 + 139) // 256 + 1)
-                for cx in range((x0 + 100) // 256, (x0 + 159) // 256 + 1)}
+    expected = {
+        f"c/{cy}/{cx}"
+        for cy in range((y0 + 100) // 256, (y0 + 139) // 256 + 1)
+        for cx in range((x0 + 100) // 256, (x0 + 159) // 256 + 1)
+    }
     assert written == expected
     assert not store.read_labels((0, 0, 2000, 2000)).any()  # everything else untouched
 
@@ -56,7 +63,7 @@ def test_a_seam_crossing_object_keeps_one_id_and_ids_stay_unique(slide_store):
     other = store.window_session(right.region_yx)
     assert instance in np.unique(other.labels_yx)  # the halo shows it in the next window
     ox = right.origin_yx[1]
-    other.labels_yx[200:260, 1080 - ox:1120 - ox] = instance  # the annotator extends it there
+    other.labels_yx[200:260, 1080 - ox : 1120 - ox] = instance  # the annotator extends it there
     other.labels_edited([instance])
     extended = store.read_labels((200, 1000, 260, 1120))
     assert (extended == instance).all()
@@ -78,5 +85,7 @@ def test_window_undo_and_reopen(slide_store):
         assert again.table.loc[instance, "occlusion"] == "none"
         reopened = again.window_session(window.region_yx)
         assert instance in reopened.prelabels  # the proposal, back in window coordinates
-        np.testing.assert_array_equal(reopened.prelabels[instance].full(window.shape_yx), _rect(window.shape_yx, 10, 10, 50, 50))
+        np.testing.assert_array_equal(
+            reopened.prelabels[instance].full(window.shape_yx), _rect(window.shape_yx, 10, 10, 50, 50)
+        )
     assert os.path.getsize(path / "instseg" / "state.json") > 0

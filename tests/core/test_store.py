@@ -88,9 +88,13 @@ def test_a_journal_record_written_before_a_crash_is_completed_on_open(tmp_path, 
 
 
 def test_a_second_writer_opens_read_only_and_says_who_holds_the_lock(tmp_path, store):
-    code = ("import sys; from napari_instseg.core.store import AnnotationStore;"
-            "s = AnnotationStore.open(sys.argv[1]); print(s.read_only); print(s.lock_message)")
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.zarr")], capture_output=True, text=True, check=True)
+    code = (
+        "import sys; from napari_instseg.core.store import AnnotationStore;"
+        "s = AnnotationStore.open(sys.argv[1]); print(s.read_only); print(s.lock_message)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.zarr")], capture_output=True, text=True, check=True
+    )
     read_only, message = result.stdout.strip().splitlines()
     assert read_only == "True"
     assert f"being written by process {os.getpid()}" in message and "opened read-only" in message

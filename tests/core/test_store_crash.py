@@ -14,15 +14,16 @@ import pytest
 from napari_instseg.core.store import AnnotationStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _crash_child import SHAPE, mask_for  # noqa: E402
+from _crash_child import SHAPE, mask_for
 
 CHILD = Path(__file__).parent / "_crash_child.py"
 
 
 def run_trial(store_path: Path, first_seed: int, kill_after_s: float) -> list[tuple[int, int]]:
     """Annotate in a child process, SIGKILL it after ``kill_after_s``; return its commits."""
-    child = subprocess.Popen([sys.executable, str(CHILD), str(store_path), str(first_seed)],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), str(store_path), str(first_seed)], stdout=subprocess.PIPE, text=True
+    )
     assert child.stdout.readline().strip() == "READY"
     time.sleep(kill_after_s)
     os.kill(child.pid, signal.SIGKILL)

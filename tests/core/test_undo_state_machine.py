@@ -24,7 +24,7 @@ rects = st.tuples(st.integers(0, 28), st.integers(0, 28), st.integers(2, 14), st
 def _mask(rect):
     y, x, h, w = rect
     mask = np.zeros(SHAPE, bool)
-    mask[y:y + h, x:x + w] = True
+    mask[y : y + h, x : x + w] = True
     return mask
 
 
@@ -43,11 +43,15 @@ class UndoRedoMachine(RuleBasedStateMachine):
         self.tmp.cleanup()
 
     def _snapshot(self):
-        return (self.session.labels_yx.copy(), self.session.table.copy(),
-                set(self.session.prelabels), set(self.session.amodal))
+        return (
+            self.session.labels_yx.copy(),
+            self.session.table.copy(),
+            set(self.session.prelabels),
+            set(self.session.amodal),
+        )
 
     def _did(self):
-        self.states = self.states[: self.position + 1] + [self._snapshot()]
+        self.states = [*self.states[: self.position + 1], self._snapshot()]
         self.position += 1
 
     def _ids(self):

@@ -110,7 +110,7 @@ def test_paint_an_amodal_outline_and_see_the_tier_appear(viewer_with_widgets):
 
 
 def test_store_saves_commits_and_debounced_paint_and_reopens(viewer_with_widgets, tmp_path, qtbot):
-    viewer, prompt, instances = viewer_with_widgets
+    _viewer, prompt, _instances = viewer_with_widgets
     layer = prompt.labels_combo.value
     prompt.store_edit.value = str(tmp_path / "cells.zarr")
     prompt._on_store()
@@ -134,7 +134,7 @@ def test_store_saves_commits_and_debounced_paint_and_reopens(viewer_with_widgets
 
 
 def test_outline_from_a_box_candidate(viewer_with_widgets):
-    viewer, prompt, instances = viewer_with_widgets
+    viewer, prompt, _instances = viewer_with_widgets
     image = np.full((96, 96), 20, np.uint8)
     image[_disk((96, 96), (40, 50), 14)] = 200
     viewer.layers["cells"].data = image

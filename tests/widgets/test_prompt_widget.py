@@ -142,7 +142,9 @@ def test_scripting_the_same_actions_from_python(widget_and_viewer):
     assert widget.labels_combo.value.data[90, 90] == result.instance_id
 
 
-def test_sam2_encoding_never_blocks_the_ui_thread(make_napari_viewer, qtbot, sam2_checkpoint, ihc_image, monkeypatch, tmp_path):
+def test_sam2_encoding_never_blocks_the_ui_thread(
+    make_napari_viewer, qtbot, sam2_checkpoint, ihc_image, monkeypatch, tmp_path
+):
     """Model loading and encoding run in a worker; a 10 ms timer on the UI thread keeps ticking."""
     from qtpy.QtCore import QTimer
 

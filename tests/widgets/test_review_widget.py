@@ -16,7 +16,7 @@ def _labels(shift=0):
     labels = np.zeros((128, 128), np.uint32)
     for k in range(16):
         y, x = 8 + 30 * (k // 4), 8 + 30 * (k % 4)
-        labels[y:y + 14, x + shift:x + 14 + shift] = k + 1
+        labels[y : y + 14, x + shift : x + 14 + shift] = k + 1
     return labels
 
 
@@ -24,8 +24,9 @@ def _labels(shift=0):
 def viewer_and_widget(make_napari_viewer, tmp_path, qtbot):
     viewer = make_napari_viewer()
     table = make_rows(range(1, 17), occlusion=(["none", "partial", "heavy", "none"] * 4))
-    reference = viewer.add_labels(_labels(), **labels_layer_kwargs("reference", table, Protocol.default(),
-                                                                  {"file_name": "tile.tif"}))
+    reference = viewer.add_labels(
+        _labels(), **labels_layer_kwargs("reference", table, Protocol.default(), {"file_name": "tile.tif"})
+    )
     candidate = viewer.add_labels(_labels(shift=3), **labels_layer_kwargs("candidate", table, Protocol.default()))
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "QA and review")
     widget.reference_combo.value = reference

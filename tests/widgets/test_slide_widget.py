@@ -17,7 +17,7 @@ def slide_viewer(make_napari_viewer, tmp_path, monkeypatch):
     yy, xx = np.mgrid[:64, :64]
     blob = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 12**2) * 200
     for y, x in ((500, 500), (1000, 2020)):  # one nucleus across the seam at x = 2048
-        image[y:y + 64, x:x + 64] = np.maximum(image[y:y + 64, x:x + 64], blob)
+        image[y : y + 64, x : x + 64] = np.maximum(image[y : y + 64, x : x + 64], blob)
     root.create_array("0", data=image, chunks=(512, 512))
     root.create_array("1", data=image[::4, ::4], chunks=(512, 512))
     viewer = make_napari_viewer()

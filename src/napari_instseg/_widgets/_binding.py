@@ -88,8 +88,9 @@ class LayerSession:
             store = AnnotationStore.open(target)
         else:
             image = dict(self.layer.metadata.get(IMAGE_KEY) or {"file_name": f"{self.layer.name}.tif"})
-            store = AnnotationStore.create(target, self.session.labels_yx, self.session.protocol, image=image,
-                                           table=self.session.table)
+            store = AnnotationStore.create(
+                target, self.session.labels_yx, self.session.protocol, image=image, table=self.session.table
+            )
         self.store, self._owns_store = store, True
         self.layer.metadata = {**self.layer.metadata, STORE_KEY: str(target.resolve())}
         self._adopt(store.session(annotator=self.session.annotator))

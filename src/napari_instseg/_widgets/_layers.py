@@ -11,8 +11,11 @@ def labels_layers(viewer: Any, exclude: tuple[str, ...] = ()) -> list[tuple[str,
     """(name, layer) of the viewer's editable (single-scale) Labels layers, ``exclude`` left out."""
     from napari.layers import Labels
 
-    return [(layer.name, layer) for layer in viewer.layers
-            if isinstance(layer, Labels) and not layer.multiscale and layer.name not in exclude]
+    return [
+        (layer.name, layer)
+        for layer in viewer.layers
+        if isinstance(layer, Labels) and not layer.multiscale and layer.name not in exclude
+    ]
 
 
 def image_layers(viewer: Any) -> list[tuple[str, Any]]:

@@ -81,8 +81,13 @@ class SingleSlot:
         """True while a job runs."""
         return self.running is not None
 
-    def submit(self, func: Callable[..., Any], *args: Any, on_returned: Callable[[Any], None],
-               on_error: Callable[[Exception], None]) -> None:
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        on_returned: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
         """Run now if idle, else keep as the one pending job (dropping an older pending one)."""
         job = (func, args, {"on_returned": on_returned, "on_error": on_error})
         if self.running is not None:
@@ -108,7 +113,8 @@ class SingleSlot:
             return done
 
         self.running = True
-        worker = run_worker(func, *args, on_returned=finish(callbacks["on_returned"]),
-                            on_error=finish(callbacks["on_error"]))
+        worker = run_worker(
+            func, *args, on_returned=finish(callbacks["on_returned"]), on_error=finish(callbacks["on_error"])
+        )
         if worker is not None and self.running is True:
             self.running = worker

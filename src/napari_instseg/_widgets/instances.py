@@ -23,7 +23,7 @@ from napari_instseg.core.protocol import OCCLUSION_TIERS
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["InstancesWidget", "INSTANCE_SHORTCUTS", "TABLE_COLUMNS"]
+__all__ = ["INSTANCE_SHORTCUTS", "TABLE_COLUMNS", "InstancesWidget"]
 
 TABLE_COLUMNS = ("id", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator")
 OUTLINE_LAYER = "amodal outline"
@@ -64,23 +64,39 @@ class InstancesWidget(QWidget):
         self._outline_id: int | None = None
         self.labels_combo = ComboBox(label="labels", choices=self._labels_layers, nullable=True)
         self.tier_filter = ComboBox(label="tier", choices=[ALL, *OCCLUSION_TIERS], value=ALL)
-        self.review_filter = ComboBox(label="review", choices=[ALL, "pre-label", "accepted", "corrected", "rejected"], value=ALL)
+        self.review_filter = ComboBox(
+            label="review", choices=[ALL, "pre-label", "accepted", "corrected", "rejected"], value=ALL
+        )
         self.category_filter = ComboBox(label="category", choices=self._category_filter_choices)
         self.category_combo = ComboBox(label="set category", choices=self._category_choices)
         self.tier_combo = ComboBox(label="set tier", choices=list(OCCLUSION_TIERS))
         buttons = {
-            "apply": "Apply category + tier", "toggle_crowd": "Crowd on / off (Alt-C)",
-            "bring_forward": "Bring forward (Alt-Up)", "send_backward": "Send backward (Alt-Down)",
-            "delete": "Delete", "undo": "Undo (Alt-Z)", "redo": "Redo (Alt-Y)",
-            "edit_outline": "Paint amodal outline", "apply_outline": "Apply outline",
+            "apply": "Apply category + tier",
+            "toggle_crowd": "Crowd on / off (Alt-C)",
+            "bring_forward": "Bring forward (Alt-Up)",
+            "send_backward": "Send backward (Alt-Down)",
+            "delete": "Delete",
+            "undo": "Undo (Alt-Z)",
+            "redo": "Redo (Alt-Y)",
+            "edit_outline": "Paint amodal outline",
+            "apply_outline": "Apply outline",
         }
         self.buttons = {name: PushButton(text=text) for name, text in buttons.items()}
         self.status = Label(value="")
         self.help = Label(value="\n".join(f"{k}: {d}" for k, (_, d) in INSTANCE_SHORTCUTS.items()))
-        self.controls = Container(widgets=[
-            self.labels_combo, self.tier_filter, self.review_filter, self.category_filter,
-            self.category_combo, self.tier_combo, *self.buttons.values(), self.status, self.help,
-        ])
+        self.controls = Container(
+            widgets=[
+                self.labels_combo,
+                self.tier_filter,
+                self.review_filter,
+                self.category_filter,
+                self.category_combo,
+                self.tier_combo,
+                *self.buttons.values(),
+                self.status,
+                self.help,
+            ]
+        )
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -162,10 +178,15 @@ class InstancesWidget(QWidget):
             for r, (instance_id, row) in enumerate(rows.iterrows()):
                 fraction = row["occluded_fraction"]
                 values = (
-                    instance_id, names.get(int(row["category_id"]), row["category_id"]),
+                    instance_id,
+                    names.get(int(row["category_id"]), row["category_id"]),
                     f"{row['occlusion']}{' (manual)' if row['occlusion_manual'] else ''}",
-                    "" if np.isnan(fraction) else f"{1 - fraction:.0%}", "yes" if row["iscrowd"] else "",
-                    int(row["z_order"]), row["source"], row["review"], row["annotator"],
+                    "" if np.isnan(fraction) else f"{1 - fraction:.0%}",
+                    "yes" if row["iscrowd"] else "",
+                    int(row["z_order"]),
+                    row["source"],
+                    row["review"],
+                    row["annotator"],
                 )
                 for c, value in enumerate(values):
                     self.table.setItem(r, c, QTableWidgetItem(str(value)))

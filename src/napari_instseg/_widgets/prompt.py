@@ -28,7 +28,7 @@ from napari_instseg._widgets._workers import SingleSlot, run_worker
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["PromptWidget", "SHORTCUTS"]
+__all__ = ["SHORTCUTS", "PromptWidget"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _import_sam2() -> None:
     from napari_instseg.core.prompting.sam2 import avoid_llvm_clash
 
     avoid_llvm_clash()
-    import sam2.build_sam  # noqa: F401
+    import sam2.build_sam
     import sam2.sam2_image_predictor  # noqa: F401
 
 
@@ -123,14 +123,33 @@ class PromptWidget(Container):
         self.status = Label(value="")
         help_lines = [GESTURES] + [f"{key}: {desc}" for key, (_, desc) in SHORTCUTS.items()]
         self.help = Label(value="\n".join(help_lines))
-        self.extend([
-            self.image_combo, self.labels_combo, self.new_labels_button, self.backend_combo,
-            self.model_combo, self.checkpoint_edit, self.device_combo, self.category_combo,
-            self.in_front_check, self.amodal_check, self.outline_button, self.store_edit, self.store_button,
-            self.negative_check, self.segment_button, self.next_button,
-            self.commit_button, self.clear_button, self.refine_button, self.accept_button,
-            self.reject_button, self.status, self.help,
-        ])
+        self.extend(
+            [
+                self.image_combo,
+                self.labels_combo,
+                self.new_labels_button,
+                self.backend_combo,
+                self.model_combo,
+                self.checkpoint_edit,
+                self.device_combo,
+                self.category_combo,
+                self.in_front_check,
+                self.amodal_check,
+                self.outline_button,
+                self.store_edit,
+                self.store_button,
+                self.negative_check,
+                self.segment_button,
+                self.next_button,
+                self.commit_button,
+                self.clear_button,
+                self.refine_button,
+                self.accept_button,
+                self.reject_button,
+                self.status,
+                self.help,
+            ]
+        )
         self.new_labels_button.changed.connect(self._on_new_labels)
         self.segment_button.changed.connect(self._on_segment)
         self.next_button.changed.connect(self._on_next_candidate)
@@ -190,9 +209,13 @@ class PromptWidget(Container):
         if POINTS_NAME in self.viewer.layers:
             return self.viewer.layers[POINTS_NAME]
         layer = self.viewer.add_points(
-            np.zeros((0, 2)), name=POINTS_NAME, ndim=2, size=8,
+            np.zeros((0, 2)),
+            name=POINTS_NAME,
+            ndim=2,
+            size=8,
             features={"positive": np.zeros(0, dtype=bool)},
-            face_color="positive", face_color_cycle=[NEGATIVE_COLOR, POSITIVE_COLOR],
+            face_color="positive",
+            face_color_cycle=[NEGATIVE_COLOR, POSITIVE_COLOR],
         )
         layer.feature_defaults["positive"] = True
         layer.mode = "add"
@@ -203,7 +226,9 @@ class PromptWidget(Container):
     def _ensure_boxes_layer(self) -> Any:
         if BOXES_NAME in self.viewer.layers:
             return self.viewer.layers[BOXES_NAME]
-        layer = self.viewer.add_shapes(name=BOXES_NAME, ndim=2, edge_color="yellow", face_color="transparent", edge_width=2)
+        layer = self.viewer.add_shapes(
+            name=BOXES_NAME, ndim=2, edge_color="yellow", face_color="transparent", edge_width=2
+        )
         layer.mode = "add_rectangle"
         layer.events.data.connect(self._on_boxes_changed)
         return layer
@@ -250,8 +275,14 @@ class PromptWidget(Container):
         from napari_instseg.core.prompting.checkpoints import cache_dir
 
         backend, size, checkpoint, device = self._config()
-        prompter = make_prompter(backend, size=size, checkpoint=checkpoint, device=device,
-                                 cache_path=cache_dir().parent / "embeddings.zarr", on_mismatch="recompute")
+        prompter = make_prompter(
+            backend,
+            size=size,
+            checkpoint=checkpoint,
+            device=device,
+            cache_path=cache_dir().parent / "embeddings.zarr",
+            on_mismatch="recompute",
+        )
         if backend == "sam2":
             prompter.predictor  # noqa: B018 - build the model now, off the UI thread
         return prompter
@@ -272,7 +303,6 @@ class PromptWidget(Container):
         else:
             identity = f"layer:{layer.name}:{tuple(layer.data.shape)}:{layer.data.dtype}"
         return ImageKey.whole(identity, tuple(layer.data.shape[:2]))
-
 
     def _prepare(self, then: Any) -> None:
         """Make sure a prompter exists and holds the current image, then call ``then()``.
@@ -309,8 +339,15 @@ class PromptWidget(Container):
             then()
 
         self._say(f"Preparing {config[0]} on {image_layer.name}...")
-        self._encoding = run_worker(prepare, on_returned=done, on_error=self._on_worker_error,
-                                    progress=f"Encoding {image_layer.name} ({config[0]})") or None
+        self._encoding = (
+            run_worker(
+                prepare,
+                on_returned=done,
+                on_error=self._on_worker_error,
+                progress=f"Encoding {image_layer.name} ({config[0]})",
+            )
+            or None
+        )
 
     # -- actions (named _on_* so tests and key bindings can call them) ---------------------
     def _on_new_labels(self, *_: Any) -> None:
@@ -375,10 +412,16 @@ class PromptWidget(Container):
                 result = self._refining
                 self._say(f"Instance {result} refined.")
             else:
-                result = self._binding.run("commit", category=self.category_combo.value,
-                                           in_front=self.in_front_check.value, amodal=self.amodal_check.value)
-                self._say(f"Committed instance {result.instance_id} ({result.painted_px} px"
-                          f"{f', {result.skipped_px} px under other instances kept' if result.skipped_px else ''}).")
+                result = self._binding.run(
+                    "commit",
+                    category=self.category_combo.value,
+                    in_front=self.in_front_check.value,
+                    amodal=self.amodal_check.value,
+                )
+                self._say(
+                    f"Committed instance {result.instance_id} ({result.painted_px} px"
+                    f"{f', {result.skipped_px} px under other instances kept' if result.skipped_px else ''})."
+                )
         except CommitError as exc:
             self._say(str(exc), error=True)
             return None

@@ -61,9 +61,23 @@ class ReviewWidget(Container):
         self.previous_button = PushButton(text="Previous")
         self.next_button = PushButton(text="Next")
         self.status = Label(value="")
-        self.extend([self.reference_combo, self.candidate_combo, self.outdir_edit, self.run_button, self.queue_edit,
-                     self.load_button, self.item_label, self.reason_edit, self.pass_button, self.fail_button,
-                     self.previous_button, self.next_button, self.status])
+        self.extend(
+            [
+                self.reference_combo,
+                self.candidate_combo,
+                self.outdir_edit,
+                self.run_button,
+                self.queue_edit,
+                self.load_button,
+                self.item_label,
+                self.reason_edit,
+                self.pass_button,
+                self.fail_button,
+                self.previous_button,
+                self.next_button,
+                self.status,
+            ]
+        )
         self.run_button.changed.connect(self._on_run_qa)
         self.load_button.changed.connect(self._on_load_queue)
         self.pass_button.changed.connect(lambda *_: self._on_verdict("pass"))
@@ -96,8 +110,11 @@ class ReviewWidget(Container):
             self._worker = None
             self.report = report
             overall = report.data["overall"]
-            self.status.value = (f"AP {overall['AP']:.3f}, AP50 {overall['AP50']:.3f}; "
-                                 f"report: {report.html_path}") if overall["AP"] is not None else f"report: {report.html_path}"
+            self.status.value = (
+                (f"AP {overall['AP']:.3f}, AP50 {overall['AP50']:.3f}; report: {report.html_path}")
+                if overall["AP"] is not None
+                else f"report: {report.html_path}"
+            )
             self.queue_edit.value = str(report.queue_paths[0])
             self._on_load_queue()
 
@@ -105,8 +122,15 @@ class ReviewWidget(Container):
             self._worker = None
             self.status.value = f"QA failed: {type(exc).__name__}: {exc}"
 
-        self._worker = run_worker(run_qa, gt, dt, outdir, on_returned=done, on_error=failed,
-                                  progress="QA: Mask AP per tier, review sample, report")
+        self._worker = run_worker(
+            run_qa,
+            gt,
+            dt,
+            outdir,
+            on_returned=done,
+            on_error=failed,
+            progress="QA: Mask AP per tier, review sample, report",
+        )
 
     # -- review --------------------------------------------------------------------------------------
     def _on_load_queue(self, *_: Any) -> None:
@@ -138,9 +162,11 @@ class ReviewWidget(Container):
             layer.selected_label = int(item["instance_id"])
             layer.show_selected_label = True
         reviewed = int((self.queue["outcome"] != "").sum())
-        self.item_label.value = (f"item {self.index + 1} of {len(self.queue)} ({reviewed} reviewed): ann "
-                                 f"{item['ann_id']}, {item['category']}, {item['occlusion']}, {item['stratum']}"
-                                 + (f" -> {item['outcome']}" if item["outcome"] else ""))
+        self.item_label.value = (
+            f"item {self.index + 1} of {len(self.queue)} ({reviewed} reviewed): ann "
+            f"{item['ann_id']}, {item['category']}, {item['occlusion']}, {item['stratum']}"
+            + (f" -> {item['outcome']}" if item["outcome"] else "")
+        )
         self.reason_edit.value = str(item["reason"] or "")
 
     def _labels_for(self, file_name: str) -> Any:

@@ -50,8 +50,18 @@ class SlideWidget(Container):
         self.here_button = PushButton(text="Window at view centre")
         self.next_button = PushButton(text="Next tile")
         self.status = Label(value="")
-        self.extend([self.slide_combo, self.store_edit, self.open_button, self.tile_spin, self.halo_spin,
-                     self.here_button, self.next_button, self.status])
+        self.extend(
+            [
+                self.slide_combo,
+                self.store_edit,
+                self.open_button,
+                self.tile_spin,
+                self.halo_spin,
+                self.here_button,
+                self.next_button,
+                self.status,
+            ]
+        )
         self.open_button.changed.connect(self._on_open_store)
         self.here_button.changed.connect(self._on_window_here)
         self.next_button.changed.connect(self._on_next_tile)
@@ -78,8 +88,11 @@ class SlideWidget(Container):
             self._leave_window()
             self.store.close()
         shape = self.slide_shape_yx()
-        self.store = AnnotationStore.open(path) if is_store(path) else AnnotationStore.create(
-            path, shape, image={"file_name": self.slide_combo.value.name})
+        self.store = (
+            AnnotationStore.open(path)
+            if is_store(path)
+            else AnnotationStore.create(path, shape, image={"file_name": self.slide_combo.value.name})
+        )
         note = f" ({self.store.lock_message})" if self.store.read_only else ""
         self.status.value = f"Store {path}: {len(self.store.table)} instances{note}."
         self.show_window((0, 0))

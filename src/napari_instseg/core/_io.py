@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

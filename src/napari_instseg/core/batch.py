@@ -60,9 +60,11 @@ class BatchSummary:
     halo_px: int
 
     def __str__(self) -> str:
-        return (f"{self.n_committed} pre-labels committed from {self.n_prompts} prompts on {self.n_tiles} tiles "
-                f"({self.tile_px} px + {self.halo_px} px halo); {self.n_skipped_done} tiles already done; "
-                f"{self.n_covered} masks fell on earlier instances")
+        return (
+            f"{self.n_committed} pre-labels committed from {self.n_prompts} prompts on {self.n_tiles} tiles "
+            f"({self.tile_px} px + {self.halo_px} px halo); {self.n_skipped_done} tiles already done; "
+            f"{self.n_covered} masks fell on earlier instances"
+        )
 
 
 def auto_tiling(config: BatchConfig) -> tuple[int, int]:
@@ -89,18 +91,20 @@ def tissue_tiles(slide: Slide, tile_px: int, min_fraction: float = 0.01) -> set[
         darkness += image.max(axis=-1) - image.min(axis=-1)  # saturation: stained tissue
     tissue = darkness > filters.threshold_otsu(darkness) if np.ptp(darkness) > 0 else np.zeros_like(darkness, bool)
     scale = slide.downsample(level)
-    step = max(int(round(tile_px / scale)), 1)
+    step = max(round(tile_px / scale), 1)
     tiles = set()
     for ty in range(0, height, step):
         for tx in range(0, width, step):
-            if tissue[ty:ty + step, tx:tx + step].mean() >= min_fraction:
+            if tissue[ty : ty + step, tx : tx + step].mean() >= min_fraction:
                 tiles.add((int(ty // step), int(tx // step)))
     return tiles
 
 
 def _tile_of(prompt: Prompt, tile_px: int) -> tuple[int, int]:
     if len(prompt.points_yx):
-        y, x = prompt.points_yx[prompt.point_labels == 1][0] if (prompt.point_labels == 1).any() else prompt.points_yx[0]
+        y, x = (
+            prompt.points_yx[prompt.point_labels == 1][0] if (prompt.point_labels == 1).any() else prompt.points_yx[0]
+        )
     else:
         x0, y0, x1, y1 = prompt.box_xyxy
         y, x = (y0 + y1) / 2, (x0 + x1) / 2
@@ -118,13 +122,20 @@ def _prompter(config: BatchConfig) -> Any:
     # prompters hold the current image: one per thread, never shared between running tiles
     key = (threading.get_ident(), config.backend, config.size, config.checkpoint, config.device, config.cache_path)
     if key not in _PROMPTERS:
-        _PROMPTERS[key] = make_prompter(config.backend, size=config.size, checkpoint=config.checkpoint,
-                                        device=config.device, cache_path=config.cache_path, on_mismatch="recompute")
+        _PROMPTERS[key] = make_prompter(
+            config.backend,
+            size=config.size,
+            checkpoint=config.checkpoint,
+            device=config.device,
+            cache_path=config.cache_path,
+            on_mismatch="recompute",
+        )
     return _PROMPTERS[key]
 
 
-def segment_tile(source: str, window: Window, prompts: Sequence[Prompt] | None, config: BatchConfig,
-                 detect: bool) -> list[tuple[CroppedMask, float, str]]:
+def segment_tile(
+    source: str, window: Window, prompts: Sequence[Prompt] | None, config: BatchConfig, detect: bool
+) -> list[tuple[CroppedMask, float, str]]:
     """Worker task: the best mask (window coordinates) for each prompt in one window.
 
     With ``detect`` the prompts are the classical detector's nuclei whose centre lies in the
@@ -138,8 +149,12 @@ def segment_tile(source: str, window: Window, prompts: Sequence[Prompt] | None, 
     if detect:
         ty0, tx0, ty1, tx1 = window.tile_yx
         centres = detect_nuclei(image).centroids_yx
-        inside = ((centres[:, 0] + y0 >= ty0) & (centres[:, 0] + y0 < ty1) & (centres[:, 1] + x0 >= tx0)
-                  & (centres[:, 1] + x0 < tx1))
+        inside = (
+            (centres[:, 0] + y0 >= ty0)
+            & (centres[:, 0] + y0 < ty1)
+            & (centres[:, 1] + x0 >= tx0)
+            & (centres[:, 1] + x0 < tx1)
+        )
         prompts = [Prompt.make(points_yx=[c]) for c in centres[inside]]
     if not prompts:
         return []
@@ -192,8 +207,13 @@ def prelabel_slide(
     slide = open_slide(slide_path)
     tile_px, halo_px = auto_tiling(config)
     config = replace(config, tile_px=tile_px, halo_px=halo_px)
-    store = AnnotationStore.open(store_path) if is_store(store_path) else AnnotationStore.create(
-        store_path, slide.shape_yx, image={"file_name": Path(slide_path).name, "slide": str(slide_path)})
+    store = (
+        AnnotationStore.open(store_path)
+        if is_store(store_path)
+        else AnnotationStore.create(
+            store_path, slide.shape_yx, image={"file_name": Path(slide_path).name, "slide": str(slide_path)}
+        )
+    )
     try:
         if store.read_only:
             raise ValueError(f"{store_path}: {store.lock_message}; nothing done.")
@@ -204,7 +224,7 @@ def prelabel_slide(
         batch = max(2 * (workers or os.cpu_count() or 2), 4)
         finished = 0
         for chunk, results in _batch_results(todo, batch, str(slide_path), config, detect, scheduler, workers):
-            for (key, window, _), masks in zip(chunk, results):
+            for (key, window, _), masks in zip(chunk, results, strict=False):
                 c, skipped = _commit_tile(store, window, masks, config)
                 committed += c
                 covered += skipped
@@ -219,8 +239,9 @@ def prelabel_slide(
         store.close()
 
 
-def _jobs(slide: Slide, prompts: Sequence[Prompt] | None, detect: bool, tile_px: int,
-          halo_px: int) -> list[tuple[tuple[int, int], Window, list[Prompt] | None]]:
+def _jobs(
+    slide: Slide, prompts: Sequence[Prompt] | None, detect: bool, tile_px: int, halo_px: int
+) -> list[tuple[tuple[int, int], Window, list[Prompt] | None]]:
     """(tile key, window, prompts in window coordinates) in tile order."""
     shape = slide.shape_yx
     if detect:
@@ -237,7 +258,9 @@ def _jobs(slide: Slide, prompts: Sequence[Prompt] | None, detect: bool, tile_px:
     return jobs
 
 
-def _commit_tile(store: Any, window: Window, masks: list[tuple[CroppedMask, float, str]], config: BatchConfig) -> tuple[int, int]:
+def _commit_tile(
+    store: Any, window: Window, masks: list[tuple[CroppedMask, float, str]], config: BatchConfig
+) -> tuple[int, int]:
     """Commit one tile's masks as one saved action per source; (committed, covered)."""
     session = store.window_session(window.region_yx, annotator="batch")
     by_source: dict[str, list[Any]] = {}
@@ -251,13 +274,14 @@ def _commit_tile(store: Any, window: Window, masks: list[tuple[CroppedMask, floa
     return committed, covered
 
 
-def _batch_results(todo: list[Any], batch: int, source: str, config: BatchConfig, detect: bool, scheduler: Any,
-                   workers: int | None) -> Iterator[tuple[list[Any], list[Any]]]:
+def _batch_results(
+    todo: list[Any], batch: int, source: str, config: BatchConfig, detect: bool, scheduler: Any, workers: int | None
+) -> Iterator[tuple[list[Any], list[Any]]]:
     """Batches of tiles with their results, in order; the next batch is computed while the
     caller commits the current one (the single writer never idles the workers)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    chunks = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     if not chunks:
         return
     with _connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
@@ -281,12 +305,16 @@ def _connected(scheduler: Any) -> Iterator[Any]:
         yield scheduler
 
 
-def _run(chunk: list[Any], source: str, config: BatchConfig, detect: bool, scheduler: Any, workers: int | None) -> list[Any]:
+def _run(
+    chunk: list[Any], source: str, config: BatchConfig, detect: bool, scheduler: Any, workers: int | None
+) -> list[Any]:
     """Segment a batch of tiles on the chosen scheduler; results in the batch's order."""
     import dask
 
     _import_segmentation_modules()
-    tasks = [dask.delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk]
+    tasks = [
+        dask.delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk
+    ]
     if scheduler in (None, "threads"):
         return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
     return list(dask.compute(*tasks, scheduler=scheduler))
@@ -297,8 +325,17 @@ def _import_segmentation_modules() -> None:
     (two threads importing one of them at once can see it half-initialised)."""
     import importlib
 
-    for name in ("skimage.color", "skimage.feature", "skimage.filters", "skimage.measure", "skimage.morphology",
-                 "skimage.segmentation", "skimage.transform", "scipy.ndimage", "scipy.optimize"):
+    for name in (
+        "skimage.color",
+        "skimage.feature",
+        "skimage.filters",
+        "skimage.measure",
+        "skimage.morphology",
+        "skimage.segmentation",
+        "skimage.transform",
+        "scipy.ndimage",
+        "scipy.optimize",
+    ):
         importlib.import_module(name)
 
 
@@ -311,4 +348,3 @@ def _done_tiles(store: Any) -> set[tuple[int, int]]:
 
 def _save_done(store: Any, done: set[tuple[int, int]]) -> None:
     atomic_write_text(store.path / "instseg" / DONE_FILE, json.dumps({"tiles": sorted(list(k) for k in done)}))
-

@@ -54,7 +54,9 @@ def detect_nuclei(image: NDArray[np.generic], *, min_area_px: int = 30, min_dist
         raise ValueError(f"Expected an RGB (y, x, 3) or grey (y, x) image, got shape {image.shape}.")
     signal = filters.gaussian(signal, sigma=1.0)
     foreground = signal > filters.threshold_otsu(signal)
-    foreground = morphology.remove_small_objects(ndimage.binary_opening(foreground, iterations=1), max_size=min_area_px - 1)
+    foreground = morphology.remove_small_objects(
+        ndimage.binary_opening(foreground, iterations=1), max_size=min_area_px - 1
+    )
     distance = ndimage.distance_transform_edt(foreground)
     peaks = feature.peak_local_max(distance, min_distance=min_distance_px, labels=measure.label(foreground))
     markers = np.zeros(foreground.shape, dtype=np.int32)

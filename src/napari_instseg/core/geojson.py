@@ -28,7 +28,18 @@ from napari_instseg.core.protocol import Protocol
 
 __all__ = ["GeoJSONError", "geojson_to_labels", "labels_to_geojson", "save_geojson"]
 
-TAGS = ("occlusion", "occlusion_manual", "occluded_fraction", "iscrowd", "z_order", "source", "review", "annotator", "time_s", "prelabel_iou")
+TAGS = (
+    "occlusion",
+    "occlusion_manual",
+    "occluded_fraction",
+    "iscrowd",
+    "z_order",
+    "source",
+    "review",
+    "annotator",
+    "time_s",
+    "prelabel_iou",
+)
 
 
 class GeoJSONError(InstsegError, ValueError):
@@ -41,7 +52,7 @@ def _rings(mask_yx: NDArray[np.bool_], origin_yx: tuple[float, float]) -> list[l
     from skimage import measure
 
     polygons = []
-    parts, n = ndimage.label(mask_yx)
+    parts, _n = ndimage.label(mask_yx)
     for index, slices in enumerate(ndimage.find_objects(parts), start=1):
         part = np.pad(parts[slices] == index, 1)
         y0, x0 = slices[0].start - 1 + origin_yx[0], slices[1].start - 1 + origin_yx[1]
@@ -62,8 +73,13 @@ def _ring(contour_yx: NDArray[np.float64], y0: float, x0: float) -> list[list[fl
     return ring
 
 
-def labels_to_geojson(labels_yx: NDArray[np.integer], table: pd.DataFrame | None = None, protocol: Protocol | None = None,
-                      *, origin_yx: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+def labels_to_geojson(
+    labels_yx: NDArray[np.integer],
+    table: pd.DataFrame | None = None,
+    protocol: Protocol | None = None,
+    *,
+    origin_yx: tuple[int, int] = (0, 0),
+) -> dict[str, Any]:
     """A FeatureCollection of every instance of ``labels_yx`` (placed at ``origin_yx``)."""
     from scipy import ndimage
 
@@ -84,17 +100,27 @@ def labels_to_geojson(labels_yx: NDArray[np.integer], table: pd.DataFrame | None
             ys, xs = slice(yy.min(), yy.max() + 1), slice(xx.min(), xx.max() + 1)
         crop = labels[ys, xs] == instance_id
         polygons = _rings(crop, (origin_yx[0] + ys.start, origin_yx[1] + xs.start))
-        geometry = ({"type": "Polygon", "coordinates": polygons[0]} if len(polygons) == 1
-                    else {"type": "MultiPolygon", "coordinates": polygons})
+        geometry = (
+            {"type": "Polygon", "coordinates": polygons[0]}
+            if len(polygons) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons}
+        )
         row = rows.loc[instance_id]
         category = categories.get(int(row["category_id"]))
         classification: dict[str, Any] = {"name": category.name if category else str(row["category_id"])}
         if category and category.color:
-            classification["color"] = [int(category.color[i:i + 2], 16) for i in (1, 3, 5)]
-        properties = {"objectType": "detection", "classification": classification, "isLocked": False,
-                      "instance_id": int(instance_id), "category_id": int(row["category_id"])}
+            classification["color"] = [int(category.color[i : i + 2], 16) for i in (1, 3, 5)]
+        properties = {
+            "objectType": "detection",
+            "classification": classification,
+            "isLocked": False,
+            "instance_id": int(instance_id),
+            "category_id": int(row["category_id"]),
+        }
         properties.update({tag: json_scalar(row[tag]) for tag in TAGS})
-        features.append({"type": "Feature", "id": f"instance-{instance_id}", "geometry": geometry, "properties": properties})
+        features.append(
+            {"type": "Feature", "id": f"instance-{instance_id}", "geometry": geometry, "properties": properties}
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -103,8 +129,13 @@ def save_geojson(collection: Mapping[str, Any], path: str | os.PathLike[str]) ->
     atomic_write_text(path, json.dumps(collection, allow_nan=False))
 
 
-def geojson_to_labels(collection: Mapping[str, Any], shape_yx: tuple[int, int], protocol: Protocol | None = None,
-                      *, origin_yx: tuple[int, int] = (0, 0)) -> tuple[NDArray[np.uint32], pd.DataFrame]:
+def geojson_to_labels(
+    collection: Mapping[str, Any],
+    shape_yx: tuple[int, int],
+    protocol: Protocol | None = None,
+    *,
+    origin_yx: tuple[int, int] = (0, 0),
+) -> tuple[NDArray[np.uint32], pd.DataFrame]:
     """Rasterise a FeatureCollection into a label image of ``shape_yx`` placed at ``origin_yx``.
 
     Ids come from ``properties.instance_id`` (else 1, 2, ...); categories from
@@ -133,7 +164,7 @@ def geojson_to_labels(collection: Mapping[str, Any], shape_yx: tuple[int, int], 
         instance_id = int(properties.get("instance_id") or next_id)
         next_id = max(next_id, instance_id + 1)
         mask = np.zeros(shape_yx, bool)
-        for rings in ([geometry["coordinates"]] if kind == "Polygon" else geometry["coordinates"]):
+        for rings in [geometry["coordinates"]] if kind == "Polygon" else geometry["coordinates"]:
             for k, ring in enumerate(rings):
                 xy = np.asarray(ring, dtype=float)
                 if xy.ndim != 2 or xy.shape[0] < 3:

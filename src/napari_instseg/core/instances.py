@@ -21,11 +21,11 @@ from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 __all__ = [
     "COLUMNS",
-    "apply_rows",
     "REVIEW_STATES",
     "SOURCES",
     "Column",
     "IdAllocator",
+    "apply_rows",
     "empty_table",
     "from_features",
     "make_rows",
@@ -116,9 +116,7 @@ def make_rows(ids: Iterable[int], **values: Any) -> pd.DataFrame:
         raise TableError(f"Unknown instance-table column(s) {unknown}; known: {list(COLUMNS)}.")
     index = pd.Index(np.asarray(list(ids), dtype=np.int64), name=ID_NAME)
     data = {name: values.get(name, col.default) for name, col in COLUMNS.items()}
-    frame = pd.DataFrame(
-        {name: _broadcast(value, len(index)) for name, value in data.items()}, index=index
-    )
+    frame = pd.DataFrame({name: _broadcast(value, len(index)) for name, value in data.items()}, index=index)
     return validate_table(frame, source="new rows")
 
 
@@ -209,9 +207,7 @@ def _to_bool(values: np.ndarray, name: str, ids: np.ndarray, source: str) -> np.
         elif key in falsy or (isinstance(key, float) and np.isnan(key)):
             out[i] = False
         else:
-            raise TableError(
-                f"{source}: instance {ids[i]}: column {name!r} has {_plain(value)!r}; expected a boolean."
-            )
+            raise TableError(f"{source}: instance {ids[i]}: column {name!r} has {_plain(value)!r}; expected a boolean.")
     return out
 
 
@@ -225,8 +221,7 @@ def _require_integral(values: np.ndarray, name: str, ids: np.ndarray, source: st
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise TableError(
-            f"{source}: instance {ids[first]}: column {name!r} has {_plain(values[first])!r}; "
-            "expected an integer."
+            f"{source}: instance {ids[first]}: column {name!r} has {_plain(values[first])!r}; expected an integer."
         )
 
 
@@ -254,7 +249,9 @@ def table_for_ids(
     return validate_table(base.loc[wanted])
 
 
-def apply_rows(table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None], *, source: str = "instance table") -> pd.DataFrame:
+def apply_rows(
+    table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None], *, source: str = "instance table"
+) -> pd.DataFrame:
     """Return ``table`` (a validated table) with rows replaced, added or (value None) removed,
     sorted by id. Only the given rows are validated; the input is not modified."""
     if not rows:
@@ -265,7 +262,7 @@ def apply_rows(table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None]
         added = pd.DataFrame.from_dict(new, orient="index")
         added.index.name = ID_NAME
         added = validate_table(added, source=source)
-        kept = pd.concat([kept, added[[c for c in added.columns]]]) if len(kept) else added
+        kept = pd.concat([kept, added[list(added.columns)]]) if len(kept) else added
     return kept.sort_index()
 
 

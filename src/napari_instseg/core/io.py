@@ -92,7 +92,9 @@ def read_table_csv(path: str | os.PathLike[str], protocol: Protocol | None = Non
     frame = pd.read_csv(target, dtype=text_columns)  # "7" stays the annotator "7", not 7.0
     id_column = ID_NAME if ID_NAME in frame.columns else FEATURES_ID
     if id_column not in frame.columns:
-        raise TableError(f"{target}: no 'id' column holding the instance id of each row; columns: {list(frame.columns)}.")
+        raise TableError(
+            f"{target}: no 'id' column holding the instance id of each row; columns: {list(frame.columns)}."
+        )
     frame = frame.set_index(id_column)
     if "category" in frame.columns and "category_id" not in frame.columns:
         if protocol is None:

@@ -58,7 +58,7 @@ def occluded_fractions(
     ids = np.asarray(ids, dtype=np.int64)
     amodal_area = masks.reshape(masks.shape[0], -1).sum(axis=1).astype(float)
     visible_area = np.array(
-        [np.count_nonzero(labels_yx[m] == i) for m, i in zip(masks, ids)], dtype=float
+        [np.count_nonzero(labels_yx[m] == i) for m, i in zip(masks, ids, strict=False)], dtype=float
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = 1.0 - visible_area / amodal_area

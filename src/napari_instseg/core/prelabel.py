@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError, Prompter
+from napari_instseg.core.prompting.base import ImageKey, Prompt, Prompter, PromptError
 from napari_instseg.core.session import AnnotationSession, CommitError
 
 __all__ = ["PrelabelSummary", "prelabel_image"]
@@ -73,9 +73,12 @@ def prelabel_image(
     committed = covered = invalid = 0
     for done, prompt in enumerate(prompts, start=1):
         try:
-            session.prompt(prompt.points_yx if len(prompt.points_yx) else None,
-                           prompt.point_labels if len(prompt.points_yx) else None,
-                           prompt.box_xyxy, prompt.mask_yx)
+            session.prompt(
+                prompt.points_yx if len(prompt.points_yx) else None,
+                prompt.point_labels if len(prompt.points_yx) else None,
+                prompt.box_xyxy,
+                prompt.mask_yx,
+            )
             session.commit(category=category)
             committed += 1
         except CommitError:

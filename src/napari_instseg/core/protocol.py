@@ -161,8 +161,7 @@ class Protocol:
             if cat.id == category_id:
                 return cat
         raise ProtocolError(
-            f"Category id {category_id} is not in protocol {self.name!r}; "
-            f"known ids: {list(self.category_ids)}."
+            f"Category id {category_id} is not in protocol {self.name!r}; known ids: {list(self.category_ids)}."
         )
 
     def category_by_name(self, name: str) -> Category:
@@ -302,9 +301,7 @@ def _validate(
 ) -> None:
     _validate_categories(tuple(categories), source)
     if occlusion_rule not in OCCLUSION_RULES:
-        raise ProtocolError(
-            f"{source}.occlusion_rule: {occlusion_rule!r} is not one of {OCCLUSION_RULES}."
-        )
+        raise ProtocolError(f"{source}.occlusion_rule: {occlusion_rule!r} is not one of {OCCLUSION_RULES}.")
     if not isinstance(name, str) or not name:
         raise ProtocolError(f"{source}.name: expected a non-empty string, got {name!r}.")
     _validate_tiers(tiers, f"{source}.tiers")

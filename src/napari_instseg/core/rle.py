@@ -26,6 +26,7 @@ __all__ = [
     "runs_from_counts",
 ]
 
+
 @dataclass(frozen=True)
 class LabelRuns:
     """Maximal runs of one non-zero label value in column-major order.
@@ -206,7 +207,9 @@ def runs_from_counts(counts: NDArray[np.integer]) -> tuple[NDArray[np.int64], ND
     return starts[nonempty], lengths[nonempty]
 
 
-def paint_runs(flat_xy: NDArray[Any], starts: NDArray[np.int64], lengths: NDArray[np.int64], value: int) -> NDArray[np.int64]:
+def paint_runs(
+    flat_xy: NDArray[Any], starts: NDArray[np.int64], lengths: NDArray[np.int64], value: int
+) -> NDArray[np.int64]:
     """Write ``value`` into the runs of a column-major flat label buffer, only where it is 0.
 
     Parameters

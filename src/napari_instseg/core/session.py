@@ -26,7 +26,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.errors import InstsegError
-from napari_instseg.core.instances import IdAllocator, apply_rows, empty_table, make_rows, new_row, now_iso, validate_table
+from napari_instseg.core.instances import (
+    IdAllocator,
+    apply_rows,
+    empty_table,
+    make_rows,
+    new_row,
+    now_iso,
+    validate_table,
+)
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Prompter
 
@@ -171,7 +179,9 @@ class AnnotationSession:
         self.candidate_index = 0
         return self.candidates
 
-    def refine(self, instance_id: int, points_yx: ArrayLike | None = None, point_labels: ArrayLike | None = None) -> Candidates:
+    def refine(
+        self, instance_id: int, points_yx: ArrayLike | None = None, point_labels: ArrayLike | None = None
+    ) -> Candidates:
         """Re-predict an existing instance with its current mask (and optional clicks) as prompt."""
         mask = self.mask_of(instance_id)
         if not mask.any():
@@ -225,9 +235,16 @@ class AnnotationSession:
             When there is no mask, or (without ``amodal``) no pixel of it would be visible.
         """
         from_candidates = mask_yx is None
-        edit, result = self._commit_edit(self._mask_to_commit(mask_yx), from_candidates, category=category,
-                                         in_front=in_front, iscrowd=iscrowd, occlusion=occlusion, source=source,
-                                         amodal=amodal)
+        edit, result = self._commit_edit(
+            self._mask_to_commit(mask_yx),
+            from_candidates,
+            category=category,
+            in_front=in_front,
+            iscrowd=iscrowd,
+            occlusion=occlusion,
+            source=source,
+            amodal=amodal,
+        )
         self._do(edit, refresh_occlusion=True)
         self.candidates, self.candidate_index = None, 0
         return result
@@ -258,18 +275,35 @@ class AnnotationSession:
             self._do(combined, refresh_occlusion=True)
         return results, covered
 
-    def _commit_edit(self, mask: NDArray[np.bool_], from_candidates: bool, *, category: int | str | None = None,
-                     in_front: bool = False, iscrowd: bool = False, occlusion: str | None = None,
-                     source: str | None = None, amodal: bool = False) -> tuple[Edit, CommitResult]:
+    def _commit_edit(
+        self,
+        mask: NDArray[np.bool_],
+        from_candidates: bool,
+        *,
+        category: int | str | None = None,
+        in_front: bool = False,
+        iscrowd: bool = False,
+        occlusion: str | None = None,
+        source: str | None = None,
+        amodal: bool = False,
+    ) -> tuple[Edit, CommitResult]:
         """The edit a commit of ``mask`` makes (the commit rules live here), not yet applied."""
         source = source or (self.candidates.source if from_candidates and self.candidates else "manual")
         instance_id = self.ids.next_id
         z_order = self._front_z() + 1 if in_front else (self._back_z() - 1 if amodal else 0)
         now = now_iso()
-        row = new_row(category_id=self._category_id(category), iscrowd=iscrowd, occlusion=occlusion or "none",
-                      occlusion_manual=occlusion is not None, z_order=z_order, source=source,
-                      review="pre-label" if source in MODEL_SOURCES else "accepted", annotator=self.annotator,
-                      created=now, modified=now)
+        row = new_row(
+            category_id=self._category_id(category),
+            iscrowd=iscrowd,
+            occlusion=occlusion or "none",
+            occlusion_manual=occlusion is not None,
+            z_order=z_order,
+            source=source,
+            review="pre-label" if source in MODEL_SOURCES else "accepted",
+            annotator=self.annotator,
+            created=now,
+            modified=now,
+        )
         rows = {instance_id: row}
         amodal_after = {instance_id: CroppedMask.from_full(mask)} if amodal else {}
         if amodal:
@@ -291,7 +325,11 @@ class AnnotationSession:
         row["time_s"] = self._active_time()
         prelabels = {}
         if source in MODEL_SOURCES:
-            score = float(self.candidates.scores[self.candidate_index]) if from_candidates and self.candidates else float("nan")
+            score = (
+                float(self.candidates.scores[self.candidate_index])
+                if from_candidates and self.candidates
+                else float("nan")
+            )
             proposal = CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
             if region is not None:
                 y0, x0, _, _ = region
@@ -299,9 +337,20 @@ class AnnotationSession:
                 cy0, cx0, cy1, cx1 = crop.bbox_yx
                 proposal = CroppedMask((cy0 + y0, cx0 + x0, cy1 + y0, cx1 + x0), crop.mask)
             prelabels[instance_id] = PrelabelRecord(proposal, source, score)
-        edit = Edit("commit", (instance_id,), region, self._crop(region), after, {instance_id: None}, rows,
-                    {instance_id: None} if prelabels else {}, prelabels,
-                    {instance_id: None} if amodal else {}, amodal_after, instance_id + 1)
+        edit = Edit(
+            "commit",
+            (instance_id,),
+            region,
+            self._crop(region),
+            after,
+            {instance_id: None},
+            rows,
+            {instance_id: None} if prelabels else {},
+            prelabels,
+            {instance_id: None} if amodal else {},
+            amodal_after,
+            instance_id + 1,
+        )
         return edit, CommitResult(instance_id, painted, int(np.count_nonzero(mask)) - painted, z_order)
 
     def accept(self, instance_id: int) -> str:
@@ -321,17 +370,37 @@ class AnnotationSession:
         self._require_row(instance_id)
         region, after = self._without(instance_id)
         rows = {instance_id: self._changed_row(instance_id, review="rejected", annotator=self._reviewer(instance_id))}
-        self._do(Edit("reject", (instance_id,), region, self._crop(region), after,
-                      {instance_id: _row_dict(self.table, instance_id)}, rows, next_id=self.ids.next_id))
+        self._do(
+            Edit(
+                "reject",
+                (instance_id,),
+                region,
+                self._crop(region),
+                after,
+                {instance_id: _row_dict(self.table, instance_id)},
+                rows,
+                next_id=self.ids.next_id,
+            )
+        )
 
     def delete(self, instance_id: int) -> None:
         """Delete an instance: pixels, row, proposal and amodal mask (its id is not reused)."""
         self._require_row(instance_id)
         region, after = self._without(instance_id)
-        edit = Edit("delete", (instance_id,), region, self._crop(region), after,
-                    {instance_id: _row_dict(self.table, instance_id)}, {instance_id: None},
-                    {instance_id: self.prelabels.get(instance_id)}, {instance_id: None},
-                    {instance_id: self.amodal.get(instance_id)}, {instance_id: None}, self.ids.next_id)
+        edit = Edit(
+            "delete",
+            (instance_id,),
+            region,
+            self._crop(region),
+            after,
+            {instance_id: _row_dict(self.table, instance_id)},
+            {instance_id: None},
+            {instance_id: self.prelabels.get(instance_id)},
+            {instance_id: None},
+            {instance_id: self.amodal.get(instance_id)},
+            {instance_id: None},
+            self.ids.next_id,
+        )
         self._do(edit)
 
     def labels_edited(self, instance_ids: Iterable[int] = ()) -> Edit | None:
@@ -359,19 +428,41 @@ class AnnotationSession:
         for instance_id in sorted(touched):
             if rows_before[instance_id] is None:
                 now = now_iso()
-                rows_after[instance_id] = _row_dict(make_rows(
-                    [instance_id], category_id=self.protocol.categories[0].id, annotator=self.annotator,
-                    created=now, modified=now), instance_id)
+                rows_after[instance_id] = _row_dict(
+                    make_rows(
+                        [instance_id],
+                        category_id=self.protocol.categories[0].id,
+                        annotator=self.annotator,
+                        created=now,
+                        modified=now,
+                    ),
+                    instance_id,
+                )
             else:
-                rows_after[instance_id] = self._changed_row(instance_id, **self._review_changes(instance_id, only_corrected=True))
-        edit = Edit("paint", tuple(sorted(touched)), region, None if region is None else self._shadow[y0:y1, x0:x1].copy(),
-                    None if region is None else self.labels_yx[y0:y1, x0:x1].copy(), rows_before, rows_after,
-                    next_id=self.ids.next_id)
+                rows_after[instance_id] = self._changed_row(
+                    instance_id, **self._review_changes(instance_id, only_corrected=True)
+                )
+        edit = Edit(
+            "paint",
+            tuple(sorted(touched)),
+            region,
+            None if region is None else self._shadow[y0:y1, x0:x1].copy(),
+            None if region is None else self.labels_yx[y0:y1, x0:x1].copy(),
+            rows_before,
+            rows_after,
+            next_id=self.ids.next_id,
+        )
         self._do(edit, refresh_occlusion=True)
         return edit
 
-    def retag(self, instance_id: int, *, category: int | str | None = None, occlusion: str | None = None,
-              iscrowd: bool | None = None) -> None:
+    def retag(
+        self,
+        instance_id: int,
+        *,
+        category: int | str | None = None,
+        occlusion: str | None = None,
+        iscrowd: bool | None = None,
+    ) -> None:
         """Change an instance's category, occlusion tier (then marked manual) or crowd bit."""
         self._require_row(instance_id)
         changes: dict[str, Any] = {}
@@ -390,9 +481,19 @@ class AnnotationSession:
         rows = {instance_id: self._changed_row(instance_id, z_order=int(z_order))}
         region = self.amodal[instance_id].bbox_yx if instance_id in self.amodal else None
         region, after = self._composite(region, rows, {}) if region else (None, None)
-        self._do(Edit("reorder", (instance_id,), region, self._crop(region), after,
-                      {instance_id: _row_dict(self.table, instance_id)}, rows, next_id=self.ids.next_id),
-                 refresh_occlusion=True)
+        self._do(
+            Edit(
+                "reorder",
+                (instance_id,),
+                region,
+                self._crop(region),
+                after,
+                {instance_id: _row_dict(self.table, instance_id)},
+                rows,
+                next_id=self.ids.next_id,
+            ),
+            refresh_occlusion=True,
+        )
 
     def bring_forward(self, instance_id: int) -> None:
         """Raise ``z_order`` by one (nearer the viewer)."""
@@ -411,9 +512,19 @@ class AnnotationSession:
         old = self.amodal.get(instance_id)
         region = region_union(new.bbox_yx if new.area_px else None, old.bbox_yx if old else None)
         region, after = self._composite(region, {}, {instance_id: new})
-        self._do(Edit("amodal", (instance_id,), region, self._crop(region), after,
-                      amodal_before={instance_id: old}, amodal_after={instance_id: new}, next_id=self.ids.next_id),
-                 refresh_occlusion=True)
+        self._do(
+            Edit(
+                "amodal",
+                (instance_id,),
+                region,
+                self._crop(region),
+                after,
+                amodal_before={instance_id: old},
+                amodal_after={instance_id: new},
+                next_id=self.ids.next_id,
+            ),
+            refresh_occlusion=True,
+        )
 
     def replace_mask(self, instance_id: int, mask_yx: ArrayLike) -> None:
         """Give an instance a new visible mask (a refinement): its old pixels outside the mask
@@ -481,8 +592,10 @@ class AnnotationSession:
             self.labels_yx[y0:y1, x0:x1] = labels
             self._shadow[y0:y1, x0:x1] = labels
         self._set_rows(edit.rows_after if after else edit.rows_before)
-        for store, values in ((self.prelabels, edit.prelabels_after if after else edit.prelabels_before),
-                              (self.amodal, edit.amodal_after if after else edit.amodal_before)):
+        for store, values in (
+            (self.prelabels, edit.prelabels_after if after else edit.prelabels_before),
+            (self.amodal, edit.amodal_after if after else edit.amodal_before),
+        ):
             for instance_id, value in values.items():
                 if value is None:
                     store.pop(instance_id, None)
@@ -496,8 +609,10 @@ class AnnotationSession:
     def _retag_rows(self, op: str, changes: dict[int, dict[str, Any]]) -> None:
         rows_before = {i: _row_dict(self.table, i) for i in changes}
         rows_after = {i: self._changed_row(i, **c) for i, c in changes.items()}
-        self._do(Edit(op, tuple(changes), rows_before=rows_before, rows_after=rows_after, next_id=self.ids.next_id),
-                 refresh_occlusion=True)
+        self._do(
+            Edit(op, tuple(changes), rows_before=rows_before, rows_after=rows_after, next_id=self.ids.next_id),
+            refresh_occlusion=True,
+        )
 
     def _changed_row(self, instance_id: int, **changes: Any) -> dict[str, Any]:
         row = _row_dict(self.table, instance_id) or {}
@@ -521,8 +636,9 @@ class AnnotationSession:
         return region, after
 
     # -- amodal compositing and occlusion -------------------------------------------------------
-    def _composite(self, region: Region | None, rows: dict[int, dict[str, Any] | None],
-                   amodal: dict[int, CroppedMask]) -> tuple[Region | None, NDArray[np.uint32] | None]:
+    def _composite(
+        self, region: Region | None, rows: dict[int, dict[str, Any] | None], amodal: dict[int, CroppedMask]
+    ) -> tuple[Region | None, NDArray[np.uint32] | None]:
         """Visible labels inside ``region`` after a change of z-orders (``rows``) or amodal
         masks (``amodal``): every instance's extent is its amodal mask if it has one, else its
         current visible pixels; the largest ``z_order`` owns each pixel (ties: the earlier)."""
@@ -540,9 +656,11 @@ class AnnotationSession:
             part = _crop_to(cropped, region)
             if part is not None and part.any():
                 extents[instance_id] = part
+
         def z_of(i: int) -> int:
             row = rows.get(i) or _row_dict(self.table, i) or {"z_order": 0}
             return int(row["z_order"])
+
         after = np.zeros_like(current)
         for instance_id in sorted(extents, key=lambda i: (z_of(i), -i)):
             after[extents[instance_id]] = instance_id
@@ -566,15 +684,27 @@ class AnnotationSession:
             if not row:
                 continue
             rows_before.setdefault(instance_id, _row_dict(self.table, instance_id))
-            fraction = _occluded_fraction(self._labels_after(edit, amodal[instance_id].bbox_yx),
-                                          amodal[instance_id], instance_id)
+            fraction = _occluded_fraction(
+                self._labels_after(edit, amodal[instance_id].bbox_yx), amodal[instance_id], instance_id
+            )
             row["occluded_fraction"] = fraction
             if not row.get("occlusion_manual"):
                 row["occlusion"] = self.protocol.tiers.tier_of(fraction) or "none"
             rows_after[instance_id] = row
-        return Edit(edit.op, edit.ids, edit.region_yx, edit.labels_before, edit.labels_after, rows_before,
-                    rows_after, edit.prelabels_before, edit.prelabels_after, edit.amodal_before,
-                    edit.amodal_after, edit.next_id)
+        return Edit(
+            edit.op,
+            edit.ids,
+            edit.region_yx,
+            edit.labels_before,
+            edit.labels_after,
+            rows_before,
+            rows_after,
+            edit.prelabels_before,
+            edit.prelabels_after,
+            edit.amodal_before,
+            edit.amodal_after,
+            edit.next_id,
+        )
 
     def _labels_after(self, edit: Edit, region: Region) -> NDArray[np.uint32]:
         """The labels inside ``region`` as they will be once ``edit`` is applied (a crop, not
@@ -585,7 +715,9 @@ class AnnotationSession:
             ey0, ex0, ey1, ex1 = edit.region_yx
             iy0, ix0, iy1, ix1 = max(y0, ey0), max(x0, ex0), min(y1, ey1), min(x1, ex1)
             if iy0 < iy1 and ix0 < ix1:
-                out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = edit.labels_after[iy0 - ey0:iy1 - ey0, ix0 - ex0:ix1 - ex0]
+                out[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] = edit.labels_after[
+                    iy0 - ey0 : iy1 - ey0, ix0 - ex0 : ix1 - ex0
+                ]
         return out
 
     # -- helpers -------------------------------------------------------------------------
@@ -654,8 +786,17 @@ def _combine(edits: list[Edit], labels_before: NDArray[np.uint32], labels_after:
     region = None
     for edit in edits:
         region = region_union(region, edit.region_yx)
-    merged: dict[str, dict[int, Any]] = {name: {} for name in (
-        "rows_before", "rows_after", "prelabels_before", "prelabels_after", "amodal_before", "amodal_after")}
+    merged: dict[str, dict[int, Any]] = {
+        name: {}
+        for name in (
+            "rows_before",
+            "rows_after",
+            "prelabels_before",
+            "prelabels_after",
+            "amodal_before",
+            "amodal_after",
+        )
+    }
     for edit in edits:
         for name, values in merged.items():
             source = getattr(edit, name)
@@ -669,9 +810,20 @@ def _combine(edits: list[Edit], labels_before: NDArray[np.uint32], labels_after:
         y0, x0, y1, x1 = region
         before, after = labels_before[y0:y1, x0:x1].copy(), labels_after[y0:y1, x0:x1].copy()
     ids = tuple(sorted({i for edit in edits for i in edit.ids}))
-    return Edit("commit-many", ids, region, before, after, merged["rows_before"], merged["rows_after"],
-                merged["prelabels_before"], merged["prelabels_after"], merged["amodal_before"], merged["amodal_after"],
-                edits[-1].next_id)
+    return Edit(
+        "commit-many",
+        ids,
+        region,
+        before,
+        after,
+        merged["rows_before"],
+        merged["rows_after"],
+        merged["prelabels_before"],
+        merged["prelabels_after"],
+        merged["amodal_before"],
+        merged["amodal_after"],
+        edits[-1].next_id,
+    )
 
 
 def _crop_to(mask: CroppedMask, region: Region) -> NDArray[np.bool_] | None:
@@ -682,7 +834,7 @@ def _crop_to(mask: CroppedMask, region: Region) -> NDArray[np.bool_] | None:
     if y0 >= y1 or x0 >= x1:
         return None
     out = np.zeros((ry1 - ry0, rx1 - rx0), dtype=bool)
-    out[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0] = mask.mask[y0 - my0:y1 - my0, x0 - mx0:x1 - mx0]
+    out[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0] = mask.mask[y0 - my0 : y1 - my0, x0 - mx0 : x1 - mx0]
     return out
 
 

@@ -230,8 +230,12 @@ def tile_grid(shape_yx: tuple[int, int], tile_px: int, halo_px: int = 0) -> Iter
     for y0 in range(0, height, tile_px):
         for x0 in range(0, width, tile_px):
             tile = (y0, x0, min(y0 + tile_px, height), min(x0 + tile_px, width))
-            region = (max(y0 - halo_px, 0), max(x0 - halo_px, 0),
-                      min(tile[2] + halo_px, height), min(tile[3] + halo_px, width))
+            region = (
+                max(y0 - halo_px, 0),
+                max(x0 - halo_px, 0),
+                min(tile[2] + halo_px, height),
+                min(tile[3] + halo_px, width),
+            )
             yield Window(tile, region)
 
 
@@ -244,4 +248,3 @@ def window_at(shape_yx: tuple[int, int], centre_yx: tuple[float, float], tile_px
     tile = (y0, x0, min(y0 + tile_px, height), min(x0 + tile_px, width))
     region = (max(y0 - halo_px, 0), max(x0 - halo_px, 0), min(tile[2] + halo_px, height), min(tile[3] + halo_px, width))
     return Window(tile, region)
-

@@ -101,8 +101,14 @@ class AnnotationStore:
 
     # -- creating and opening ---------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike[str], labels_yx: Any, protocol: Protocol | None = None,
-               image: dict[str, Any] | None = None, table: pd.DataFrame | None = None) -> AnnotationStore:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        labels_yx: Any,
+        protocol: Protocol | None = None,
+        image: dict[str, Any] | None = None,
+        table: pd.DataFrame | None = None,
+    ) -> AnnotationStore:
         """Create a store holding ``labels_yx`` (or zeros of that shape, given as a tuple) and
         its instance ``table`` (default rows are added for ids it lacks).
 
@@ -121,10 +127,16 @@ class AnnotationStore:
         shape = tuple(int(v) for v in labels_yx) if labels is None else labels.shape
         protocol = protocol or Protocol.default()
         root = zarr.open_group(str(target), mode="w")
-        root.attrs.update({"format": STORE_FORMAT, "version": STORE_VERSION, "shape_yx": list(shape),
-                           "protocol": protocol.to_dict(), "image": dict(image or {})})
-        array = root.create_array("labels", shape=shape, dtype=np.uint32,
-                                  chunks=(CHUNK_PX, CHUNK_PX), fill_value=0)
+        root.attrs.update(
+            {
+                "format": STORE_FORMAT,
+                "version": STORE_VERSION,
+                "shape_yx": list(shape),
+                "protocol": protocol.to_dict(),
+                "image": dict(image or {}),
+            }
+        )
+        array = root.create_array("labels", shape=shape, dtype=np.uint32, chunks=(CHUNK_PX, CHUNK_PX), fill_value=0)
         if labels is not None and labels.any():
             array[...] = labels
         (target / "instseg" / "journal").mkdir(parents=True)
@@ -272,8 +284,10 @@ class AnnotationStore:
         if rows:
             self._table = apply_rows(self._table, rows, source=str(self.path))
             atomic_write_text(self._dir / "table.json", _table_json(self._table))
-        for kind, values in (("prelabel", edit.prelabels_after if after else edit.prelabels_before),
-                             ("amodal", edit.amodal_after if after else edit.amodal_before)):
+        for kind, values in (
+            ("prelabel", edit.prelabels_after if after else edit.prelabels_before),
+            ("amodal", edit.amodal_after if after else edit.amodal_before),
+        ):
             cached = self._side.get(kind)
             for instance_id, value in values.items():
                 path = self._dir / "side" / f"{kind}_{instance_id}.npz"
@@ -346,15 +360,29 @@ def _shift_side(value: Any, dy: int, dx: int, shape_yx: tuple[int, int] | None =
 
 def _shift_edit(edit: Edit, dy: int, dx: int) -> Edit:
     """The same edit in slide coordinates (window origin (dy, dx) added)."""
-    region = None if edit.region_yx is None else (edit.region_yx[0] + dy, edit.region_yx[1] + dx,
-                                                  edit.region_yx[2] + dy, edit.region_yx[3] + dx)
+    region = (
+        None
+        if edit.region_yx is None
+        else (edit.region_yx[0] + dy, edit.region_yx[1] + dx, edit.region_yx[2] + dy, edit.region_yx[3] + dx)
+    )
 
     def side(values: dict[int, Any]) -> dict[int, Any]:
         return {i: _shift_side(v, dy, dx) for i, v in values.items()}
 
-    return Edit(edit.op, edit.ids, region, edit.labels_before, edit.labels_after, edit.rows_before, edit.rows_after,
-                side(edit.prelabels_before), side(edit.prelabels_after), side(edit.amodal_before),
-                side(edit.amodal_after), edit.next_id)
+    return Edit(
+        edit.op,
+        edit.ids,
+        region,
+        edit.labels_before,
+        edit.labels_after,
+        edit.rows_before,
+        edit.rows_after,
+        side(edit.prelabels_before),
+        side(edit.prelabels_after),
+        side(edit.amodal_before),
+        side(edit.amodal_after),
+        edit.next_id,
+    )
 
 
 def _acquire_lock(lock: Path) -> str:
@@ -371,8 +399,10 @@ def _acquire_lock(lock: Path) -> str:
             if holder.get("host") == info["host"] and not _alive(int(holder.get("pid", -1))):
                 lock.unlink(missing_ok=True)  # a crashed session's lock
                 continue
-            return (f"{lock.parent.parent} is being written by process {holder.get('pid')} on "
-                    f"{holder.get('host')}; opened read-only")
+            return (
+                f"{lock.parent.parent} is being written by process {holder.get('pid')} on "
+                f"{holder.get('host')}; opened read-only"
+            )
         with os.fdopen(fd, "w") as handle:
             json.dump(info, handle)
         return ""
@@ -405,7 +435,9 @@ def _rows_from_json(rows: dict[str, Any]) -> dict[int, dict[str, Any] | None]:
     out: dict[int, dict[str, Any] | None] = {}
     for key, row in rows.items():
         if row is not None:
-            row = {k: (np.nan if v is None and k in ("occluded_fraction", "prelabel_iou") else v) for k, v in row.items()}
+            row = {
+                k: (np.nan if v is None and k in ("occluded_fraction", "prelabel_iou") else v) for k, v in row.items()
+            }
         out[int(key)] = row
     return out
 
@@ -464,10 +496,16 @@ def _edit_to_npz(edit: Edit, kind: str) -> bytes:
                 entry.update(source=value.source, score=json_scalar(value.score))
             entries[str(instance_id)] = entry
         side[name] = entries
-    meta = {"kind": kind, "op": edit.op, "ids": list(edit.ids),
-            "region": None if edit.region_yx is None else list(edit.region_yx),
-            "rows_before": _rows_json(edit.rows_before), "rows_after": _rows_json(edit.rows_after),
-            "side": side, "next_id": edit.next_id}
+    meta = {
+        "kind": kind,
+        "op": edit.op,
+        "ids": list(edit.ids),
+        "region": None if edit.region_yx is None else list(edit.region_yx),
+        "rows_before": _rows_json(edit.rows_before),
+        "rows_after": _rows_json(edit.rows_after),
+        "side": side,
+        "next_id": edit.next_id,
+    }
     return _npz(arrays, meta)
 
 
@@ -484,14 +522,23 @@ def _edit_from_npz(meta: dict[str, Any], data: Any) -> Edit:
             mask = CroppedMask(tuple(entry["bbox"]), data[entry["key"]].astype(bool))
             if "source" in entry:
                 score = entry.get("score")
-                side[name][int(key)] = PrelabelRecord(mask, entry["source"], float("nan") if score is None else float(score))
+                side[name][int(key)] = PrelabelRecord(
+                    mask, entry["source"], float("nan") if score is None else float(score)
+                )
             else:
                 side[name][int(key)] = mask
     region = meta["region"]
     return Edit(
-        meta["op"], tuple(meta["ids"]), None if region is None else tuple(region),
-        data["labels_before"] if region is not None else None, data["labels_after"] if region is not None else None,
-        _rows_from_json(meta["rows_before"]), _rows_from_json(meta["rows_after"]),
-        side["prelabels_before"], side["prelabels_after"], side["amodal_before"], side["amodal_after"],
+        meta["op"],
+        tuple(meta["ids"]),
+        None if region is None else tuple(region),
+        data["labels_before"] if region is not None else None,
+        data["labels_after"] if region is not None else None,
+        _rows_from_json(meta["rows_before"]),
+        _rows_from_json(meta["rows_after"]),
+        side["prelabels_before"],
+        side["prelabels_after"],
+        side["amodal_before"],
+        side["amodal_after"],
         int(meta["next_id"]),
     )

@@ -52,9 +52,7 @@ def synthetic_protocol() -> Protocol:
     )
 
 
-def overlapping_cells(
-    shape_yx: tuple[int, int] = (256, 256), n_cells: int = 14, seed: int = 0
-) -> SyntheticCells:
+def overlapping_cells(shape_yx: tuple[int, int] = (256, 256), n_cells: int = 14, seed: int = 0) -> SyntheticCells:
     """Draw ``n_cells`` elliptical cells that overlap, in a random front-to-back order.
 
     Parameters

@@ -294,13 +294,17 @@ def _add_amodal(annotations: list[dict[str, Any]], amodal: Mapping[int, Any], sh
             continue
         full = np.asfortranarray(outline.full(tuple(shape_yx)), dtype=np.uint8)
         encoded = mask_utils.encode(full)
-        annotation["amodal_segmentation"] = {"size": [int(v) for v in encoded["size"]],
-                                             "counts": encoded["counts"].decode("ascii")}
+        annotation["amodal_segmentation"] = {
+            "size": [int(v) for v in encoded["size"]],
+            "counts": encoded["counts"].decode("ascii"),
+        }
         annotation["amodal_bbox"] = [float(v) for v in mask_utils.toBbox(encoded)]
         annotation["amodal_area"] = float(outline.area_px)
 
 
-def _polygons_or_none(labels_yx: NDArray[np.uint32], bbox_xywh: list[float], instance_id: int) -> list[list[float]] | None:
+def _polygons_or_none(
+    labels_yx: NDArray[np.uint32], bbox_xywh: list[float], instance_id: int
+) -> list[list[float]] | None:
     x, y, w, h = (int(v) for v in bbox_xywh)
     crop = labels_yx[y : y + h, x : x + w] == instance_id
     return mask_to_polygons(crop, origin_yx=(y, x))

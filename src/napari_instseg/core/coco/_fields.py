@@ -15,9 +15,7 @@ __all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "json_
 TOP_LEVEL_COLUMNS = ("occlusion", "occluded_fraction", "z_order")
 """Columns written as top-level annotation keys (KINS / COCOA style)."""
 
-ATTRIBUTE_COLUMNS = tuple(
-    c for c in COLUMNS if c not in TOP_LEVEL_COLUMNS and c not in ("category_id", "iscrowd")
-)
+ATTRIBUTE_COLUMNS = tuple(c for c in COLUMNS if c not in TOP_LEVEL_COLUMNS and c not in ("category_id", "iscrowd"))
 """Columns written inside ``attributes`` (CVAT style), besides the derived ``occluded``."""
 
 

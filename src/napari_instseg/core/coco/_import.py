@@ -120,8 +120,7 @@ def _protocol_of(coco: Mapping[str, Any], source: str) -> Protocol:
     amodal = any("amodal_segmentation" in a for a in coco["annotations"])
     try:
         categories = tuple(
-            Category(c["id"], c["name"], c.get("supercategory") or "", c.get("color"))
-            for c in coco["categories"]
+            Category(c["id"], c["name"], c.get("supercategory") or "", c.get("color")) for c in coco["categories"]
         )
         if not categories:
             return Protocol.default()
@@ -158,11 +157,13 @@ def _import_image(image: dict[str, Any], annotations: Sequence[Mapping[str, Any]
     )
 
 
-def _amodal_masks(annotations: Sequence[Mapping[str, Any]], ids: NDArray[np.int64], height: int, width: int) -> dict[int, Any]:
+def _amodal_masks(
+    annotations: Sequence[Mapping[str, Any]], ids: NDArray[np.int64], height: int, width: int
+) -> dict[int, Any]:
     from napari_instseg.core.edits import CroppedMask
 
     out = {}
-    for ann, instance_id in zip(annotations, ids.tolist()):
+    for ann, instance_id in zip(annotations, ids.tolist(), strict=False):
         if "amodal_segmentation" not in ann:
             continue
         starts, lengths = _decode_runs(ann["amodal_segmentation"], height, width)

@@ -157,14 +157,18 @@ def _check_segmentation(seg: Any, size: tuple[int, int], image_id: int, where: s
             if not isinstance(poly, list) or not all(_is_number(v) for v in poly):
                 problems.add(field, f"polygon {k} must be a flat list of numbers [x0, y0, x1, y1, ...]")
             elif len(poly) % 2 or len(poly) < 6:
-                problems.add(field, f"polygon {k} has {len(poly) / 2:g} points; a polygon needs at least 3 (x, y) pairs")
+                problems.add(
+                    field, f"polygon {k} has {len(poly) / 2:g} points; a polygon needs at least 3 (x, y) pairs"
+                )
         return
     if not isinstance(seg, Mapping) or "counts" not in seg or "size" not in seg:
         problems.add(field, "expected a list of polygons or an RLE object with 'size' and 'counts'")
         return
     rle_size = seg["size"]
     if not (isinstance(rle_size, list) and len(rle_size) == 2 and list(rle_size) == list(size)):
-        problems.add(field, f"RLE size {rle_size!r} does not match image {image_id} (height x width = {size[0]} x {size[1]})")
+        problems.add(
+            field, f"RLE size {rle_size!r} does not match image {image_id} (height x width = {size[0]} x {size[1]})"
+        )
         return
     _check_counts(seg["counts"], size, field, problems)
 

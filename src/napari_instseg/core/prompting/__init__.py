@@ -9,7 +9,16 @@ import os
 
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Prompter, PromptError
 
-__all__ = ["BACKENDS", "Candidates", "ImageKey", "Prompt", "PromptError", "Prompter", "default_backend", "make_prompter"]
+__all__ = [
+    "BACKENDS",
+    "Candidates",
+    "ImageKey",
+    "Prompt",
+    "PromptError",
+    "Prompter",
+    "default_backend",
+    "make_prompter",
+]
 
 BACKENDS = ("sam2", "classic")
 

@@ -18,8 +18,8 @@ from napari_instseg.core.errors import InstsegError
 __all__ = [
     "Candidates",
     "ImageKey",
-    "PromptError",
     "Prompt",
+    "PromptError",
     "Prompter",
     "as_rgb_uint8",
 ]
@@ -82,7 +82,7 @@ class Prompt:
     def check_inside(self, shape_yx: tuple[int, int]) -> None:
         """Raise PromptError naming the first point or box corner outside an image of ``shape_yx``."""
         height, width = shape_yx
-        for (y, x) in self.points_yx:
+        for y, x in self.points_yx:
             if not (0 <= y < height and 0 <= x < width):
                 raise PromptError(f"Point (y={y:g}, x={x:g}) is outside the image (height {height}, width {width}).")
         if self.box_xyxy is not None:

@@ -117,7 +117,9 @@ class EmbeddingCache:
         group.attrs["complete"] = False
         for feature_name in FEATURE_NAMES:
             data = np.asarray(features.arrays[feature_name], dtype=meta.dtype)
-            array = group.create_array(feature_name, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True)
+            array = group.create_array(
+                feature_name, shape=data.shape, dtype=data.dtype, chunks=data.shape, overwrite=True
+            )
             array[...] = data
         group.attrs.update({"identity": key.identity, "region_yx": list(key.region_yx), "meta": meta.to_json()})
         group.attrs["complete"] = True

@@ -106,15 +106,19 @@ class ClassicPrompter:
                 points = prompt.points_yx
             half = self.settings.window_px
             (y0, x0), (y1, x1) = points.min(axis=0) - half, points.max(axis=0) + half
-        return (slice(max(int(np.floor(y0)), 0), min(int(np.ceil(y1)) + 1, height)),
-                slice(max(int(np.floor(x0)), 0), min(int(np.ceil(x1)) + 1, width)))
+        return (
+            slice(max(int(np.floor(y0)), 0), min(int(np.ceil(y1)) + 1, height)),
+            slice(max(int(np.floor(x0)), 0), min(int(np.ceil(x1)) + 1, width)),
+        )
 
     def _smoothed(self, window: tuple[slice, slice]) -> NDArray[np.float32]:
         from scipy import ndimage
 
         return ndimage.gaussian_filter(self._signal[window], self.settings.smoothing_sigma_px)
 
-    def _markers(self, prompt: Prompt, window: tuple[slice, slice], shape: tuple[int, int]) -> tuple[NDArray[np.int32], NDArray[np.bool_]]:
+    def _markers(
+        self, prompt: Prompt, window: tuple[slice, slice], shape: tuple[int, int]
+    ) -> tuple[NDArray[np.int32], NDArray[np.bool_]]:
         """Markers (1 = object, 2 = background, 0 = unknown) and the object seed mask."""
         ys, xs = window
         markers = np.zeros(shape, dtype=np.int32)
@@ -122,16 +126,19 @@ class ClassicPrompter:
         if prompt.box_xyxy is not None:
             x0, y0, x1, y1 = prompt.box_xyxy
             inside = np.zeros(shape, dtype=bool)
-            inside[max(int(y0) - ys.start, 0): int(np.ceil(y1)) - ys.start + 1, max(int(x0) - xs.start, 0): int(np.ceil(x1)) - xs.start + 1] = True
+            inside[
+                max(int(y0) - ys.start, 0) : int(np.ceil(y1)) - ys.start + 1,
+                max(int(x0) - xs.start, 0) : int(np.ceil(x1)) - xs.start + 1,
+            ] = True
             markers[~inside] = 2
         seed = np.zeros(shape, dtype=bool)
-        for (y, x), label in zip(prompt.points_yx, prompt.point_labels):
-            r, c = int(round(y)) - ys.start, int(round(x)) - xs.start
+        for (y, x), label in zip(prompt.points_yx, prompt.point_labels, strict=False):
+            r, c = round(y) - ys.start, round(x) - xs.start
             if 0 <= r < shape[0] and 0 <= c < shape[1]:
                 if label == 1:
-                    seed[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2] = True
+                    seed[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = True
                 else:
-                    markers[max(r - 1, 0): r + 2, max(c - 1, 0): c + 2] = 2
+                    markers[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = 2
         if prompt.mask_yx is not None:  # refining: the previous mask's core is object
             from scipy import ndimage
 
@@ -142,7 +149,7 @@ class ClassicPrompter:
             x0, y0, x1, y1 = prompt.box_xyxy
             r, c = int((y0 + y1) / 2) - ys.start, int((x0 + x1) / 2) - xs.start
             ry, rx = max(int((y1 - y0) / 6), 1), max(int((x1 - x0) / 6), 1)
-            seed[max(r - ry, 0): r + ry + 1, max(c - rx, 0): c + rx + 1] = True
+            seed[max(r - ry, 0) : r + ry + 1, max(c - rx, 0) : c + rx + 1] = True
         markers[seed] = 1
         return markers, seed
 

@@ -234,8 +234,11 @@ class Sam2Prompter:
     def features(self) -> Features:
         """The current image's features as numpy arrays."""
         feats = self.predictor._features
-        arrays = {"image_embed": feats["image_embed"], "high_res_feats_0": feats["high_res_feats"][0],
-                  "high_res_feats_1": feats["high_res_feats"][1]}
+        arrays = {
+            "image_embed": feats["image_embed"],
+            "high_res_feats_0": feats["high_res_feats"][0],
+            "high_res_feats_1": feats["high_res_feats"][1],
+        }
         return Features({k: v.detach().float().cpu().numpy() for k, v in arrays.items()})
 
     def restore(self, features: Features, shape_yx: tuple[int, int]) -> None:

@@ -31,7 +31,7 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
     labels = np.union1d(a, b)
     index = {v: i for i, v in enumerate(labels.tolist())}
     table = np.zeros((labels.size, labels.size))
-    for x, y in zip(a.tolist(), b.tolist()):
+    for x, y in zip(a.tolist(), b.tolist(), strict=False):
         table[index[x], index[y]] += 1
     n = table.sum()
     observed = np.trace(table) / n
@@ -41,7 +41,9 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
     return float((observed - expected) / (1 - expected))
 
 
-def match_instances(a: Mapping[str, Any], b: Mapping[str, Any], iou_threshold: float = 0.5) -> list[tuple[dict, dict, float]]:
+def match_instances(
+    a: Mapping[str, Any], b: Mapping[str, Any], iou_threshold: float = 0.5
+) -> list[tuple[dict, dict, float]]:
     """One-to-one matches (maximum total IoU, each >= ``iou_threshold``) per image, any class."""
     from pycocotools import mask as mask_utils
     from scipy.optimize import linear_sum_assignment
@@ -59,11 +61,19 @@ def match_instances(a: Mapping[str, Any], b: Mapping[str, Any], iou_threshold: f
         if not anns_b:
             continue
         height, width = sizes[image_id]
-        ious = np.asarray(mask_utils.iou([_rle(x["segmentation"], height, width) for x in anns_a],
-                                         [_rle(x["segmentation"], height, width) for x in anns_b],
-                                         [0] * len(anns_b))).reshape(len(anns_a), len(anns_b))
+        ious = np.asarray(
+            mask_utils.iou(
+                [_rle(x["segmentation"], height, width) for x in anns_a],
+                [_rle(x["segmentation"], height, width) for x in anns_b],
+                [0] * len(anns_b),
+            )
+        ).reshape(len(anns_a), len(anns_b))
         rows, cols = linear_sum_assignment(-ious)
-        pairs += [(anns_a[r], anns_b[c], float(ious[r, c])) for r, c in zip(rows, cols) if ious[r, c] >= iou_threshold]
+        pairs += [
+            (anns_a[r], anns_b[c], float(ious[r, c]))
+            for r, c in zip(rows, cols, strict=False)
+            if ious[r, c] >= iou_threshold
+        ]
     return pairs
 
 
@@ -80,8 +90,12 @@ def calibration(a: Mapping[str, Any], b: Mapping[str, Any], params: EvalParams |
         "n_A": len(a["annotations"]),
         "n_B": len(b["annotations"]),
         "mean_matched_iou": float(np.mean([p[2] for p in pairs])) if pairs else float("nan"),
-        "kappa_occlusion": cohen_kappa([_tier(x, tiers_a) for x, _, _ in pairs], [_tier(y, tiers_b) for _, y, _ in pairs]),
-        "kappa_crowd": cohen_kappa([int(x.get("iscrowd", 0)) for x, _, _ in pairs], [int(y.get("iscrowd", 0)) for _, y, _ in pairs]),
+        "kappa_occlusion": cohen_kappa(
+            [_tier(x, tiers_a) for x, _, _ in pairs], [_tier(y, tiers_b) for _, y, _ in pairs]
+        ),
+        "kappa_crowd": cohen_kappa(
+            [int(x.get("iscrowd", 0)) for x, _, _ in pairs], [int(y.get("iscrowd", 0)) for _, y, _ in pairs]
+        ),
         "kappa_category": cohen_kappa([x["category_id"] for x, _, _ in pairs], [y["category_id"] for _, y, _ in pairs]),
     }
 
@@ -92,13 +106,20 @@ def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for ann in coco["annotations"]:
         attributes = ann.get("attributes") or {}
-        rows.append({
-            "category": names.get(ann["category_id"], str(ann["category_id"])), "occlusion": _tier(ann, tiers),
-            "source": attributes.get("source", "manual"), "review": attributes.get("review", "accepted"),
-            "prelabel_iou": attributes.get("prelabel_iou"), "time_s": attributes.get("time_s"),
-            "annotator": attributes.get("annotator", ""),
-        })
-    frame = pd.DataFrame(rows, columns=["category", "occlusion", "source", "review", "prelabel_iou", "time_s", "annotator"])
+        rows.append(
+            {
+                "category": names.get(ann["category_id"], str(ann["category_id"])),
+                "occlusion": _tier(ann, tiers),
+                "source": attributes.get("source", "manual"),
+                "review": attributes.get("review", "accepted"),
+                "prelabel_iou": attributes.get("prelabel_iou"),
+                "time_s": attributes.get("time_s"),
+                "annotator": attributes.get("annotator", ""),
+            }
+        )
+    frame = pd.DataFrame(
+        rows, columns=["category", "occlusion", "source", "review", "prelabel_iou", "time_s", "annotator"]
+    )
     frame["prelabel_iou"] = pd.to_numeric(frame["prelabel_iou"], errors="coerce")
     frame["time_s"] = pd.to_numeric(frame["time_s"], errors="coerce")
     return frame
@@ -107,18 +128,23 @@ def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
 def _acceptance(frame: pd.DataFrame) -> dict[str, Any]:
     reviewed = frame[frame["review"] != "pre-label"]
     return {
-        "n_prelabels": int(len(frame)),
-        "n_reviewed": int(len(reviewed)),
+        "n_prelabels": len(frame),
+        "n_reviewed": len(reviewed),
         "accepted_as_is": int((frame["review"] == "accepted").sum()),
         "corrected": int((frame["review"] == "corrected").sum()),
         "rejected": int((frame["review"] == "rejected").sum()),
         "acceptance_rate": float((frame["review"] == "accepted").sum() / len(frame)) if len(frame) else float("nan"),
-        "mean_iou_prelabel_to_final": float(frame["prelabel_iou"].mean()) if frame["prelabel_iou"].notna().any() else float("nan"),
+        "mean_iou_prelabel_to_final": float(frame["prelabel_iou"].mean())
+        if frame["prelabel_iou"].notna().any()
+        else float("nan"),
     }
 
 
-def prelabel_stats(final: Mapping[str, Any], prelabels: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
-                   params: EvalParams | None = None) -> dict[str, Any]:
+def prelabel_stats(
+    final: Mapping[str, Any],
+    prelabels: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+    params: EvalParams | None = None,
+) -> dict[str, Any]:
     """What pre-labelling achieved, from a final set with our ``attributes``.
 
     Parameters
@@ -143,4 +169,3 @@ def prelabel_stats(final: Mapping[str, Any], prelabels: Sequence[Mapping[str, An
         out["prelabel_AP50"] = scores.AP50
         out["prelabel_AP"] = scores.AP
     return out
-

@@ -92,16 +92,28 @@ class Scores:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe numbers (NaN as None)."""
+
         def clean(v: float) -> float | None:
             return None if math.isnan(v) else float(v)
 
-        return {"AP": clean(self.AP), "AP50": clean(self.AP50), "AP75": clean(self.AP75), "AR": clean(self.AR),
-                "n_gt": self.n_gt, "per_class": {k: clean(v) for k, v in self.per_class.items()}}
+        return {
+            "AP": clean(self.AP),
+            "AP50": clean(self.AP50),
+            "AP75": clean(self.AP75),
+            "AR": clean(self.AR),
+            "n_gt": self.n_gt,
+            "per_class": {k: clean(v) for k, v in self.per_class.items()},
+        }
 
 
 # -- preparing -----------------------------------------------------------------------------------
-def prepare(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str, Any],
-            params: EvalParams | None = None, *, tiers: TierThresholds | None = None) -> MaskEval:
+def prepare(
+    gt: Mapping[str, Any],
+    dt: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    params: EvalParams | None = None,
+    *,
+    tiers: TierThresholds | None = None,
+) -> MaskEval:
     """Validate both sets, group them per (image, category) and compute every mask IoU once.
 
     Parameters
@@ -140,10 +152,14 @@ def prepare(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str
         crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
         g_rles = [_rle(g["segmentation"], height, width) for g in gts]
         d_rles = [_rle(d["segmentation"], height, width) for d in dts]
-        ious = np.asarray(mask_utils.iou(d_rles, g_rles, crowd.astype(np.uint8).tolist()), dtype=np.float64) \
-            if gts and dts else np.zeros((len(dts), len(gts)))
+        ious = (
+            np.asarray(mask_utils.iou(d_rles, g_rles, crowd.astype(np.uint8).tolist()), dtype=np.float64)
+            if gts and dts
+            else np.zeros((len(dts), len(gts)))
+        )
         evaluation.cells[key] = _Cell(
-            gt_ids=np.array([g["id"] for g in gts], dtype=np.int64), gt_crowd=crowd,
+            gt_ids=np.array([g["id"] for g in gts], dtype=np.int64),
+            gt_crowd=crowd,
             gt_tier=np.array([_tier(g, tiers) for g in gts], dtype="<U7"),
             dt_scores=np.array([float(d["score"]) for d in dts], dtype=np.float64),
             ious=ious.reshape(len(dts), len(gts)),
@@ -168,7 +184,9 @@ def _candidates(dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], gt: Mapping
             if key not in ann:
                 raise CocoFormatError(f"{where}: missing key {key!r}.")
         if ann["image_id"] not in images or ann["category_id"] not in categories:
-            raise CocoFormatError(f"{where}: image_id {ann['image_id']} or category_id {ann['category_id']} is not in the reference.")
+            raise CocoFormatError(
+                f"{where}: image_id {ann['image_id']} or category_id {ann['category_id']} is not in the reference."
+            )
         out.append(dict(ann))
     return out
 
@@ -201,7 +219,9 @@ def _tier(ann: Mapping[str, Any], tiers: TierThresholds) -> str:
 
 
 # -- matching and accumulating ------------------------------------------------------------------------
-def _match(cell: _Cell, gt_ignore: NDArray[np.bool_], thresholds: NDArray[np.float64]) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+def _match(
+    cell: _Cell, gt_ignore: NDArray[np.bool_], thresholds: NDArray[np.float64]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
     """COCOeval's greedy matching, vectorised over IoU thresholds.
 
     Returns (matched, ignored), each (T, n_dt): a candidate is a true positive where matched
@@ -296,7 +316,9 @@ def _evaluate(evaluation: MaskEval, ignore_of: Any) -> tuple[NDArray[np.float64]
     return precision, recall
 
 
-def _pr_curve(tp: NDArray[np.float64], fp: NDArray[np.float64], npig: int, rec_thr: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
+def _pr_curve(
+    tp: NDArray[np.float64], fp: NDArray[np.float64], npig: int, rec_thr: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], float]:
     """COCOeval's interpolated precision at the recall thresholds, and the final recall."""
     nd = tp.size
     rc = tp / npig
@@ -328,8 +350,9 @@ def scores_of(evaluation: MaskEval, tier: str | None = None) -> Scores:
     thresholds = np.asarray(evaluation.params.iou_thresholds)
     t50 = np.flatnonzero(np.isclose(thresholds, 0.5))
     t75 = np.flatnonzero(np.isclose(thresholds, 0.75))
-    per_class = {evaluation.category_names[c]: _mean_defined(precision[:, :, k])
-                 for k, c in enumerate(evaluation.category_ids)}
+    per_class = {
+        evaluation.category_names[c]: _mean_defined(precision[:, :, k]) for k, c in enumerate(evaluation.category_ids)
+    }
     return Scores(
         AP=_mean_defined(precision),
         AP50=_mean_defined(precision[t50]) if t50.size else float("nan"),
@@ -342,8 +365,9 @@ def scores_of(evaluation: MaskEval, tier: str | None = None) -> Scores:
     )
 
 
-def stratified_ap(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str, Any],
-                  params: EvalParams | None = None) -> dict[str, Scores]:
+def stratified_ap(
+    gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], params: EvalParams | None = None
+) -> dict[str, Scores]:
     """``{"overall": Scores, "none": ..., "partial": ..., "heavy": ...}`` with IoUs shared."""
     evaluation = prepare(gt, dt, params)
     out = {"overall": scores_of(evaluation)}

@@ -54,10 +54,18 @@ def _clean(value: Any) -> Any:
     return json_scalar(value) if not isinstance(value, (dict, list)) else value
 
 
-def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], outdir: str | os.PathLike[str], *,
-           images_dir: str | os.PathLike[str] | None = None, max_dets: int = 1000, seed: int = 0,
-           outcomes: pd.DataFrame | None = None, progress: Progress | None = None,
-           stratify_by: Sequence[str] = ("occlusion",)) -> QAReport:
+def run_qa(
+    gt: Mapping[str, Any],
+    dt: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    outdir: str | os.PathLike[str],
+    *,
+    images_dir: str | os.PathLike[str] | None = None,
+    max_dets: int = 1000,
+    seed: int = 0,
+    outcomes: pd.DataFrame | None = None,
+    progress: Progress | None = None,
+    stratify_by: Sequence[str] = ("occlusion",),
+) -> QAReport:
     """Evaluate ``dt`` against ``gt`` and write the report, the summary and a review queue.
 
     Parameters
@@ -116,11 +124,18 @@ def run_qa(gt: Mapping[str, Any], dt: Sequence[Mapping[str, Any]] | Mapping[str,
     step(3, "review sample")
     queue = review_sample(instances_of(gt), rates, seed=seed, by=tuple(stratify_by))
     queue_paths = write_queue(queue, out)
-    data["review_sample"] = {"seed": seed, "stratified_by": list(stratify_by), "rates": {t: rates.rate(t) for t in OCCLUSION_TIERS},
-                             "min_per_tier": rates.min_per_tier, "n_items": int(len(queue)),
-                             "per_stratum": queue["stratum"].value_counts().sort_index().to_dict()}
+    data["review_sample"] = {
+        "seed": seed,
+        "stratified_by": list(stratify_by),
+        "rates": {t: rates.rate(t) for t in OCCLUSION_TIERS},
+        "min_per_tier": rates.min_per_tier,
+        "n_items": len(queue),
+        "per_stratum": queue["stratum"].value_counts().sort_index().to_dict(),
+    }
     if outcomes is not None:
-        data["review_outcomes"] = {by: error_rates(outcomes, by).to_dict("records") for by in ("occlusion", "category", "annotator")}
+        data["review_outcomes"] = {
+            by: error_rates(outcomes, by).to_dict("records") for by in ("occlusion", "category", "annotator")
+        }
     step(4, "plots")
     ious = _best_ious(evaluation)
     plots = _plots(scores, evaluation, ious, data)
@@ -146,9 +161,16 @@ def _best_ious(evaluation: MaskEval) -> pd.DataFrame:
         best = cell.ious.max(axis=0) if cell.ious.size else np.zeros(cell.gt_ids.size)
         for k, gt_id in enumerate(cell.gt_ids.tolist()):
             if not cell.gt_crowd[k]:
-                rows.append({"gt_id": gt_id, "image_id": image_id, "category_id": category_id,
-                             "occlusion": str(cell.gt_tier[k]), "iou": float(best[k]),
-                             "dt_index": int(cell.ious[:, k].argmax()) if best[k] > 0 else -1})
+                rows.append(
+                    {
+                        "gt_id": gt_id,
+                        "image_id": image_id,
+                        "category_id": category_id,
+                        "occlusion": str(cell.gt_tier[k]),
+                        "iou": float(best[k]),
+                        "dt_index": int(cell.ious[:, k].argmax()) if best[k] > 0 else -1,
+                    }
+                )
     return pd.DataFrame(rows, columns=["gt_id", "image_id", "category_id", "occlusion", "iou", "dt_index"])
 
 
@@ -194,15 +216,19 @@ def _plots(scores: dict[str, Scores], evaluation: MaskEval, ious: pd.DataFrame, 
     pre = data.get("prelabels")
     if pre:
         fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-        for ax, key in zip(axes, ("per_class", "per_tier")):
+        for ax, key in zip(axes, ("per_class", "per_tier"), strict=False):
             groups = pre[key]
-            ax.bar(list(groups), [0 if math.isnan(g["acceptance_rate"]) else g["acceptance_rate"] for g in groups.values()])
+            ax.bar(
+                list(groups), [0 if math.isnan(g["acceptance_rate"]) else g["acceptance_rate"] for g in groups.values()]
+            )
             ax.set(ylim=(0, 1), title=f"Pre-label acceptance {key.replace('per_', 'by ')}")
         plots["acceptance"] = _png(fig)
     return plots
 
 
-def _gallery(gt: Mapping[str, Any], dt: Any, evaluation: MaskEval, ious: pd.DataFrame, images_dir: Any, n: int = 12) -> list[dict[str, Any]]:
+def _gallery(
+    gt: Mapping[str, Any], dt: Any, evaluation: MaskEval, ious: pd.DataFrame, images_dir: Any, n: int = 12
+) -> list[dict[str, Any]]:
     """Crops of the worst-IoU references with the reference (green) and candidate (red) outlines."""
     import matplotlib
 
@@ -229,7 +255,11 @@ def _gallery(gt: Mapping[str, Any], dt: Any, evaluation: MaskEval, ious: pd.Data
         height, width = image["height"], image["width"]
         ref = mask_utils.decode(_rle(anns[row.gt_id]["segmentation"], height, width)).astype(bool)
         cands = sorted(by_cell.get((row.image_id, row.category_id), []), key=lambda a: -float(a.get("score", 1.0)))
-        cand = mask_utils.decode(_rle(cands[row.dt_index]["segmentation"], height, width)).astype(bool) if row.dt_index >= 0 and cands else np.zeros_like(ref)
+        cand = (
+            mask_utils.decode(_rle(cands[row.dt_index]["segmentation"], height, width)).astype(bool)
+            if row.dt_index >= 0 and cands
+            else np.zeros_like(ref)
+        )
         ys, xs = np.nonzero(ref | cand)
         pad = 10
         y0, y1 = max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, height)
@@ -240,7 +270,9 @@ def _gallery(gt: Mapping[str, Any], dt: Any, evaluation: MaskEval, ious: pd.Data
         if cand.any():
             ax.contour(cand[y0:y1, x0:x1], levels=[0.5], colors="red", linewidths=1)
         ax.set_axis_off()
-        items.append({"src": _png(fig), "caption": f"ann {row.gt_id} ({image['file_name']}, {row.occlusion}): IoU {row.iou:.2f}"})
+        items.append(
+            {"src": _png(fig), "caption": f"ann {row.gt_id} ({image['file_name']}, {row.occlusion}): IoU {row.iou:.2f}"}
+        )
     return items
 
 
@@ -250,28 +282,42 @@ def _fmt(value: Any) -> str:
 
 def _summary(data: dict[str, Any]) -> str:
     lines = [
-        "# QA summary", "",
+        "# QA summary",
+        "",
         f"{data['n_gt']} reference and {data['n_dt']} candidate instances on {data['n_images']} images "
-        f"(maxDets {data['max_dets']}).", "",
-        "| subset | AP | AP50 | AP75 | AR | references |", "|---|---|---|---|---|---|",
+        f"(maxDets {data['max_dets']}).",
+        "",
+        "| subset | AP | AP50 | AP75 | AR | references |",
+        "|---|---|---|---|---|---|",
         f"| overall | {_fmt(data['overall']['AP'])} | {_fmt(data['overall']['AP50'])} | {_fmt(data['overall']['AP75'])} "
         f"| {_fmt(data['overall']['AR'])} | {data['overall']['n_gt']} |",
     ]
     for tier, s in data["per_tier"].items():
-        lines.append(f"| {tier} | {_fmt(s['AP'])} | {_fmt(s['AP50'])} | {_fmt(s['AP75'])} | {_fmt(s['AR'])} | {s['n_gt']} |")
+        lines.append(
+            f"| {tier} | {_fmt(s['AP'])} | {_fmt(s['AP50'])} | {_fmt(s['AP75'])} | {_fmt(s['AR'])} | {s['n_gt']} |"
+        )
     lines += ["", "AP per class: " + ", ".join(f"{k} {_fmt(v['AP'])}" for k, v in data["per_class"].items())]
     pre = data.get("prelabels")
     if pre:
         o = pre["overall"]
-        lines += ["", f"Pre-labels: {o['n_prelabels']}, accepted as is {_fmt(o['acceptance_rate'])}, "
-                      f"mean IoU pre-label -> final {_fmt(o['mean_iou_prelabel_to_final'])}."]
+        lines += [
+            "",
+            f"Pre-labels: {o['n_prelabels']}, accepted as is {_fmt(o['acceptance_rate'])}, "
+            f"mean IoU pre-label -> final {_fmt(o['mean_iou_prelabel_to_final'])}.",
+        ]
     sample = data["review_sample"]
-    lines += ["", f"Review sample: {sample['n_items']} items (seed {sample['seed']}): "
-                  + ", ".join(f"{k}: {v}" for k, v in sample["per_stratum"].items()) + "."]
+    lines += [
+        "",
+        f"Review sample: {sample['n_items']} items (seed {sample['seed']}): "
+        + ", ".join(f"{k}: {v}" for k, v in sample["per_stratum"].items())
+        + ".",
+    ]
     if data.get("review_outcomes"):
         for row in data["review_outcomes"]["occlusion"]:
-            lines.append(f"- error rate {row['occlusion']}: {_fmt(row['error_rate'])} "
-                         f"(95 % CI {_fmt(row['ci_low'])}-{_fmt(row['ci_high'])}, n={row['reviewed']})")
+            lines.append(
+                f"- error rate {row['occlusion']}: {_fmt(row['error_rate'])} "
+                f"(95 % CI {_fmt(row['ci_low'])}-{_fmt(row['ci_high'])}, n={row['reviewed']})"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -309,11 +355,21 @@ def _markdown_to_html(text: str) -> str:
 
 def _html(data: dict[str, Any], plots: dict[str, str], gallery: list[dict[str, Any]]) -> str:
     body = _markdown_to_html(_summary(data))
-    figures = "".join(f'<figure><img id="plot-{html.escape(k)}" alt="{html.escape(k)}" src="{v}"><figcaption>'
-                      f"{html.escape(k.replace('_', ' '))}</figcaption></figure>" for k, v in plots.items())
-    tiles = "".join(f'<figure class="tile"><img alt="worst IoU" src="{g["src"]}"><figcaption>{html.escape(g["caption"])}'
-                    f"</figcaption></figure>" for g in gallery)
-    gallery_html = f"<h2>Worst-IoU instances (green: reference, red: candidate)</h2><div id='gallery'>{tiles}</div>" if tiles else ""
+    figures = "".join(
+        f'<figure><img id="plot-{html.escape(k)}" alt="{html.escape(k)}" src="{v}"><figcaption>'
+        f"{html.escape(k.replace('_', ' '))}</figcaption></figure>"
+        for k, v in plots.items()
+    )
+    tiles = "".join(
+        f'<figure class="tile"><img alt="worst IoU" src="{g["src"]}"><figcaption>{html.escape(g["caption"])}'
+        f"</figcaption></figure>"
+        for g in gallery
+    )
+    gallery_html = (
+        f"<h2>Worst-IoU instances (green: reference, red: candidate)</h2><div id='gallery'>{tiles}</div>"
+        if tiles
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>QA report - napari-instseg</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}}

@@ -23,10 +23,29 @@ from napari_instseg.core._io import atomic_write_text
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.protocol import SamplingRates, TierThresholds
 
-__all__ = ["QUEUE_COLUMNS", "error_rates", "instances_of", "read_queue", "review_sample", "wilson_interval", "write_queue"]
+__all__ = [
+    "QUEUE_COLUMNS",
+    "error_rates",
+    "instances_of",
+    "read_queue",
+    "review_sample",
+    "wilson_interval",
+    "write_queue",
+]
 
-QUEUE_COLUMNS = ("ann_id", "image_id", "file_name", "instance_id", "category", "occlusion", "annotator",
-                 "bbox_xywh", "stratum", "outcome", "reason")
+QUEUE_COLUMNS = (
+    "ann_id",
+    "image_id",
+    "file_name",
+    "instance_id",
+    "category",
+    "occlusion",
+    "annotator",
+    "bbox_xywh",
+    "stratum",
+    "outcome",
+    "reason",
+)
 OUTCOMES = ("", "pass", "fail")
 
 
@@ -40,17 +59,24 @@ def instances_of(coco: Mapping[str, Any], tiers: TierThresholds | None = None) -
     rows = []
     for ann in coco["annotations"]:
         attributes = ann.get("attributes") or {}
-        rows.append({
-            "ann_id": int(ann["id"]), "image_id": int(ann["image_id"]), "file_name": files.get(ann["image_id"], ""),
-            "instance_id": int(ann.get("instance_id", ann["id"])), "category": names.get(ann["category_id"], str(ann["category_id"])),
-            "occlusion": _tier(ann, tiers), "annotator": str(attributes.get("annotator", "")),
-            "bbox_xywh": [float(v) for v in ann.get("bbox", [0, 0, 0, 0])],
-        })
+        rows.append(
+            {
+                "ann_id": int(ann["id"]),
+                "image_id": int(ann["image_id"]),
+                "file_name": files.get(ann["image_id"], ""),
+                "instance_id": int(ann.get("instance_id", ann["id"])),
+                "category": names.get(ann["category_id"], str(ann["category_id"])),
+                "occlusion": _tier(ann, tiers),
+                "annotator": str(attributes.get("annotator", "")),
+                "bbox_xywh": [float(v) for v in ann.get("bbox", [0, 0, 0, 0])],
+            }
+        )
     return pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
 
 
-def review_sample(instances: pd.DataFrame, rates: SamplingRates | None = None, *, seed: int = 0,
-                  by: Sequence[str] = ("occlusion",)) -> pd.DataFrame:
+def review_sample(
+    instances: pd.DataFrame, rates: SamplingRates | None = None, *, seed: int = 0, by: Sequence[str] = ("occlusion",)
+) -> pd.DataFrame:
     """Draw the review queue: per stratum ``max(ceil(rate * n), min_per_tier)`` items (at most n).
 
     Parameters
@@ -73,10 +99,10 @@ def review_sample(instances: pd.DataFrame, rates: SamplingRates | None = None, *
     picked = []
     for key, group in ordered.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        tier = dict(zip(by, key))["occlusion"]
+        tier = dict(zip(by, key, strict=False))["occlusion"]
         n = min(len(group), max(math.ceil(rates.rate(tier) * len(group)), rates.min_per_tier))
         chosen = group.iloc[np.sort(rng.choice(len(group), size=n, replace=False))].copy()
-        chosen["stratum"] = " / ".join(f"{b}={v}" for b, v in zip(by, key))
+        chosen["stratum"] = " / ".join(f"{b}={v}" for b, v in zip(by, key, strict=False))
         picked.append(chosen)
     queue = pd.concat(picked) if picked else instances.iloc[:0].assign(stratum="")
     return queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
@@ -100,7 +126,9 @@ def read_queue(path: str | os.PathLike[str]) -> pd.DataFrame:
     bad = ~queue["outcome"].isin(OUTCOMES)
     if bad.any():
         row = queue[bad].iloc[0]
-        raise InstsegError(f"{path}: item ann_id {row['ann_id']} has outcome {row['outcome']!r}; expected 'pass', 'fail' or empty.")
+        raise InstsegError(
+            f"{path}: item ann_id {row['ann_id']} has outcome {row['outcome']!r}; expected 'pass', 'fail' or empty."
+        )
     return queue
 
 
@@ -121,5 +149,7 @@ def error_rates(queue: pd.DataFrame, by: str) -> pd.DataFrame:
     for value, group in reviewed.groupby(by, sort=True):
         n, fails = len(group), int((group["outcome"] == "fail").sum())
         low, high = wilson_interval(fails, n)
-        rows.append({by: value, "reviewed": n, "failed": fails, "error_rate": fails / n, "ci_low": low, "ci_high": high})
+        rows.append(
+            {by: value, "reviewed": n, "failed": fails, "error_rate": fails / n, "ci_low": low, "ci_high": high}
+        )
     return pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
