@@ -119,7 +119,20 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("coco", help="COCO instances JSON file")
     imp.add_argument("-o", "--outdir", required=True, help="folder for <stem>_labels.tif and <stem>_instances.csv")
     imp.set_defaults(func=_cmd_import)
+    _register_command_modules(sub)
     return parser
+
+
+def _register_command_modules(sub: argparse._SubParsersAction) -> None:
+    """Add the sub-commands defined in :mod:`napari_instseg.commands` (one module each)."""
+    import importlib
+    import pkgutil
+
+    from napari_instseg import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
