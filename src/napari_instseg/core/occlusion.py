@@ -3,6 +3,14 @@
 Front to back: a larger ``z_order`` is nearer the viewer and owns the pixels where instances
 overlap. Under the amodal rule every instance keeps its full outline; the visible label image
 is the composite of those outlines.
+
+The one compositing rule of the project (:func:`paint_order`), used wherever a contested pixel
+gets an owner (session, store, COCO and GeoJSON import):
+
+1. the larger ``z_order`` owns the pixel (nearer the viewer);
+2. on equal ``z_order``, the smaller full (amodal) area owns it, so an object nested inside
+   another (a cell inside a region annotation) keeps its pixels;
+3. on equal area too, the smaller instance id (the earlier one) owns it.
 """
 
 from __future__ import annotations
@@ -12,7 +20,34 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["composite_by_depth", "occluded_fractions"]
+__all__ = ["composite_by_depth", "occluded_fractions", "paint_order"]
+
+
+def paint_order(z_order: ArrayLike, area: ArrayLike, ids: ArrayLike) -> NDArray[np.intp]:
+    """Indices of the instances from back to front: paint in this order and later ones win.
+
+    Parameters
+    ----------
+    z_order : array-like of int, shape (n,)
+        Depth order; larger is nearer the viewer.
+    area : array-like of int or float, shape (n,)
+        Full (amodal, or own mask) area in pixels of each instance.
+    ids : array-like of int, shape (n,)
+        Instance ids.
+
+    Returns
+    -------
+    numpy.ndarray of intp, shape (n,)
+        A permutation of ``range(n)``; the last index is the front-most instance. The rule is
+        the module's: larger ``z_order``, then smaller ``area``, then smaller id in front.
+    """
+    z = np.asarray(z_order, dtype=np.int64)
+    a = np.asarray(area, dtype=np.float64)
+    i = np.asarray(ids, dtype=np.int64)
+    if not (z.shape == a.shape == i.shape and z.ndim == 1):
+        raise ValueError(f"paint_order needs three 1-D arrays of one length; got {z.shape}, {a.shape}, {i.shape}.")
+    # lexsort: last key is primary. Back to front = z ascending, area descending, id descending.
+    return np.lexsort((-i, -a, z)).astype(np.intp)
 
 
 def composite_by_depth(
@@ -29,7 +64,8 @@ def composite_by_depth(
     ids : array-like of int, shape (n,)
         Instance ids (> 0), one per mask.
     z_order : array-like of int, shape (n,)
-        Depth order; larger is nearer. Ties are broken by the order of ``ids`` (later wins).
+        Depth order; larger is nearer. Ties follow :func:`paint_order` (smaller area, then
+        smaller id, in front).
 
     Returns
     -------
@@ -45,7 +81,8 @@ def composite_by_depth(
             f"{masks.shape}, {ids.size} ids, {z.size} z-orders."
         )
     labels = np.zeros(masks.shape[1:], dtype=np.uint32)
-    for k in np.argsort(z, kind="stable"):  # back to front: nearer instances overwrite
+    area = masks.reshape(masks.shape[0], -1).sum(axis=1)
+    for k in paint_order(z, area, ids):  # back to front: nearer instances overwrite
         labels[masks[k]] = ids[k]
     return labels
 
