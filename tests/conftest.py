@@ -13,13 +13,13 @@ except ImportError:  # pragma: no cover
     pass
 
 from napari_instseg.core.instances import make_rows
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 
 
 @pytest.fixture
-def protocol() -> Protocol:
+def protocol() -> AnnotationProtocol:
     """Two categories with supercategories, visible rule."""
-    return Protocol(
+    return AnnotationProtocol(
         categories=(Category(1, "nucleus", "cell", "#ff7f0e"), Category(5, "mitosis", "cell")),
         name="test project",
     )

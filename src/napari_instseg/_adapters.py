@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from napari_instseg.core.instances import from_features, to_features
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 
 __all__ = [
     "PROTOCOL_KEY",
@@ -37,7 +37,7 @@ STORE_KEY = "instseg_store"
 
 
 def labels_layer_kwargs(
-    name: str, table: pd.DataFrame, protocol: Protocol, image: Mapping[str, Any] | None = None
+    name: str, table: pd.DataFrame, protocol: AnnotationProtocol, image: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for a napari Labels layer holding an instance table as ``features``."""
     metadata: dict[str, Any] = {PROTOCOL_KEY: protocol.to_dict()}
@@ -46,15 +46,17 @@ def labels_layer_kwargs(
     return {"name": name, "features": to_features(table), "metadata": metadata}
 
 
-def protocol_from_metadata(metadata: Mapping[str, Any] | None, features: pd.DataFrame | None = None) -> Protocol:
+def protocol_from_metadata(
+    metadata: Mapping[str, Any] | None, features: pd.DataFrame | None = None
+) -> AnnotationProtocol:
     """Return the layer's protocol, or one with a category per id found in ``features``."""
     if metadata and isinstance(metadata.get(PROTOCOL_KEY), Mapping):
-        return Protocol.from_dict(metadata[PROTOCOL_KEY], source="layer metadata")
+        return AnnotationProtocol.from_dict(metadata[PROTOCOL_KEY], source="layer metadata")
     if features is not None and "category_id" in features.columns and len(features):
         ids = sorted({int(i) for i in features["category_id"].dropna()})
         if ids:
-            return Protocol(categories=tuple(Category(i, f"category {i}") for i in ids))
-    return Protocol.default()
+            return AnnotationProtocol(categories=tuple(Category(i, f"category {i}") for i in ids))
+    return AnnotationProtocol.default()
 
 
 def table_from_layer_meta(meta: Mapping[str, Any]) -> pd.DataFrame | None:

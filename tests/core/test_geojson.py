@@ -8,7 +8,7 @@ import shapely.geometry
 
 from napari_instseg.core.geojson import GeoJSONError, geojson_to_labels, labels_to_geojson, save_geojson
 from napari_instseg.core.instances import make_rows
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def annotated():
     labels[50:60, 10:20] = 9
     labels[65:75, 40:50] = 9  # two parts
     labels[40:70, 70:95] = 12
-    protocol = Protocol(categories=(Category(1, "tumour", "cell", "#ff0000"), Category(2, "stroma")))
+    protocol = AnnotationProtocol(categories=(Category(1, "tumour", "cell", "#ff0000"), Category(2, "stroma")))
     table = make_rows(
         [4, 9, 12],
         category_id=[1, 2, 1],

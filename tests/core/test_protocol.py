@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from napari_instseg.core.errors import ProtocolError
-from napari_instseg.core.protocol import Category, Protocol, SamplingRates, TierThresholds, load_protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category, SamplingRates, TierThresholds, load_protocol
 
 
 def test_defaults_follow_the_design():
-    protocol = Protocol.default()
+    protocol = AnnotationProtocol.default()
     assert protocol.occlusion_rule == "visible"
     assert (protocol.tiers.none_max, protocol.tiers.partial_max) == (0.0, 0.35)
     assert [protocol.qa_rates.rate(t) for t in ("none", "partial", "heavy")] == [0.10, 0.20, 0.40]
@@ -16,7 +16,7 @@ def test_defaults_follow_the_design():
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_save_and_load_round_trip(tmp_path, protocol, suffix):
-    custom = Protocol(
+    custom = AnnotationProtocol(
         categories=protocol.categories,
         occlusion_rule="amodal",
         tiers=TierThresholds(partial_max=0.25),
@@ -89,4 +89,4 @@ def test_category_lookup_errors_list_what_is_known(protocol):
 
 def test_direct_construction_is_validated():
     with pytest.raises(ProtocolError, match="duplicate category id"):
-        Protocol(categories=(Category(1, "a"), Category(1, "b")))
+        AnnotationProtocol(categories=(Category(1, "a"), Category(1, "b")))

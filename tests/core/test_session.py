@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 from napari_instseg.core.session import AnnotationSession, CommitError
 
 
@@ -22,7 +22,7 @@ def _disk(shape, centre, radius):
 
 @pytest.fixture
 def session():
-    protocol = Protocol(categories=(Category(1, "nucleus"), Category(2, "mitosis")))
+    protocol = AnnotationProtocol(categories=(Category(1, "nucleus"), Category(2, "mitosis")))
     return AnnotationSession(np.zeros((64, 64), np.uint32), protocol=protocol, annotator="ann", clock=FakeClock())
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from napari_instseg._adapters import labels_layer_kwargs
 from napari_instseg.core.instances import make_rows
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 
 PLUGIN = "napari-instseg"
 
@@ -25,9 +25,11 @@ def viewer_and_widget(make_napari_viewer, tmp_path, qtbot):
     viewer = make_napari_viewer()
     table = make_rows(range(1, 17), occlusion=(["none", "partial", "heavy", "none"] * 4))
     reference = viewer.add_labels(
-        _labels(), **labels_layer_kwargs("reference", table, Protocol.default(), {"file_name": "tile.tif"})
+        _labels(), **labels_layer_kwargs("reference", table, AnnotationProtocol.default(), {"file_name": "tile.tif"})
     )
-    candidate = viewer.add_labels(_labels(shift=3), **labels_layer_kwargs("candidate", table, Protocol.default()))
+    candidate = viewer.add_labels(
+        _labels(shift=3), **labels_layer_kwargs("candidate", table, AnnotationProtocol.default())
+    )
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "QA and review")
     widget.reference_combo.value = reference
     widget.candidate_combo.value = candidate

@@ -10,12 +10,22 @@ undoes it; both are idempotent, which is what crash recovery relies on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["CroppedMask", "Edit", "Region", "bbox_of", "region_union"]
+__all__ = [
+    "SIDE_KINDS",
+    "CroppedMask",
+    "Edit",
+    "EditTarget",
+    "Region",
+    "apply_edit",
+    "bbox_of",
+    "region_union",
+    "update_records",
+]
 
 Region = tuple[int, int, int, int]
 """(y0, x0, y1, x1) in pixels, end-exclusive."""
@@ -106,7 +116,62 @@ class Edit:
     amodal_after: dict[int, CroppedMask | None] = field(default_factory=dict)
     next_id: int = 1
 
-    @property
-    def changes_labels(self) -> bool:
-        """True when the action changed the label image."""
-        return self.region_yx is not None
+
+SIDE_KINDS = ("prelabel", "amodal")
+"""The per-instance side records an :class:`Edit` carries, by kind."""
+
+
+class EditTarget(Protocol):
+    """Where an edit is applied: a session's memory or a store on disk.
+
+    :func:`apply_edit` decides what an edit changes; a target only writes it.
+    """
+
+    def write_labels(self, region_yx: Region, labels: NDArray[np.uint32]) -> None:
+        """Write ``labels`` (the region's new content) into the label image at ``region_yx``."""
+
+    def write_rows(self, rows: dict[int, dict[str, Any] | None]) -> None:
+        """Replace, add or (value None) remove instance-table rows by id."""
+
+    def write_side(self, kind: str, values: dict[int, Any]) -> None:
+        """Replace, add or (value None) remove side records of ``kind`` (see :data:`SIDE_KINDS`)."""
+
+
+def apply_edit(edit: Edit, target: EditTarget, *, after: bool) -> None:
+    """Put ``target`` in the state after (``after=True``, do / redo) or before (undo) ``edit``.
+
+    The one place that says what applying an edit means, shared by the session (in memory)
+    and the store (on disk). Idempotent: applying twice is applying once, which crash
+    recovery relies on.
+
+    Parameters
+    ----------
+    edit : Edit
+        The action.
+    target : EditTarget
+        Receives the label region, the rows and the side records to write.
+    after : bool
+        True for the state after the action, False for the state before it.
+    """
+    labels = edit.labels_after if after else edit.labels_before
+    if edit.region_yx is not None and labels is not None:
+        target.write_labels(edit.region_yx, labels)
+    rows = edit.rows_after if after else edit.rows_before
+    if rows:
+        target.write_rows(rows)
+    sides = (
+        ("prelabel", edit.prelabels_after if after else edit.prelabels_before),
+        ("amodal", edit.amodal_after if after else edit.amodal_before),
+    )
+    for kind, values in sides:
+        if values:
+            target.write_side(kind, dict(values))
+
+
+def update_records(records: dict[int, Any], values: dict[int, Any]) -> None:
+    """Apply side-record changes to an in-memory dict (value None removes the id)."""
+    for instance_id, value in values.items():
+        if value is None:
+            records.pop(instance_id, None)
+        else:
+            records[instance_id] = value

@@ -24,7 +24,7 @@ from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import COLUMNS, make_rows, table_for_ids
 from napari_instseg.core.labels import as_label_image
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = ["GeoJSONError", "geojson_to_labels", "labels_to_geojson", "save_geojson"]
 
@@ -76,7 +76,7 @@ def _ring(contour_yx: NDArray[np.float64], y0: float, x0: float) -> list[list[fl
 def labels_to_geojson(
     labels_yx: NDArray[np.integer],
     table: pd.DataFrame | None = None,
-    protocol: Protocol | None = None,
+    protocol: AnnotationProtocol | None = None,
     *,
     origin_yx: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def labels_to_geojson(
     from napari_instseg.core.rle import label_runs
 
     labels = as_label_image(labels_yx)
-    protocol = protocol or Protocol.default()
+    protocol = protocol or AnnotationProtocol.default()
     ids = label_runs(labels).ids.astype(np.int64)
     rows = table_for_ids(ids, table, defaults={"category_id": protocol.categories[0].id})
     categories = {c.id: c for c in protocol.categories}
@@ -132,7 +132,7 @@ def save_geojson(collection: Mapping[str, Any], path: str | os.PathLike[str]) ->
 def geojson_to_labels(
     collection: Mapping[str, Any],
     shape_yx: tuple[int, int],
-    protocol: Protocol | None = None,
+    protocol: AnnotationProtocol | None = None,
     *,
     origin_yx: tuple[int, int] = (0, 0),
 ) -> tuple[NDArray[np.uint32], pd.DataFrame]:
@@ -149,7 +149,7 @@ def geojson_to_labels(
     """
     from skimage.draw import polygon as draw_polygon
 
-    protocol = protocol or Protocol.default()
+    protocol = protocol or AnnotationProtocol.default()
     if not isinstance(collection, Mapping) or collection.get("type") != "FeatureCollection":
         raise GeoJSONError("Expected a GeoJSON FeatureCollection.")
     labels = np.zeros(shape_yx, np.uint32)
@@ -178,7 +178,7 @@ def geojson_to_labels(
     return labels, table
 
 
-def _row_from(properties: Mapping[str, Any], protocol: Protocol) -> dict[str, Any]:
+def _row_from(properties: Mapping[str, Any], protocol: AnnotationProtocol) -> dict[str, Any]:
     category_id = properties.get("category_id")
     if category_id is None:
         name = (properties.get("classification") or {}).get("name")

@@ -31,6 +31,7 @@ __all__ = [
     "make_rows",
     "new_row",
     "now_iso",
+    "row_of",
     "table_for_ids",
     "to_features",
     "validate_table",
@@ -264,6 +265,14 @@ def apply_rows(
         added = validate_table(added, source=source)
         kept = pd.concat([kept, added[list(added.columns)]]) if len(kept) else added
     return kept.sort_index()
+
+
+def row_of(table: pd.DataFrame, instance_id: int) -> dict[str, Any] | None:
+    """One row of an instance table as plain Python values (column -> value); None when
+    ``instance_id`` has no row."""
+    if instance_id not in table.index:
+        return None
+    return {str(k): _plain(v) for k, v in table.loc[instance_id].items()}
 
 
 def to_features(table: pd.DataFrame) -> pd.DataFrame:

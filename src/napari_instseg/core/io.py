@@ -16,7 +16,7 @@ from napari_instseg.core._io import atomic_path, atomic_write_text
 from napari_instseg.core.errors import LabelImageError, TableError
 from napari_instseg.core.instances import COLUMNS, FEATURES_ID, ID_NAME, validate_table
 from napari_instseg.core.labels import as_label_image
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -76,7 +76,7 @@ def write_labels_tiff(path: str | os.PathLike[str], labels_yx: NDArray[np.intege
         tifffile.imwrite(tmp, labels, compression="zlib")
 
 
-def read_table_csv(path: str | os.PathLike[str], protocol: Protocol | None = None) -> pd.DataFrame:
+def read_table_csv(path: str | os.PathLike[str], protocol: AnnotationProtocol | None = None) -> pd.DataFrame:
     """Read an instance table from CSV.
 
     The id column is ``id`` (or napari's ``index``). A ``category`` column of names is mapped

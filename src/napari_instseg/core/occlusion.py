@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["composite_by_depth", "occluded_fractions", "paint_order"]
+__all__ = ["composite_by_depth", "occluded_fraction", "occluded_fractions", "paint_order"]
 
 
 def paint_order(z_order: ArrayLike, area: ArrayLike, ids: ArrayLike) -> NDArray[np.intp]:
@@ -87,16 +87,34 @@ def composite_by_depth(
     return labels
 
 
+def occluded_fraction(visible_area: ArrayLike, amodal_area: ArrayLike) -> NDArray[np.float64]:
+    """The occluded fraction ``1 - visible_area / amodal_area`` (NaN for an empty outline).
+
+    The one definition of the project: the visible area is counted inside the amodal outline.
+
+    Parameters
+    ----------
+    visible_area, amodal_area : array-like of int or float
+        Visible pixels of each instance inside its outline, and its outline's pixels.
+
+    Returns
+    -------
+    numpy.ndarray of float64
+        One fraction per instance (a 0-d array for scalar inputs).
+    """
+    visible = np.asarray(visible_area, dtype=np.float64)
+    amodal = np.asarray(amodal_area, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = 1.0 - visible / amodal
+    return np.where(amodal > 0, fraction, np.nan)
+
+
 def occluded_fractions(
     labels_yx: NDArray[np.uint32], amodal_masks: NDArray[np.bool_], ids: ArrayLike
 ) -> NDArray[np.float64]:
     """Return ``1 - visible_area / amodal_area`` for each instance (NaN for an empty outline)."""
     masks = np.asarray(amodal_masks, dtype=bool)
     ids = np.asarray(ids, dtype=np.int64)
-    amodal_area = masks.reshape(masks.shape[0], -1).sum(axis=1).astype(float)
-    visible_area = np.array(
-        [np.count_nonzero(labels_yx[m] == i) for m, i in zip(masks, ids, strict=False)], dtype=float
-    )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = 1.0 - visible_area / amodal_area
-    return np.where(amodal_area > 0, fraction, np.nan)
+    amodal_area = masks.reshape(masks.shape[0], -1).sum(axis=1)
+    visible_area = [np.count_nonzero(labels_yx[m] == i) for m, i in zip(masks, ids, strict=False)]
+    return occluded_fraction(visible_area, amodal_area)

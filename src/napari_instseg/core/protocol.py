@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,8 +25,8 @@ from napari_instseg.core.errors import ProtocolError
 __all__ = [
     "OCCLUSION_RULES",
     "OCCLUSION_TIERS",
+    "AnnotationProtocol",
     "Category",
-    "Protocol",
     "SamplingRates",
     "TierThresholds",
     "load_protocol",
@@ -111,7 +112,7 @@ class SamplingRates:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class AnnotationProtocol:
     """The rules an annotation project fixes before it starts.
 
     Parameters
@@ -146,7 +147,7 @@ class Protocol:
         )
 
     @classmethod
-    def default(cls) -> Protocol:
+    def default(cls) -> AnnotationProtocol:
         """Return the protocol used when none is given: one ``nucleus`` category, visible rule."""
         return cls(categories=(Category(1, "nucleus", "cell", "#ff7f0e"),))
 
@@ -183,7 +184,7 @@ class Protocol:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "protocol") -> Protocol:
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "protocol") -> AnnotationProtocol:
         """Build a protocol from a dict (as written by :meth:`to_dict`), validating every field.
 
         Raises
@@ -221,7 +222,7 @@ class Protocol:
         atomic_write_text(target, text)
 
 
-def load_protocol(path: str | os.PathLike[str]) -> Protocol:
+def load_protocol(path: str | os.PathLike[str]) -> AnnotationProtocol:
     """Read a protocol from a JSON or YAML file.
 
     Raises
@@ -240,7 +241,7 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
             data = json.loads(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         raise ProtocolError(f"{target}: cannot parse protocol file: {exc}") from exc
-    return Protocol.from_dict(data, source=str(target))
+    return AnnotationProtocol.from_dict(data, source=str(target))
 
 
 def _category_to_dict(cat: Category) -> dict[str, Any]:
@@ -351,3 +352,17 @@ def _validate_rates(rates: SamplingRates, source: str) -> None:
     minimum = rates.min_per_tier
     if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 0:
         raise ProtocolError(f"{source}.min_per_tier: expected an integer >= 0, got {minimum!r}.")
+
+
+def __getattr__(name: str) -> Any:
+    """``Protocol``: the deprecated name of :class:`AnnotationProtocol` (it clashed with
+    :class:`typing.Protocol`); still importable, with a :class:`DeprecationWarning`."""
+    if name == "Protocol":
+        warnings.warn(
+            "napari_instseg.core.protocol.Protocol is deprecated (it clashes with typing.Protocol); "
+            "use AnnotationProtocol instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return AnnotationProtocol
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

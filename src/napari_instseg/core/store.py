@@ -40,7 +40,8 @@ from napari_instseg.core.edits import CroppedMask, Edit
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import apply_rows, validate_table
 from napari_instseg.core.labels import as_label_image
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
+from napari_instseg.core.records import PrelabelRecord
 
 __all__ = ["STORE_FORMAT", "AnnotationStore", "StoreError", "is_store"]
 
@@ -90,7 +91,7 @@ class AnnotationStore:
         self.lock_message = lock_message
         self._root = zarr.open_group(str(path), mode="r" if read_only else "r+")
         attrs = dict(self._root.attrs)
-        self.protocol = Protocol.from_dict(attrs["protocol"], source=f"{path}: protocol")
+        self.protocol = AnnotationProtocol.from_dict(attrs["protocol"], source=f"{path}: protocol")
         self.image = dict(attrs.get("image", {}))
         self._labels = self._root["labels"]
         self._dir = path / "instseg"
@@ -105,7 +106,7 @@ class AnnotationStore:
         cls,
         path: str | os.PathLike[str],
         labels_yx: Any,
-        protocol: Protocol | None = None,
+        protocol: AnnotationProtocol | None = None,
         image: dict[str, Any] | None = None,
         table: pd.DataFrame | None = None,
     ) -> AnnotationStore:
@@ -125,7 +126,7 @@ class AnnotationStore:
         # a shape tuple makes an empty store of any size (a slide): nothing is allocated or written
         labels = None if isinstance(labels_yx, tuple) else as_label_image(labels_yx)
         shape = tuple(int(v) for v in labels_yx) if labels is None else labels.shape
-        protocol = protocol or Protocol.default()
+        protocol = protocol or AnnotationProtocol.default()
         root = zarr.open_group(str(target), mode="w")
         root.attrs.update(
             {
@@ -345,8 +346,6 @@ class _OffsetSink:
 
 def _shift_side(value: Any, dy: int, dx: int, shape_yx: tuple[int, int] | None = None) -> Any:
     """A proposal / outline moved by (dy, dx); None when ``shape_yx`` is given and it leaves it."""
-    from napari_instseg.core.session import PrelabelRecord
-
     if value is None:
         return None
     mask = value.proposal if isinstance(value, PrelabelRecord) else value
@@ -453,8 +452,6 @@ def _marker_npz(kind: str, target: int) -> bytes:
 
 
 def _side_npz(kind: str, value: Any) -> bytes:
-    from napari_instseg.core.session import PrelabelRecord
-
     mask = value.proposal if isinstance(value, PrelabelRecord) else value
     meta: dict[str, Any] = {"bbox": list(mask.bbox_yx)}
     if isinstance(value, PrelabelRecord):
@@ -463,8 +460,6 @@ def _side_npz(kind: str, value: Any) -> bytes:
 
 
 def _load_side(path: Path, kind: str) -> Any:
-    from napari_instseg.core.session import PrelabelRecord
-
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         mask = CroppedMask(tuple(meta["bbox"]), data["mask"].astype(bool))
@@ -475,8 +470,6 @@ def _load_side(path: Path, kind: str) -> Any:
 
 
 def _edit_to_npz(edit: Edit, kind: str) -> bytes:
-    from napari_instseg.core.session import PrelabelRecord
-
     arrays: dict[str, np.ndarray] = {}
     if edit.region_yx is not None:
         arrays["labels_before"] = edit.labels_before
@@ -510,8 +503,6 @@ def _edit_to_npz(edit: Edit, kind: str) -> bytes:
 
 
 def _edit_from_npz(meta: dict[str, Any], data: Any) -> Edit:
-    from napari_instseg.core.session import PrelabelRecord
-
     side: dict[str, dict[int, Any]] = {}
     for name, entries in meta["side"].items():
         side[name] = {}

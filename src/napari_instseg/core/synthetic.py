@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.instances import make_rows
 from napari_instseg.core.occlusion import composite_by_depth, occluded_fractions
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 
 __all__ = ["SyntheticCells", "overlapping_cells", "synthetic_protocol"]
 
@@ -29,7 +29,7 @@ class SyntheticCells:
         Full outline of every instance, aligned with ``table.index``.
     table : DataFrame
         Instance table with ``z_order``, ``occluded_fraction`` and the derived ``occlusion``.
-    protocol : Protocol
+    protocol : AnnotationProtocol
         Amodal-rule protocol with the two synthetic categories.
     """
 
@@ -37,12 +37,12 @@ class SyntheticCells:
     labels_yx: NDArray[np.uint32]
     amodal_masks: NDArray[np.bool_]
     table: pd.DataFrame
-    protocol: Protocol
+    protocol: AnnotationProtocol
 
 
-def synthetic_protocol() -> Protocol:
+def synthetic_protocol() -> AnnotationProtocol:
     """The amodal protocol of the synthetic sample: round and elongated cells."""
-    return Protocol(
+    return AnnotationProtocol(
         categories=(
             Category(1, "round cell", "cell", "#1f77b4"),
             Category(2, "elongated cell", "cell", "#d62728"),

@@ -20,7 +20,7 @@ from napari_instseg.core.coco._polygons import mask_to_polygons
 from napari_instseg.core.errors import CocoFormatError, TableError
 from napari_instseg.core.instances import table_for_ids
 from napari_instseg.core.labels import as_label_image
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 from napari_instseg.core.rle import LabelRuns, instance_rles, label_runs
 
 __all__ = ["AnnotatedImage", "CocoExport", "ExportSummary", "export_coco", "save_coco"]
@@ -118,7 +118,7 @@ class CocoExport:
 
 def export_coco(
     images: Sequence[AnnotatedImage],
-    protocol: Protocol | None = None,
+    protocol: AnnotationProtocol | None = None,
     *,
     segmentation: str = "rle",
     progress: ProgressCallback | None = None,
@@ -132,8 +132,8 @@ def export_coco(
     ----------
     images : sequence of AnnotatedImage
         The images, each with its label image and instance table.
-    protocol : Protocol, optional
-        Taxonomy and rules (default :meth:`Protocol.default`); written to ``info.protocol``.
+    protocol : AnnotationProtocol, optional
+        Taxonomy and rules (default :meth:`AnnotationProtocol.default`); written to ``info.protocol``.
     segmentation : {'rle', 'polygon'}
         Compressed RLE (lossless, default) or polygons. In polygon mode every part of a
         multi-part instance is written; instances with holes, and crowd instances, are RLE.
@@ -153,7 +153,7 @@ def export_coco(
     """
     if segmentation not in SEGMENTATION_FORMATS:
         raise ValueError(f"segmentation must be one of {SEGMENTATION_FORMATS}, got {segmentation!r}.")
-    protocol = protocol or Protocol.default()
+    protocol = protocol or AnnotationProtocol.default()
     image_records, annotations = [], []
     summary = ExportSummary()
     used_ids = {int(im.image_id) for im in images if im.image_id is not None}
@@ -180,7 +180,7 @@ def export_coco(
     return CocoExport(coco=coco, summary=summary)
 
 
-def _info(protocol: Protocol) -> dict[str, Any]:
+def _info(protocol: AnnotationProtocol) -> dict[str, Any]:
     now = _dt.datetime.now(_dt.timezone.utc)
     return {
         "description": f"Annotations of project {protocol.name!r}",
@@ -202,7 +202,7 @@ def _category_record(category: Any) -> dict[str, Any]:
 
 
 def _export_one(
-    item: AnnotatedImage, image_id: int, protocol: Protocol, segmentation: str, first_ann_id: int
+    item: AnnotatedImage, image_id: int, protocol: AnnotationProtocol, segmentation: str, first_ann_id: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], ExportSummary]:
     name = item.file_name or f"image_{image_id}.tif"
     labels_yx = as_label_image(item.labels_yx, name=f"labels of image {image_id} ({name})")
@@ -229,7 +229,7 @@ def _export_one(
     return record, annotations, summary
 
 
-def _check_categories(table: pd.DataFrame, protocol: Protocol, source: str) -> None:
+def _check_categories(table: pd.DataFrame, protocol: AnnotationProtocol, source: str) -> None:
     known = np.asarray(protocol.category_ids)
     bad = ~np.isin(table["category_id"].to_numpy(), known)
     if bad.any():

@@ -17,7 +17,7 @@ from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
 from napari_instseg.core.coco._validate import validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, make_rows, validate_table
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 from napari_instseg.core.rle import counts_from_string, paint_runs, runs_from_counts
 
 __all__ = ["CocoImport", "ImportedImage", "import_coco", "load_coco_json"]
@@ -57,7 +57,7 @@ class CocoImport:
     """All images of a COCO file, with the protocol it carries (or one built from it)."""
 
     images: tuple[ImportedImage, ...]
-    protocol: Protocol
+    protocol: AnnotationProtocol
 
     @property
     def overlap_px(self) -> int:
@@ -109,10 +109,10 @@ def import_coco(coco: Mapping[str, Any] | str | os.PathLike[str], *, source: str
     return CocoImport(images=images, protocol=protocol)
 
 
-def _protocol_of(coco: Mapping[str, Any], source: str) -> Protocol:
+def _protocol_of(coco: Mapping[str, Any], source: str) -> AnnotationProtocol:
     info = coco.get("info")
     if isinstance(info, Mapping) and isinstance(info.get("protocol"), Mapping):
-        protocol = Protocol.from_dict(info["protocol"], source=f"{source}: info.protocol")
+        protocol = AnnotationProtocol.from_dict(info["protocol"], source=f"{source}: info.protocol")
         missing = {c["id"] for c in coco["categories"]} - set(protocol.category_ids)
         if missing:
             raise CocoFormatError(f"{source}: categories {sorted(missing)} are not in info.protocol.")
@@ -123,8 +123,8 @@ def _protocol_of(coco: Mapping[str, Any], source: str) -> Protocol:
             Category(c["id"], c["name"], c.get("supercategory") or "", c.get("color")) for c in coco["categories"]
         )
         if not categories:
-            return Protocol.default()
-        return Protocol(categories=categories, occlusion_rule="amodal" if amodal else "visible")
+            return AnnotationProtocol.default()
+        return AnnotationProtocol(categories=categories, occlusion_rule="amodal" if amodal else "visible")
     except ProtocolError as exc:
         raise CocoFormatError(f"{source}: categories do not form a valid taxonomy: {exc}") from exc
 

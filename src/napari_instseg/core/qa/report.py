@@ -91,7 +91,7 @@ def run_qa(
     set that carries our review attributes, the reference first: run it with the final
     annotations as ``gt`` and the pre-labels as ``dt``, and AP50 is the pre-labels' Mask AP@0.5.
     """
-    from napari_instseg.core.protocol import Protocol
+    from napari_instseg.core.protocol import AnnotationProtocol
     from napari_instseg.core.qa.agreement import prelabel_stats
     from napari_instseg.core.qa.sampling import error_rates, instances_of, review_sample, write_queue
 
@@ -108,7 +108,9 @@ def run_qa(
     scores.update({tier: scores_of(evaluation, tier) for tier in OCCLUSION_TIERS})
     step(2, "pre-labels")
     protocol_dict = (gt.get("info") or {}).get("protocol")
-    rates = Protocol.from_dict(protocol_dict).qa_rates if isinstance(protocol_dict, Mapping) else SamplingRates()
+    rates = (
+        AnnotationProtocol.from_dict(protocol_dict).qa_rates if isinstance(protocol_dict, Mapping) else SamplingRates()
+    )
     final = gt if _has_attributes(gt) else (dt if isinstance(dt, Mapping) and _has_attributes(dt) else None)
     data: dict[str, Any] = {
         "tool": f"napari-instseg {__version__}",
