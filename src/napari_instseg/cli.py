@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from napari_instseg import __version__
+from napari_instseg.core.prompting.registry import BACKENDS, DEFAULT_SIZE, MODEL_SIZES
 
 __all__ = ["main"]
 
@@ -52,11 +53,11 @@ def _build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("--boxes", help="CSV with x0,y0,x1,y1 in pixels (any corner order)")
     pre.add_argument(
         "--backend",
-        choices=("sam2", "classic"),
+        choices=BACKENDS,
         default=None,
         help="default: sam2 when a checkpoint is configured, else classic",
     )
-    pre.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny", help="SAM 2.1 size")
+    pre.add_argument("--model", choices=MODEL_SIZES, default=DEFAULT_SIZE, help="SAM 2.1 size")
     pre.add_argument(
         "--checkpoint", help="SAM 2 checkpoint (.pt); default: $NAPARI_INSTSEG_SAM2_CHECKPOINT or the user cache"
     )
@@ -75,10 +76,10 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles"
     )
-    slide.add_argument("--backend", choices=("sam2", "classic"), default=None)
-    slide.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny")
+    slide.add_argument("--backend", choices=BACKENDS, default=None)
+    slide.add_argument("--model", choices=MODEL_SIZES, default=DEFAULT_SIZE)
     slide.add_argument("--checkpoint")
-    slide.add_argument("--device", default=None)
+    slide.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     slide.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
     slide.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
     slide.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)")
@@ -86,7 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     slide.set_defaults(func=_cmd_prelabel_slide)
 
     fetch = sub.add_parser("fetch-weights", help="download an official SAM 2.1 checkpoint into the user cache")
-    fetch.add_argument("size", choices=("tiny", "small", "base_plus", "large"))
+    fetch.add_argument("size", choices=MODEL_SIZES)
     fetch.add_argument("--dest", help="folder (default: the user cache folder)")
     fetch.set_defaults(func=_cmd_fetch_weights)
 
@@ -190,22 +191,23 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.io import read_image
     from napari_instseg.core.prelabel import prelabel_image
-    from napari_instseg.core.prompting import default_backend, make_prompter
-    from napari_instseg.core.prompting.base import ImageKey
+    from napari_instseg.core.prompting import default_backend
+    from napari_instseg.core.prompting.cache import file_image_key
+    from napari_instseg.core.prompting.lifecycle import PrompterConfig, build_prompter
     from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
-    from napari_instseg.core.protocol import Protocol, load_protocol
+    from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
     from napari_instseg.core.session import AnnotationSession
 
-    protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
+    protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     image = read_image(args.image)
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
     backend = args.backend or default_backend()
-    prompter = make_prompter(backend, size=args.model, checkpoint=args.checkpoint, device=args.device)
+    config = PrompterConfig.from_settings(backend, args.model, args.checkpoint, args.device)
+    prompter = build_prompter(config, load_model=False)
     print(f"backend: {backend}" + (f" (SAM 2.1 {args.model})" if backend == "sam2" else " (no model weights)"))
     session = AnnotationSession(np.zeros(image.shape[:2], np.uint32), protocol=protocol, prompter=prompter)
     category = int(args.category) if args.category and args.category.isdigit() else args.category
-    path = Path(args.image).resolve()
-    key = ImageKey.whole(f"file:{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}", image.shape[:2])
+    key = file_image_key(args.image, image.shape[:2])
     session, summary = prelabel_image(
         image, prompts, prompter, session, key=key, category=category, progress=_progress_bar("prompts", "prompt")
     )
@@ -273,12 +275,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.errors import LabelImageError
     from napari_instseg.core.io import read_image, read_labels, read_table_csv
-    from napari_instseg.core.protocol import Protocol, load_protocol
+    from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
     from napari_instseg.core.store import is_store
 
     if is_store(args.labels):
         return _export_store(args)
-    protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
+    protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     labels = read_labels(args.labels)
     table = read_table_csv(args.table, protocol) if args.table else None
     file_name = Path(args.labels).name
@@ -363,10 +365,10 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
 
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
-    backend = args.backend or default_backend()
-    from napari_instseg.core.prompting.checkpoints import cache_dir
+    from napari_instseg.core.prompting.cache import default_cache_path
 
-    cache = str(cache_dir().parent / "embeddings.zarr") if backend == "sam2" else None  # per-tile embeddings
+    backend = args.backend or default_backend()
+    cache = str(default_cache_path()) if backend == "sam2" else None  # per-tile embeddings, shared with the widget
     config = BatchConfig(
         backend=backend,
         size=args.model,

@@ -72,10 +72,10 @@ def run_demo(
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.detect import detect_nuclei
     from napari_instseg.core.prelabel import prelabel_image
-    from napari_instseg.core.prompting import Prompt, default_backend, make_prompter
-    from napari_instseg.core.prompting.base import ImageKey
-    from napari_instseg.core.prompting.checkpoints import cache_dir
-    from napari_instseg.core.protocol import Protocol
+    from napari_instseg.core.prompting import Prompt, default_backend
+    from napari_instseg.core.prompting.cache import named_image_key
+    from napari_instseg.core.prompting.lifecycle import PrompterConfig, build_prompter
+    from napari_instseg.core.protocol import AnnotationProtocol
 
     start = time.perf_counter()
     out = Path(outdir)
@@ -86,9 +86,9 @@ def run_demo(
     backend = backend or default_backend()
     detection = detect_nuclei(image)
     prompts = [Prompt.make(points_yx=[c]) for c in detection.centroids_yx]
-    prompter = make_prompter(backend, cache_path=cache_dir().parent / "embeddings.zarr")
-    protocol = Protocol.default()
-    key = ImageKey.whole("skimage:immunohistochemistry", image.shape[:2])
+    prompter = build_prompter(PrompterConfig(backend), load_model=False)  # the shared embedding cache
+    protocol = AnnotationProtocol.default()
+    key = named_image_key("skimage:immunohistochemistry", image.shape, str(image.dtype))
     session, summary = prelabel_image(image, prompts, prompter, key=key, progress=progress)
     session.annotator = "demo"
     exported = export_coco([AnnotatedImage(session.labels_yx, session.table, image_path.name)], protocol)

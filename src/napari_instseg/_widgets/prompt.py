@@ -76,8 +76,10 @@ class PromptWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._binding: Any = None
-        self._prompter: Any = None
-        self._prompter_config: tuple[Any, ...] | None = None
+        from napari_instseg.core.prompting.lifecycle import PrompterHolder
+
+        self._prompters = PrompterHolder()  # the widget owns its prompter; dropped on close
+        self.native.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
         self._image_key: Any = None
         self._negative_next = False
         self._shift_down = False
@@ -257,52 +259,31 @@ class PromptWidget(Container):
         return self._binding.session
 
     def _forget_prompter(self) -> None:
-        self._prompter, self._prompter_config = None, None
+        self._prompters.clear()
         self._forget_image()
 
     def _forget_image(self) -> None:
         self._image_key = None
 
-    def _config(self) -> tuple[Any, ...]:
-        device = None if self.device_combo.value == "auto" else self.device_combo.value
-        checkpoint = self.checkpoint_edit.value
-        checkpoint = str(checkpoint) if checkpoint not in (None, Path(""), Path(".")) else None
-        return (self.backend_combo.value, self.model_combo.value, checkpoint, device)
+    def _config(self) -> Any:
+        from napari_instseg.core.prompting.lifecycle import PrompterConfig
 
-    def _make_prompter(self) -> Any:
-        """Build the prompter for the current settings (in the worker: SAM 2 loads its model)."""
-        from napari_instseg.core.prompting import make_prompter
-        from napari_instseg.core.prompting.checkpoints import cache_dir
-
-        backend, size, checkpoint, device = self._config()
-        prompter = make_prompter(
-            backend,
-            size=size,
-            checkpoint=checkpoint,
-            device=device,
-            cache_path=cache_dir().parent / "embeddings.zarr",
-            on_mismatch="recompute",
+        return PrompterConfig.from_settings(
+            self.backend_combo.value, self.model_combo.value, self.checkpoint_edit.value, self.device_combo.value
         )
-        if backend == "sam2":
-            prompter.predictor  # noqa: B018 - build the model now, off the UI thread
-        return prompter
 
     def image_key(self, layer: Any, region: Any = None) -> Any:
         """Cache identity of an image layer (its file with size and mtime, or its name and
-        shape) and of the region prompted (a slide window), if any."""
-        from napari_instseg.core.prompting.base import ImageKey
+        shape) and of the region prompted (a slide window), if any: the core's keys, so
+        ``prelabel-slide`` and this widget share cache entries."""
+        from napari_instseg.core.prompting.cache import file_image_key, named_image_key, slide_tile_key
 
-        if region is not None:
-            level0 = layer.data[0] if layer.multiscale else layer.data
-            source = getattr(getattr(layer, "source", None), "path", None) or layer.name
-            return ImageKey(f"slide:{source}:{tuple(level0.shape)}", tuple(int(v) for v in region))
         path = getattr(getattr(layer, "source", None), "path", None)
+        if region is not None:
+            return slide_tile_key(path or layer.name, tuple(int(v) for v in region))
         if path and Path(path).is_file():
-            stat = Path(path).stat()
-            identity = f"file:{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        else:
-            identity = f"layer:{layer.name}:{tuple(layer.data.shape)}:{layer.data.dtype}"
-        return ImageKey.whole(identity, tuple(layer.data.shape[:2]))
+            return file_image_key(path, tuple(layer.data.shape[:2]))
+        return named_image_key(layer.name, tuple(layer.data.shape), str(layer.data.dtype))
 
     def _prepare(self, then: Any) -> None:
         """Make sure a prompter exists and holds the current image, then call ``then()``.
@@ -316,7 +297,7 @@ class PromptWidget(Container):
             return
         region = self._binding.layer.metadata.get("instseg_window")
         key = self.image_key(image_layer, region)
-        if self._prompter is not None and self._prompter_config == self._config() and self._image_key == key:
+        if self._prompters.current(self._config()) is not None and self._image_key == key:
             then()
             return
         if self._encoding is not None:
@@ -326,25 +307,26 @@ class PromptWidget(Container):
         image = _pixels(image_layer, region)
 
         def prepare() -> Any:
-            prompter = self._prompter if self._prompter_config == config else self._make_prompter()
+            prompter = self._prompters.get(config)  # builds (loads the model) when needed
             prompter.set_image(image, key)
             return prompter
 
         def done(prompter: Any) -> None:
             self._encoding = None
-            self._prompter, self._prompter_config, self._image_key = prompter, config, key
+            self._prompters.keep(config, prompter)
+            self._image_key = key
             self.session.prompter = prompter
             cached = getattr(prompter, "last_from_cache", False)
             self._say(f"{prompter.name}: image ready{' (from cache)' if cached else ''}.")
             then()
 
-        self._say(f"Preparing {config[0]} on {image_layer.name}...")
+        self._say(f"Preparing {config.backend} on {image_layer.name}...")
         self._encoding = (
             run_worker(
                 prepare,
                 on_returned=done,
                 on_error=self._on_worker_error,
-                progress=f"Encoding {image_layer.name} ({config[0]})",
+                progress=f"Encoding {image_layer.name} ({config.backend})",
             )
             or None
         )
@@ -375,16 +357,27 @@ class PromptWidget(Container):
             self._say("Add a point or draw a box first.")
             return
         session = self.session
-        session.prompter = self._prompter
+        session.prompter = self._prompters.current(self._config())
         self._binding.flush()  # painting first, so the prompt sees it
-        refining = self._refining
+        from napari_instseg.core.session import CommitError
 
-        def predict() -> Any:
-            if refining is not None:
-                return session.refine(refining, points if len(points) else None, labels if len(points) else None)
-            return session.prompt(points if len(points) else None, labels if len(points) else None, box)
+        try:
+            mask = session.refine_mask(self._refining) if self._refining is not None else None
+        except CommitError as exc:
+            self._say(str(exc), error=True)
+            return
+        clicks = (points, labels) if len(points) else (None, None)
 
-        self._decoder.submit(predict, on_returned=self._on_candidates, on_error=self._on_worker_error)
+        def predict() -> Any:  # in the worker: the session is not changed here
+            if mask is not None:
+                return session.predict(*clicks, mask_yx=mask, multimask=False)
+            return session.predict(*clicks, box)
+
+        def show(candidates: Any) -> None:  # on the UI thread
+            session.show_candidates(candidates)
+            self._on_candidates(candidates)
+
+        self._decoder.submit(predict, on_returned=show, on_error=self._on_worker_error)
 
     def _on_candidates(self, candidates: Any) -> None:
         self._show_candidate()

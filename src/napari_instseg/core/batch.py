@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,13 +22,15 @@ import numpy as np
 
 from napari_instseg.core._io import atomic_write_text
 from napari_instseg.core.edits import CroppedMask
-from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
+from napari_instseg.core.prompting.base import Prompt, Prompter, PromptError
+from napari_instseg.core.prompting.cache import slide_tile_key
+from napari_instseg.core.prompting.lifecycle import PrompterConfig, ThreadPrompters
 from napari_instseg.core.slide import Slide, Window, open_slide, window_at
 
 __all__ = ["BatchConfig", "BatchSummary", "auto_tiling", "prelabel_slide", "tissue_tiles"]
 
 DONE_FILE = "batch_done.json"
-_PROMPTERS: dict[tuple[Any, ...], Any] = {}  # one model per worker thread, reused across its tiles
+_PROMPTERS = ThreadPrompters()  # one model per worker thread, reused across its tiles; cleared after a run
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,18 @@ class BatchConfig:
     object_px: int = 32
     category: int | str | None = None
     cache_path: str | None = None
+
+    def prompter_config(self) -> PrompterConfig:
+        """The prompter settings (``cache_path`` None: no embedding cache)."""
+        return PrompterConfig(
+            self.backend,
+            self.size,
+            self.checkpoint,
+            self.device,
+            self.cache_path,
+            on_mismatch="recompute",
+            use_cache=self.cache_path is not None,
+        )
 
 
 @dataclass(frozen=True)
@@ -116,21 +129,10 @@ def _shifted(prompt: Prompt, dy: int, dx: int) -> Prompt:
     return Prompt(prompt.points_yx - np.array([dy, dx]), prompt.point_labels, box, None)
 
 
-def _prompter(config: BatchConfig) -> Any:
-    from napari_instseg.core.prompting import make_prompter
-
-    # prompters hold the current image: one per thread, never shared between running tiles
-    key = (threading.get_ident(), config.backend, config.size, config.checkpoint, config.device, config.cache_path)
-    if key not in _PROMPTERS:
-        _PROMPTERS[key] = make_prompter(
-            config.backend,
-            size=config.size,
-            checkpoint=config.checkpoint,
-            device=config.device,
-            cache_path=config.cache_path,
-            on_mismatch="recompute",
-        )
-    return _PROMPTERS[key]
+def _prompter(config: BatchConfig) -> Prompter:
+    """This worker thread's prompter (prompters hold the current image: never shared between
+    running tiles)."""
+    return _PROMPTERS.get(config.prompter_config())
 
 
 def segment_tile(
@@ -159,7 +161,7 @@ def segment_tile(
     if not prompts:
         return []
     prompter = _prompter(config)
-    prompter.set_image(image, ImageKey(source, window.region_yx))
+    prompter.set_image(image, slide_tile_key(source, window.region_yx))
     out = []
     for prompt in prompts:
         try:
@@ -237,6 +239,7 @@ def prelabel_slide(
         return BatchSummary(len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px)
     finally:
         store.close()
+        _PROMPTERS.clear()
 
 
 def _jobs(

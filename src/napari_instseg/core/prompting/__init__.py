@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Prompter, PromptError
+from napari_instseg.core.prompting.registry import BACKENDS, MODEL_SIZES, require_backend
 
 __all__ = [
     "BACKENDS",
+    "MODEL_SIZES",
     "Candidates",
     "ImageKey",
     "Prompt",
@@ -19,8 +21,6 @@ __all__ = [
     "default_backend",
     "make_prompter",
 ]
-
-BACKENDS = ("sam2", "classic")
 
 
 def default_backend() -> str:
@@ -43,7 +43,12 @@ def make_prompter(
     cache_path: str | os.PathLike[str] | None = None,
     on_mismatch: str = "error",
 ) -> Prompter:
-    """Build a prompter by backend name (``sam2`` or ``classic``)."""
+    """Build a prompter by backend name (``sam2`` or ``classic``).
+
+    Prefer :func:`napari_instseg.core.prompting.lifecycle.build_prompter`, which also loads
+    the model and uses the shared embedding cache.
+    """
+    require_backend(backend)
     if backend == "classic":
         from napari_instseg.core.prompting.classic import ClassicPrompter
 

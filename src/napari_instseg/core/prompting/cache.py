@@ -25,7 +25,17 @@ from numpy.typing import NDArray
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.prompting.base import ImageKey
 
-__all__ = ["EmbeddingCache", "EmbeddingCacheMismatch", "EmbeddingMeta", "Features"]
+__all__ = [
+    "FEATURE_NAMES",
+    "EmbeddingCache",
+    "EmbeddingCacheMismatch",
+    "EmbeddingMeta",
+    "Features",
+    "default_cache_path",
+    "file_image_key",
+    "named_image_key",
+    "slide_tile_key",
+]
 
 FEATURE_NAMES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
 
@@ -62,6 +72,43 @@ class Features:
     def nbytes(self) -> int:
         """Total size of the arrays in bytes."""
         return sum(a.nbytes for a in self.arrays.values())
+
+
+def default_cache_path() -> Path:
+    """The per-user embedding cache (``embeddings.zarr`` beside the checkpoints folder), the
+    one cache the Prompt widget, the CLI, the demo and batch jobs share."""
+    from napari_instseg.core.prompting.checkpoints import cache_dir
+
+    return cache_dir().parent / "embeddings.zarr"
+
+
+def _file_identity(kind: str, path: str | os.PathLike[str]) -> str:
+    """``kind:resolved path`` plus size and modification time for a file (a folder, such as
+    a zarr store, is named by its path alone)."""
+    resolved = Path(path).expanduser().resolve()
+    if resolved.is_file():
+        stat = resolved.stat()
+        return f"{kind}:{resolved}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{kind}:{resolved}"
+
+
+def file_image_key(path: str | os.PathLike[str], shape_yx: tuple[int, int]) -> ImageKey:
+    """Cache key of a whole image read from ``path`` (its size and mtime are part of it)."""
+    return ImageKey.whole(_file_identity("file", path), shape_yx)
+
+
+def named_image_key(name: str, shape: tuple[int, ...], dtype: str) -> ImageKey:
+    """Cache key of an in-memory image known only by a name (a napari layer without a file)."""
+    return ImageKey.whole(f"layer:{name}:{tuple(int(v) for v in shape)}:{dtype}", (int(shape[0]), int(shape[1])))
+
+
+def slide_tile_key(source: str | os.PathLike[str], region_yx: tuple[int, int, int, int]) -> ImageKey:
+    """Cache key of one region (a tile plus halo, level-0 pixels) of a slide.
+
+    The Prompt widget (a slide window) and ``prelabel-slide`` (a batch tile) call this with
+    the same slide and region, so they share cache entries.
+    """
+    return ImageKey(_file_identity("slide", source), tuple(int(v) for v in region_yx))  # type: ignore[arg-type]
 
 
 def _entry_name(key: ImageKey) -> str:

@@ -27,9 +27,12 @@ from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, as_
 from napari_instseg.core.prompting.cache import EmbeddingCache, EmbeddingMeta, Features
 from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint, model_spec
 
-__all__ = ["Sam2Prompter", "auto_device", "avoid_llvm_clash", "load_sam2_model"]
+__all__ = ["HIDE_TRITON_ENV", "Sam2Prompter", "auto_device", "avoid_llvm_clash", "load_sam2_model"]
 
 logger = logging.getLogger(__name__)
+
+HIDE_TRITON_ENV = "NAPARI_INSTSEG_HIDE_TRITON"
+"""``0``: never hide triton from torch; ``1``: always; unset: when Mesa's libLLVM is loaded."""
 
 PREPROCESSING = "sam2-transforms:resize-1024x1024,imagenet-norm,rgb-uint8"
 _LOW_RES = 256  # SAM's mask-input (and low-res logits) size
@@ -44,10 +47,17 @@ def avoid_llvm_clash(*, force: bool = False) -> bool:
     inference does not use triton, so it is hidden from torch in that case (or always with
     ``force``, for a process that will open an OpenGL canvas later). Returns True when it was
     hidden.
+
+    This is a process-wide change (an entry ``sys.modules["triton"] = None``), so it is made
+    explicitly and only where a SAM 2 model is built (:func:`load_sam2_model`, the predictor,
+    the Prompt widget's import warm-up), never on import. The environment variable
+    :data:`HIDE_TRITON_ENV` decides: ``0`` never hides triton, ``1`` always does, unset detects
+    the clash.
     """
-    if "triton" in sys.modules:
+    setting = os.environ.get(HIDE_TRITON_ENV, "").strip()
+    if "triton" in sys.modules or setting == "0":
         return False
-    if force:
+    if force or setting == "1":
         sys.modules["triton"] = None  # type: ignore[assignment]
         return True
     try:
@@ -183,6 +193,10 @@ class Sam2Prompter:
                 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
                 self._predictor = SAM2ImagePredictor(model)
         return self._predictor
+
+    def load(self) -> None:
+        """Build the model now (slow; off the UI thread) rather than at the first image."""
+        self.predictor  # noqa: B018 - the property builds and keeps it
 
     def meta(self, shape_yx: tuple[int, int]) -> EmbeddingMeta:
         """What a cached embedding of an image of ``shape_yx`` must match."""

@@ -1,0 +1,35 @@
+"""The names of prompting backends, SAM 2 model sizes and torch devices: one registry that the
+CLI, the widgets, the demo and batch jobs import (never a literal list of their own)."""
+
+from __future__ import annotations
+
+from napari_instseg.core.prompting.base import PromptError
+from napari_instseg.core.prompting.checkpoints import MODELS
+
+__all__ = ["BACKENDS", "DEFAULT_SIZE", "DEVICES", "MODEL_SIZES", "require_backend"]
+
+BACKENDS: tuple[str, ...] = ("sam2", "classic")
+"""Prompting backends: SAM 2 (needs the ``sam2`` extra and a checkpoint) and the classical
+fallback (no weights)."""
+
+MODEL_SIZES: tuple[str, ...] = tuple(MODELS)
+"""SAM 2.1 sizes, smallest first."""
+
+DEFAULT_SIZE = "tiny"
+"""The SAM 2.1 size used when none is chosen."""
+
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
+"""torch devices a user may choose (``auto`` or None picks the best available)."""
+
+
+def require_backend(backend: str) -> str:
+    """Return ``backend`` when it is known.
+
+    Raises
+    ------
+    PromptError
+        For an unknown backend name (the message lists the known ones).
+    """
+    if backend not in BACKENDS:
+        raise PromptError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
+    return backend
