@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from napari_instseg.core._io import atomic_write_text
 from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.errors import InstsegError
-from napari_instseg.core.instances import COLUMNS, make_rows, table_for_ids
+from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, table_for_ids
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
 
@@ -138,7 +138,8 @@ def geojson_to_labels(
 ) -> tuple[NDArray[np.uint32], pd.DataFrame]:
     """Rasterise a FeatureCollection into a label image of ``shape_yx`` placed at ``origin_yx``.
 
-    Ids come from ``properties.instance_id`` (else 1, 2, ...); categories from
+    Ids come from ``properties.instance_id`` (the others get new ids from an
+    :class:`~napari_instseg.core.instances.IdAllocator`, above every given one); categories from
     ``properties.category_id`` or the classification name (through ``protocol``); where
     polygons overlap, later features are written only into background.
 
@@ -154,15 +155,16 @@ def geojson_to_labels(
         raise GeoJSONError("Expected a GeoJSON FeatureCollection.")
     labels = np.zeros(shape_yx, np.uint32)
     rows: dict[int, dict[str, Any]] = {}
-    next_id = 1
-    for i, feature in enumerate(collection.get("features", [])):
+    features = list(collection.get("features", []))
+    given = [((f or {}).get("properties") or {}).get("instance_id") or None for f in features]
+    assigned = IdAllocator().assign(given)  # given ids first; the others get new ones
+    for i, feature in enumerate(features):
         geometry = (feature or {}).get("geometry") or {}
         kind = geometry.get("type")
         if kind not in ("Polygon", "MultiPolygon"):
             raise GeoJSONError(f"features[{i}]: geometry type {kind!r} is not Polygon or MultiPolygon.")
         properties = feature.get("properties") or {}
-        instance_id = int(properties.get("instance_id") or next_id)
-        next_id = max(next_id, instance_id + 1)
+        instance_id = assigned[i]
         mask = np.zeros(shape_yx, bool)
         for rings in [geometry["coordinates"]] if kind == "Polygon" else geometry["coordinates"]:
             for k, ring in enumerate(rings):

@@ -336,5 +336,15 @@ class IdAllocator:
         if ids.size:
             self._next = max(self._next, int(ids.max()) + 1)
 
+    def assign(self, given: Iterable[int | None]) -> list[int]:
+        """Ids for items that may carry their own (an import): given ids are kept and marked
+        used first, then each item without one (None) gets a new id, in order.
+
+        Duplicates among the given ids are the caller's to resolve (they are kept as given).
+        """
+        wanted = [None if g is None else int(g) for g in given]
+        self.observe([g for g in wanted if g is not None])
+        return [g if g is not None else self.allocate()[0] for g in wanted]
+
     def __repr__(self) -> str:
         return f"IdAllocator(next_id={self._next})"

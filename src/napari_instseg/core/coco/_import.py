@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
 from napari_instseg.core.coco._validate import validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
-from napari_instseg.core.instances import COLUMNS, make_rows, validate_table
+from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, validate_table
 from napari_instseg.core.protocol import AnnotationProtocol, Category
 from napari_instseg.core.rle import counts_from_string, paint_runs, runs_from_counts
 
@@ -191,13 +191,7 @@ def _instance_ids(annotations: Sequence[Mapping[str, Any]]) -> NDArray[np.int64]
     usable = [g for g in given if g is not None]
     if len(usable) != len(set(usable)):
         usable, given = [], [None] * len(given)  # duplicates in one image: renumber all
-    next_id = max(usable, default=0) + 1
-    ids = []
-    for value in given:
-        if value is None:
-            value, next_id = next_id, next_id + 1
-        ids.append(int(value))
-    return np.asarray(ids, dtype=np.int64)
+    return np.asarray(IdAllocator().assign(given), dtype=np.int64)
 
 
 def _table(annotations: Sequence[Mapping[str, Any]], ids: NDArray[np.int64], source: str) -> pd.DataFrame:
