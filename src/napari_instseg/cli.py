@@ -252,9 +252,9 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     from napari_instseg.core._io import atomic_write_text
     from napari_instseg.core.coco import load_coco_json
     from napari_instseg.core.qa.agreement import calibration
-    from napari_instseg.core.qa.report import _clean
+    from napari_instseg.core.qa.report import json_clean
 
-    result = _clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
+    result = json_clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
     atomic_write_text(args.output, json.dumps(result, indent=2))
     print(
         f"B against A: AP {result['B_against_A']['AP']}, A against B: AP {result['A_against_B']['AP']}; "

@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_instseg.core.qa.metrics import EvalParams, _rle, _tier, _tiers_of, prepare, scores_of
+from napari_instseg.core.qa.metrics import (
+    EvalParams,
+    prepare,
+    reference_tier,
+    scores_of,
+    segmentation_rle,
+    tier_thresholds_of,
+)
 
 __all__ = ["calibration", "cohen_kappa", "match_instances", "prelabel_stats"]
 
@@ -63,8 +70,8 @@ def match_instances(
         height, width = sizes[image_id]
         ious = np.asarray(
             mask_utils.iou(
-                [_rle(x["segmentation"], height, width) for x in anns_a],
-                [_rle(x["segmentation"], height, width) for x in anns_b],
+                [segmentation_rle(x["segmentation"], height, width) for x in anns_a],
+                [segmentation_rle(x["segmentation"], height, width) for x in anns_b],
                 [0] * len(anns_b),
             )
         ).reshape(len(anns_a), len(anns_b))
@@ -82,7 +89,7 @@ def calibration(a: Mapping[str, Any], b: Mapping[str, Any], params: EvalParams |
     a_vs_b = scores_of(prepare(a, b, params))  # A is the reference
     b_vs_a = scores_of(prepare(b, a, params))
     pairs = match_instances(a, b)
-    tiers_a, tiers_b = _tiers_of(a), _tiers_of(b)
+    tiers_a, tiers_b = tier_thresholds_of(a), tier_thresholds_of(b)
     return {
         "B_against_A": a_vs_b.to_dict(),
         "A_against_B": b_vs_a.to_dict(),
@@ -91,7 +98,7 @@ def calibration(a: Mapping[str, Any], b: Mapping[str, Any], params: EvalParams |
         "n_B": len(b["annotations"]),
         "mean_matched_iou": float(np.mean([p[2] for p in pairs])) if pairs else float("nan"),
         "kappa_occlusion": cohen_kappa(
-            [_tier(x, tiers_a) for x, _, _ in pairs], [_tier(y, tiers_b) for _, y, _ in pairs]
+            [reference_tier(x, tiers_a) for x, _, _ in pairs], [reference_tier(y, tiers_b) for _, y, _ in pairs]
         ),
         "kappa_crowd": cohen_kappa(
             [int(x.get("iscrowd", 0)) for x, _, _ in pairs], [int(y.get("iscrowd", 0)) for _, y, _ in pairs]
@@ -101,7 +108,7 @@ def calibration(a: Mapping[str, Any], b: Mapping[str, Any], params: EvalParams |
 
 
 def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
-    tiers = _tiers_of(coco)
+    tiers = tier_thresholds_of(coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     rows = []
     for ann in coco["annotations"]:
@@ -109,7 +116,7 @@ def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
         rows.append(
             {
                 "category": names.get(ann["category_id"], str(ann["category_id"])),
-                "occlusion": _tier(ann, tiers),
+                "occlusion": reference_tier(ann, tiers),
                 "source": attributes.get("source", "manual"),
                 "review": attributes.get("review", "accepted"),
                 "prelabel_iou": attributes.get("prelabel_iou"),

@@ -27,7 +27,17 @@ from napari_instseg.core.coco._validate import validate_coco
 from napari_instseg.core.errors import CocoFormatError
 from napari_instseg.core.protocol import OCCLUSION_TIERS, TierThresholds
 
-__all__ = ["EvalParams", "MaskEval", "Scores", "prepare", "scores_of", "stratified_ap"]
+__all__ = [
+    "EvalParams",
+    "MaskEval",
+    "Scores",
+    "prepare",
+    "reference_tier",
+    "scores_of",
+    "segmentation_rle",
+    "stratified_ap",
+    "tier_thresholds_of",
+]
 
 _EPS = np.spacing(1)
 
@@ -134,7 +144,7 @@ def prepare(
     params = params or EvalParams()
     validate_coco(gt, source="reference (GT)")
     candidates = _candidates(dt, gt)
-    tiers = tiers or _tiers_of(gt)
+    tiers = tiers or tier_thresholds_of(gt)
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     category_ids = sorted(c["id"] for c in gt["categories"])
     grouped_gt: dict[tuple[int, int], list[Mapping[str, Any]]] = {}
@@ -150,8 +160,8 @@ def prepare(
         order = np.argsort([-float(d["score"]) for d in dts], kind="mergesort")[: params.max_dets]
         dts = [dts[i] for i in order]
         crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
-        g_rles = [_rle(g["segmentation"], height, width) for g in gts]
-        d_rles = [_rle(d["segmentation"], height, width) for d in dts]
+        g_rles = [segmentation_rle(g["segmentation"], height, width) for g in gts]
+        d_rles = [segmentation_rle(d["segmentation"], height, width) for d in dts]
         ious = (
             np.asarray(mask_utils.iou(d_rles, g_rles, crowd.astype(np.uint8).tolist()), dtype=np.float64)
             if gts and dts
@@ -160,7 +170,7 @@ def prepare(
         evaluation.cells[key] = _Cell(
             gt_ids=np.array([g["id"] for g in gts], dtype=np.int64),
             gt_crowd=crowd,
-            gt_tier=np.array([_tier(g, tiers) for g in gts], dtype="<U7"),
+            gt_tier=np.array([reference_tier(g, tiers) for g in gts], dtype="<U7"),
             dt_scores=np.array([float(d["score"]) for d in dts], dtype=np.float64),
             ious=ious.reshape(len(dts), len(gts)),
         )
@@ -191,7 +201,8 @@ def _candidates(dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], gt: Mapping
     return out
 
 
-def _rle(segmentation: Any, height: int, width: int) -> Any:
+def segmentation_rle(segmentation: Any, height: int, width: int) -> Any:
+    """A COCO segmentation (polygons, uncompressed or compressed RLE) as pycocotools RLE."""
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, list):
@@ -201,14 +212,15 @@ def _rle(segmentation: Any, height: int, width: int) -> Any:
     return segmentation
 
 
-def _tiers_of(gt: Mapping[str, Any]) -> TierThresholds:
+def tier_thresholds_of(gt: Mapping[str, Any]) -> TierThresholds:
+    """The tier thresholds of a reference COCO file (its ``info.protocol``), else the defaults."""
     protocol = (gt.get("info") or {}).get("protocol")
     if isinstance(protocol, Mapping) and isinstance(protocol.get("tiers"), Mapping):
         return TierThresholds(**protocol["tiers"])
     return TierThresholds()
 
 
-def _tier(ann: Mapping[str, Any], tiers: TierThresholds) -> str:
+def reference_tier(ann: Mapping[str, Any], tiers: TierThresholds) -> str:
     """The reference's tier: ``occlusion``, else from ``occluded_fraction``, else ``none``."""
     if ann.get("occlusion") in OCCLUSION_TIERS:
         return str(ann["occlusion"])

@@ -28,7 +28,7 @@ from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.protocol import OCCLUSION_TIERS, SamplingRates
 from napari_instseg.core.qa.metrics import EvalParams, MaskEval, Scores, prepare, scores_of
 
-__all__ = ["QAReport", "run_qa"]
+__all__ = ["QAReport", "json_clean", "run_qa"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -44,11 +44,12 @@ class QAReport:
     data: dict[str, Any]
 
 
-def _clean(value: Any) -> Any:
+def json_clean(value: Any) -> Any:
+    """``value`` with NaN as None, numpy scalars as Python values and keys as strings (for JSON)."""
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_clean(v) for v in value]
     if isinstance(value, float) and math.isnan(value):
         return None
     return json_scalar(value) if not isinstance(value, (dict, list)) else value
@@ -143,7 +144,7 @@ def run_qa(
     plots = _plots(scores, evaluation, ious, data)
     gallery = _gallery(gt, dt, evaluation, ious, images_dir) if images_dir else []
     step(5, "writing")
-    data = _clean(data)
+    data = json_clean(data)
     json_path, html_path, summary_path = out / "report.json", out / "report.html", out / "summary.md"
     atomic_write_text(json_path, json.dumps(data, indent=2, allow_nan=False))
     atomic_write_text(summary_path, _summary(data))
@@ -239,7 +240,7 @@ def _gallery(
     from pycocotools import mask as mask_utils
 
     from napari_instseg.core.io import read_image
-    from napari_instseg.core.qa.metrics import _rle
+    from napari_instseg.core.qa.metrics import segmentation_rle
 
     images = {im["id"]: im for im in gt["images"]}
     anns = {a["id"]: a for a in gt["annotations"]}
@@ -255,10 +256,10 @@ def _gallery(
             continue
         pixels = read_image(path)
         height, width = image["height"], image["width"]
-        ref = mask_utils.decode(_rle(anns[row.gt_id]["segmentation"], height, width)).astype(bool)
+        ref = mask_utils.decode(segmentation_rle(anns[row.gt_id]["segmentation"], height, width)).astype(bool)
         cands = sorted(by_cell.get((row.image_id, row.category_id), []), key=lambda a: -float(a.get("score", 1.0)))
         cand = (
-            mask_utils.decode(_rle(cands[row.dt_index]["segmentation"], height, width)).astype(bool)
+            mask_utils.decode(segmentation_rle(cands[row.dt_index]["segmentation"], height, width)).astype(bool)
             if row.dt_index >= 0 and cands
             else np.zeros_like(ref)
         )

@@ -51,9 +51,9 @@ OUTCOMES = ("", "pass", "fail")
 
 def instances_of(coco: Mapping[str, Any], tiers: TierThresholds | None = None) -> pd.DataFrame:
     """One row per annotation of a COCO dict: ids, category name, tier, annotator, bbox."""
-    from napari_instseg.core.qa.metrics import _tier, _tiers_of
+    from napari_instseg.core.qa.metrics import reference_tier, tier_thresholds_of
 
-    tiers = tiers or _tiers_of(coco)
+    tiers = tiers or tier_thresholds_of(coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     files = {im["id"]: im.get("file_name", "") for im in coco["images"]}
     rows = []
@@ -66,7 +66,7 @@ def instances_of(coco: Mapping[str, Any], tiers: TierThresholds | None = None) -
                 "file_name": files.get(ann["image_id"], ""),
                 "instance_id": int(ann.get("instance_id", ann["id"])),
                 "category": names.get(ann["category_id"], str(ann["category_id"])),
-                "occlusion": _tier(ann, tiers),
+                "occlusion": reference_tier(ann, tiers),
                 "annotator": str(attributes.get("annotator", "")),
                 "bbox_xywh": [float(v) for v in ann.get("bbox", [0, 0, 0, 0])],
             }
