@@ -323,6 +323,25 @@ class Manifest:
         )
         return [_item(r) for r in rows]
 
+    def item_keys(self, where: ItemFilter | None = None) -> list[tuple[int, str]]:
+        """Keys ``(image_id, owner)`` of every work item matching ``where``, in list order.
+
+        One index-ordered scan; a view then reads any page with :meth:`items_between`.
+        """
+        clause, params = (where or ItemFilter()).where()
+        rows = self._db.execute(f"SELECT image_id, owner FROM work{clause} ORDER BY image_id, owner", params)
+        return [(int(i), o) for i, o in rows]
+
+    def items_between(self, keys: Sequence[tuple[int, str]]) -> list[WorkItem]:
+        """The work items of ``keys`` (sorted, as from :meth:`item_keys`), in that order."""
+        if not keys:
+            return []
+        rows = self._db.execute(
+            f"SELECT {_WORK_COLUMNS} FROM work WHERE image_id BETWEEN ? AND ?", (keys[0][0], keys[-1][0])
+        )
+        found = {(it.image_id, it.owner): it for it in map(_item, rows)}
+        return [found[k] for k in keys if k in found]
+
     def neighbour(self, annotator: str, after: tuple[int, str] | None, *, forward: bool = True) -> WorkItem | None:
         """The next (or previous) unfinished item ``annotator`` may work on, wrapping around.
 
