@@ -281,7 +281,7 @@ class ProjectWidget(QWidget):
     @property
     def labels_layer(self) -> Any:
         """The Labels layer bound to the current image's store (None before one is opened)."""
-        return self.viewer.layers.get(LABELS_LAYER, None)
+        return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None  # noqa: SIM401
 
     def open_item(self, item: Any) -> str:
         """Save the current image, then open ``item``: its image and its store's labels.
@@ -324,7 +324,7 @@ class ProjectWidget(QWidget):
     def _show_image(self, item: Any, image: Any) -> None:
         multiscale = isinstance(image, list)
         rgb = rgb_or_grey(image[0] if multiscale else image)["rgb"]
-        layer = self.viewer.layers.get(IMAGE_LAYER, None)
+        layer = self.viewer.layers[IMAGE_LAYER] if IMAGE_LAYER in self.viewer.layers else None  # noqa: SIM401
         if layer is not None and (layer.rgb != rgb or layer.multiscale != multiscale):
             self.viewer.layers.remove(layer)
             layer = None
