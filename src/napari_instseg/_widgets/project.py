@@ -79,6 +79,36 @@ def register_actions() -> None:
             action_manager.bind_shortcut(name, key)
 
 
+def _default_annotator() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = ""
+    return os.environ.get("NAPARI_INSTSEG_ANNOTATOR") or user or "annotator"
+
+
+def _reporting(slot: Any) -> Any:
+    """A slot that shows an :class:`InstsegError` / ``OSError`` to the user instead of raising."""
+    import functools
+
+    @functools.wraps(slot)
+    def wrapper(self: ProjectWidget, *args: Any) -> Any:
+        from napari.utils.notifications import show_error
+
+        from napari_instseg.core.errors import InstsegError
+
+        try:
+            return slot(self, *args)
+        except (InstsegError, OSError) as exc:
+            self.summary.setText(str(exc))
+            show_error(str(exc))
+            return None
+
+    return wrapper
+
+
 class ProjectTableModel(QAbstractTableModel):
     """The project's work items as a table; rows are read from the manifest a page at a time.
 
@@ -168,7 +198,7 @@ class ProjectWidget(QWidget):
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder")
         self.open_button = QPushButton("Open project")
-        self.annotator_edit = QLineEdit(os.environ.get("NAPARI_INSTSEG_ANNOTATOR") or os.environ.get("USER", ""))
+        self.annotator_edit = QLineEdit(_default_annotator())
         self.status_filter = QComboBox()
         self.phase_filter = QComboBox()
         from napari_instseg.core.project import PHASES, STATUSES
@@ -215,8 +245,8 @@ class ProjectWidget(QWidget):
         layout.addWidget(self.table, stretch=1)
         layout.addLayout(moves)
         layout.addWidget(self.summary)
-        self.open_button.clicked.connect(lambda: self.open_project(self.path_edit.text()))
-        self.path_edit.returnPressed.connect(lambda: self.open_project(self.path_edit.text()))
+        self.open_button.clicked.connect(self._on_open)
+        self.path_edit.returnPressed.connect(self._on_open)
         for combo in (self.status_filter, self.phase_filter):
             combo.currentIndexChanged.connect(self._on_filter)
         self.mine_check.toggled.connect(self._on_filter)
@@ -233,6 +263,10 @@ class ProjectWidget(QWidget):
         from napari_instseg.core.project._manifest import check_annotator
 
         return check_annotator(self.annotator_edit.text().strip())
+
+    @_reporting
+    def _on_open(self, *_: Any) -> None:
+        self.open_project(self.path_edit.text())
 
     def open_project(self, path: str | os.PathLike[str]) -> None:
         """Open the project folder at ``path`` and list its images."""
@@ -255,6 +289,7 @@ class ProjectWidget(QWidget):
             annotator=self.annotator if self.mine_check.isChecked() else None,
         )
 
+    @_reporting
     def _on_filter(self, *_: Any) -> None:
         if self.project is None:
             return
@@ -365,13 +400,16 @@ class ProjectWidget(QWidget):
         if binding.store is not None and not binding.store.read_only:
             self.project.manifest.set_item(self.current.key, n_instances=len(binding.session.table))
 
+    @_reporting
     def _on_double_click(self, index: QModelIndex) -> None:
         self.open_item(self.model.item_at(index.row()))
 
     # -- moving on --------------------------------------------------------------------------------
+    @_reporting
     def _on_next(self) -> Any:
         return self._move(forward=True)
 
+    @_reporting
     def _on_previous(self) -> Any:
         return self._move(forward=False)
 
@@ -386,6 +424,7 @@ class ProjectWidget(QWidget):
         self.open_item(item)
         return item
 
+    @_reporting
     def _on_submit(self) -> Any:
         """Save and submit the current image (then open the next one when 'then next' is on)."""
         from napari_instseg.core.project import ProjectError
