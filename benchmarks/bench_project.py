@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import median_time  # noqa: E402
+from _timing import median_time
 
 
 def build_project(folder: Path, n_images: int) -> tuple[Path, float]:

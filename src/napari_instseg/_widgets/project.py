@@ -406,11 +406,11 @@ class ProjectWidget(QWidget):
 
     # -- moving on --------------------------------------------------------------------------------
     @_reporting
-    def _on_next(self) -> Any:
+    def _on_next(self, *_: Any) -> Any:
         return self._move(forward=True)
 
     @_reporting
-    def _on_previous(self) -> Any:
+    def _on_previous(self, *_: Any) -> Any:
         return self._move(forward=False)
 
     def _move(self, *, forward: bool) -> Any:
@@ -425,7 +425,7 @@ class ProjectWidget(QWidget):
         return item
 
     @_reporting
-    def _on_submit(self) -> Any:
+    def _on_submit(self, *_: Any) -> Any:
         """Save and submit the current image (then open the next one when 'then next' is on)."""
         from napari_instseg.core.project import ProjectError
 
