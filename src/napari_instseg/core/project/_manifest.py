@@ -326,11 +326,20 @@ class Manifest:
     def item_keys(self, where: ItemFilter | None = None) -> list[tuple[int, str]]:
         """Keys ``(image_id, owner)`` of every work item matching ``where``, in list order.
 
-        One index-ordered scan; a view then reads any page with :meth:`items_between`.
+        Main sets and calibration sets are read with one index-ordered query each and
+        merged; a view then reads any page with :meth:`items_between`.
         """
-        clause, params = (where or ItemFilter()).where()
-        rows = self._db.execute(f"SELECT image_id, owner FROM work{clause} ORDER BY image_id, owner", params)
-        return [(int(i), o) for i, o in rows]
+        where = where or ItemFilter()
+        main: list[tuple[int, str]] = []
+        if where.phase in (None, "production"):
+            clause, params = _main_clause(where)
+            rows = self._db.execute(f"SELECT id FROM images WHERE phase = 'production'{clause} ORDER BY id", params)
+            main = [(i, "") for (i,) in rows]
+        clause, params = where.where()
+        clause = f"{clause} AND owner != ''" if clause else " WHERE owner != ''"
+        sets = self._db.execute(f"SELECT image_id, owner FROM work{clause} ORDER BY image_id, owner", params)
+        extra = [(int(i), o) for i, o in sets]
+        return sorted(main + extra) if extra else main
 
     def items_between(self, keys: Sequence[tuple[int, str]]) -> list[WorkItem]:
         """The work items of ``keys`` (sorted, as from :meth:`item_keys`), in that order."""
@@ -367,7 +376,7 @@ class Manifest:
         for assignee in (annotator, ""):
             for status in UNFINISHED:  # one index seek each (no sort of all matching rows)
                 row = self._db.execute(
-                    f"SELECT id FROM images WHERE assignee = ? AND status = ? AND id {id_op} ?"
+                    f"SELECT id FROM images INDEXED BY images_assignee WHERE assignee = ? AND status = ? AND id {id_op} ?"
                     f" AND phase = 'production' ORDER BY id {order} LIMIT 1",
                     [assignee, status, bound],
                 ).fetchone()
@@ -492,6 +501,21 @@ class Manifest:
             (phase,),
         )
         return [_item(r) for r in rows]
+
+
+def _main_clause(where: ItemFilter) -> tuple[str, list[Any]]:
+    """The conditions of ``where`` on the ``images`` table (main sets only)."""
+    clauses, params = [], []
+    if where.status is not None:
+        clauses.append("status = ?")
+        params.append(check_choice(where.status, STATUSES, "status"))
+    if where.assignee is not None:
+        clauses.append("assignee = ?")
+        params.append(where.assignee)
+    if where.annotator is not None:
+        clauses.append("assignee IN (?, '')")
+        params.append(where.annotator)
+    return "".join(f" AND {c}" for c in clauses), params
 
 
 def _sync_calibration_status(db: sqlite3.Connection, image_id: int) -> None:
