@@ -137,6 +137,12 @@ class ProjectTableModel(QAbstractTableModel):
         """Re-read the rows (statuses change as people work)."""
         self.set_source(self.project, self.where)
 
+    def touch(self) -> None:
+        """Re-read the rows on screen (statuses changed; the list itself did not)."""
+        self._pages.clear()
+        if self.keys:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.keys) - 1, len(self.COLUMNS) - 1))
+
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.keys)
 
@@ -189,6 +195,7 @@ class ProjectWidget(QWidget):
         self.viewer = napari_viewer
         self.project: Any = None
         self.current: Any = None
+        self._counts_text = ""
         self._build()
         register_actions()
         _WIDGETS[napari_viewer] = self
@@ -207,6 +214,7 @@ class ProjectWidget(QWidget):
         self.phase_filter.addItems([ANY, *PHASES])
         self.mine_check = QCheckBox("only mine (and unassigned)")
         self.mine_check.setChecked(True)
+        self.refresh_button = QPushButton("Refresh list")
         self.model = ProjectTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -241,7 +249,10 @@ class ProjectWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addLayout(form)
-        layout.addWidget(self.mine_check)
+        checks = QHBoxLayout()
+        checks.addWidget(self.mine_check)
+        checks.addWidget(self.refresh_button)
+        layout.addLayout(checks)
         layout.addWidget(self.table, stretch=1)
         layout.addLayout(moves)
         layout.addWidget(self.summary)
@@ -250,6 +261,7 @@ class ProjectWidget(QWidget):
         for combo in (self.status_filter, self.phase_filter):
             combo.currentIndexChanged.connect(self._on_filter)
         self.mine_check.toggled.connect(self._on_filter)
+        self.refresh_button.clicked.connect(self._on_filter)
         self.annotator_edit.editingFinished.connect(self._on_filter)
         self.table.doubleClicked.connect(self._on_double_click)
         self.prev_button.clicked.connect(self._on_previous)
@@ -297,9 +309,11 @@ class ProjectWidget(QWidget):
         self._select_current()
         self._show_summary()
 
-    def _show_summary(self, note: str = "") -> None:
-        counts = self.project.manifest.counts()["status"]
-        text = f"{self.model.rowCount()} shown; " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    def _show_summary(self, note: str = "", *, counts: bool = True) -> None:
+        if counts or not self._counts_text:
+            by_status = self.project.manifest.counts()["status"]
+            self._counts_text = ", ".join(f"{k} {v}" for k, v in by_status.items())
+        text = f"{self.model.rowCount()} shown; {self._counts_text}"
         if self.current is not None:
             text = f"image {self.current.image_id} ({self.current.file_name}): {self.current.status}. " + text
         self.summary.setText(f"{note}\n{text}" if note else text)
@@ -341,9 +355,9 @@ class ProjectWidget(QWidget):
             note = note or f"{binding.store.lock_message}: changes will not be saved."
         binding.session.annotator = self.annotator
         self.current = item
-        self.model.refresh()
+        self.model.touch()  # the list keeps its rows until the filter changes: moving on stays fast
         self._select_current()
-        self._show_summary(note)
+        self._show_summary(note, counts=False)
         return note
 
     def _read_image(self, item: Any) -> Any:
@@ -438,7 +452,8 @@ class ProjectWidget(QWidget):
         except ProjectError as exc:
             self._show_summary(str(exc))
             return None
-        self.model.refresh()
+        self._show_summary()
+        self.model.touch()
         if self.then_next_check.isChecked():
             return self._on_next()
         self._show_summary()
