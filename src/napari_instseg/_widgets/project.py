@@ -1,0 +1,467 @@
+"""Dock widget "Project": a dataset of images, one after the other, with one key to move on.
+
+Open a project folder, see its images with status, phase, assignee and instance counts (a
+model/view table that reads only the rows on screen, so 100,000 images open at once), open
+one (the image, plus a Labels layer bound to its annotation store, which the Prompt and
+Instances widgets then edit), submit it, and move to the next / previous unfinished image
+with one key each (napari actions ``napari-instseg:project_next`` / ``project_previous``,
+default ``.`` and ``,``; rebind them in napari's shortcut settings). Moving on records
+pending paint and saves it first (autosave on switch). Each annotator sees and takes what is
+theirs; a store somebody else has open is shown read-only.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, labels_layer_kwargs, rgb_or_grey
+from napari_instseg._widgets._binding import layer_session
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["IMAGE_LAYER", "LABELS_LAYER", "PROJECT_ACTIONS", "ProjectTableModel", "ProjectWidget"]
+
+IMAGE_LAYER = "project image"
+LABELS_LAYER = "project labels"
+ANY = "(any)"
+PAGE_ROWS = 256
+PROJECT_ACTIONS = {
+    "napari-instseg:project_next": (".", "next", "Project: save and open the next unfinished image"),
+    "napari-instseg:project_previous": (",", "previous", "Project: save and open the previous unfinished image"),
+}
+"""Action name -> (default key, widget action, description)."""
+
+_WIDGETS: weakref.WeakKeyDictionary[Any, ProjectWidget] = weakref.WeakKeyDictionary()
+"""The Project widget of each viewer (the actions receive the viewer)."""
+
+
+def _trigger(action: str) -> Any:
+    def command(viewer: Any) -> None:
+        widget = _WIDGETS.get(viewer)
+        if widget is not None:
+            getattr(widget, f"_on_{action}")()
+
+    return command
+
+
+def register_actions() -> None:
+    """Register the project actions with napari's action manager and bind their default keys
+    (once; a key the user rebound in napari's settings is left as they set it)."""
+    from napari.components import ViewerModel
+    from napari.utils.action_manager import action_manager
+
+    for name, (key, action, description) in PROJECT_ACTIONS.items():
+        if name in action_manager._actions:
+            continue
+        action_manager.register_action(name, _trigger(action), description, ViewerModel)
+        if not action_manager._shortcuts.get(name):
+            action_manager.bind_shortcut(name, key)
+
+
+def _default_annotator() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = ""
+    return os.environ.get("NAPARI_INSTSEG_ANNOTATOR") or user or "annotator"
+
+
+def _reporting(slot: Any) -> Any:
+    """A slot that shows an :class:`InstsegError` / ``OSError`` to the user instead of raising."""
+    import functools
+
+    @functools.wraps(slot)
+    def wrapper(self: ProjectWidget, *args: Any) -> Any:
+        from napari.utils.notifications import show_error
+
+        from napari_instseg.core.errors import InstsegError
+
+        try:
+            return slot(self, *args)
+        except (InstsegError, OSError) as exc:
+            self.summary.setText(str(exc))
+            show_error(str(exc))
+            return None
+
+    return wrapper
+
+
+class ProjectTableModel(QAbstractTableModel):
+    """The project's work items as a table; rows are read from the manifest a page at a time.
+
+    Opening reads only the ordered keys of the matching items; the rows a view shows are
+    fetched in pages of ``PAGE_ROWS`` and a few pages are kept.
+    """
+
+    COLUMNS = ("id", "file", "status", "phase", "assignee", "instances")
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.project: Any = None
+        self.where: Any = None
+        self.keys: list[tuple[int, str]] = []
+        self._pages: OrderedDict[int, list[Any]] = OrderedDict()
+
+    def set_source(self, project: Any, where: Any) -> None:
+        """Show ``project``'s items matching ``where`` (an ``ItemFilter``)."""
+        self.beginResetModel()
+        self.project, self.where = project, where
+        self.keys = [] if project is None else project.manifest.item_keys(where)
+        self._pages.clear()
+        self.endResetModel()
+
+    def refresh(self) -> None:
+        """Re-read the rows (statuses change as people work)."""
+        self.set_source(self.project, self.where)
+
+    def touch(self) -> None:
+        """Re-read the rows on screen (statuses changed; the list itself did not)."""
+        self._pages.clear()
+        if self.keys:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.keys) - 1, len(self.COLUMNS) - 1))
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.keys)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def item_at(self, row: int) -> Any:
+        """The work item of ``row``."""
+        page = row // PAGE_ROWS
+        if page not in self._pages:
+            keys = self.keys[page * PAGE_ROWS : (page + 1) * PAGE_ROWS]
+            self._pages[page] = self.project.manifest.items_between(keys)
+            while len(self._pages) > 8:
+                self._pages.popitem(last=False)
+        self._pages.move_to_end(page)
+        return self._pages[page][row % PAGE_ROWS]
+
+    def row_of(self, key: tuple[int, str]) -> int:
+        """The row of an item key, or -1."""
+        import bisect
+
+        row = bisect.bisect_left(self.keys, key)
+        return row if row < len(self.keys) and self.keys[row] == key else -1
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        item = self.item_at(index.row())
+        name = item.file_name + (f" [{item.owner}]" if item.owner else "")
+        values = (item.image_id, name, item.status, item.phase, item.assignee, item.n_instances)
+        return str(values[index.column()])
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.COLUMNS[section]
+        return None
+
+
+class ProjectWidget(QWidget):
+    """Open a project and annotate its images one after the other.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer (napari injects it).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.project: Any = None
+        self.current: Any = None
+        self._counts_text = ""
+        self._build()
+        register_actions()
+        _WIDGETS[napari_viewer] = self
+
+    # -- layout -----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.path_edit = QLineEdit()
+        self.path_edit.setPlaceholderText("project folder")
+        self.open_button = QPushButton("Open project")
+        self.annotator_edit = QLineEdit(_default_annotator())
+        self.status_filter = QComboBox()
+        self.phase_filter = QComboBox()
+        from napari_instseg.core.project import PHASES, STATUSES
+
+        self.status_filter.addItems([ANY, *STATUSES])
+        self.phase_filter.addItems([ANY, *PHASES])
+        self.mine_check = QCheckBox("only mine (and unassigned)")
+        self.mine_check.setChecked(True)
+        self.refresh_button = QPushButton("Refresh list")
+        self.model = ProjectTableModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        rows_header, columns_header = self.table.verticalHeader(), self.table.horizontalHeader()
+        if rows_header is not None and columns_header is not None:
+            rows_header.setVisible(False)
+            rows_header.setDefaultSectionSize(20)  # fixed row height: no per-row measuring
+            columns_header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+            columns_header.setStretchLastSection(True)
+        for column, width in enumerate((50, 110, 80, 80, 70, 60)):  # never sized to contents: 100k rows
+            self.table.setColumnWidth(column, width)
+        self.prev_button = QPushButton("< Previous (,)")
+        self.next_button = QPushButton("Next unfinished (.) >")
+        self.submit_button = QPushButton("Submit")
+        self.then_next_check = QCheckBox("then next")
+        self.then_next_check.setChecked(True)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("annotator", self.annotator_edit)
+        form.addRow("status", self.status_filter)
+        form.addRow("phase", self.phase_filter)
+        row = QHBoxLayout()
+        row.addWidget(self.path_edit)
+        row.addWidget(self.open_button)
+        moves = QHBoxLayout()
+        for widget in (self.prev_button, self.next_button, self.submit_button, self.then_next_check):
+            moves.addWidget(widget)
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addLayout(form)
+        checks = QHBoxLayout()
+        checks.addWidget(self.mine_check)
+        checks.addWidget(self.refresh_button)
+        layout.addLayout(checks)
+        layout.addWidget(self.table, stretch=1)
+        layout.addLayout(moves)
+        layout.addWidget(self.summary)
+        self.open_button.clicked.connect(self._on_open)
+        self.path_edit.returnPressed.connect(self._on_open)
+        for combo in (self.status_filter, self.phase_filter):
+            combo.currentIndexChanged.connect(self._on_filter)
+        self.mine_check.toggled.connect(self._on_filter)
+        self.refresh_button.clicked.connect(self._on_filter)
+        self.annotator_edit.editingFinished.connect(self._on_filter)
+        self.table.doubleClicked.connect(self._on_double_click)
+        self.prev_button.clicked.connect(self._on_previous)
+        self.next_button.clicked.connect(self._on_next)
+        self.submit_button.clicked.connect(self._on_submit)
+
+    # -- project --------------------------------------------------------------------------------
+    @property
+    def annotator(self) -> str:
+        """Who is annotating (checked: letters, digits, '.', '_', '-')."""
+        from napari_instseg.core.project._manifest import check_annotator
+
+        return check_annotator(self.annotator_edit.text().strip())
+
+    @_reporting
+    def _on_open(self, *_: Any) -> None:
+        self.open_project(self.path_edit.text())
+
+    def open_project(self, path: str | os.PathLike[str]) -> None:
+        """Open the project folder at ``path`` and list its images."""
+        from napari_instseg.core.project import Project
+
+        self._leave_current()
+        if self.project is not None:
+            self.project.close()
+        self.project = Project.open(path)
+        self.path_edit.setText(str(self.project.path))
+        self._on_filter()
+
+    def _filter(self) -> Any:
+        from napari_instseg.core.project import ItemFilter
+
+        status, phase = self.status_filter.currentText(), self.phase_filter.currentText()
+        return ItemFilter(
+            status=None if status == ANY else status,
+            phase=None if phase == ANY else phase,
+            annotator=self.annotator if self.mine_check.isChecked() else None,
+        )
+
+    @_reporting
+    def _on_filter(self, *_: Any) -> None:
+        if self.project is None:
+            return
+        self.model.set_source(self.project, self._filter())
+        self._select_current()
+        self._show_summary()
+
+    def _show_summary(self, note: str = "", *, counts: bool = True) -> None:
+        if counts or not self._counts_text:
+            by_status = self.project.manifest.counts()["status"]
+            self._counts_text = ", ".join(f"{k} {v}" for k, v in by_status.items())
+        text = f"{self.model.rowCount()} shown; {self._counts_text}"
+        if self.current is not None:
+            text = f"image {self.current.image_id} ({self.current.file_name}): {self.current.status}. " + text
+        self.summary.setText(f"{note}\n{text}" if note else text)
+
+    def _select_current(self) -> None:
+        if self.current is None:
+            return
+        row = self.model.row_of(self.current.key)
+        if row >= 0:
+            self.table.selectRow(row)
+            self.table.scrollTo(self.model.index(row, 0))
+
+    # -- opening images ---------------------------------------------------------------------------
+    @property
+    def labels_layer(self) -> Any:
+        """The Labels layer bound to the current image's store (None before one is opened)."""
+        return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None  # noqa: SIM401
+
+    def open_item(self, item: Any) -> str:
+        """Save the current image, then open ``item``: its image and its store's labels.
+
+        Returns the message shown (read-only and lock notes included).
+        """
+        from napari_instseg.core.project import ProjectError
+
+        self._leave_current()
+        note = ""
+        try:
+            item = self.project.manifest.claim(item.key, self.annotator)
+        except ProjectError as exc:  # someone else's image: look, but do not take it
+            note = f"{exc} Opened read-only."
+        store = self.project.open_store(item)  # made on first visit
+        store.close()
+        image = self._read_image(item)
+        self._show_image(item, image)
+        binding = self._bind_labels(item)
+        if note or binding.store.read_only:
+            binding.session.sink = None
+            note = note or f"{binding.store.lock_message}: changes will not be saved."
+        binding.session.annotator = self.annotator
+        self.current = item
+        self.model.touch()  # the list keeps its rows until the filter changes: moving on stays fast
+        self._select_current()
+        self._show_summary(note, counts=False)
+        return note
+
+    def _read_image(self, item: Any) -> Any:
+        from napari_instseg.core.io import read_image
+
+        path = self.project.image_path(item)
+        if item.kind == "slide":
+            from napari_instseg.core.slide import open_slide
+
+            return open_slide(path).levels
+        return read_image(path)
+
+    def _show_image(self, item: Any, image: Any) -> None:
+        multiscale = isinstance(image, list)
+        rgb = rgb_or_grey(image[0] if multiscale else image)["rgb"]
+        layer = self.viewer.layers[IMAGE_LAYER] if IMAGE_LAYER in self.viewer.layers else None  # noqa: SIM401
+        if layer is not None and (layer.rgb != rgb or layer.multiscale != multiscale):
+            self.viewer.layers.remove(layer)
+            layer = None
+        if layer is None:
+            layer = self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb, multiscale=multiscale)
+            self.viewer.layers.move(self.viewer.layers.index(layer), 0)
+        else:
+            layer.data = image
+            layer.reset_contrast_limits()
+        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
+
+    def _bind_labels(self, item: Any) -> Any:
+        from napari_instseg.core.instances import empty_table
+
+        path = str(self.project.store_path(item).resolve())
+        layer = self.labels_layer
+        if layer is None:
+            kwargs = labels_layer_kwargs(
+                LABELS_LAYER, empty_table(), self.project.protocol, self.project.image_record(item)
+            )
+            kwargs["metadata"][STORE_KEY] = path
+            layer = self.viewer.add_labels(np.zeros(item.shape_yx, np.uint32), **kwargs)
+            binding = layer_session(layer)  # opens the store named in the metadata
+        else:
+            layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
+            binding = layer_session(layer)
+            binding.attach_store(path)
+        self.viewer.layers.selection.active = layer
+        self.viewer.reset_view()
+        return binding
+
+    def _leave_current(self) -> None:
+        """Autosave: record pending paint into the store, note the count in the manifest."""
+        if self.current is None or self.labels_layer is None:
+            return
+        binding = layer_session(self.labels_layer)
+        binding.flush()
+        if binding.store is not None and not binding.store.read_only:
+            self.project.manifest.set_item(self.current.key, n_instances=len(binding.session.table))
+
+    @_reporting
+    def _on_double_click(self, index: QModelIndex) -> None:
+        self.open_item(self.model.item_at(index.row()))
+
+    # -- moving on --------------------------------------------------------------------------------
+    @_reporting
+    def _on_next(self, *_: Any) -> Any:
+        return self._move(forward=True)
+
+    @_reporting
+    def _on_previous(self, *_: Any) -> Any:
+        return self._move(forward=False)
+
+    def _move(self, *, forward: bool) -> Any:
+        if self.project is None:
+            return None
+        item = self.project.next_item(self.annotator, self.current, forward=forward)
+        if item is None:
+            self._leave_current()
+            self._show_summary(f"Nothing left to do for {self.annotator}.")
+            return None
+        self.open_item(item)
+        return item
+
+    @_reporting
+    def _on_submit(self, *_: Any) -> Any:
+        """Save and submit the current image (then open the next one when 'then next' is on)."""
+        from napari_instseg.core.project import ProjectError
+
+        if self.current is None:
+            return None
+        self._leave_current()
+        binding = layer_session(self.labels_layer)
+        try:
+            self.current = self.project.submit(self.current, self.annotator, n_instances=len(binding.session.table))
+        except ProjectError as exc:
+            self._show_summary(str(exc))
+            return None
+        self._show_summary()
+        self.model.touch()
+        if self.then_next_check.isChecked():
+            return self._on_next()
+        self._show_summary()
+        return self.current
+
+    def closeEvent(self, event: Any) -> None:
+        """Save and release the store lock when the panel closes."""
+        self._leave_current()
+        if self.labels_layer is not None:
+            layer_session(self.labels_layer).close()
+        super().closeEvent(event)

@@ -1,0 +1,310 @@
+"""``napari-instseg project ...``: make, fill, assign, pre-label, calibrate and export a project.
+
+Errors (a missing folder, an unknown image id, a name clash) exit with status 2 and change
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``project`` and its sub-commands."""
+    project = subparsers.add_parser("project", help="projects: many images, phases, annotators, one export")
+    sub = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
+
+    init = sub.add_parser("init", help="make a project folder referencing images (never copied)")
+    init.add_argument("dir", help="new project folder (must not exist, or be empty)")
+    _add_sources(init)
+    init.add_argument("--protocol", help="protocol JSON / YAML (default: one category 'object')")
+    init.set_defaults(func=_cmd_init)
+
+    add = sub.add_parser("add", help="reference more images (already listed ones are skipped)")
+    add.add_argument("dir")
+    _add_sources(add)
+    add.set_defaults(func=_cmd_add)
+
+    status = sub.add_parser("status", help="counts by status, phase and assignee")
+    status.add_argument("dir")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=_cmd_status)
+
+    assign = sub.add_parser("assign", help="give production images to an annotator ('' unassigns)")
+    assign.add_argument("dir")
+    assign.add_argument("annotator")
+    which = assign.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ids", type=int, nargs="+", help="image ids")
+    which.add_argument("--count", type=int, help="the first COUNT unassigned unfinished images")
+    assign.set_defaults(func=_cmd_assign)
+
+    nxt = sub.add_parser("next", help="the next unfinished image of an annotator")
+    nxt.add_argument("dir")
+    nxt.add_argument("--annotator", default=_default_annotator(), help="default: $NAPARI_INSTSEG_ANNOTATOR or $USER")
+    nxt.add_argument("--after", type=int, help="image id to start after")
+    nxt.set_defaults(func=_cmd_next)
+
+    submit = sub.add_parser("submit", help="mark an image's annotation set submitted (or --reviewed)")
+    submit.add_argument("dir")
+    submit.add_argument("image_id", type=int)
+    submit.add_argument("--annotator", default=_default_annotator())
+    submit.add_argument("--calibration", action="store_true", help="the annotator's calibration set")
+    submit.add_argument("--reviewed", action="store_true", help="mark a submitted image reviewed")
+    submit.set_defaults(func=_cmd_submit)
+
+    _register_batch(sub)
+
+
+def _register_batch(sub: argparse._SubParsersAction) -> None:
+    pre = sub.add_parser("prelabel", help="pre-label every image that needs it, on dask (resumable)")
+    pre.add_argument("dir")
+    pre.add_argument("--backend", choices=("sam2", "classic"), default=None, help="default: sam2 if configured")
+    pre.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny")
+    pre.add_argument("--checkpoint")
+    pre.add_argument("--device", default=None)
+    pre.add_argument("--category", help="category name or id of the pre-labels (default: the first)")
+    pre.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
+    pre.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
+    pre.set_defaults(func=_cmd_prelabel)
+
+    cal = sub.add_parser("calibrate", help="calibration round: same images to N annotators; --report scores it")
+    cal.add_argument("dir")
+    cal.add_argument("--annotators", nargs="+", help="two or more annotators")
+    which = cal.add_mutually_exclusive_group()
+    which.add_argument("--ids", type=int, nargs="+", help="image ids to calibrate on")
+    which.add_argument("--count", type=int, help="the first COUNT unstarted production images")
+    cal.add_argument("--report", action="store_true", help="Mask AP per class and kappa between every pair")
+    cal.add_argument("--min-ap", type=float, help="flag classes below this AP (saved in the project settings)")
+    cal.add_argument("-o", "--output", help="JSON file for the report")
+    cal.set_defaults(func=_cmd_calibrate)
+
+    export = sub.add_parser("export", help="all submitted / reviewed images into one COCO file")
+    export.add_argument("dir")
+    export.add_argument("-o", "--output", required=True, help="COCO JSON file (must not exist)")
+    export.add_argument("--format", choices=("rle", "polygon"), default="rle")
+    export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
+    export.set_defaults(func=_cmd_export)
+
+    qa = sub.add_parser("qa", help="stratified QA of the project's export against a gold COCO file")
+    qa.add_argument("dir")
+    qa.add_argument("--gold", required=True, help="reference COCO JSON (same file names)")
+    qa.add_argument("-o", "--outdir", required=True, help="folder for the QA report")
+    qa.add_argument("--seed", type=int, default=0)
+    qa.set_defaults(func=_cmd_qa)
+
+    report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
+    report.add_argument("dir")
+    report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
+    report.add_argument("-o", "--output", help="JSON file for the report")
+    report.set_defaults(func=_cmd_report)
+
+
+def _add_sources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", nargs="+", default=[], metavar="GLOB", help="image files or glob patterns")
+    parser.add_argument("--slides", nargs="+", default=[], metavar="GLOB", help="slides (multiscale pyramids)")
+    parser.add_argument("--coco", nargs="+", default=[], metavar="JSON", help="the images a COCO file lists")
+    parser.add_argument("--image-root", help="folder of a COCO file's file_names (default: its folder)")
+
+
+def _default_annotator() -> str:
+    return os.environ.get("NAPARI_INSTSEG_ANNOTATOR") or os.environ.get("USER") or "annotator"
+
+
+def _refs(args: argparse.Namespace) -> list[Any]:
+    from napari_instseg.core.project import ProjectError, refs_from_coco, refs_from_patterns
+
+    refs = []
+    if args.images:
+        refs += refs_from_patterns(args.images)
+    if args.slides:
+        refs += refs_from_patterns(args.slides, slides=True)
+    for coco in args.coco:
+        refs += refs_from_coco(coco, args.image_root)
+    if not refs and not getattr(args, "allow_empty", False):
+        raise ProjectError("Give images: --images GLOB..., --slides GLOB... or --coco FILE.")
+    return refs
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.protocol import load_protocol
+
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    args.allow_empty = True
+    refs = _refs(args)  # every reference is checked before anything is written
+    with Project.create(args.dir, protocol=protocol) as project:
+        added, skipped = project.add(refs)
+    print(f"made project {args.dir}: {len(added)} image(s) referenced" + _skipped(skipped))
+    return 0
+
+
+def _skipped(skipped: list[str]) -> str:
+    return f"; {len(skipped)} already listed, skipped" if skipped else ""
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+
+    with Project.open(args.dir) as project:
+        refs = _refs(args)
+        added, skipped = project.add(refs)
+    print(f"added {len(added)} image(s) to {args.dir}" + _skipped(skipped))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import STATUSES, Project
+
+    with Project.open(args.dir) as project:
+        counts = project.manifest.counts()
+    if args.json:
+        print(json.dumps(counts, indent=2))
+        return 0
+    print(f"{args.dir}: {counts['images']['total']} image(s)")
+    print("status:   " + ", ".join(f"{s} {counts['status'].get(s, 0)}" for s in STATUSES))
+    print("phase:    " + ", ".join(f"{k} {v}" for k, v in sorted(counts["phase"].items())))
+    print("assignee: " + ", ".join(f"{k or '(unassigned)'} {v}" for k, v in sorted(counts["assignee"].items())))
+    return 0
+
+
+def _cmd_assign(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._manifest import ItemFilter, check_annotator
+
+    annotator = check_annotator(args.annotator) if args.annotator else ""
+    with Project.open(args.dir) as project:
+        if args.ids:
+            ids = list(args.ids)
+        else:
+            todo = project.items(ItemFilter(assignee="", phase="production"), limit=10**9)
+            ids = [it.image_id for it in todo if it.status != "submitted" and it.status != "reviewed"][: args.count]
+        n = project.manifest.assign(ids, annotator)
+    print(f"assigned {n} image(s) to {annotator or '(nobody)'}")
+    return 0
+
+
+def _cmd_next(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+
+    with Project.open(args.dir) as project:
+        after = project.manifest.item(args.after) if args.after else None
+        item = project.next_item(args.annotator, after)
+        if item is None:
+            print(f"nothing left for {args.annotator}")
+            return 0
+        print(f"{item.image_id}\t{item.file_name}\t{item.status}\t{item.phase}\t{project.image_path(item)}")
+    return 0
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+
+    with Project.open(args.dir) as project:
+        item = project.manifest.item(args.image_id, args.annotator if args.calibration else "")
+        item = project.review(item) if args.reviewed else project.submit(item, args.annotator)
+    print(f"image {item.image_id} ({item.file_name}): {item.status}")
+    return 0
+
+
+def _progress(desc: str, unit: str) -> Any:
+    from napari_instseg.cli import _progress_bar
+
+    return _progress_bar(desc, unit)
+
+
+def _cmd_prelabel(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._batch import ProjectPrelabelConfig, prelabel_project
+    from napari_instseg.core.prompting import default_backend
+
+    backend = args.backend or default_backend()
+    category = int(args.category) if args.category and args.category.isdigit() else args.category
+    config = ProjectPrelabelConfig(backend, args.model, args.checkpoint, args.device, category)
+    print(f"backend: {backend}; scheduler: {args.scheduler}")
+    with Project.open(args.dir) as project:
+        summary = prelabel_project(
+            project, config, scheduler=args.scheduler, workers=args.workers, progress=_progress("images", "image")
+        )
+    print(summary)
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project, ProjectError
+    from napari_instseg.core.project._phases import assign_calibration, calibration_report
+
+    with Project.open(args.dir) as project:
+        if args.min_ap is not None:
+            project.update_settings(calibration_min_ap=args.min_ap)
+        if args.annotators:
+            ids = assign_calibration(project, args.annotators, ids=args.ids, count=args.count)
+            print(f"calibration: images {ids} assigned to {', '.join(args.annotators)}")
+        elif not args.report:
+            raise ProjectError("Give --annotators A B ... (with --ids or --count) to start a round, or --report.")
+        if args.report:
+            report = calibration_report(project)
+            if args.output:
+                _write_json(args.output, report)
+            print(report["summary"])
+            return 0
+    return 0
+
+
+def _write_json(path: str, data: Any) -> None:
+    from napari_instseg.core._io import atomic_write_text
+    from napari_instseg.core.qa.report import _clean
+
+    atomic_write_text(path, json.dumps(_clean(data), indent=2))
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._export import export_project
+
+    with Project.open(args.dir) as project:
+        result = export_project(
+            project,
+            args.output,
+            segmentation=args.format,
+            reviewed_only=args.reviewed_only,
+            progress=_progress("export", "image"),
+        )
+    print(f"wrote {args.output}: {result.summary}")
+    return 0
+
+
+def _cmd_qa(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._export import project_qa
+
+    with Project.open(args.dir) as project:
+        report = project_qa(project, args.gold, args.outdir, seed=args.seed)
+    print(report.summary_path.read_text())
+    print(f"wrote {report.html_path}, {report.json_path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._export import format_throughput, throughput_report
+
+    with Project.open(args.dir) as project:
+        if args.rate is not None:
+            project.update_settings(cost_per_hour=args.rate)
+        report = throughput_report(project)
+    if args.output:
+        _write_json(args.output, report)
+    print(format_throughput(report))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from napari_instseg.cli import main
+
+    sys.exit(main(["project", *sys.argv[1:]]))

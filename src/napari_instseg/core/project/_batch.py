@@ -1,0 +1,232 @@
+"""Pre-label every image of a project that needs it, on dask, resumably, one writer per store.
+
+Workers (dask's local threads by default, or a ``distributed`` scheduler) read an image,
+place point prompts with the classical nuclei detector (:mod:`napari_instseg.core.detect`)
+and ask the backend (SAM 2 or classic) for one mask per prompt. Only the driver writes: it
+commits each image's masks into that image's store as one saved action (same commit rules as
+in napari: new ids, never over a committed instance, review state ``pre-label``), then marks
+the image ``pre-labelled`` in the manifest. A rerun skips images already done; an image whose
+store holds instances but whose manifest row was not updated (an interrupted run) is marked
+without being pre-labelled twice. Stores another process has open are left alone.
+Calibration images are never pre-labelled (annotators there work independently).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_instseg.core.edits import CroppedMask
+from napari_instseg.core.project._manifest import ItemFilter, WorkItem
+from napari_instseg.core.project._project import Project
+
+__all__ = ["ProjectPrelabelConfig", "ProjectPrelabelSummary", "prelabel_project", "segment_image"]
+
+_PROMPTERS: dict[tuple[Any, ...], Any] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ProjectPrelabelConfig:
+    """Backend and model of a project pre-labelling run."""
+
+    backend: str = "classic"
+    size: str = "tiny"
+    checkpoint: str | None = None
+    device: str | None = None
+    category: int | str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectPrelabelSummary:
+    """What a run did."""
+
+    n_images: int
+    n_prelabelled: int
+    n_instances: int
+    n_already_done: int
+    n_locked: int
+    backend: str
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.n_prelabelled} of {self.n_images} image(s) pre-labelled ({self.backend}), "
+            f"{self.n_instances} instance(s); {self.n_already_done} already done"
+        )
+        if self.n_locked:
+            text += f"; {self.n_locked} skipped (open in another session; run again later)"
+        return text
+
+
+def _prompter(config: ProjectPrelabelConfig) -> Any:
+    """One prompter per worker thread (a prompter holds its current image)."""
+    from napari_instseg.core.prompting import make_prompter
+
+    key = (threading.get_ident(), config.backend, config.size, config.checkpoint, config.device)
+    with _LOCK:
+        if key not in _PROMPTERS:
+            _PROMPTERS[key] = make_prompter(
+                config.backend, size=config.size, checkpoint=config.checkpoint, device=config.device
+            )
+        return _PROMPTERS[key]
+
+
+def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[tuple[CroppedMask, str]]:
+    """Worker task: (mask, source) for each nucleus the detector finds in one image file."""
+    from napari_instseg.core.detect import detect_nuclei
+    from napari_instseg.core.io import read_image
+    from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
+
+    image = read_image(image_path)
+    centres = detect_nuclei(image).centroids_yx
+    if not len(centres):
+        return []
+    prompter = _prompter(config)
+    prompter.set_image(image, ImageKey.whole(f"file:{image_path}", image.shape[:2]))
+    out = []
+    for centre in centres:
+        try:
+            candidates = prompter.predict(Prompt.make(points_yx=[centre]))
+        except PromptError:
+            continue
+        out.append((CroppedMask.from_full(candidates.masks_yx[0]), candidates.source))
+    return out
+
+
+def _todo(project: Project) -> list[WorkItem]:
+    where = ItemFilter(status="todo", phase="production")
+    return [it for it in project.items(where, limit=2**62) if it.kind == "image"]
+
+
+def prelabel_project(
+    project: Project,
+    config: ProjectPrelabelConfig | None = None,
+    *,
+    scheduler: Any = "threads",
+    workers: int | None = None,
+    batch: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ProjectPrelabelSummary:
+    """Pre-label the project's production images still 'to do'.
+
+    Parameters
+    ----------
+    project : Project
+    config : ProjectPrelabelConfig
+    scheduler : "threads", a ``distributed.Client`` or a scheduler address
+    workers : int, optional
+        Threads of the local scheduler.
+    batch : int, optional
+        Images computed per round (default: twice the workers, at least 4).
+    progress : callable, optional
+        ``progress(done, total)`` after each image.
+    """
+    import os
+
+    from napari_instseg.core.batch import _import_segmentation_modules
+
+    config = config or ProjectPrelabelConfig()
+    _import_segmentation_modules()
+    todo = _todo(project)
+    fresh, resumed, locked = [], 0, 0
+    for item in todo:  # an interrupted run may have saved the store but not the manifest row
+        n = _stored_instances(project, item)
+        if n:
+            project.manifest.set_item(item.key, status="pre-labelled", n_instances=n)
+            resumed += 1
+        else:
+            fresh.append(item)
+    batch = batch or max(2 * (workers or os.cpu_count() or 2), 4)
+    done = n_prelabelled = n_instances = 0
+    for chunk, results in _rounds(project, fresh, batch, config, scheduler, workers):
+        for item, masks in zip(chunk, results, strict=True):
+            committed = _commit(project, item, masks, config)
+            if committed is None:
+                locked += 1
+            else:
+                n_prelabelled += 1
+                n_instances += committed
+            done += 1
+            if progress is not None:
+                progress(done, len(fresh))
+    return ProjectPrelabelSummary(len(todo), n_prelabelled, n_instances, resumed, locked, config.backend)
+
+
+def _stored_instances(project: Project, item: WorkItem) -> int:
+    if not project.has_store(item):
+        return 0
+    store = project.open_store(item, read_only=True)
+    try:
+        return len(store.table)
+    finally:
+        store.close()
+
+
+def _commit(project: Project, item: WorkItem, masks: Sequence[tuple[CroppedMask, str]], config: Any) -> int | None:
+    """Commit one image's masks (one action per source); None when its store is locked."""
+    store = project.open_store(item)
+    try:
+        if store.read_only:
+            return None
+        session = store.session(annotator="batch")
+        by_source: dict[str, list[np.ndarray]] = {}
+        for mask, source in masks:
+            by_source.setdefault(source, []).append(mask.full(item.shape_yx))
+        for source, full_masks in by_source.items():
+            session.commit_many(full_masks, source=source, category=config.category)
+        n = len(store.table)
+    finally:
+        store.close()
+    project.manifest.set_item(item.key, status="pre-labelled", n_instances=n)
+    return n
+
+
+def _rounds(
+    project: Project, items: list[WorkItem], batch: int, config: Any, scheduler: Any, workers: int | None
+) -> Iterator[tuple[list[WorkItem], list[Any]]]:
+    """Rounds of images with their masks; the next round computes while the driver commits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
+    if not chunks:
+        return
+    with _connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
+        paths = [[str(project.image_path(it)) for it in chunk] for chunk in chunks]
+        pending = pool.submit(_compute, paths[0], config, target, workers)
+        for k, chunk in enumerate(chunks):
+            results = pending.result()
+            if k + 1 < len(chunks):
+                pending = pool.submit(_compute, paths[k + 1], config, target, workers)
+            yield chunk, results
+
+
+def _compute(paths: list[str], config: Any, scheduler: Any, workers: int | None) -> list[Any]:
+    from dask.base import compute
+    from dask.delayed import delayed
+
+    tasks = [delayed(segment_image)(p, config) for p in paths]
+    if scheduler in (None, "threads"):
+        return list(compute(*tasks, scheduler="threads", num_workers=workers))  # type: ignore[no-untyped-call]
+    return list(compute(*tasks, scheduler=scheduler))  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def _connected(scheduler: Any) -> Iterator[Any]:
+    if isinstance(scheduler, str) and scheduler != "threads":
+        from distributed import Client
+
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+            yield client
+    else:
+        yield scheduler
+
+
+def image_exists(project: Project, item: WorkItem) -> bool:
+    """True when the item's image file is where the manifest says."""
+    return Path(project.image_path(item)).exists()

@@ -1,0 +1,212 @@
+"""One COCO export of a whole project, QA against a gold file, and the throughput report.
+
+Export ids are stable: a COCO image id is the project's image id, and an annotation id is
+``image_id * stride + instance_id`` (``ProjectSettings.annotation_id_stride``), so exporting
+again after more images are submitted changes no id already written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from napari_instseg.core.coco import AnnotatedImage, CocoExport, export_coco, save_coco
+from napari_instseg.core.project._manifest import ProjectError, WorkItem
+from napari_instseg.core.project._project import Project
+
+__all__ = ["export_project", "format_throughput", "project_coco", "project_qa", "throughput_report"]
+
+MODEL_SOURCES = ("sam2", "classic")
+
+
+def export_item(project: Project, item: WorkItem, segmentation: str = "rle") -> CocoExport:
+    """COCO for one annotation set, with the project's stable image and annotation ids."""
+    store = project.open_store(item, read_only=True)
+    try:
+        metadata = {k: v for k, v in project.image_record(item).items() if k not in ("id", "file_name")}
+        metadata["project_status"] = item.status
+        annotated = AnnotatedImage(
+            store.read_labels(),
+            store.table,
+            item.file_name,
+            item.image_id,
+            metadata,
+            amodal=store.read_side("amodal"),
+        )
+        exported = export_coco([annotated], project.protocol, segmentation=segmentation)
+    finally:
+        store.close()
+    stride = project.settings.annotation_id_stride
+    for ann in exported.coco["annotations"]:
+        if not 0 < ann["instance_id"] < stride:
+            raise ProjectError(
+                f"{project.store_path(item)}: instance id {ann['instance_id']} does not fit the annotation id "
+                f"stride {stride}; raise annotation_id_stride in project.json."
+            )
+        ann["id"] = item.image_id * stride + ann["instance_id"]
+    return exported
+
+
+def project_coco(
+    project: Project,
+    *,
+    segmentation: str = "rle",
+    reviewed_only: bool = False,
+    phase: str = "production",
+    progress: Callable[[int, int], None] | None = None,
+) -> CocoExport:
+    """All submitted (or only reviewed) annotation sets of ``phase`` as one COCO dict."""
+    items = [
+        it
+        for it in project.manifest.finished_items(phase=phase)
+        if (it.status == "reviewed" or not reviewed_only) and project.has_store(it)
+    ]
+    if not items:
+        what = "reviewed" if reviewed_only else "submitted or reviewed"
+        raise ProjectError(f"{project.path}: no {what} {phase} image to export yet.")
+    first = export_item(project, items[0], segmentation)
+    coco, summary = first.coco, first.summary
+    if progress is not None:
+        progress(1, len(items))
+    for done, item in enumerate(items[1:], start=2):
+        part = export_item(project, item, segmentation)
+        coco["images"] += part.coco["images"]
+        coco["annotations"] += part.coco["annotations"]
+        summary = summary + part.summary
+        if progress is not None:
+            progress(done, len(items))
+    coco["info"]["description"] = f"Project {project.path.name}: {len(items)} image(s)"
+    return CocoExport(coco, summary)
+
+
+def export_project(
+    project: Project,
+    output: str | os.PathLike[str],
+    *,
+    segmentation: str = "rle",
+    reviewed_only: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> CocoExport:
+    """Write the project's submitted images into one COCO file (which must not exist yet)."""
+    target = Path(output)
+    if target.exists():
+        raise ProjectError(f"{target} already exists; choose another name (nothing was overwritten).")
+    exported = project_coco(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
+    save_coco(exported.coco, target)
+    return exported
+
+
+def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sets restricted to the images they share (by ``file_name``), with gold's ids."""
+    gold_ids = {im["file_name"]: im["id"] for im in gold["images"]}
+    remap = {im["id"]: gold_ids[im["file_name"]] for im in coco["images"] if im["file_name"] in gold_ids}
+    if not remap:
+        raise ProjectError("The gold file shares no file_name with the project's exported images.")
+    shared = set(remap.values())
+    ours = dict(coco)
+    ours["images"] = [{**im, "id": remap[im["id"]]} for im in coco["images"] if im["id"] in remap]
+    ours["annotations"] = [
+        {**a, "image_id": remap[a["image_id"]]} for a in coco["annotations"] if a["image_id"] in remap
+    ]
+    theirs = dict(gold)
+    theirs["images"] = [im for im in gold["images"] if im["id"] in shared]
+    theirs["annotations"] = [a for a in gold["annotations"] if a["image_id"] in shared]
+    return theirs, ours
+
+
+def project_qa(project: Project, gold: str | os.PathLike[str], outdir: str | os.PathLike[str], *, seed: int = 0) -> Any:
+    """Stratified QA (:func:`napari_instseg.core.qa.report.run_qa`) of the project's submitted
+    images against ``gold``, on the images both hold (matched by ``file_name``)."""
+    from napari_instseg.core.coco import load_coco_json
+    from napari_instseg.core.qa.report import run_qa
+
+    reference, candidates = _aligned_to_gold(project_coco(project).coco, load_coco_json(gold))
+    return run_qa(reference, candidates, outdir, seed=seed)
+
+
+def _tables(project: Project) -> pd.DataFrame:
+    frames = []
+    for phase in ("production", "calibration"):
+        for item in project.manifest.finished_items(phase=phase):
+            if not project.has_store(item):
+                continue
+            store = project.open_store(item, read_only=True)
+            try:
+                table = store.table
+            finally:
+                store.close()
+            frames.append(table.assign(image_id=item.image_id, phase=phase))
+    columns = ["annotator", "time_s", "source", "occlusion", "review", "phase", "image_id"]
+    if not frames:
+        empty: pd.DataFrame = pd.DataFrame(columns=columns)
+        return empty
+    merged: pd.DataFrame = pd.concat(frames, ignore_index=True)[columns]
+    return merged
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def throughput_report(project: Project) -> dict[str, Any]:
+    """Instances per hour per annotator, time per instance by source and tier, pre-label
+    acceptance, and cost per instance (when ``cost_per_hour`` is set), over finished sets."""
+    table = _tables(project)
+    table["time_s"] = pd.to_numeric(table["time_s"], errors="coerce").fillna(0.0)
+    per_annotator = {}
+    for name, group in table.groupby("annotator"):
+        hours = float(group["time_s"].sum()) / 3600.0
+        per_annotator[str(name) or "(none)"] = {
+            "n_instances": len(group),
+            "hours": hours,
+            "instances_per_hour": _num(len(group) / hours) if hours > 0 else None,
+        }
+    timed = table[table["time_s"] > 0]
+    by_source = {str(k): float(g["time_s"].mean()) for k, g in timed.groupby("source")}
+    by_tier = {str(k): float(g["time_s"].mean()) for k, g in timed.groupby("occlusion")}
+    model = table[table["source"].isin(MODEL_SOURCES)]
+    review_counts = {str(k): int(v) for k, v in model["review"].value_counts().items()}
+    reviewed = len(model) - review_counts.get("pre-label", 0)
+    total_hours = float(table["time_s"].sum()) / 3600.0
+    rate = project.settings.cost_per_hour
+    return {
+        "n_instances": len(table),
+        "n_images": int(table["image_id"].nunique()),
+        "hours": total_hours,
+        "per_annotator": per_annotator,
+        "time_per_instance_s": {"by_source": by_source, "by_tier": by_tier},
+        "prelabels": {
+            "n": len(model),
+            "reviewed": reviewed,
+            "review": review_counts,
+            "acceptance_rate": review_counts.get("accepted", 0) / reviewed if reviewed else None,
+        },
+        "cost_per_hour": rate,
+        "cost_per_instance": rate * total_hours / len(table) if rate is not None and len(table) else None,
+    }
+
+
+def format_throughput(report: Mapping[str, Any]) -> str:
+    """The throughput report as a few lines of text."""
+
+    def fmt(v: Any, spec: str = ".1f") -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    lines = [f"{report['n_instances']} instance(s) in {report['n_images']} finished image(s), {report['hours']:.2f} h"]
+    for name, row in report["per_annotator"].items():
+        lines.append(f"  {name}: {row['n_instances']} instances, {fmt(row['instances_per_hour'])} per hour")
+    times = report["time_per_instance_s"]
+    lines.append("time per instance (s) by source: " + ", ".join(f"{k} {v:.1f}" for k, v in times["by_source"].items()))
+    lines.append("time per instance (s) by tier:   " + ", ".join(f"{k} {v:.1f}" for k, v in times["by_tier"].items()))
+    pre = report["prelabels"]
+    lines.append(
+        f"pre-labels: {pre['n']}, reviewed {pre['reviewed']}, accepted as is {fmt(pre['acceptance_rate'], '.1%')}"
+    )
+    if report["cost_per_instance"] is not None:
+        lines.append(f"cost per instance: {report['cost_per_instance']:.3f} (at {report['cost_per_hour']} per hour)")
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""A project folder: protocol, settings, manifest, and one annotation store per annotation set.
+
+Layout::
+
+    PROJECT/
+      project.json        format, version and settings (calibration threshold, cost rate)
+      protocol.json       taxonomy, occlusion rule, tier thresholds, QA rates
+      manifest.sqlite     images, status, assignee, phase, annotation sets (WAL)
+      stores/0000001.zarr             the main annotation set of image 1
+      stores/0000002.alice.zarr       alice's calibration set of image 2
+
+Images are referenced (relative to the project folder where possible), never copied. Stores
+are made when an image is first opened or pre-labelled, through the public
+:class:`~napari_instseg.core.store.AnnotationStore` API; each store's own lock keeps two
+people from writing the same set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from napari_instseg.core._io import atomic_write_text
+from napari_instseg.core.project._manifest import (
+    ImageRef,
+    ItemFilter,
+    Manifest,
+    ProjectError,
+    WorkItem,
+    check_annotator,
+)
+from napari_instseg.core.project._sources import stored_path
+from napari_instseg.core.protocol import Protocol
+
+__all__ = ["PROJECT_FORMAT", "Project", "ProjectSettings", "is_project"]
+
+PROJECT_FORMAT = "napari-instseg-project"
+PROJECT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """Project settings beside the protocol.
+
+    Attributes
+    ----------
+    calibration_min_ap : float
+        A class whose Mask AP between two calibration annotators is below this is flagged
+        before production starts.
+    cost_per_hour : float or None
+        What an annotator hour costs (any currency); gives the cost per instance.
+    annotation_id_stride : int
+        COCO annotation id = image id * stride + instance id (stable across exports).
+    """
+
+    calibration_min_ap: float = 0.5
+    cost_per_hour: float | None = None
+    annotation_id_stride: int = 1_000_000
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> ProjectSettings:
+        """Settings from ``project.json`` (unknown keys are an error naming them)."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ProjectError(f"{source}: unknown setting(s) {sorted(unknown)}.")
+        settings = cls(**data)
+        if not 0.0 <= float(settings.calibration_min_ap) <= 1.0:
+            raise ProjectError(f"{source}: calibration_min_ap must lie in [0, 1], got {settings.calibration_min_ap}.")
+        if settings.cost_per_hour is not None and float(settings.cost_per_hour) < 0:
+            raise ProjectError(f"{source}: cost_per_hour must be >= 0, got {settings.cost_per_hour}.")
+        return settings
+
+
+def is_project(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a napari-instseg project folder."""
+    meta = Path(path) / "project.json"
+    try:
+        return bool(json.loads(meta.read_text()).get("format") == PROJECT_FORMAT)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class Project:
+    """An open project; see the module docstring. Use :meth:`create` or :meth:`open`."""
+
+    def __init__(self, path: Path, protocol: Protocol, settings: ProjectSettings) -> None:
+        self.path = path
+        self.protocol = protocol
+        self.settings = settings
+        self.manifest = Manifest(path / "manifest.sqlite")
+
+    # -- creating and opening ---------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        images: Sequence[ImageRef] = (),
+        protocol: Protocol | None = None,
+        settings: ProjectSettings | None = None,
+    ) -> Project:
+        """Make a project folder at ``path`` (built beside it, then renamed into place).
+
+        Raises
+        ------
+        ProjectError
+            When ``path`` exists and is not an empty folder (nothing is overwritten).
+        """
+        target = Path(path).absolute()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise ProjectError(f"{target} already exists and is not an empty folder; nothing was overwritten.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            (build / "stores").mkdir()
+            (protocol or Protocol.default()).save(build / "protocol.json")
+            _write_meta(build, settings or ProjectSettings())
+            Manifest.create(build / "manifest.sqlite").close()
+            if target.exists():
+                target.rmdir()  # empty: checked above
+            os.replace(build, target)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        project = cls.open(target)
+        if images:
+            project.add(images)
+        return project
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Project:
+        """Open the project folder at ``path``."""
+        from napari_instseg.core.protocol import load_protocol
+
+        target = Path(path).absolute()
+        if not is_project(target):
+            raise ProjectError(f"{target} is not a napari-instseg project (no {PROJECT_FORMAT} project.json).")
+        meta = json.loads((target / "project.json").read_text())
+        settings = ProjectSettings.from_dict(dict(meta.get("settings", {})), f"{target / 'project.json'}")
+        return cls(target, load_protocol(target / "protocol.json"), settings)
+
+    def close(self) -> None:
+        """Close the manifest."""
+        self.manifest.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def update_settings(self, **changes: Any) -> ProjectSettings:
+        """Change settings (validated, written atomically)."""
+        settings = ProjectSettings.from_dict({**asdict(self.settings), **changes}, str(self.path / "project.json"))
+        _write_meta(self.path, settings)
+        self.settings = settings
+        return settings
+
+    # -- images -------------------------------------------------------------------------------
+    def add(self, refs: Sequence[ImageRef]) -> tuple[list[int], list[str]]:
+        """Reference more images (one transaction); returns new ids and skipped duplicates."""
+        return self.manifest.add_images((stored_path(ref.path, self.path), ref) for ref in refs)
+
+    def image_path(self, item: WorkItem) -> Path:
+        """Where the item's image file or slide is."""
+        return (self.path / item.path).resolve() if not os.path.isabs(item.path) else Path(item.path)
+
+    def store_path(self, item: WorkItem) -> Path:
+        """Where the item's annotation store is (it may not exist yet)."""
+        return self.path / item.store
+
+    def image_record(self, item: WorkItem) -> dict[str, Any]:
+        """The COCO image record stored with the item's annotations."""
+        record: dict[str, Any] = {"id": item.image_id, "file_name": item.file_name}
+        if item.kind == "slide":
+            record["slide"] = str(self.image_path(item))
+        return record
+
+    def open_store(self, item: WorkItem, *, read_only: bool = False) -> Any:
+        """The item's :class:`~napari_instseg.core.store.AnnotationStore` (made when missing).
+
+        A store another live process writes opens read-only; ``store.lock_message`` says who.
+        """
+        from napari_instseg.core.store import AnnotationStore, is_store
+
+        path = self.store_path(item)
+        if is_store(path):
+            return AnnotationStore.open(path, read_only=read_only)
+        if read_only:
+            raise ProjectError(f"{path}: image id {item.image_id} has no annotations yet.")
+        return AnnotationStore.create(path, item.shape_yx, self.protocol, image=self.image_record(item))
+
+    def has_store(self, item: WorkItem) -> bool:
+        """True once the item's store exists."""
+        from napari_instseg.core.store import is_store
+
+        return is_store(self.store_path(item))
+
+    # -- work ---------------------------------------------------------------------------------
+    def next_item(self, annotator: str, after: WorkItem | None = None, *, forward: bool = True) -> WorkItem | None:
+        """The next (previous) unfinished item ``annotator`` may work on, or None."""
+        return self.manifest.neighbour(check_annotator(annotator), after.key if after else None, forward=forward)
+
+    def items(self, where: ItemFilter | None = None, *, offset: int = 0, limit: int = 256) -> list[WorkItem]:
+        """A page of work items (see :meth:`Manifest.items`)."""
+        return self.manifest.items(where, offset=offset, limit=limit)
+
+    def submit(self, item: WorkItem, annotator: str, *, n_instances: int | None = None) -> WorkItem:
+        """Mark ``item`` submitted by ``annotator`` (its store must exist)."""
+        current = self.manifest.item(*item.key)
+        if current.assignee not in ("", annotator):
+            raise ProjectError(
+                f"Image id {item.image_id} ({item.file_name}) is assigned to {current.assignee!r}, not {annotator!r}."
+            )
+        if not self.has_store(current):
+            raise ProjectError(f"Image id {item.image_id} ({item.file_name}) has no annotations to submit.")
+        changes: dict[str, Any] = {"status": "submitted"}
+        if not current.owner:
+            changes["assignee"] = annotator
+        if n_instances is not None:
+            changes["n_instances"] = int(n_instances)
+        self.manifest.set_item(current.key, **changes)
+        return self.manifest.item(*item.key)
+
+    def review(self, item: WorkItem) -> WorkItem:
+        """Mark a submitted item reviewed."""
+        current = self.manifest.item(*item.key)
+        if current.status != "submitted":
+            raise ProjectError(
+                f"Image id {item.image_id} is {current.status!r}; only submitted images can be reviewed."
+            )
+        self.manifest.set_item(current.key, status="reviewed")
+        return replace(current, status="reviewed")
+
+
+def _write_meta(folder: Path, settings: ProjectSettings) -> None:
+    meta = {"format": PROJECT_FORMAT, "version": PROJECT_VERSION, "settings": asdict(settings)}
+    atomic_write_text(folder / "project.json", json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,137 @@
+"""Projects from the command line: init, add, status, assign, next, submit - and their errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from napari_instseg.cli import main
+from napari_instseg.core.project import ItemFilter, Project, ProjectError
+
+
+@pytest.fixture
+def tiles(tmp_path, ihc_image):
+    """A folder of six 128 x 128 IHC tiles (TIFF and PNG), as a user would have."""
+    import tifffile
+    from skimage import io
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for k in range(6):
+        y, x = divmod(k, 3)
+        tile = ihc_image[y * 128 : (y + 1) * 128, x * 128 : (x + 1) * 128]
+        if k < 4:
+            tifffile.imwrite(folder / f"tile_{k}.tif", tile)
+        else:
+            io.imsave(folder / f"tile_{k}.png", tile, check_contrast=False)
+    return folder
+
+
+def _status(project_dir, capsys):
+    capsys.readouterr()
+    assert main(["project", "status", str(project_dir), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_init_add_status_assign_next_submit(tmp_path, tiles, capsys):
+    project_dir = tmp_path / "proj"
+    assert main(["project", "init", str(project_dir), "--images", str(tiles / "*.tif")]) == 0
+    assert "4 image(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in project_dir.iterdir()) == [
+        "manifest.sqlite",
+        "project.json",
+        "protocol.json",
+        "stores",
+    ]
+    # a second add of overlapping globs adds only the new files
+    assert main(["project", "add", str(project_dir), "--images", str(tiles / "*")]) == 0
+    assert "added 2 image(s) to" in capsys.readouterr().out  # tile_0..3.tif were listed: skipped
+    counts = _status(project_dir, capsys)
+    assert counts["images"]["total"] == 6 and counts["status"] == {"todo": 6}
+    assert main(["project", "assign", str(project_dir), "alice", "--ids", "1", "2"]) == 0
+    assert main(["project", "assign", str(project_dir), "bob", "--count", "2"]) == 0
+    counts = _status(project_dir, capsys)
+    assert counts["assignee"] == {"alice": 2, "bob": 2, "": 2}
+    capsys.readouterr()
+    assert main(["project", "next", str(project_dir), "--annotator", "bob"]) == 0
+    assert capsys.readouterr().out.startswith("3\t")
+    with Project.open(project_dir) as project:  # images are referenced, never copied
+        item = project.manifest.item(3)
+        assert project.image_path(item) == (tiles / "tile_2.tif").resolve()
+        assert not list((project_dir / "stores").iterdir())
+        store = project.open_store(project.manifest.claim(item.key, "bob"))
+        store.session(annotator="bob").commit(np.pad(np.ones((10, 10), bool), ((5, 113), (5, 113))))
+        store.close()
+    assert main(["project", "submit", str(project_dir), "3", "--annotator", "bob"]) == 0
+    assert main(["project", "submit", str(project_dir), "3", "--reviewed"]) == 0
+    capsys.readouterr()
+    assert main(["project", "next", str(project_dir), "--annotator", "bob", "--after", "3"]) == 0
+    assert capsys.readouterr().out.startswith("4\t")
+    counts = _status(project_dir, capsys)
+    assert counts["status"] == {"todo": 5, "reviewed": 1}
+    # the plain text status names every state
+    assert main(["project", "status", str(project_dir)]) == 0
+    assert "reviewed 1" in capsys.readouterr().out
+
+
+def test_coco_file_images_are_referenced(tmp_path, tiles, capsys):
+    coco = {"images": [{"id": 7, "file_name": "tile_0.tif", "height": 128, "width": 128}], "annotations": []}
+    (tiles / "set.json").write_text(json.dumps(coco))
+    assert main(["project", "init", str(tmp_path / "p"), "--coco", str(tiles / "set.json")]) == 0
+    with Project.open(tmp_path / "p") as project:
+        [item] = project.items()
+        assert item.file_name == "tile_0.tif" and item.shape_yx == (128, 128)
+
+
+def _manifest_bytes(project_dir):
+    return (project_dir / "manifest.sqlite").read_bytes(), (project_dir / "project.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["project", "init", "{proj}", "--images", "{tiles}/*.tif"], "already exists"),
+        (["project", "init", "{tmp}/new", "--images", "{tmp}/nothing/*.tif"], "matches no image"),
+        (["project", "status", "{tmp}"], "is not a napari-instseg project"),
+        (["project", "add", "{proj}", "--images", "{tmp}/missing.tif"], "matches no image"),
+        (["project", "assign", "{proj}", "alice", "--ids", "99"], "no image with id [99]"),
+        (["project", "assign", "{proj}", "al/ice", "--ids", "1"], "not usable"),
+        (["project", "submit", "{proj}", "1", "--annotator", "alice"], "no annotations to submit"),
+        (["project", "submit", "{proj}", "1", "--reviewed"], "only submitted images"),
+        (["project", "next", "{proj}", "--annotator", "alice", "--after", "42"], "no annotation set of image id 42"),
+        (["project", "export", "{proj}", "-o", "{tmp}/out.json"], "no submitted or reviewed"),
+        (["project", "calibrate", "{proj}", "--annotators", "alice", "alice", "--count", "1"], "two or more"),
+        (["project", "calibrate", "{proj}", "--report"], "no two annotators"),
+    ],
+)
+def test_errors_exit_2_and_change_nothing(tmp_path, tiles, capsys, argv, message):
+    project_dir = tmp_path / "proj"
+    assert main(["project", "init", str(project_dir), "--images", str(tiles / "*.tif")]) == 0
+    before = _manifest_bytes(project_dir)
+    args = [a.format(proj=project_dir, tiles=tiles, tmp=tmp_path) for a in argv]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "error:" in err
+    assert _manifest_bytes(project_dir) == before
+    assert not (tmp_path / "new").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_manifest_is_wal_and_assignment_respected(tmp_path, tiles):
+    with Project.create(tmp_path / "p") as project:
+        from napari_instseg.core.project import refs_from_patterns
+
+        project.add(refs_from_patterns([str(tiles / "*.tif")]))
+        project.manifest.assign([1], "alice")
+        with pytest.raises(ProjectError, match="assigned to 'alice', not 'bob'"):
+            project.manifest.claim((1, ""), "bob")
+        assert project.next_item("bob").image_id == 2
+        assert project.next_item("bob", project.manifest.item(4)).image_id == 2  # wraps around
+        assert project.next_item("alice", project.manifest.item(2), forward=False).image_id == 1
+        assert project.manifest.count_items(ItemFilter(annotator="alice")) == 4
+        assert project.manifest.count_items(ItemFilter(annotator="bob")) == 3
+    mode = sqlite3.connect(tmp_path / "p" / "manifest.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"

@@ -1,0 +1,156 @@
+"""A project end to end: batch pre-labels, review, calibration, one COCO export, QA, throughput."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from napari_instseg.cli import main
+from napari_instseg.core.project import Project
+from napari_instseg.core.protocol import Category, Protocol
+
+
+@pytest.fixture
+def project_dir(tmp_path, ihc_image):
+    """A project over four 128 x 128 IHC tiles with two categories."""
+    import tifffile
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for k in range(4):
+        y, x = divmod(k, 2)
+        tifffile.imwrite(folder / f"tile_{k}.tif", ihc_image[y * 128 : (y + 1) * 128, x * 128 : (x + 1) * 128])
+    Protocol(categories=(Category(1, "nucleus"), Category(2, "mitosis"))).save(tmp_path / "protocol.json")
+    target = tmp_path / "proj"
+    argv = [
+        "project",
+        "init",
+        str(target),
+        "--images",
+        str(folder / "*.tif"),
+        "--protocol",
+        str(tmp_path / "protocol.json"),
+    ]
+    assert main(argv) == 0
+    return target
+
+
+def _square(y: int, x: int, size: int = 12) -> np.ndarray:
+    mask = np.zeros((128, 128), bool)
+    mask[y : y + size, x : x + size] = True
+    return mask
+
+
+def _annotate(project: Project, key: tuple[int, str], annotator: str, masks_categories) -> None:
+    item = project.manifest.claim(key, annotator)
+    store = project.open_store(item)
+    session = store.session(annotator=annotator)
+    for mask, category in masks_categories:
+        session.commit(mask, category=category)
+    n = len(store.table)
+    store.close()
+    project.submit(item, annotator, n_instances=n)
+
+
+def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
+    argv = ["project", "prelabel", str(project_dir), "--backend", "classic", "--workers", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 of 4 image(s) pre-labelled (classic)" in out
+    with Project.open(project_dir) as project:
+        items = project.items()
+        assert {it.status for it in items} == {"pre-labelled"}
+        assert all(it.n_instances > 0 for it in items)
+        # an interrupted run: the store was written, the manifest row not
+        project.manifest.set_item(items[0].key, status="todo")
+    assert main(argv) == 0  # resumable: nothing is pre-labelled twice
+    assert "0 of 1 image(s) pre-labelled (classic), 0 instance(s); 1 already done" in capsys.readouterr().out
+    with Project.open(project_dir) as project:
+        first = project.items()[0]
+        assert first.status == "pre-labelled"
+        # review two images: accept every pre-label of image 1, reject one of image 2
+        for key, reject in (((1, ""), False), ((2, ""), True)):
+            item = project.manifest.claim(key, "alice")
+            store = project.open_store(item)
+            session = store.session(annotator="alice")
+            ids = list(store.table.index)
+            if reject:
+                session.reject(ids[0])
+                ids = ids[1:]
+            for instance_id in ids:
+                session.accept(instance_id)
+            store.close()
+            project.submit(item, "alice")
+        project.review(project.manifest.item(1))
+    output = tmp_path / "all.json"
+    assert main(["project", "export", str(project_dir), "-o", str(output)]) == 0
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(output))
+    assert sorted(coco.getImgIds()) == [1, 2]
+    ann_ids = sorted(coco.getAnnIds())
+    assert all(a // 1_000_000 in (1, 2) for a in ann_ids)
+    # a second export after another submission keeps every id already written
+    with Project.open(project_dir) as project:
+        _annotate(project, (3, ""), "bob", [(_square(10, 10), "nucleus")])
+    assert main(["project", "export", str(project_dir), "-o", str(output)]) == 2  # never overwritten
+    assert main(["project", "export", str(project_dir), "-o", str(tmp_path / "all2.json")]) == 0
+    again = json.loads((tmp_path / "all2.json").read_text())
+    assert {a["id"] for a in again["annotations"]} >= set(ann_ids)
+    assert sorted(im["id"] for im in again["images"]) == [1, 2, 3]
+    assert main(["project", "export", str(project_dir), "-o", str(tmp_path / "rev.json"), "--reviewed-only"]) == 0
+    assert [im["id"] for im in json.loads((tmp_path / "rev.json").read_text())["images"]] == [1]
+    # throughput report with a rate
+    capsys.readouterr()
+    report_path = tmp_path / "throughput.json"
+    assert main(["project", "report", str(project_dir), "--rate", "30", "-o", str(report_path)]) == 0
+    text = capsys.readouterr().out
+    assert "per hour" in text and "accepted as is" in text and "cost per instance" in text
+    report = json.loads(report_path.read_text())
+    assert report["prelabels"]["review"]["rejected"] == 1
+    assert 0 < report["prelabels"]["acceptance_rate"] < 1
+    assert set(report["per_annotator"]) >= {"bob"}
+    # QA against a gold file: the project's own export as gold scores AP 1
+    capsys.readouterr()
+    assert (
+        main(["project", "qa", str(project_dir), "--gold", str(tmp_path / "all2.json"), "-o", str(tmp_path / "qa")])
+        == 0
+    )
+    qa = json.loads((tmp_path / "qa" / "report.json").read_text())
+    assert qa["overall"]["AP"] == pytest.approx(1.0)
+
+
+def test_calibration_round_between_two_annotators(project_dir, tmp_path, capsys):
+    argv = ["project", "calibrate", str(project_dir), "--annotators", "alice", "bob", "--count", "2"]
+    assert main(argv) == 0
+    assert "images [1, 2] assigned to alice, bob" in capsys.readouterr().out
+    with Project.open(project_dir) as project:
+        assert project.next_item("alice").key == (1, "alice")
+        assert project.next_item("carol").key == (3, "")  # calibration images are not carol's
+        nuclei = [(_square(10, 10), "nucleus"), (_square(50, 60), "nucleus")]
+        for image_id in (1, 2):
+            _annotate(project, (image_id, "alice"), "alice", [*nuclei, (_square(90, 90), "mitosis")])
+            # bob agrees on nuclei and calls the third object a nucleus elsewhere
+            _annotate(project, (image_id, "bob"), "bob", [*nuclei, (_square(100, 20), "mitosis")])
+        # an image is submitted once every annotator's set is
+        assert project.manifest.image_ids(phase="calibration", statuses=("submitted",)) == [1, 2]
+        counts = project.manifest.counts()
+        assert counts["phase"] == {"calibration": 4, "production": 2}
+    capsys.readouterr()
+    out_json = tmp_path / "calibration.json"
+    argv = ["project", "calibrate", str(project_dir), "--report", "--min-ap", "0.6", "-o", str(out_json)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "alice vs bob on 2 image(s)" in text and "BELOW THRESHOLD" in text
+    report = json.loads(out_json.read_text())
+    [pair] = report["pairs"]
+    assert pair["per_class_AP"]["nucleus"] == pytest.approx(1.0)
+    assert pair["per_class_AP"]["mitosis"] == pytest.approx(0.0)
+    assert [f["class"] for f in report["flagged"]] == ["mitosis"]
+    assert pair["kappa_category"] is not None and pair["n_matched"] == 4
+    assert Project.open(project_dir).settings.calibration_min_ap == 0.6

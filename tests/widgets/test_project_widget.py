@@ -1,0 +1,155 @@
+"""The Project panel, driven as a user does: typed path, double-click, paint, one key to move on."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_instseg.core.project import Project, refs_from_patterns
+from napari_instseg.core.store import AnnotationStore
+
+PLUGIN = "napari-instseg"
+
+
+@pytest.fixture
+def project_dir(tmp_path, ihc_image):
+    import tifffile
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for k in range(3):
+        tifffile.imwrite(folder / f"tile_{k}.tif", ihc_image[:128, k * 128 : (k + 1) * 128])
+    with Project.create(tmp_path / "proj", refs_from_patterns([str(folder / "*.tif")])) as project:
+        project.manifest.assign([3], "bob")
+    return tmp_path / "proj"
+
+
+@pytest.fixture
+def panel(make_napari_viewer, project_dir, qtbot, monkeypatch):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    monkeypatch.setenv("NAPARI_INSTSEG_ANNOTATOR", "alice")
+    viewer = make_napari_viewer(show=True)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Project")
+    viewer.window._qt_window.resize(1600, 1000)
+    QTest.keyClicks(widget.path_edit, str(project_dir))
+    QTest.keyClick(widget.path_edit, Qt.Key.Key_Return)
+    yield viewer, widget
+    widget.close()
+
+
+def _canvas_pos(viewer, y: float, x: float):
+    from qtpy.QtCore import QPoint
+
+    canvas = viewer.window._qt_viewer.canvas
+    transform = canvas.view.transform * canvas.view.scene.transform
+    cx, cy = transform.map([x, y, 0, 1])[:2]
+    return QPoint(round(cx), round(cy))
+
+
+def _paint_stroke(viewer, layer, y: int, x0: int, x1: int) -> None:
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    native = viewer.window._qt_viewer.canvas.native
+    layer.mode = "paint"
+    layer.brush_size = 8
+    layer.selected_label = 5
+    QTest.mousePress(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x0))
+    for x in range(x0, x1 + 1, 4):
+        QTest.mouseMove(native, _canvas_pos(viewer, y, x))
+    QTest.mouseRelease(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x1))
+
+
+def _key_on_canvas(viewer, key) -> None:
+    from qtpy.QtTest import QTest
+
+    native = viewer.window._qt_viewer.canvas.native
+    native.setFocus()
+    QTest.keyClick(native, key)
+
+
+def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, qtbot):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer, widget = panel
+    assert widget.model.rowCount() == 2  # alice sees images 1, 2; image 3 is bob's
+    assert [widget.model.item_at(r).status for r in range(2)] == ["todo", "todo"]
+    view = widget.table
+    rect = view.visualRect(widget.model.index(1, 1))
+    args = (view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
+    QTest.mouseClick(*args)  # a double-click as Qt sees it: press, release, then double-click
+    QTest.mouseDClick(*args)
+    assert widget.current.image_id == 2 and widget.current.status == "in progress"
+    labels = viewer.layers["project labels"]
+    assert viewer.layers["project image"].data.shape == (128, 128, 3) and labels.data.shape == (128, 128)
+    _paint_stroke(viewer, labels, 60, 40, 80)
+    assert (labels.data == 5).sum() > 100
+    _key_on_canvas(viewer, Qt.Key.Key_Period)  # next unfinished: saves image 2 first
+    assert widget.current.image_id == 1  # wraps around (image 3 is bob's)
+    with Project.open(project_dir) as project:
+        item = project.manifest.item(2)
+        assert item.n_instances == 1 and item.assignee == "alice"
+        with AnnotationStore.open(project.store_path(item), read_only=True) as store:
+            assert (store.read_labels() == 5).sum() > 100 and 5 in store.table.index
+    _key_on_canvas(viewer, Qt.Key.Key_Comma)  # previous unfinished
+    assert widget.current.image_id == 2
+    assert (viewer.layers["project labels"].data == 5).sum() > 100  # its labels came back
+    QTest.mouseClick(widget.submit_button, Qt.MouseButton.LeftButton)
+    assert widget.current.image_id == 1  # submitted, then the next one opened
+    with Project.open(project_dir) as project:
+        assert project.manifest.item(2).status == "submitted"
+    widget.status_filter.setCurrentText("submitted")
+    assert widget.model.rowCount() == 1 and widget.model.item_at(0).image_id == 2
+    widget.status_filter.setCurrentText("(any)")
+    widget.mine_check.setChecked(False)
+    assert widget.model.rowCount() == 3
+    viewer.window._qt_window.grab().save(str(project_dir / "panel.png"))
+
+
+def test_prompt_widget_works_on_the_project_labels(panel, project_dir):
+    viewer, widget = panel
+    widget._on_next()
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt", tabify=True)
+    prompt.backend_combo.value = "classic"
+    prompt.image_combo.value = viewer.layers["project image"]
+    prompt.labels_combo.value = viewer.layers["project labels"]
+    prompt.points_layer.add([[64, 64]])
+    result = prompt._on_commit()
+    assert result is not None
+    with Project.open(project_dir) as project:
+        path = project.store_path(project.manifest.item(1))
+    with AnnotationStore.open(path, read_only=True) as store:
+        assert result.instance_id in store.table.index
+
+
+def test_someone_elses_image_and_a_locked_store_open_read_only(panel, project_dir):
+    _viewer, widget = panel
+    with Project.open(project_dir) as project:
+        bob_item = project.manifest.item(3)
+        note = widget.open_item(bob_item)
+        assert "assigned to 'bob'" in note
+        held = project.open_store(project.manifest.item(1))  # another session holds image 1
+        try:
+            note = widget.open_item(project.manifest.item(1))
+            assert "read-only" in note
+        finally:
+            held.close()
+
+
+def test_keys_are_napari_actions_and_do_not_clash(panel):
+    from napari.utils.action_manager import action_manager
+    from napari.utils.shortcuts import default_shortcuts
+
+    from napari_instseg._widgets.instances import INSTANCE_SHORTCUTS
+    from napari_instseg._widgets.project import PROJECT_ACTIONS
+    from napari_instseg._widgets.prompt import SHORTCUTS
+
+    napari_keys = {str(k).lower() for keys in default_shortcuts.values() for k in keys}
+    ours = {k.lower() for k in (*SHORTCUTS, *INSTANCE_SHORTCUTS)}
+    for name, (key, _, _) in PROJECT_ACTIONS.items():
+        assert name in action_manager._actions
+        assert [str(k) for k in action_manager._shortcuts[name]] == [key]
+        assert key.lower() not in napari_keys and key.lower() not in ours
