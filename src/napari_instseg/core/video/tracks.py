@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -162,7 +162,8 @@ class TrackStack:
         ``in_front`` puts it nearer than every instance (its masks are then written whole).
         """
         track_id = self.ids.allocate()[0]
-        z = int(self.table["z_order"].max()) + 1 if in_front and len(self.table) else 0
+        nearest = int(self.table["z_order"].max()) if len(self.table) else 0
+        z = nearest + 1 if in_front else 0
         now = now_iso()
         row = new_row(
             category_id=self._category_id(category),
@@ -291,8 +292,7 @@ class TrackStack:
             for t, per in sorted(self.records.items())
             for i, rec in sorted(per.items())
         ]
-        table = pd.DataFrame(rows, columns=pd.Index(FRAME_COLUMNS))
-        return table
+        return cast(pd.DataFrame, pd.DataFrame(rows, columns=pd.Index(FRAME_COLUMNS)))
 
     def occlusion_on(self, frame: int, track_id: int) -> str:
         """The tier of a track on one frame: the frame's record, else the track's row."""
