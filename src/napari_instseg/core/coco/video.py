@@ -191,7 +191,8 @@ def _with_track_ids(coco: Mapping[str, Any]) -> dict[str, Any]:
 def _pick_video(coco: Mapping[str, Any], video_id: int | None, source: str) -> dict[str, Any]:
     videos = coco.get("videos")
     if not isinstance(videos, list) or not videos:
-        ids = sorted({im.get("video_id") for im in coco.get("images", []) if isinstance(im, Mapping)} - {None})
+        found = {im.get("video_id") for im in coco.get("images", []) if isinstance(im, Mapping)}
+        ids = sorted(int(i) for i in found if isinstance(i, int))
         if not ids:
             raise CocoFormatError(f"{source}: no 'videos' list and no image carries a 'video_id'.")
         videos = [{"id": i, "name": f"video {i}"} for i in ids]
