@@ -67,7 +67,7 @@ def read_track_points_csv(path: str | os.PathLike[str], n_frames: int | None = N
             prompt = Prompt.make(rows[["y", "x"]].to_numpy(), labels.loc[rows.index].to_numpy())
         except PromptError as exc:
             raise PromptFileError(f"{target}: object {key!r} on frame {t}: {exc}") from exc
-        out.append(TrackPrompt(str(key), int(t), prompt))
+        out.append(TrackPrompt(str(key), int(str(t)), prompt))
     return out
 
 
