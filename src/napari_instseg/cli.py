@@ -335,6 +335,7 @@ def _export_store(args: argparse.Namespace) -> int:
 
 def _export_tiles(store, args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.coords import tile_origin_record
     from napari_instseg.core.slide import tile_grid
 
     shape = tuple(store._labels.shape)
@@ -350,12 +351,12 @@ def _export_tiles(store, args: argparse.Namespace) -> int:
                 labels,
                 store.table,
                 f"{Path(str(slide_name)).stem}_y{y0}_x{x0}.tif",
-                metadata={"slide": str(slide_name), "level": 0, "tile_origin": [int(x0), int(y0)]},
+                metadata={"slide": str(slide_name), "level": 0, **tile_origin_record((y0, x0))},
             )
         )
     exported = export_coco(items, store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
-    print(f"wrote {args.output}: {exported.summary} (tiles of {args.per_tile} px; tile_origin is [x, y] at level 0)")
+    print(f"wrote {args.output}: {exported.summary} (tiles of {args.per_tile} px; tile_origin is [y, x] at level 0)")
     return 0
 
 

@@ -81,7 +81,6 @@ class PromptWidget(Container):
         self._prompters = PrompterHolder()  # the widget owns its prompter; dropped on close
         self.native.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
         self._image_key: Any = None
-        self._negative_next = False
         self._shift_down = False
         self._decoder = SingleSlot()
         self._encoding = None
@@ -480,7 +479,6 @@ class PromptWidget(Container):
         self.negative_check.value = not self.negative_check.value
 
     def _on_polarity_changed(self, negative: bool) -> None:
-        self._negative_next = bool(negative)
         self.points_layer.feature_defaults["positive"] = not negative
 
     # -- layer events ----------------------------------------------------------------------

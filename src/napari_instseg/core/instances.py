@@ -68,7 +68,7 @@ COLUMNS: dict[str, Column] = {
     "created": Column("str", ""),
     "modified": Column("str", ""),
 }
-"""The schema of the instance table, in column order (see shared/DESIGN.md).
+"""The schema of the instance table, in column order.
 
 ``occlusion_manual`` is True when a person set the tier by hand (it then overrides the tier
 derived from ``occluded_fraction``). ``created`` / ``modified`` are ISO-8601 UTC timestamps.
