@@ -34,7 +34,8 @@ TILE_ORIGIN_AXES = "yx"
 def points_yx_to_xy(points_yx: ArrayLike) -> NDArray[np.float64]:
     """Swap (y, x) points, shape (n, 2), to (x, y) as SAM 2 expects."""
     points = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
-    return points[:, ::-1].copy()
+    result: NDArray[np.float64] = points[:, ::-1].copy()
+    return result
 
 
 def box_corners_to_xyxy(corners_yx: ArrayLike) -> NDArray[np.float64]:

@@ -311,7 +311,7 @@ class Sam2Prompter:
         predictor._orig_hw = [tuple(shape_yx)]
         predictor._is_image_set = True
         predictor._is_batch = False
-        self._shape_yx = tuple(shape_yx)
+        self._shape_yx = (int(shape_yx[0]), int(shape_yx[1]))
 
     def predict(self, prompt: Prompt, *, multimask: bool = True) -> Candidates:
         """Predict candidate masks (three with ``multimask``) for ``prompt``, best score first."""
@@ -343,4 +343,5 @@ def mask_to_logits(mask_yx: NDArray[np.bool_]) -> NDArray[np.float32]:
 
     small = resize(mask_yx.astype(np.float32), (_LOW_RES, _LOW_RES), order=1, anti_aliasing=False)
     probability = np.clip(small, 1e-3, 1 - 1e-3)
-    return np.log(probability / (1 - probability)).astype(np.float32)
+    result: NDArray[np.float32] = np.log(probability / (1 - probability)).astype(np.float32)
+    return result

@@ -174,7 +174,10 @@ def _best_ious(evaluation: MaskEval) -> pd.DataFrame:
                         "dt_index": int(cell.ious[:, k].argmax()) if best[k] > 0 else -1,
                     }
                 )
-    return pd.DataFrame(rows, columns=["gt_id", "image_id", "category_id", "occlusion", "iou", "dt_index"])
+    result: pd.DataFrame = pd.DataFrame(
+        rows, columns=["gt_id", "image_id", "category_id", "occlusion", "iou", "dt_index"]
+    )
+    return result
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
@@ -323,7 +326,9 @@ def _summary(data: dict[str, Any]) -> str:
 
 def _markdown_to_html(text: str) -> str:
     """The summary's small Markdown subset (headings, tables, lists, paragraphs) as HTML."""
-    out, table, items = [], [], []
+    out: list[str] = []
+    table: list[str] = []
+    items: list[str] = []
 
     def close() -> None:
         if table:
