@@ -116,10 +116,18 @@ class SessionState:
         """The candidates of the last prompt (best first), or None."""
         return self.prompt_state.candidates
 
+    @candidates.setter
+    def candidates(self, value: Candidates | None) -> None:
+        self.prompt_state.set(value)
+
     @property
     def candidate_index(self) -> int:
         """Index of the current candidate in :attr:`candidates`."""
         return self.prompt_state.index
+
+    @candidate_index.setter
+    def candidate_index(self, value: int) -> None:
+        self.prompt_state.index = int(value)
 
     @property
     def candidate(self) -> NDArray[np.bool_] | None:
