@@ -25,6 +25,6 @@ echo "[setup] torch ($TORCH)"
 quiet_pip install -q $TORCH
 echo "[setup] sam2 1.1.0 (no build isolation, no CUDA extension)"
 SAM2_BUILD_CUDA=0 quiet_pip install -q --no-build-isolation "sam2==1.1.0"
-echo "[setup] napari-instseg with Qt and test extras"
-quiet_pip install -q -e ".[qt,test]"
+echo "[setup] napari-instseg with its SAM 2, Qt and test extras"
+quiet_pip install -q -e ".[sam2,qt,test]"
 echo "[setup] done: $VENV"

@@ -49,3 +49,24 @@ def test_wheel_ships_the_manifest_inside_the_package(tmp_path):
         entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
         assert "napari-instseg = napari_instseg:napari.yaml" in archive.read(entry_points).decode()
     assert manifest == (ROOT / "napari.yaml").read_text()
+
+
+def test_metadata_licence_extras_and_changelog():
+    import tomllib
+
+    import napari_instseg
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "BSD-3-Clause" and project["license-files"] == ["LICENSE"]
+    assert "BSD 3-Clause License" in (ROOT / "LICENSE").read_text()
+    assert {"Framework :: napari", "Operating System :: OS Independent", "Typing :: Typed"} <= set(
+        project["classifiers"]
+    )
+    assert {f"Programming Language :: Python :: 3.{v}" for v in (10, 11, 12)} <= set(project["classifiers"])
+    assert {"Source", "Bug Tracker", "Changelog"} <= set(project["urls"])
+    heavy = ("torch", "sam2")
+    assert not [d for d in project["dependencies"] if d.split(">")[0].split("=")[0].strip() in heavy]  # light install
+    assert {d.split(">")[0].split("=")[0] for d in project["optional-dependencies"]["sam2"]} == set(heavy)
+    assert (ROOT / "src" / "napari_instseg" / "py.typed").is_file()
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{napari_instseg.__version__}]" in changelog and "vMAJOR.MINOR.PATCH" in changelog

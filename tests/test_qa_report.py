@@ -172,3 +172,21 @@ def test_html_report_opens_in_headless_chromium_with_its_plots(qa_files):
         assert f'id="plot-{plot}"' in dom
     loaded = int(dom.split('data-images-loaded="')[1].split('"')[0])
     assert loaded >= 3 + 1  # the plots and at least one gallery crop decoded and laid out
+
+
+def test_report_plots_leave_matplotlib_global_state_alone(qa_files, tmp_path):
+    """The report draws with matplotlib's object API: no pyplot import, no backend switch
+    (safe in a napari worker thread)."""
+    folder, _, _ = qa_files
+    args = ["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "dt.json"), "-o", str(tmp_path / "out")]
+    args += ["--images", str(folder / "images")]
+    code = (
+        "import sys, matplotlib; backend = matplotlib.rcParams._get_backend_or_none()\n"
+        "from napari_instseg.cli import main\n"
+        f"assert main({args!r}) == 0\n"
+        "print('pyplot' if 'matplotlib.pyplot' in sys.modules else 'no pyplot', "
+        "matplotlib.rcParams._get_backend_or_none() == backend)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "no pyplot True"
+    assert "data:image/png;base64," in (tmp_path / "out" / "report.html").read_text()

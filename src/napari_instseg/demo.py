@@ -153,7 +153,7 @@ def save_screenshot(image: np.ndarray, labels_yx: np.ndarray, path: Path) -> tup
     display = None
     if not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
         try:
-            from pyvirtualdisplay import Display
+            from pyvirtualdisplay.display import Display
 
             display = Display(visible=False, size=(1280, 1024))
             display.start()

@@ -7,6 +7,7 @@ import pytest
 import zarr
 
 from napari_instseg.core.batch import BatchConfig, prelabel_slide, tissue_tiles
+from napari_instseg.core.coords import tile_origin_yx
 from napari_instseg.core.prompting import Prompt
 from napari_instseg.core.slide import open_slide
 from napari_instseg.core.store import AnnotationStore
@@ -110,12 +111,13 @@ def test_cli_prelabel_slide_and_per_tile_export(slide_path, tmp_path):
     assert main(args) == 0
     assert main(["export", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "tiles.json"), "--per-tile", "256"]) == 0
     coco = json.loads((tmp_path / "tiles.json").read_text())
-    origins = sorted(tuple(im["tile_origin"]) for im in coco["images"])
+    origins = sorted(tile_origin_yx(im) for im in coco["images"])
+    assert all(im["tile_origin_axes"] == "yx" for im in coco["images"])
     assert origins == [(0, 0), (256, 256)] and all(im["level"] == 0 and im["slide"] for im in coco["images"])
     labels = _state(tmp_path / "s.zarr")[0]
     for ann in coco["annotations"]:  # tile coordinates + tile_origin = slide coordinates
         image = next(im for im in coco["images"] if im["id"] == ann["image_id"])
-        x0, y0 = image["tile_origin"]
+        y0, x0 = image["tile_origin"]  # [y, x] like everything else
         tile_mask = mask_utils.decode(ann["segmentation"]).astype(bool)
         np.testing.assert_array_equal(labels[y0 : y0 + 256, x0 : x0 + 256] == ann["instance_id"], tile_mask)
 

@@ -34,3 +34,11 @@ def test_cli_choices_come_from_the_registry():
     options = {a.dest: a for a in prelabel._actions}
     assert tuple(options["backend"].choices) == BACKENDS
     assert tuple(options["model"].choices) == MODEL_SIZES
+
+
+def test_tile_origin_is_yx_and_old_xy_files_still_read():
+    from napari_instseg.core.coords import tile_origin_record, tile_origin_yx
+
+    record = {"id": 1, **tile_origin_record((256, 512))}
+    assert record["tile_origin"] == [256, 512] and tile_origin_yx(record) == (256, 512)
+    assert tile_origin_yx({"id": 2, "tile_origin": [512, 256]}) == (256, 512)  # 0.1.0 wrote [x, y]

@@ -56,8 +56,10 @@ GESTURES = (
 
 
 def _import_sam2() -> None:
-    from napari_instseg.core.prompting.sam2 import avoid_llvm_clash
+    from napari_instseg.core.prompting.sam2 import avoid_llvm_clash, sam2_available
 
+    if not sam2_available():  # without the sam2 extra; prompting then says what to install
+        return
     avoid_llvm_clash()
     import sam2.build_sam
     import sam2.sam2_image_predictor  # noqa: F401
@@ -81,7 +83,6 @@ class PromptWidget(Container):
         self._prompters = PrompterHolder()  # the widget owns its prompter; dropped on close
         self.native.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
         self._image_key: Any = None
-        self._negative_next = False
         self._shift_down = False
         self._decoder = SingleSlot()
         self._encoding = None
@@ -99,15 +100,15 @@ class PromptWidget(Container):
     # -- construction ----------------------------------------------------------------------
     def _build_controls(self) -> None:
         from napari_instseg.core.prompting import default_backend
-        from napari_instseg.core.prompting.checkpoints import MODELS
+        from napari_instseg.core.prompting.registry import BACKENDS, DEFAULT_SIZE, DEVICES, MODEL_SIZES
 
         self.image_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self.labels_combo = ComboBox(label="target labels", choices=self._labels_layers, nullable=True)
         self.new_labels_button = PushButton(text="New labels layer")
-        self.backend_combo = ComboBox(label="backend", choices=["sam2", "classic"], value=default_backend())
-        self.model_combo = ComboBox(label="SAM 2 model", choices=list(MODELS), value="tiny")
+        self.backend_combo = ComboBox(label="backend", choices=list(BACKENDS), value=default_backend())
+        self.model_combo = ComboBox(label="SAM 2 model", choices=list(MODEL_SIZES), value=DEFAULT_SIZE)
         self.checkpoint_edit = FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True)
-        self.device_combo = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
+        self.device_combo = ComboBox(label="device", choices=["auto", *DEVICES], value="auto")
         self.category_combo = ComboBox(label="category", choices=self._category_choices)
         self.in_front_check = CheckBox(text="put in front (may cover committed instances)", value=False)
         self.amodal_check = CheckBox(text="amodal: the mask is the full outline (the object lies behind)", value=False)
@@ -480,7 +481,6 @@ class PromptWidget(Container):
         self.negative_check.value = not self.negative_check.value
 
     def _on_polarity_changed(self, negative: bool) -> None:
-        self._negative_next = bool(negative)
         self.points_layer.feature_defaults["positive"] = not negative
 
     # -- layer events ----------------------------------------------------------------------

@@ -118,9 +118,11 @@ def _tile_of(prompt: Prompt, tile_px: int) -> tuple[int, int]:
         y, x = (
             prompt.points_yx[prompt.point_labels == 1][0] if (prompt.point_labels == 1).any() else prompt.points_yx[0]
         )
-    else:
+    elif prompt.box_xyxy is not None:
         x0, y0, x1, y1 = prompt.box_xyxy
         y, x = (y0 + y1) / 2, (x0 + x1) / 2
+    else:  # Prompt.make refuses a prompt with neither points nor a box
+        raise PromptError("A prompt needs points or a box to be placed in a tile.")
     return int(y // tile_px), int(x // tile_px)
 
 
@@ -253,7 +255,7 @@ def _jobs(
     grouped: dict[tuple[int, int], list[Prompt]] = {}
     for prompt in prompts or []:
         grouped.setdefault(_tile_of(prompt, tile_px), []).append(prompt)
-    jobs = []
+    jobs: list[tuple[tuple[int, int], Window, list[Prompt] | None]] = []
     for key in sorted(grouped):
         window = window_at(shape, (key[0] * tile_px, key[1] * tile_px), tile_px, halo_px)
         y0, x0 = window.origin_yx
@@ -312,15 +314,14 @@ def _run(
     chunk: list[Any], source: str, config: BatchConfig, detect: bool, scheduler: Any, workers: int | None
 ) -> list[Any]:
     """Segment a batch of tiles on the chosen scheduler; results in the batch's order."""
-    import dask
+    from dask.base import compute
+    from dask.delayed import delayed
 
     _import_segmentation_modules()
-    tasks = [
-        dask.delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk
-    ]
+    tasks = [delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk]
     if scheduler in (None, "threads"):
-        return list(dask.compute(*tasks, scheduler="threads", num_workers=workers))
-    return list(dask.compute(*tasks, scheduler=scheduler))
+        return list(compute(*tasks, scheduler="threads", num_workers=workers))
+    return list(compute(*tasks, scheduler=scheduler))
 
 
 def _import_segmentation_modules() -> None:

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from napari_instseg.core.compositing import composite_region
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.instances import new_row, now_iso, row_of
+from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.records import CommitError, CommitResult, PrelabelRecord, iou
 
 if TYPE_CHECKING:
@@ -30,9 +31,6 @@ __all__ = [
     "removal_edit",
     "review_changes",
 ]
-
-MODEL_SOURCES = ("sam2", "classic")
-"""Sources whose instances start as pre-labels and need a person's review."""
 
 
 def commit_edit(

@@ -68,7 +68,7 @@ COLUMNS: dict[str, Column] = {
     "created": Column("str", ""),
     "modified": Column("str", ""),
 }
-"""The schema of the instance table, in column order (see shared/DESIGN.md).
+"""The schema of the instance table, in column order.
 
 ``occlusion_manual`` is True when a person set the tier by hand (it then overrides the tier
 derived from ``occluded_fraction``). ``created`` / ``modified`` are ISO-8601 UTC timestamps.
@@ -153,7 +153,8 @@ def validate_table(table: pd.DataFrame, *, source: str = "instance table") -> pd
     for name in table.columns:
         if name not in COLUMNS and name not in (ID_NAME, FEATURES_ID):
             out[name] = table[name].to_numpy()
-    return out
+    result: pd.DataFrame = out
+    return result
 
 
 def _validated_ids(index: pd.Index, source: str) -> np.ndarray:
@@ -264,7 +265,8 @@ def apply_rows(
         added.index.name = ID_NAME
         added = validate_table(added, source=source)
         kept = pd.concat([kept, added[list(added.columns)]]) if len(kept) else added
-    return kept.sort_index()
+    result: pd.DataFrame = kept.sort_index()
+    return result
 
 
 def row_of(table: pd.DataFrame, instance_id: int) -> dict[str, Any] | None:
@@ -278,7 +280,8 @@ def row_of(table: pd.DataFrame, instance_id: int) -> dict[str, Any] | None:
 def to_features(table: pd.DataFrame) -> pd.DataFrame:
     """Return the table as napari ``features``: a RangeIndex and the id in an ``index`` column."""
     frame = validate_table(table).reset_index().rename(columns={ID_NAME: FEATURES_ID})
-    return frame
+    result: pd.DataFrame = frame
+    return result
 
 
 def from_features(features: pd.DataFrame, *, source: str = "layer features") -> pd.DataFrame:

@@ -57,14 +57,16 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     """Read an image (TIFF, PNG, JPEG, NPY ...) as a numpy array, (y, x[, channel])."""
     target = Path(path)
     if target.suffix.lower() == ".npy":
-        return np.load(target, allow_pickle=False)
+        result: NDArray[np.generic] = np.load(target, allow_pickle=False)
+        return result
     if target.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
         return tifffile.imread(target)
     from skimage import io
 
-    return io.imread(target)
+    pixels: NDArray[np.generic] = io.imread(target)
+    return pixels
 
 
 def write_labels_tiff(path: str | os.PathLike[str], labels_yx: NDArray[np.integer]) -> None:

@@ -43,25 +43,8 @@ __all__ = ["SessionState"]
 class SessionState:
     """Annotation state of one image: labels, instance table, pre-labels, amodal masks.
 
-    The base of :class:`~napari_instseg.core.session.AnnotationSession` (which adds the
-    actions); its parameters are the session's.
-
-    Parameters
-    ----------
-    labels_yx : array-like, shape (height, width)
-        Existing labels (copied to uint32 if needed; edited in place otherwise).
-    table : DataFrame, optional
-        Instance table of the existing labels (rows are added for ids it lacks).
-    protocol : AnnotationProtocol, optional
-        Taxonomy and rules; defaults to :meth:`AnnotationProtocol.default`.
-    annotator : str
-        Who is annotating (written into every row this session creates or reviews).
-    prompter : Prompter, optional
-        The backend used by :meth:`prompt`.
-    clock : callable
-        Seconds as a float (``time.monotonic``); injectable for tests.
-    sink : EditSink, optional
-        Persists every edit (an :class:`~napari_instseg.core.store.AnnotationStore`).
+    The base of :class:`~napari_instseg.core.session.AnnotationSession`, which adds the
+    actions and documents the parameters (the same here).
     """
 
     def __init__(
@@ -133,10 +116,18 @@ class SessionState:
         """The candidates of the last prompt (best first), or None."""
         return self.prompt_state.candidates
 
+    @candidates.setter
+    def candidates(self, value: Candidates | None) -> None:
+        self.prompt_state.set(value)
+
     @property
     def candidate_index(self) -> int:
         """Index of the current candidate in :attr:`candidates`."""
         return self.prompt_state.index
+
+    @candidate_index.setter
+    def candidate_index(self, value: int) -> None:
+        self.prompt_state.index = int(value)
 
     @property
     def candidate(self) -> NDArray[np.bool_] | None:

@@ -106,4 +106,5 @@ def _render(amodal: NDArray[np.bool_], labels: NDArray[np.uint32], rng: np.rando
     boundaries = labels != ndimage.grey_erosion(labels, size=3)
     signal[boundaries & (labels > 0)] -= 45.0  # visible outlines show who is in front
     noisy = ndimage.gaussian_filter(signal, 1.0) + rng.normal(0, 6.0, labels.shape)
-    return np.clip(noisy, 0, 255).astype(np.uint8)
+    result: NDArray[np.uint8] = np.clip(noisy, 0, 255).astype(np.uint8)
+    return result

@@ -36,7 +36,8 @@ def _json_column(series: pd.Series) -> list[Any]:
     if values.dtype.kind == "f":
         return [None if math.isnan(v) else v for v in values.tolist()]
     if values.dtype.kind in "biu":
-        return values.tolist()
+        result: list[Any] = values.tolist()
+        return result
     return [json_scalar(v) for v in values.tolist()]
 
 

@@ -24,9 +24,13 @@ __all__ = [
 
 
 def default_backend() -> str:
-    """``sam2`` when a checkpoint for the tiny model is configured, else ``classic``."""
+    """``sam2`` when the ``sam2`` extra is installed and a checkpoint for the tiny model is
+    configured, else ``classic``."""
     from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
+    from napari_instseg.core.prompting.sam2 import sam2_available
 
+    if not sam2_available():
+        return "classic"
     try:
         find_checkpoint("tiny")
     except CheckpointError:

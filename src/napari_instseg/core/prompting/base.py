@@ -179,4 +179,5 @@ def as_rgb_uint8(image: NDArray[np.generic]) -> NDArray[np.uint8]:
     data = array.astype(np.float32)
     low, high = np.percentile(data, (0.1, 99.9))
     scaled = (data - low) / max(float(high - low), 1e-6)
-    return (np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    result: NDArray[np.uint8] = (np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    return result

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -102,13 +102,14 @@ def named_image_key(name: str, shape: tuple[int, ...], dtype: str) -> ImageKey:
     return ImageKey.whole(f"layer:{name}:{tuple(int(v) for v in shape)}:{dtype}", (int(shape[0]), int(shape[1])))
 
 
-def slide_tile_key(source: str | os.PathLike[str], region_yx: tuple[int, int, int, int]) -> ImageKey:
+def slide_tile_key(source: str | os.PathLike[str], region_yx: Sequence[int]) -> ImageKey:
     """Cache key of one region (a tile plus halo, level-0 pixels) of a slide.
 
     The Prompt widget (a slide window) and ``prelabel-slide`` (a batch tile) call this with
     the same slide and region, so they share cache entries.
     """
-    return ImageKey(_file_identity("slide", source), tuple(int(v) for v in region_yx))  # type: ignore[arg-type]
+    y0, x0, y1, x1 = (int(v) for v in region_yx)
+    return ImageKey(_file_identity("slide", source), (y0, x0, y1, x1))
 
 
 def _entry_name(key: ImageKey) -> str:
@@ -142,11 +143,12 @@ class EmbeddingCache:
         name = _entry_name(key)
         if name not in self._root:
             return None
-        group = self._root[name]
+        group: Any = self._root[name]  # a zarr Group (zarr's stubs type members as a union)
         attrs = dict(group.attrs)
         if not attrs.get("complete"):
             return None  # an interrupted write: recompute
-        stored = attrs.get("meta", {})
+        meta = attrs.get("meta")
+        stored: dict[str, Any] = dict(meta) if isinstance(meta, Mapping) else {}
         for field, value in expected.to_json().items():
             if stored.get(field) != value:
                 raise EmbeddingCacheMismatch(

@@ -90,8 +90,13 @@ class ClassicPrompter:
             return Candidates(candidates.masks_yx[:1], candidates.scores[:1], self.name)
         return candidates
 
+    def _require_signal(self) -> NDArray[np.float32]:
+        if self._signal is None:
+            raise RuntimeError("Call set_image() before predict().")
+        return self._signal
+
     def _window(self, prompt: Prompt) -> tuple[slice, slice]:
-        height, width = self._signal.shape
+        height, width = self._require_signal().shape
         if prompt.box_xyxy is not None:
             x0, y0, x1, y1 = prompt.box_xyxy
             my = max(3.0, (y1 - y0) * self.settings.margin_fraction)
@@ -114,7 +119,10 @@ class ClassicPrompter:
     def _smoothed(self, window: tuple[slice, slice]) -> NDArray[np.float32]:
         from scipy import ndimage
 
-        return ndimage.gaussian_filter(self._signal[window], self.settings.smoothing_sigma_px)
+        result: NDArray[np.float32] = ndimage.gaussian_filter(
+            self._require_signal()[window], self.settings.smoothing_sigma_px
+        )
+        return result
 
     def _markers(
         self, prompt: Prompt, window: tuple[slice, slice], shape: tuple[int, int]
@@ -145,7 +153,7 @@ class ClassicPrompter:
             previous = prompt.mask_yx[ys, xs]
             core = ndimage.binary_erosion(previous, iterations=2)
             seed |= core if core.any() else previous
-        if not seed.any():  # a box alone: seed the centre of the box
+        if not seed.any() and prompt.box_xyxy is not None:  # a box alone: seed its centre
             x0, y0, x1, y1 = prompt.box_xyxy
             r, c = int((y0 + y1) / 2) - ys.start, int((x0 + x1) / 2) - xs.start
             ry, rx = max(int((y1 - y0) / 6), 1), max(int((x1 - x0) / 6), 1)
@@ -175,11 +183,13 @@ def _threshold_with_polarity(crop: NDArray[np.float32], markers: NDArray[np.int3
     from skimage import filters
 
     if np.ptp(crop) <= 1e-6:
-        return markers == 1
+        result: NDArray[np.bool_] = markers == 1
+        return result
     threshold = filters.threshold_otsu(crop)
     object_level = float(np.median(crop[markers == 1]))
     background_level = float(np.median(crop[markers == 2])) if (markers == 2).any() else 1.0 - object_level
-    return crop > threshold if object_level >= background_level else crop <= threshold
+    mask: NDArray[np.bool_] = crop > threshold if object_level >= background_level else crop <= threshold
+    return mask
 
 
 def _keep_seeded(mask: NDArray[np.bool_], seed: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -201,4 +211,5 @@ def _consensus(masks: list[NDArray[np.bool_]]) -> NDArray[np.float32]:
     area = flat.sum(axis=1)
     iou = inter / np.maximum(area[:, None] + area[None, :] - inter, 1.0)
     np.fill_diagonal(iou, 0.0)
-    return (iou.sum(axis=1) / (len(masks) - 1)).astype(np.float32)
+    result: NDArray[np.float32] = (iou.sum(axis=1) / (len(masks) - 1)).astype(np.float32)
+    return result

@@ -56,7 +56,7 @@ class PrompterConfig:
         cls,
         backend: str,
         size: str = "tiny",
-        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint: object = None,
         device: str | None = None,
     ) -> PrompterConfig:
         """A config from loose user settings: device ``auto`` or empty means None; an empty

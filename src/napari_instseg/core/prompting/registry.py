@@ -6,7 +6,7 @@ from __future__ import annotations
 from napari_instseg.core.prompting.base import PromptError
 from napari_instseg.core.prompting.checkpoints import MODELS
 
-__all__ = ["BACKENDS", "DEFAULT_SIZE", "DEVICES", "MODEL_SIZES", "require_backend"]
+__all__ = ["BACKENDS", "DEFAULT_SIZE", "DEVICES", "MODEL_SIZES", "MODEL_SOURCES", "require_backend"]
 
 BACKENDS: tuple[str, ...] = ("sam2", "classic")
 """Prompting backends: SAM 2 (needs the ``sam2`` extra and a checkpoint) and the classical
@@ -17,6 +17,9 @@ MODEL_SIZES: tuple[str, ...] = tuple(MODELS)
 
 DEFAULT_SIZE = "tiny"
 """The SAM 2.1 size used when none is chosen."""
+
+MODEL_SOURCES: tuple[str, ...] = BACKENDS
+"""Instance sources that are a model's proposals: they start as pre-labels and need review."""
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
 """torch devices a user may choose (``auto`` or None picks the best available)."""

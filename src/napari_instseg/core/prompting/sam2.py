@@ -23,16 +23,31 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_instseg.core.coords import points_yx_to_xy
+from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, as_rgb_uint8
 from napari_instseg.core.prompting.cache import EmbeddingCache, EmbeddingMeta, Features
 from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint, model_spec
 
-__all__ = ["HIDE_TRITON_ENV", "Sam2Prompter", "auto_device", "avoid_llvm_clash", "load_sam2_model"]
+__all__ = [
+    "HIDE_TRITON_ENV",
+    "MissingExtraError",
+    "Sam2Prompter",
+    "auto_device",
+    "avoid_llvm_clash",
+    "load_sam2_model",
+    "require_sam2",
+    "sam2_available",
+]
 
 logger = logging.getLogger(__name__)
 
 HIDE_TRITON_ENV = "NAPARI_INSTSEG_HIDE_TRITON"
 """``0``: never hide triton from torch; ``1``: always; unset: when Mesa's libLLVM is loaded."""
+
+
+class MissingExtraError(InstsegError, ImportError):
+    """An optional extra (here ``napari-instseg[sam2]``) is needed but not installed."""
+
 
 PREPROCESSING = "sam2-transforms:resize-1024x1024,imagenet-norm,rgb-uint8"
 _LOW_RES = 256  # SAM's mask-input (and low-res logits) size
@@ -69,6 +84,29 @@ def avoid_llvm_clash(*, force: bool = False) -> bool:
     logger.info("Mesa's libLLVM is loaded (OpenGL); hiding triton from torch to avoid an LLVM clash")
     sys.modules["triton"] = None  # type: ignore[assignment]  # makes `import triton` raise ImportError
     return True
+
+
+def sam2_available() -> bool:
+    """True when the ``sam2`` extra (torch and sam2) is installed; imports neither."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "sam2"))
+
+
+def require_sam2() -> None:
+    """Check that the ``sam2`` extra is installed before SAM 2 is used.
+
+    Raises
+    ------
+    MissingExtraError
+        When torch or sam2 cannot be imported; the message names the extra to install.
+    """
+    if not sam2_available():
+        raise MissingExtraError(
+            "SAM 2 needs torch and sam2, which are not installed. Install the extra: "
+            "pip install 'napari-instseg[sam2]' (torch first, see the README), or use the "
+            "'classic' backend, which needs no model."
+        )
 
 
 def auto_device() -> str:
@@ -163,6 +201,7 @@ class Sam2Prompter:
         cache_dtype: str = "float16",
         on_mismatch: str = "error",
     ) -> None:
+        require_sam2()
         if on_mismatch not in ("error", "recompute"):
             raise ValueError(f"on_mismatch must be 'error' or 'recompute', got {on_mismatch!r}.")
         self.size = model_spec(size).size
@@ -272,7 +311,7 @@ class Sam2Prompter:
         predictor._orig_hw = [tuple(shape_yx)]
         predictor._is_image_set = True
         predictor._is_batch = False
-        self._shape_yx = tuple(shape_yx)
+        self._shape_yx = (int(shape_yx[0]), int(shape_yx[1]))
 
     def predict(self, prompt: Prompt, *, multimask: bool = True) -> Candidates:
         """Predict candidate masks (three with ``multimask``) for ``prompt``, best score first."""
@@ -304,4 +343,5 @@ def mask_to_logits(mask_yx: NDArray[np.bool_]) -> NDArray[np.float32]:
 
     small = resize(mask_yx.astype(np.float32), (_LOW_RES, _LOW_RES), order=1, anti_aliasing=False)
     probability = np.clip(small, 1e-3, 1 - 1e-3)
-    return np.log(probability / (1 - probability)).astype(np.float32)
+    result: NDArray[np.float32] = np.log(probability / (1 - probability)).astype(np.float32)
+    return result

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.qa.metrics import (
     EvalParams,
     prepare,
@@ -27,18 +28,16 @@ from napari_instseg.core.qa.metrics import (
 
 __all__ = ["calibration", "cohen_kappa", "match_instances", "prelabel_stats"]
 
-MODEL_SOURCES = ("sam2", "classic")
-
 
 def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
     """Cohen's kappa of two raters' labels of the same items (NaN when undefined)."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.size == 0:
+    first, second = np.asarray(a), np.asarray(b)
+    if first.size == 0:
         return float("nan")
-    labels = np.union1d(a, b)
+    labels = np.union1d(first, second)
     index = {v: i for i, v in enumerate(labels.tolist())}
     table = np.zeros((labels.size, labels.size))
-    for x, y in zip(a.tolist(), b.tolist(), strict=False):
+    for x, y in zip(first.tolist(), second.tolist(), strict=False):
         table[index[x], index[y]] += 1
     n = table.sum()
     observed = np.trace(table) / n
@@ -50,16 +49,16 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
 
 def match_instances(
     a: Mapping[str, Any], b: Mapping[str, Any], iou_threshold: float = 0.5
-) -> list[tuple[dict, dict, float]]:
+) -> list[tuple[dict[str, Any], dict[str, Any], float]]:
     """One-to-one matches (maximum total IoU, each >= ``iou_threshold``) per image, any class."""
     from pycocotools import mask as mask_utils
     from scipy.optimize import linear_sum_assignment
 
     sizes = {im["id"]: (im["height"], im["width"]) for im in a["images"]}
-    by_image_b: dict[int, list[dict]] = {}
+    by_image_b: dict[int, list[dict[str, Any]]] = {}
     for ann in b["annotations"]:
         by_image_b.setdefault(ann["image_id"], []).append(ann)
-    by_image_a: dict[int, list[dict]] = {}
+    by_image_a: dict[int, list[dict[str, Any]]] = {}
     for ann in a["annotations"]:
         by_image_a.setdefault(ann["image_id"], []).append(ann)
     pairs = []
@@ -129,7 +128,8 @@ def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
     )
     frame["prelabel_iou"] = pd.to_numeric(frame["prelabel_iou"], errors="coerce")
     frame["time_s"] = pd.to_numeric(frame["time_s"], errors="coerce")
-    return frame
+    result: pd.DataFrame = frame
+    return result
 
 
 def _acceptance(frame: pd.DataFrame) -> dict[str, Any]:

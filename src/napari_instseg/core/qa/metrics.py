@@ -288,7 +288,8 @@ def _unique_pairs(cell: _Cell, limit: float) -> tuple[NDArray[np.intp], NDArray[
     if cell.pairs_limit != limit:
         close = cell.ious >= limit
         unique = bool((close.sum(axis=0) <= 1).all() and (close.sum(axis=1) <= 1).all())
-        cell.pairs = np.nonzero(close) if unique else None
+        pairs = np.nonzero(close)
+        cell.pairs = (pairs[0], pairs[1]) if unique else None
         cell.pairs_limit = limit
     return cell.pairs
 

@@ -174,27 +174,31 @@ def _best_ious(evaluation: MaskEval) -> pd.DataFrame:
                         "dt_index": int(cell.ious[:, k].argmax()) if best[k] > 0 else -1,
                     }
                 )
-    return pd.DataFrame(rows, columns=["gt_id", "image_id", "category_id", "occlusion", "iou", "dt_index"])
+    result: pd.DataFrame = pd.DataFrame(
+        rows, columns=["gt_id", "image_id", "category_id", "occlusion", "iou", "dt_index"]
+    )
+    return result
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
+    """A matplotlib Figure and its axes through the object API: no pyplot, no global backend
+    or figure registry, so it is safe in a Qt worker thread inside napari."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots(1, ncols)
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")  # Agg is chosen for PNG
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _plots(scores: dict[str, Scores], evaluation: MaskEval, ious: pd.DataFrame, data: dict[str, Any]) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     recall = np.asarray(evaluation.params.recall_thresholds)
     plots = {}
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = _figure(5, 4)
     for name in ("overall", *OCCLUSION_TIERS):
         precision = scores[name].precision[0]  # IoU 0.5, (R, K)
         defined = precision[:, (precision > -1).all(axis=0)] if precision.size else precision
@@ -203,12 +207,12 @@ def _plots(scores: dict[str, Scores], evaluation: MaskEval, ious: pd.DataFrame, 
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall at IoU 0.5", xlim=(0, 1), ylim=(0, 1.05))
     ax.legend(loc="lower left")
     plots["pr_curves"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = _figure(5, 3)
     names = list(scores["overall"].per_class)
     ax.bar(names, [0 if math.isnan(v) else v for v in scores["overall"].per_class.values()], color="#1f77b4")
     ax.set(ylabel="AP", title="Mask AP per class", ylim=(0, 1))
     plots["ap_per_class"] = _png(fig)
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = _figure(5, 3)
     for tier in OCCLUSION_TIERS:
         values = ious.loc[ious["occlusion"] == tier, "iou"]
         if len(values):
@@ -218,7 +222,7 @@ def _plots(scores: dict[str, Scores], evaluation: MaskEval, ious: pd.DataFrame, 
     plots["iou_histogram"] = _png(fig)
     pre = data.get("prelabels")
     if pre:
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        fig, axes = _figure(8, 3, ncols=2)
         for ax, key in zip(axes, ("per_class", "per_tier"), strict=False):
             groups = pre[key]
             ax.bar(
@@ -233,10 +237,6 @@ def _gallery(
     gt: Mapping[str, Any], dt: Any, evaluation: MaskEval, ious: pd.DataFrame, images_dir: Any, n: int = 12
 ) -> list[dict[str, Any]]:
     """Crops of the worst-IoU references with the reference (green) and candidate (red) outlines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from pycocotools import mask as mask_utils
 
     from napari_instseg.core.io import read_image
@@ -267,7 +267,7 @@ def _gallery(
         pad = 10
         y0, y1 = max(int(ys.min()) - pad, 0), min(int(ys.max()) + pad + 1, height)
         x0, x1 = max(int(xs.min()) - pad, 0), min(int(xs.max()) + pad + 1, width)
-        fig, ax = plt.subplots(figsize=(2, 2))
+        fig, ax = _figure(2, 2)
         ax.imshow(pixels[y0:y1, x0:x1], cmap="gray")
         ax.contour(ref[y0:y1, x0:x1], levels=[0.5], colors="lime", linewidths=1)
         if cand.any():
@@ -326,7 +326,9 @@ def _summary(data: dict[str, Any]) -> str:
 
 def _markdown_to_html(text: str) -> str:
     """The summary's small Markdown subset (headings, tables, lists, paragraphs) as HTML."""
-    out, table, items = [], [], []
+    out: list[str] = []
+    table: list[str] = []
+    items: list[str] = []
 
     def close() -> None:
         if table:

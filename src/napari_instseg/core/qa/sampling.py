@@ -71,7 +71,8 @@ def instances_of(coco: Mapping[str, Any], tiers: TierThresholds | None = None) -
                 "bbox_xywh": [float(v) for v in ann.get("bbox", [0, 0, 0, 0])],
             }
         )
-    return pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
+    result: pd.DataFrame = pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
+    return result
 
 
 def review_sample(
@@ -105,7 +106,8 @@ def review_sample(
         chosen["stratum"] = " / ".join(f"{b}={v}" for b, v in zip(by, key, strict=False))
         picked.append(chosen)
     queue = pd.concat(picked) if picked else instances.iloc[:0].assign(stratum="")
-    return queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
+    result: pd.DataFrame = queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
+    return result
 
 
 def write_queue(queue: pd.DataFrame, folder: str | os.PathLike[str], stem: str = "review_queue") -> tuple[Path, Path]:
@@ -129,7 +131,8 @@ def read_queue(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InstsegError(
             f"{path}: item ann_id {row['ann_id']} has outcome {row['outcome']!r}; expected 'pass', 'fail' or empty."
         )
-    return queue
+    result: pd.DataFrame = queue
+    return result
 
 
 def wilson_interval(failures: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -152,4 +155,5 @@ def error_rates(queue: pd.DataFrame, by: str) -> pd.DataFrame:
         rows.append(
             {by: value, "reviewed": n, "failed": fails, "error_rate": fails / n, "ci_low": low, "ci_high": high}
         )
-    return pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
+    result: pd.DataFrame = pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
+    return result
