@@ -88,4 +88,4 @@ def test_window_undo_and_reopen(slide_store):
         np.testing.assert_array_equal(
             reopened.prelabels[instance].full(window.shape_yx), _rect(window.shape_yx, 10, 10, 50, 50)
         )
-    assert os.path.getsize(path / "instseg" / "state.json") > 0
+    assert os.path.getsize(path / "instseg" / "store.sqlite") > 0
