@@ -25,10 +25,8 @@ def _slide(path, shape_yx, seed, centres=()):
 
 
 def _prelabel(slide, store, points_csv):
-    return main(
-        ["prelabel-slide", str(slide), "--store", str(store), "--points", str(points_csv)]
-        + ["--backend", "classic", "--tile", "128", "--halo", "16"]
-    )
+    options = ["--backend", "classic", "--tile", "128", "--halo", "16"]
+    return main(["prelabel-slide", str(slide), "--store", str(store), "--points", str(points_csv), *options])
 
 
 def test_prelabel_slide_refuses_another_slides_store(tmp_path, capsys):
