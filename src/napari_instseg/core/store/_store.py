@@ -181,6 +181,10 @@ class AnnotationStore:
         if version > STORE_VERSION:
             raise StoreError(f"{target} is a version-{version} store; this napari-instseg reads up to {STORE_VERSION}.")
         lock, message = _lock.acquire(_lock_path(target))
+        if lock is not None and version == STORE_VERSION and (target / "instseg-v1-backup").exists():
+            from napari_instseg.core.store._upgrade import finish_upgrade
+
+            finish_upgrade(target)  # an upgrade that was interrupted after it had succeeded
         if version < STORE_VERSION:
             if lock is None:
                 raise StoreError(f"{target} is a version-{version} store that must be upgraded, but {message}.")
