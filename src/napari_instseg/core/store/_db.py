@@ -211,7 +211,7 @@ class Database:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (kind, instance_id, y0, x0, y1, x1, h, w, source, score, blob, crc),
         )
-        self.conn.execute("INSERT INTO side_box VALUES (?, ?, ?, ?, ?)", (cursor.lastrowid, y0, y1, x0, x1))
+        self.conn.execute("INSERT OR REPLACE INTO side_box VALUES (?, ?, ?, ?, ?)", (cursor.lastrowid, y0, y1, x0, x1))
         return 0 if old is not None else 1
 
     def side_rows(self, kind: str, region_yx: tuple[int, int, int, int] | None = None) -> list[tuple[Any, ...]]:

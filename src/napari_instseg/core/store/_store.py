@@ -180,30 +180,38 @@ class AnnotationStore:
         version = read_version(target)
         if version > STORE_VERSION:
             raise StoreError(f"{target} is a version-{version} store; this napari-instseg reads up to {STORE_VERSION}.")
-        lock, message = _lock.acquire(_lock_path(target))
-        if lock is not None and version == STORE_VERSION and (target / "instseg-v1-backup").exists():
-            from napari_instseg.core.store._upgrade import finish_upgrade
+        try:
+            lock, message = _lock.acquire(_lock_path(target))
+        except OSError as exc:  # read-only media: no lock file can be made
+            if not read_only:
+                raise StoreError(
+                    f"{target}: cannot take the writer lock ({exc}); open it with read_only=True."
+                ) from exc
+            lock, message = None, ""
+        busy, message = message, "" if read_only else message
+        try:
+            if lock is not None and version == STORE_VERSION and (target / "instseg-v1-backup").exists():
+                from napari_instseg.core.store._upgrade import finish_upgrade
 
-            finish_upgrade(target)  # an upgrade that was interrupted after it had succeeded
-        if version < STORE_VERSION:
-            if lock is None:
-                raise StoreError(f"{target} is a version-{version} store that must be upgraded, but {message}.")
-            from napari_instseg.core.store._upgrade import upgrade_v1
+                finish_upgrade(target)  # an upgrade that was interrupted after it had succeeded
+            if version < STORE_VERSION:
+                if lock is None:
+                    raise StoreError(f"{target} is a version-{version} store that must be upgraded, but {busy}.")
+                from napari_instseg.core.store._upgrade import upgrade_v1
 
-            try:
                 upgrade_v1(target)
-            except BaseException:
+            if lock is not None and read_only:  # a reader that could take the lock completes crashed actions
+                recovering = cls(target, read_only=False, lock=lock)
+                lock = None
+                try:
+                    recovering._recover()
+                finally:
+                    recovering.close()
+            store = cls(target, read_only=read_only or lock is None, lock_message=message, lock=lock)
+        except BaseException:
+            if lock is not None:
                 lock.release()
-                raise
-        if lock is not None and (read_only or message):
-            # a reader that could take the lock completes interrupted actions first
-            store = cls(target, read_only=False, lock=lock)
-            try:
-                store._recover()
-            finally:
-                store.close()
-            lock = None
-        store = cls(target, read_only=read_only or lock is None, lock_message=message, lock=lock)
+            raise
         try:
             if lock is not None:
                 store._recover()
