@@ -88,15 +88,30 @@ def build_store(
 
 
 def insert_rows(db: Database, table: pd.DataFrame, boxes: dict[int, tuple[int, int, int, int]]) -> int:
-    """Insert the rows of an instance table (new ids) with their boxes; returns how many."""
-    frame = table.reset_index()
-    records = []
-    box_records = []
+    """Insert the rows of a (validated) instance table - new ids - with their boxes; returns
+    how many. Columns are converted in bulk (this is the path for millions of rows)."""
+    from napari_instseg.core.instances import COLUMNS
+
+    if not len(table):
+        return 0
     columns = list(ROW_COLUMNS)
-    for row in frame.to_dict(orient="records"):
-        instance_id = int(row.pop("id"))
-        values, extra = row_to_sql(row)
-        box = boxes.get(instance_id)
+    converted = []
+    for name in columns:
+        values = table[name].to_numpy()
+        kind = COLUMNS[name].dtype
+        if kind == "float64":
+            converted.append([None if v != v else float(v) for v in values.tolist()])
+        elif kind in ("bool", "int64"):
+            converted.append([int(v) for v in values.tolist()])
+        else:
+            converted.append([str(v) for v in values.tolist()])
+    extra_names = [c for c in table.columns if c not in COLUMNS]
+    extras: list[str | None] = [None] * len(table)
+    if extra_names:
+        extras = [row_to_sql(dict(zip(extra_names, r, strict=True)))[1] for r in table[extra_names].itertuples(False)]
+    records, box_records = [], []
+    for instance_id, values, extra in zip(table.index.tolist(), zip(*converted, strict=True), extras, strict=True):
+        box = boxes.get(int(instance_id))
         records.append((instance_id, *values, extra, *(box or (None,) * 4), row_crc(instance_id, values, extra)))
         if box is not None:
             box_records.append((instance_id, box[0], box[2], box[1], box[3]))

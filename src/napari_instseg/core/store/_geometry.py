@@ -28,12 +28,21 @@ def label_boxes(labels: NDArray[np.uint32], origin_yx: tuple[int, int] = (0, 0))
     """Bounding box of every non-zero id in ``labels`` (shifted by ``origin_yx``)."""
     from scipy import ndimage
 
-    ids, inverse = np.unique(labels, return_inverse=True)
-    dense = inverse.reshape(labels.shape).astype(np.int32) + 1
+    present = labels > 0
+    if not present.any():
+        return {}
+    low, high = int(labels[present].min()), int(labels.max())
+    if high - low < 1 << 20:  # ids in a compact range (tiles, edits): no sort needed
+        dense = np.where(present, labels.astype(np.int64) - (low - 1), 0)
+        ids = range(low, high + 1)
+    else:
+        unique, inverse = np.unique(labels, return_inverse=True)
+        dense = inverse.reshape(labels.shape).astype(np.int64) + (0 if unique[0] == 0 else 1)
+        ids = unique[unique > 0].tolist() if unique[0] == 0 else unique.tolist()
     oy, ox = origin_yx
     out = {}
-    for instance_id, found in zip(ids.tolist(), ndimage.find_objects(dense), strict=False):
-        if instance_id and found is not None:
+    for instance_id, found in zip(ids, ndimage.find_objects(dense), strict=False):
+        if found is not None:
             ys, xs = found
             out[int(instance_id)] = (ys.start + oy, xs.start + ox, ys.stop + oy, xs.stop + ox)
     return out
