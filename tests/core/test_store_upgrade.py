@@ -87,3 +87,23 @@ def test_export_of_a_version_1_store_upgrades_it(v1_store, tmp_path):
     assert main(["export", str(v1_store), "-o", str(tmp_path / "out.json")]) == 0
     coco = json.loads((tmp_path / "out.json").read_text())
     assert sorted(a["instance_id"] for a in coco["annotations"]) == [7, 8, 9, 10, 12]
+
+
+def test_a_version_1_store_with_garbage_state_says_what_is_wrong(v1_store):
+    (v1_store / "instseg" / "state.json").write_text("{not json")
+    with pytest.raises(StoreError, match=r"state.json is not valid JSON"):
+        AnnotationStore.open(v1_store)
+    (v1_store / "instseg" / "state.json").unlink()
+    with pytest.raises(StoreError, match=r"state.json is missing"):
+        AnnotationStore.open(v1_store)
+
+
+def test_a_version_1_store_without_its_journal_folder_keeps_labels_and_table(v1_store):
+    shutil.rmtree(v1_store / "instseg" / "journal")  # the history (and the crashed action) is gone
+    labels = _expected()[0]
+    with AnnotationStore.open(v1_store) as store:
+        session = store.session()
+        np.testing.assert_array_equal(session.labels_yx, np.where(labels == 12, 0, labels))
+        assert session.undo_stack == [] and session.redo_stack == []
+        assert session.table.index.tolist() == [7, 8, 9, 10]  # 12 was only in the lost record
+        assert session.ids.next_id == 12  # the lost action was never reported: 12 was never given out

@@ -56,7 +56,8 @@ def write_attrs(path: Path, **values: Any) -> None:
 
 def chunk_file(labels: Any, store: Path, cy: int, cx: int) -> Path:
     """The file of label chunk (cy, cx)."""
-    return store / "labels" / labels.metadata.chunk_key_encoding.encode_chunk_key((cy, cx))
+    key: str = labels.metadata.chunk_key_encoding.encode_chunk_key((cy, cx))
+    return store / "labels" / key
 
 
 def chunk_crc(labels: Any, store: Path, cy: int, cx: int) -> int | None:

@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.protocol import Protocol
 from napari_instseg.core.store._base import CHUNK_PX, STORE_FORMAT, STORE_VERSION, chunk_crc
-from napari_instseg.core.store._codec import row_crc, row_to_sql
-from napari_instseg.core.store._db import DB_NAME, ROW_COLUMNS, Database
+from napari_instseg.core.store._codec import ROW_COLUMNS, row_crc, row_to_sql
+from napari_instseg.core.store._db import DB_NAME, Database
 from napari_instseg.core.store._geometry import label_boxes
 
 __all__ = ["build_store", "clean_stale_builds", "insert_rows", "record_chunks"]
@@ -95,7 +95,7 @@ def insert_rows(db: Database, table: pd.DataFrame, boxes: dict[int, tuple[int, i
     if not len(table):
         return 0
     columns = list(ROW_COLUMNS)
-    converted = []
+    converted: list[list[Any]] = []
     for name in columns:
         values = table[name].to_numpy()
         kind = COLUMNS[name].dtype
@@ -110,9 +110,11 @@ def insert_rows(db: Database, table: pd.DataFrame, boxes: dict[int, tuple[int, i
     if extra_names:
         extras = [row_to_sql(dict(zip(extra_names, r, strict=True)))[1] for r in table[extra_names].itertuples(False)]
     records, box_records = [], []
-    for instance_id, values, extra in zip(table.index.tolist(), zip(*converted, strict=True), extras, strict=True):
+    for instance_id, row_values, extra in zip(table.index.tolist(), zip(*converted, strict=True), extras, strict=True):
         box = boxes.get(int(instance_id))
-        records.append((instance_id, *values, extra, *(box or (None,) * 4), row_crc(instance_id, values, extra)))
+        records.append(
+            (instance_id, *row_values, extra, *(box or (None,) * 4), row_crc(instance_id, row_values, extra))
+        )
         if box is not None:
             box_records.append((instance_id, box[0], box[2], box[1], box[3]))
     marks = ",".join("?" * (len(columns) + 7))

@@ -315,7 +315,8 @@ def _rebuild_database(path: Path, labels: Any, report: StoreReport) -> None:
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     import zarr
 
-    protocol = Protocol.from_dict(dict(zarr.open_group(str(path), mode="r").attrs)["protocol"])
+    attrs: dict[str, Any] = dict(zarr.open_group(str(path), mode="r").attrs)
+    protocol = Protocol.from_dict(attrs["protocol"])
     boxes = _scan_boxes(labels)
     rows = table_for_ids(sorted(boxes), None, defaults={"category_id": protocol.categories[0].id})
     db = Database.create(db_path)

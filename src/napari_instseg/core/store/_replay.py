@@ -155,7 +155,7 @@ def _repair_state(labels: Any, db: Database, replay: _Replay, report: StoreRepor
         "n_prelabel": int(db.conn.execute("SELECT COUNT(*) FROM side WHERE kind = 'prelabel'").fetchone()[0]),
         "n_amodal": int(db.conn.execute("SELECT COUNT(*) FROM side WHERE kind = 'amodal'").fetchone()[0]),
     }
-    old_next = meta.get("next_id") if isinstance(meta.get("next_id"), int) else 1
+    old_next = meta["next_id"] if isinstance(meta.get("next_id"), int) else 1
     fixed = {**counts, "next_id": max(int(old_next), top + 1, replay.next_id)}
     changed = {k: v for k, v in fixed.items() if meta.get(k) != v}
     if changed:

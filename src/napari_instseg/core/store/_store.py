@@ -100,7 +100,7 @@ class AnnotationStore:
         self._guard = threading.RLock()
         try:
             self._root = zarr.open_group(str(path), mode="r" if read_only else "r+")
-            attrs = dict(self._root.attrs)
+            attrs: dict[str, Any] = dict(self._root.attrs)
             self._labels: Any = self._root["labels"]
             self.protocol = Protocol.from_dict(attrs["protocol"], source=f"{path}: protocol")
         except (KeyError, ValueError, OSError, TypeError) as exc:
