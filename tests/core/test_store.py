@@ -135,3 +135,15 @@ def test_cli_exports_a_store_with_amodal_fields(tmp_path, store):
     back = next(a for a in coco["annotations"] if a["instance_id"] == 2)
     assert back["amodal_area"] == 1600 and back["area"] == 1600 - 400
     assert back["occlusion"] == "partial" and coco["images"][0]["file_name"] == "a.tif"
+
+
+def test_a_reader_completes_a_crashed_action_and_never_blocks_a_writer(tmp_path, store):
+    session = store.session()
+    store._apply = lambda *args: None  # the next commit stops after its write-ahead record
+    session.commit(_rect((96, 96), 40, 40, 60, 60))
+    store._lock.release()  # as if the process had died
+    store._lock = None
+    with AnnotationStore.open(tmp_path / "a.zarr", read_only=True) as reader:
+        assert (reader.read_labels() == 1).sum() == 400 and reader.table.index.tolist() == [1]
+        with AnnotationStore.open(tmp_path / "a.zarr") as writer:  # a plain reader holds no lock
+            assert not writer.read_only

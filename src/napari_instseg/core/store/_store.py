@@ -180,8 +180,9 @@ class AnnotationStore:
         version = read_version(target)
         if version > STORE_VERSION:
             raise StoreError(f"{target} is a version-{version} store; this napari-instseg reads up to {STORE_VERSION}.")
+        needs_writer = not read_only or version < STORE_VERSION or _needs_recovery(target)
         try:
-            lock, message = _lock.acquire(_lock_path(target))
+            lock, message = _lock.acquire(_lock_path(target)) if needs_writer else (None, "")
         except OSError as exc:  # read-only media: no lock file can be made
             if not read_only:
                 raise StoreError(
@@ -617,6 +618,25 @@ class _Sink:
         seq = self.store.record(kind, shifted, target=target)
         if kind == "do":
             self.remember(seq, edit)
+
+
+def _needs_recovery(store: Path) -> bool:
+    """True when an action or bulk write was interrupted, or an upgrade left files behind (a
+    reader then briefly takes the lock to complete it)."""
+    import sqlite3
+
+    if (store / "instseg-v1-backup").exists():
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{store / 'instseg' / DB_NAME}?mode=ro", uri=True)
+        try:
+            pending = conn.execute("SELECT 1 FROM journal WHERE state = 'pending' LIMIT 1").fetchone()
+            bulk = conn.execute("SELECT value FROM meta WHERE key = 'bulk_pending'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False  # opening says what is wrong
+    return pending is not None or (bulk is not None and bulk[0] != "null")
 
 
 def _lock_path(store: Path) -> Path:
