@@ -88,4 +88,17 @@ def test_window_undo_and_reopen(slide_store):
         np.testing.assert_array_equal(
             reopened.prelabels[instance].full(window.shape_yx), _rect(window.shape_yx, 10, 10, 50, 50)
         )
-    assert os.path.getsize(path / "instseg" / "state.json") > 0
+    assert os.path.getsize(path / "instseg" / "store.sqlite") > 0
+
+
+def test_a_window_session_reads_only_the_rows_touching_its_region(slide_store):
+    store, _ = slide_store
+    far = store.window_session((0, 0, 512, 512))
+    far_id = far.commit(_rect((512, 512), 10, 10, 20, 20)).instance_id
+    near_region = (15_000, 15_000, 16_024, 16_024)
+    near = store.window_session(near_region)
+    near_id = near.commit(_rect(near.shape_yx, 100, 100, 120, 130), source="sam2").instance_id
+    again = store.window_session(near_region)
+    assert again.table.index.tolist() == [near_id]  # the R-tree query leaves the far row on disk
+    assert list(again.prelabels) == [near_id]
+    assert store.n_instances == 2 and far_id in store.table.index

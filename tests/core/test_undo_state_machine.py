@@ -134,3 +134,38 @@ class UndoRedoMachine(RuleBasedStateMachine):
 
 UndoRedoMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=25, deadline=None)
 TestUndoRedo = UndoRedoMachine.TestCase
+
+
+class WindowUndoRedoMachine(UndoRedoMachine):
+    """The same rules through a window session off the slide's diagonal (edits shifted into
+    slide coordinates, rows read through the R-tree); a reopen starts a new window visit."""
+
+    ORIGIN = (16, 48)
+
+    def __init__(self):
+        RuleBasedStateMachine.__init__(self)
+        self.tmp = tempfile.TemporaryDirectory()
+        self.path = Path(self.tmp.name) / "s.zarr"
+        self.store = AnnotationStore.create(self.path, (64, 112))
+        self._open_window()
+
+    def _open_window(self):
+        y, x = self.ORIGIN
+        self.session = self.store.window_session((y, x, y + SHAPE[0], x + SHAPE[1]))
+        self.states = [self._snapshot()]
+        self.position = 0
+
+    @rule()
+    def reopen(self):
+        before = self._snapshot()
+        self.store.close()
+        self.store = AnnotationStore.open(self.path)
+        self._open_window()
+        labels, table, prelabels, amodal = self.states[0]
+        np.testing.assert_array_equal(labels, before[0])
+        pd.testing.assert_frame_equal(table, before[1])
+        assert prelabels == before[2] and amodal == before[3]
+
+
+WindowUndoRedoMachine.TestCase.settings = settings(max_examples=10, stateful_step_count=20, deadline=None)
+TestWindowUndoRedo = WindowUndoRedoMachine.TestCase

@@ -94,7 +94,7 @@ class SlideWidget(Container):
             else AnnotationStore.create(path, shape, image={"file_name": self.slide_combo.value.name})
         )
         note = f" ({self.store.lock_message})" if self.store.read_only else ""
-        self.status.value = f"Store {path}: {len(self.store.table)} instances{note}."
+        self.status.value = f"Store {path}: {self.store.n_instances} instances{note}."
         self.show_window((0, 0))
 
     def _on_window_here(self, *_: Any) -> None:

@@ -27,7 +27,15 @@ from napari_instseg.core.prompting.cache import slide_tile_key
 from napari_instseg.core.prompting.lifecycle import PrompterConfig, ThreadPrompters
 from napari_instseg.core.slide import Slide, Window, open_slide, window_at
 
-__all__ = ["BatchConfig", "BatchSummary", "auto_tiling", "prelabel_slide", "tissue_tiles"]
+__all__ = [
+    "BatchConfig",
+    "BatchSummary",
+    "auto_tiling",
+    "check_store_belongs",
+    "prelabel_slide",
+    "slide_identity",
+    "tissue_tiles",
+]
 
 DONE_FILE = "batch_done.json"
 _PROMPTERS = ThreadPrompters()  # one model per worker thread, reused across its tiles; cleared after a run
@@ -203,7 +211,7 @@ def prelabel_slide(
     progress : callable, optional
         ``progress(done_tiles, total_tiles)``.
     """
-    from napari_instseg.core.store import AnnotationStore, is_store
+    from napari_instseg.core.store import AnnotationStore, StoreError, is_store
 
     config = config or BatchConfig()
     if prompts is None and not detect:
@@ -211,16 +219,20 @@ def prelabel_slide(
     slide = open_slide(slide_path)
     tile_px, halo_px = auto_tiling(config)
     config = replace(config, tile_px=tile_px, halo_px=halo_px)
+    identity = slide_identity(slide, slide_path)
     store = (
         AnnotationStore.open(store_path)
         if is_store(store_path)
         else AnnotationStore.create(
-            store_path, slide.shape_yx, image={"file_name": Path(slide_path).name, "slide": str(slide_path)}
+            store_path,
+            slide.shape_yx,
+            image={"file_name": Path(slide_path).name, "slide": str(slide_path), "identity": identity},
         )
     )
     try:
+        check_store_belongs(store, identity, slide_path)
         if store.read_only:
-            raise ValueError(f"{store_path}: {store.lock_message}; nothing done.")
+            raise StoreError(f"{store_path}: {store.lock_message}; nothing done.")
         jobs = _jobs(slide, prompts, detect, tile_px, halo_px)
         done = _done_tiles(store)
         todo = [(key, window, tile_prompts) for key, window, tile_prompts in jobs if key not in done]
@@ -242,6 +254,49 @@ def prelabel_slide(
     finally:
         store.close()
         _PROMPTERS.clear()
+
+
+def slide_identity(slide: Slide, slide_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What identifies a slide for its store: file name, level-0 shape and a fingerprint
+    (CRC-32 of a few fixed 256-px regions of its smallest level, so moving or renaming the
+    file keeps it, another slide of the same shape does not)."""
+    import zlib
+
+    level = len(slide.levels) - 1
+    height, width = slide.level_shape_yx(level)
+    crc = 0
+    for fy, fx in ((0, 0), (0.5, 0.5), (0.25, 0.75), (0.75, 0.25)):
+        y0, x0 = int(fy * max(height - 256, 0)), int(fx * max(width - 256, 0))
+        region = np.ascontiguousarray(slide.read_region((y0, x0, y0 + 256, x0 + 256), level))
+        crc = zlib.crc32(region.tobytes(), crc)
+    return {
+        "file_name": Path(slide_path).name,
+        "shape_yx": [int(v) for v in slide.shape_yx],
+        "fingerprint": f"{level}:{height}x{width}:{crc & 0xFFFFFFFF:08x}",
+    }
+
+
+def check_store_belongs(store: Any, identity: dict[str, Any], slide_path: str | os.PathLike[str]) -> None:
+    """Refuse a store made for another slide (another shape, or another fingerprint).
+
+    Raises
+    ------
+    StoreError
+        Naming the store, the slide and what differs.
+    """
+    from napari_instseg.core.store import StoreError
+
+    if tuple(store.shape_yx) != tuple(identity["shape_yx"]):
+        raise StoreError(
+            f"{store.path} holds labels of shape (y, x) {tuple(store.shape_yx)}, but slide {slide_path} is "
+            f"{tuple(identity['shape_yx'])}: it is another slide's store; nothing done."
+        )
+    recorded = store.image.get("identity")
+    if isinstance(recorded, dict) and recorded.get("fingerprint") not in (None, identity["fingerprint"]):
+        raise StoreError(
+            f"{store.path} belongs to slide {recorded.get('file_name')!r} (fingerprint {recorded.get('fingerprint')}), "
+            f"not to {slide_path} (fingerprint {identity['fingerprint']}); nothing done."
+        )
 
 
 def _jobs(

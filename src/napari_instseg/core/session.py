@@ -193,6 +193,7 @@ class AnnotationSession(SessionState):
         one undo step and one save. Returns the results and how many masks fell entirely on
         earlier instances (skipped)."""
         labels_before = self.labels_yx.copy()
+        ids_before = IdAllocator(self.ids.next_id)  # restored when the save fails
         edits, results, covered = [], [], 0
         try:
             for mask in masks:
@@ -211,7 +212,11 @@ class AnnotationSession(SessionState):
         finally:
             self.labels_yx[...] = labels_before  # applied below, after the save, as one edit
         if combined is not None:
-            self._do(combined, refresh_occlusion=True)
+            try:
+                self._do(combined, refresh_occlusion=True)
+            except BaseException:
+                self.ids = ids_before
+                raise
         return results, covered
 
     def accept(self, instance_id: int) -> str:
