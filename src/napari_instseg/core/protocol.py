@@ -230,7 +230,13 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
         When the file cannot be parsed or a field is invalid; the message names the file.
     """
     target = Path(path)
-    text = target.read_text(encoding="utf-8")
+    raw = target.read_bytes()
+    if not raw.strip():
+        raise ProtocolError(f"{target}: the protocol file is empty.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{target}: not UTF-8 text (byte {exc.start}); expected a JSON or YAML protocol.") from exc
     try:
         if target.suffix.lower() in {".yaml", ".yml"}:
             import yaml
@@ -238,7 +244,9 @@ def load_protocol(path: str | os.PathLike[str]) -> Protocol:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+    except RecursionError as exc:
+        raise ProtocolError(f"{target}: cannot parse protocol file: nested too deeply.") from exc
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError, int digit limits
         raise ProtocolError(f"{target}: cannot parse protocol file: {exc}") from exc
     return Protocol.from_dict(data, source=str(target))
 

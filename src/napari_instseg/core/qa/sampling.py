@@ -120,12 +120,35 @@ def write_queue(queue: pd.DataFrame, folder: str | os.PathLike[str], stem: str =
 
 
 def read_queue(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a queue (JSON) with its outcomes; outcomes must be '', 'pass' or 'fail'."""
-    items = json.loads(Path(path).read_text())["items"]
+    """Read a queue (JSON) with its outcomes; outcomes must be '', 'pass' or 'fail'.
+
+    Raises
+    ------
+    InstsegError
+        For a file that is not a review queue (not JSON, no ``items`` list, an item that is not
+        an object or lacks ``ann_id``, an unknown outcome); the message names the file and item.
+    """
+    from napari_instseg.core.coco._validate import read_json_file
+
+    data = read_json_file(path, error=InstsegError, what="a review queue (review_queue.json)")
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise InstsegError(f"{path}: expected an object with an 'items' list (a review_queue.json).")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "ann_id" not in item:
+            raise InstsegError(f"{path}: items[{i}] is not a review item with an 'ann_id'.")
+        bad = [
+            k
+            for k in ("outcome", "reason", "occlusion", "category", "annotator")
+            if isinstance(item.get(k), (list, dict))
+        ]
+        if bad:
+            raise InstsegError(f"{path}: items[{i}] (ann_id {item['ann_id']!r}): {bad[0]!r} must be a single value.")
     queue = pd.DataFrame(items, columns=list(QUEUE_COLUMNS))
-    bad = ~queue["outcome"].isin(OUTCOMES)
-    if bad.any():
-        row = queue[bad].iloc[0]
+    queue["outcome"] = queue["outcome"].fillna("")
+    bad_outcome = ~queue["outcome"].isin(OUTCOMES)
+    if bad_outcome.any():
+        row = queue[bad_outcome].iloc[0]
         raise InstsegError(
             f"{path}: item ann_id {row['ann_id']} has outcome {row['outcome']!r}; expected 'pass', 'fail' or empty."
         )
