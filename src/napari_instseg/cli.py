@@ -137,7 +137,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     qa.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the review sample")
     qa.add_argument(
-        "--overwrite", action="store_true", help="replace a review_queue.json with verdicts in the folder (they are lost)"
+        "--overwrite",
+        action="store_true",
+        help="replace a review_queue.json with verdicts in the folder (they are lost)",
     )
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
     qa.add_argument(
@@ -241,6 +243,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     import numpy as np
 
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.errors import InputFileError
     from napari_instseg.core.io import read_image
     from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.prelabel import prelabel_image
@@ -263,6 +266,10 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     elif category is not None:
         protocol.category_by_name(category)
     image = read_image(args.image)
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
+        raise InputFileError(
+            f"{args.image}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}."
+        )
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
     backend = args.backend or default_backend()
     prompter = make_prompter(backend, size=args.model, checkpoint=args.checkpoint, device=args.device)
@@ -462,7 +469,9 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     from napari_instseg.core.errors import InstsegError
     from napari_instseg.core.paths import same_file
     from napari_instseg.core.prompting import default_backend
+    from napari_instseg.core.prompting.base import PromptError
     from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
+    from napari_instseg.core.slide import open_slide
 
     store_path = Path(args.store)
     if store_path.exists() and same_file(store_path, args.slide):
@@ -470,6 +479,12 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     if store_path.is_file():
         raise InstsegError(f"--store {args.store} is an existing file, not an annotation store (STORE.zarr).")
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
+    slide_shape_yx = open_slide(args.slide).shape_yx  # lazy: a bad slide fails before the store is made
+    for i, prompt in enumerate(prompts or []):
+        try:
+            prompt.check_inside(slide_shape_yx)
+        except PromptError as exc:
+            raise PromptError(f"{args.points or args.boxes}: prompt {i + 1} (in file order): {exc}") from exc
     backend = args.backend or default_backend()
     from napari_instseg.core.prompting.checkpoints import cache_dir
 

@@ -23,6 +23,11 @@ class PromptFileError(InstsegError, ValueError):
     """A prompt CSV file is malformed; the message names the file, row and column."""
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value (so messages show 0.5, not np.float64(0.5))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
     target = Path(path)
     try:
@@ -44,13 +49,13 @@ def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFra
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise PromptFileError(
                 f"{target}: row {row + 2} (line in file), column {column!r}: "
-                f"{frame[column].iloc[row]!r} is not a number."
+                f"{_plain(frame[column].iloc[row])!r} is not a number."
             )
         infinite = ~np.isfinite(values.to_numpy(dtype=np.float64))
         if infinite.any():
             row = int(np.flatnonzero(infinite)[0])
             raise PromptFileError(
-                f"{target}: row {row + 2} (line in file), column {column!r}: {values.iloc[row]!r} is not finite."
+                f"{target}: row {row + 2} (line in file), column {column!r}: {_plain(values.iloc[row])!r} is not finite."
             )
         frame[column] = values
     if frame.empty:
@@ -67,7 +72,7 @@ def _point_labels(frame: pd.DataFrame, target: Path) -> pd.Series:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise PromptFileError(
-            f"{target}: row {row + 2} (line in file), column 'label': {frame['label'].iloc[row]!r} is not "
+            f"{target}: row {row + 2} (line in file), column 'label': {_plain(frame['label'].iloc[row])!r} is not "
             "1 (positive) or 0 (negative)."
         )
     return values.astype(np.int64)

@@ -100,9 +100,9 @@ def run_qa(
             progress(i, 6, what)
 
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     step(0, "IoUs")
-    evaluation = prepare(gt, dt, EvalParams(max_dets=max_dets))
+    evaluation = prepare(gt, dt, EvalParams(max_dets=max_dets))  # validates both first
+    out.mkdir(parents=True, exist_ok=True)
     step(1, "Mask AP per tier")
     scores = {"overall": scores_of(evaluation)}
     scores.update({tier: scores_of(evaluation, tier) for tier in OCCLUSION_TIERS})
