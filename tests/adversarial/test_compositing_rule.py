@@ -87,9 +87,9 @@ def _coco(annotations, height=20, width=20):
 
 def test_coco_import_nested_smaller_object_stays_visible_in_either_file_order():
     big, small = (_square(0, 0, 16, 16), {}), (_square(4, 4, 8, 8), {})
-    for annotations in ([big, small], [small, big]):
-        labels = import_coco(_coco(annotations)).images[0].labels_yx
-        small_id = 2 if annotations[1] is small else 1
+    for anns in ([big, small], [small, big]):
+        labels = import_coco(_coco(anns)).images[0].labels_yx
+        small_id = 2 if anns[1] is small else 1
         assert labels[6, 6] == small_id
         assert labels[1, 1] == 3 - small_id
 
@@ -122,9 +122,7 @@ def test_coco_import_three_way_overlap_is_resolved_pixel_by_pixel():
 
 
 def test_coco_import_duplicate_instance_ids_are_renumbered_not_merged():
-    coco = _coco(
-        [(_square(0, 0, 5, 5), {"instance_id": 7}), (_square(10, 10, 15, 15), {"instance_id": 7})]
-    )
+    coco = _coco([(_square(0, 0, 5, 5), {"instance_id": 7}), (_square(10, 10, 15, 15), {"instance_id": 7})])
     item = import_coco(coco).images[0]
     ids = sorted(int(i) for i in np.unique(item.labels_yx) if i)
     assert len(ids) == 2 and len(item.table) == 2
