@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from napari_instseg import __version__
 
@@ -168,7 +169,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _register_command_modules(sub: argparse._SubParsersAction) -> None:
+def _register_command_modules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the sub-commands defined in :mod:`napari_instseg.commands` (one module each)."""
     import importlib
     import pkgutil
@@ -223,7 +224,7 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
 
 
-def _progress_bar(desc: str, unit: str):
+def _progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
     from tqdm import tqdm
 
@@ -408,7 +409,7 @@ def _is_geojson(path: str) -> bool:
     return path.lower().endswith((".geojson", ".geo.json"))
 
 
-def _write_geojson(labels, table, protocol, output: str) -> int:
+def _write_geojson(labels: Any, table: Any, protocol: Any, output: str) -> int:
     from napari_instseg.core.geojson import labels_to_geojson, save_geojson
 
     collection = labels_to_geojson(labels, table, protocol)
@@ -426,8 +427,8 @@ def _export_store(args: argparse.Namespace) -> int:
         return _write_geojson(store.read_labels(), store.table, store.protocol, args.output)
     if args.per_tile:
         return _export_tiles(store, args)
-    image = dict(store.image)
-    file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
+    image: dict[str, Any] = dict(store.image)
+    file_name = str(image.pop("file_name", None) or f"{Path(args.labels).stem}.tif")
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
     item = AnnotatedImage(
         store.read_labels(), store.table, file_name, image.get("id"), extra, amodal=store.read_side("amodal")
@@ -438,7 +439,7 @@ def _export_store(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_tiles(store, args: argparse.Namespace) -> int:
+def _export_tiles(store: Any, args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.slide import tile_grid
 

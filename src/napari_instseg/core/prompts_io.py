@@ -66,7 +66,8 @@ def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFra
 def _point_labels(frame: pd.DataFrame, target: Path) -> pd.Series:
     """The ``label`` column as integers 0 / 1, refusing anything else with its row."""
     if "label" not in frame.columns:
-        return pd.Series(1, index=frame.index)
+        positive: pd.Series = pd.Series(1, index=frame.index)
+        return positive
     values = pd.to_numeric(frame["label"], errors="coerce")
     bad = ~values.isin((0, 1))
     if bad.any():
@@ -75,7 +76,8 @@ def _point_labels(frame: pd.DataFrame, target: Path) -> pd.Series:
             f"{target}: row {row + 2} (line in file), column 'label': {_plain(frame['label'].iloc[row])!r} is not "
             "1 (positive) or 0 (negative)."
         )
-    return values.astype(np.int64)
+    labels: pd.Series = values.astype(np.int64)
+    return labels
 
 
 def read_points_csv(path: str | os.PathLike[str]) -> list[Prompt]:

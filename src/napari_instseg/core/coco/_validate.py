@@ -143,14 +143,15 @@ def _check_images(images: list[Any], problems: _Problems) -> dict[int, tuple[int
         if not isinstance(image, Mapping):
             problems.add(where, "expected an object")
             continue
-        image_id = image.get("id")
+        image_id: Any = image.get("id")
         where = f"images[{i}] (id {_short(image_id)})"
         if not _is_int(image_id):
             problems.add(f"images[{i}]", f"'id' must be an integer (int64), got {_short(image_id)}")
             continue
         if image_id in sizes:
             problems.add(where, f"duplicate image id {image_id}")
-        height, width = image.get("height"), image.get("width")
+        height: Any = image.get("height")
+        width: Any = image.get("width")
         if not (_is_int(height) and _is_int(width) and height > 0 and width > 0):
             problems.add(
                 where, f"'height' and 'width' must be positive integers, got {_short(height)} x {_short(width)}"

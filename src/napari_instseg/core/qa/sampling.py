@@ -71,7 +71,8 @@ def instances_of(coco: Mapping[str, Any], tiers: TierThresholds | None = None) -
                 "bbox_xywh": [float(v) for v in ann.get("bbox", [0, 0, 0, 0])],
             }
         )
-    return pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
+    return frame
 
 
 def review_sample(
@@ -105,7 +106,8 @@ def review_sample(
         chosen["stratum"] = " / ".join(f"{b}={v}" for b, v in zip(by, key, strict=False))
         picked.append(chosen)
     queue = pd.concat(picked) if picked else instances.iloc[:0].assign(stratum="")
-    return queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
+    drawn: pd.DataFrame = queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
+    return drawn
 
 
 def write_queue(queue: pd.DataFrame, folder: str | os.PathLike[str], stem: str = "review_queue") -> tuple[Path, Path]:
@@ -144,7 +146,7 @@ def read_queue(path: str | os.PathLike[str]) -> pd.DataFrame:
         ]
         if bad:
             raise InstsegError(f"{path}: items[{i}] (ann_id {item['ann_id']!r}): {bad[0]!r} must be a single value.")
-    queue = pd.DataFrame(items, columns=list(QUEUE_COLUMNS))
+    queue: pd.DataFrame = pd.DataFrame(items, columns=list(QUEUE_COLUMNS))
     queue["outcome"] = queue["outcome"].fillna("")
     bad_outcome = ~queue["outcome"].isin(OUTCOMES)
     if bad_outcome.any():
@@ -175,4 +177,5 @@ def error_rates(queue: pd.DataFrame, by: str) -> pd.DataFrame:
         rows.append(
             {by: value, "reviewed": n, "failed": fails, "error_rate": fails / n, "ci_low": low, "ci_high": high}
         )
-    return pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
+    rates: pd.DataFrame = pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
+    return rates
