@@ -326,7 +326,7 @@ def _validate_categories(categories: tuple[Category, ...], source: str) -> None:
         if not isinstance(cat, Category):
             raise ProtocolError(f"{where}: expected a Category, got {type(cat).__name__}.")
         if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or not 1 <= cat.id < 2**63:
-            raise ProtocolError(f"{where}.id: expected a positive integer (int64), got {cat.id!r}.")
+            raise ProtocolError(f"{where}.id: expected a positive integer, got {cat.id!r} (ids fit int64).")
         if not isinstance(cat.name, str) or not cat.name.strip():
             raise ProtocolError(f"{where}.name: expected a non-empty string, got {cat.name!r}.")
         if not isinstance(cat.supercategory, str):
