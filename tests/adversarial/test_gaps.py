@@ -307,3 +307,23 @@ def test_every_option_of_every_command_has_help():
             if not action.help:
                 missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
     assert not missing, f"options without help: {missing}"
+
+
+def test_qa_gallery_leaves_out_unreadable_and_wrong_size_images(tmp_path):
+    import json
+
+    a, b = _rect(0, 0, 10, 12), _rect(10, 10, 18, 20)
+    gt = _gt(a, b)
+    gt["images"].append({"id": 2, "file_name": "b.png", "height": 20, "width": 24})
+    gt["annotations"].append(dict(gt["annotations"][0], id=3, image_id=2))
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(_dt((a, 0.9))))
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"not a png")
+    from skimage import io as skio
+
+    skio.imsave(images / "b.png", np.zeros((3, 3), np.uint8), check_contrast=False)  # not 20 x 24
+    argv = ["qa", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json"), "-o", str(tmp_path / "qa")]
+    assert main([*argv, "--images", str(images)]) == 0
+    assert (tmp_path / "qa" / "report.html").is_file()

@@ -236,6 +236,7 @@ def _gallery(
     import matplotlib.pyplot as plt
     from pycocotools import mask as mask_utils
 
+    from napari_instseg.core.errors import InputFileError
     from napari_instseg.core.io import read_image
     from napari_instseg.core.qa.metrics import _rle
 
@@ -251,8 +252,13 @@ def _gallery(
         path = Path(images_dir) / image["file_name"]
         if not path.is_file():
             continue
-        pixels = read_image(path)
         height, width = image["height"], image["width"]
+        try:
+            pixels = read_image(path)
+        except InputFileError:
+            continue  # an unreadable image is left out of the gallery, like a missing one
+        if tuple(pixels.shape[:2]) != (height, width):
+            continue  # not the image the annotations were made on
         ref = mask_utils.decode(_rle(anns[row.gt_id]["segmentation"], height, width)).astype(bool)
         cands = sorted(by_cell.get((row.image_id, row.category_id), []), key=lambda a: -float(a.get("score", 1.0)))
         cand = (
