@@ -361,8 +361,11 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.prompting.checkpoints import fetch_weights
 
+    if args.dest is not None:
+        check_output_dir(args.dest, what="--dest")  # before a download of up to 900 MB
     path = fetch_weights(args.size, args.dest, progress=_progress_bar("download", "B"))
     print(f"saved {path}")
     return 0

@@ -1819,6 +1819,14 @@ case(
     demo=b"x",
 )
 
+case(
+    "fetch-weights/dest-is-a-file",
+    ["fetch-weights", "tiny", "--dest", "{t}/w"],
+    "--dest {t}/w is an existing file, not a folder",
+    w=b"x",
+)
+case("fetch-weights/size-unknown", ["fetch-weights", "huge"], "argument size: invalid choice")
+
 # --- the napari reader (File > Open) -----------------------------------------------------------
 
 
