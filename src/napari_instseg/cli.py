@@ -532,7 +532,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if clashes:
         raise CocoFormatError(f"{args.coco}: several images share the file stem(s) {clashes}; outputs would collide.")
     targets = [f"{stem}{suffix}" for stem in stems for suffix in ("_labels.tif", "_instances.csv")]
-    check_output_dir(args.outdir, inputs=(args.coco,), targets=[*targets, "protocol.json"], overwrite=args.overwrite)
+    check_output_dir(
+        args.outdir, inputs=(args.coco,), targets=[*targets, "protocol.json"], overwrite=args.overwrite, what="-o"
+    )
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     for stem, item in tqdm(list(zip(stems, imported.images, strict=False)), desc="writing", unit="image", disable=None):

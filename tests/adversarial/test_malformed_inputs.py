@@ -655,7 +655,7 @@ case(
 case(
     "import/outdir-holds-results",
     ["import", "{t}/x.json", "-o", "{t}/d"],
-    "already holds img_labels.tif",
+    "-o {t}/d already holds img_labels.tif; choose an empty folder or pass --overwrite",
     x__json=coco(),
     d___img_labels__tif=b"old",
 )

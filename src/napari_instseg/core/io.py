@@ -5,6 +5,7 @@ All writers are atomic: a temporary file beside the target, then a rename.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -60,17 +61,26 @@ def _read_array(target: Path, error: type[InputFileError] | type[LabelImageError
         return _read_npy(target, error, what)
     import tifffile
 
+    quiet = logging.getLogger("tifffile")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its messages on a corrupt file would repeat our error
     try:
         with tifffile.TiffFile(target) as tif:
             series = tif.series[0]
             check_image_memory(series.shape, 2 * np.dtype(series.dtype).itemsize, what=f"{target}")
             return np.asarray(series.asarray())
-    except (LabelImageError, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
-        raise error(f"{target}: cannot read {what}: {exc}") from exc
+    except LabelImageError as exc:  # the declared size does not fit in memory
+        raise error(str(exc)) from exc
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except OSError as exc:
+        raise error(f"{target}: cannot read {what}: {_first_line(exc)}") from exc
     except Exception as exc:  # tifffile raises many types for a corrupt or truncated file
-        raise error(f"{target}: not a readable TIFF ({type(exc).__name__}: {exc}); expected {what}.") from exc
+        raise error(
+            f"{target}: not a readable TIFF ({type(exc).__name__}: {_first_line(exc)}); expected {what}."
+        ) from exc
+    finally:
+        quiet.setLevel(level)
 
 
 def _read_npy(target: Path, error: type[InputFileError] | type[LabelImageError], what: str) -> NDArray[Any]:
@@ -79,7 +89,9 @@ def _read_npy(target: Path, error: type[InputFileError] | type[LabelImageError],
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except (ValueError, OSError, EOFError) as exc:  # pickled objects, truncated, not a .npy
-        raise error(f"{target}: not a readable .npy array without pickle ({exc}); expected {what}.") from exc
+        raise error(
+            f"{target}: not a readable .npy array without pickle ({_first_line(exc)}); expected {what}."
+        ) from exc
     if not isinstance(mapped, np.ndarray):
         raise error(f"{target}: holds several arrays; expected {what}.")
     check_image_memory(mapped.shape, 2 * mapped.dtype.itemsize, what=str(target))
@@ -119,7 +131,13 @@ def _read_other_image(target: Path) -> NDArray[Any]:
     except MemoryError as exc:
         raise InputFileError(f"{target}: the image does not fit in memory.") from exc
     except Exception as exc:  # imageio / PIL raise many types for what is not an image
-        raise InputFileError(f"{target}: not a readable image ({type(exc).__name__}: {exc}).") from exc
+        raise InputFileError(f"{target}: not a readable image ({type(exc).__name__}: {_first_line(exc)}).") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (third-party readers add advice lines)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(" .") if lines else type(exc).__name__
 
 
 def write_labels_tiff(path: str | os.PathLike[str], labels_yx: NDArray[np.integer]) -> None:

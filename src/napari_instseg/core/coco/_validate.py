@@ -130,14 +130,16 @@ def validate_coco(coco: Any, *, source: str = "COCO data") -> None:
         if not isinstance(coco.get(key), list):
             problems.add("top level", f"missing list {key!r}" if key not in coco else f"{key!r} is not a list")
     problems.raise_if_any()
-    images = _check_images(coco["images"], problems)
+    images, refused = _check_images(coco["images"], problems)
     categories = _check_categories(coco["categories"], problems)
-    _check_annotations(coco["annotations"], images, categories, problems)
+    _check_annotations(coco["annotations"], images, categories, problems, refused)
     problems.raise_if_any()
 
 
-def _check_images(images: list[Any], problems: _Problems) -> dict[int, tuple[int, int]]:
+def _check_images(images: list[Any], problems: _Problems) -> tuple[dict[int, tuple[int, int]], set[int]]:
+    """Sizes of the valid images by id, and the ids of images refused for their size."""
     sizes: dict[int, tuple[int, int]] = {}
+    refused: set[int] = set()
     for i, image in enumerate(images):
         where = f"images[{i}]"
         if not isinstance(image, Mapping):
@@ -163,11 +165,12 @@ def _check_images(images: list[Any], problems: _Problems) -> dict[int, tuple[int
                 f"declared size {height} x {width} (height x width) = {height * width} pixels exceeds "
                 f"{MAX_IMAGE_PIXELS} (COCO RLE run lengths are 32-bit)",
             )
+            refused.add(image_id)
             continue
         if not isinstance(image.get("file_name"), str):
             problems.add(where, f"'file_name' must be a string, got {_short(image.get('file_name'))}")
         sizes[image_id] = (height, width)
-    return sizes
+    return sizes, refused
 
 
 def _check_categories(categories: list[Any], problems: _Problems) -> set[int]:
@@ -186,7 +189,11 @@ def _check_categories(categories: list[Any], problems: _Problems) -> set[int]:
 
 
 def _check_annotations(
-    annotations: list[Any], images: dict[int, tuple[int, int]], categories: set[int], problems: _Problems
+    annotations: list[Any],
+    images: dict[int, tuple[int, int]],
+    categories: set[int],
+    problems: _Problems,
+    refused: set[int],
 ) -> None:
     seen: set[int] = set()
     for i, ann in enumerate(annotations):
@@ -209,7 +216,8 @@ def _check_annotations(
             problems.add(where, f"'category_id' {_short(ann['category_id'])} is not a known category id")
         size = images.get(ann["image_id"]) if _is_int(ann["image_id"]) else None
         if size is None:
-            problems.add(where, f"'image_id' {_short(ann['image_id'])} is not a known image id")
+            if not (_is_int(ann["image_id"]) and ann["image_id"] in refused):  # else said once, for the image
+                problems.add(where, f"'image_id' {_short(ann['image_id'])} is not a known image id")
             continue
         _check_segmentation(ann["segmentation"], size, ann["image_id"], where, problems)
         if "amodal_segmentation" in ann:
