@@ -21,6 +21,28 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-instseg",
@@ -37,13 +59,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export a label image (+ instance table) or a store to COCO JSON")
     export.add_argument("labels", help="label image (.tif, .tiff or .npy; 2-D, 0 = background) or STORE.zarr")
-    export.add_argument("-o", "--output", required=True, help="COCO JSON file, or .geojson for QuPath GeoJSON")
+    export.add_argument(
+        "-o", "--output", required=True, help="COCO .json file, or .geojson for QuPath GeoJSON (never an input)"
+    )
     export.add_argument("--table", help="instance table CSV with an 'id' column")
     export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
     export.add_argument(
-        "--per-tile", type=int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile"
+        "--per-tile", type=_positive_int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile"
     )
     export.set_defaults(func=_cmd_export)
 
@@ -65,7 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     pre.add_argument("--protocol", help="protocol JSON / YAML")
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
-    pre.add_argument("-o", "--output", required=True, help="COCO JSON file to write")
+    pre.add_argument("-o", "--output", required=True, help="COCO .json file to write (never an input)")
     pre.set_defaults(func=_cmd_prelabel)
 
     slide = sub.add_parser("prelabel-slide", help="pre-label a whole slide tile by tile on dask, into a store")
@@ -77,18 +101,26 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles"
     )
-    slide.add_argument("--backend", choices=BACKENDS, default=None)
-    slide.add_argument("--model", choices=MODEL_SIZES, default=DEFAULT_SIZE)
-    slide.add_argument("--checkpoint")
+    slide.add_argument(
+        "--backend", choices=BACKENDS, default=None, help="default: sam2 when a checkpoint is configured, else classic"
+    )
+    slide.add_argument("--model", choices=MODEL_SIZES, default=DEFAULT_SIZE, help="SAM 2.1 size")
+    slide.add_argument(
+        "--checkpoint", help="SAM 2 checkpoint (.pt); default: $NAPARI_INSTSEG_SAM2_CHECKPOINT or the user cache"
+    )
     slide.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     slide.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
-    slide.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
-    slide.add_argument("--tile", type=int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)")
-    slide.add_argument("--halo", type=int, default=None, help="halo in pixels (default: two object diameters)")
+    slide.add_argument("--workers", type=_positive_int, default=None, help="threads for the threaded scheduler")
+    slide.add_argument(
+        "--tile", type=_positive_int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)"
+    )
+    slide.add_argument(
+        "--halo", type=_non_negative_int, default=None, help="halo in pixels (default: two object diameters)"
+    )
     slide.set_defaults(func=_cmd_prelabel_slide)
 
     fetch = sub.add_parser("fetch-weights", help="download an official SAM 2.1 checkpoint into the user cache")
-    fetch.add_argument("size", choices=MODEL_SIZES)
+    fetch.add_argument("size", choices=MODEL_SIZES, help="SAM 2.1 model size")
     fetch.add_argument("--dest", help="folder (default: the user cache folder)")
     fetch.set_defaults(func=_cmd_fetch_weights)
 
@@ -99,8 +131,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "-o", "--outdir", required=True, help="folder for report.html, report.json, summary.md, review_queue.*"
     )
     qa.add_argument("--images", help="folder with the images (for the gallery of worst-IoU instances)")
-    qa.add_argument("--max-dets", type=int, default=1000, help="detections per image and class (default 1000)")
-    qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
+    qa.add_argument(
+        "--max-dets", type=_positive_int, default=1000, help="detections per image and class (default 1000)"
+    )
+    qa.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the review sample")
+    qa.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a review_queue.json with verdicts in the folder (they are lost)",
+    )
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
     qa.add_argument(
         "--stratify-by",
@@ -114,12 +153,15 @@ def _build_parser() -> argparse.ArgumentParser:
     agree = sub.add_parser("agreement", help="calibration: annotator A versus B on the same images")
     agree.add_argument("a", help="COCO JSON of annotator A")
     agree.add_argument("b", help="COCO JSON of annotator B")
-    agree.add_argument("-o", "--output", required=True, help="JSON file to write")
+    agree.add_argument("-o", "--output", required=True, help=".json file to write (never an input)")
     agree.set_defaults(func=_cmd_agreement)
 
     imp = sub.add_parser("import", help="import a COCO JSON file into label images and CSV tables")
     imp.add_argument("coco", help="COCO instances JSON file")
-    imp.add_argument("-o", "--outdir", required=True, help="folder for <stem>_labels.tif and <stem>_instances.csv")
+    imp.add_argument(
+        "-o", "--outdir", required=True, help="folder for <stem>_labels.tif, <stem>_instances.csv, protocol.json"
+    )
+    imp.add_argument("--overwrite", action="store_true", help="replace those files when the folder holds them")
     imp.set_defaults(func=_cmd_import)
     _register_command_modules(sub)
     return parser
@@ -146,14 +188,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (InstsegError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"napari-instseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except InstsegError as exc:
+        return _fail(args.command, str(exc))
+    except OSError as exc:  # missing file, a folder given for a file, no permission, disk full...
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(args.command, f"{exc.strerror or exc}{where}")
+
+
+def _fail(command: str, message: str) -> int:
+    """Print ``message`` as the command's error (no traceback) and return exit status 2."""
+    print(f"napari-instseg {command}: error: {message.strip()}", file=sys.stderr)
+    return 2
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.demo import run_demo
 
+    check_output_dir(args.outdir, what="-o")
     result = run_demo(args.outdir, progress=_progress_bar("pre-labelling", "nucleus"))
     print(result.summary)
     print(f"done in {result.seconds:.1f} s")
@@ -190,7 +242,9 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     import numpy as np
 
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.errors import InputFileError
     from napari_instseg.core.io import read_image
+    from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.prelabel import prelabel_image
     from napari_instseg.core.prompting import default_backend
     from napari_instseg.core.prompting.cache import file_image_key
@@ -199,15 +253,29 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
     from napari_instseg.core.session import AnnotationSession
 
+    check_output_file(
+        args.output,
+        inputs=(args.image, args.points, args.boxes, args.protocol, args.checkpoint),
+        suffixes=(".json",),
+        what="-o",
+    )
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
+    category = int(args.category) if args.category and args.category.isdigit() else args.category
+    if isinstance(category, int):
+        protocol.category(category)  # an unknown category fails now, not after the model ran
+    elif category is not None:
+        protocol.category_by_name(category)
     image = read_image(args.image)
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
+        raise InputFileError(
+            f"{args.image}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}."
+        )
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
     backend = args.backend or default_backend()
     config = PrompterConfig.from_settings(backend, args.model, args.checkpoint, args.device)
     prompter = build_prompter(config, load_model=False)
     print(f"backend: {backend}" + (f" (SAM 2.1 {args.model})" if backend == "sam2" else " (no model weights)"))
     session = AnnotationSession(np.zeros(image.shape[:2], np.uint32), protocol=protocol, prompter=prompter)
-    category = int(args.category) if args.category and args.category.isdigit() else args.category
     key = file_image_key(args.image, image.shape[:2])
     session, summary = prelabel_image(
         image, prompts, prompter, session, key=key, category=category, progress=_progress_bar("prompts", "prompt")
@@ -219,16 +287,41 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_qa(args: argparse.Namespace) -> int:
-    import json
+_QA_OUTPUTS = ("report.json", "report.html", "summary.md")
+_QA_QUEUES = ("review_queue.json", "review_queue.csv")
 
+
+def _has_verdicts(queue_path: Path) -> bool:
+    """True when a review queue file holds at least one verdict (or cannot be read as a queue)."""
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.qa.sampling import read_queue
+
+    try:
+        return bool((read_queue(queue_path)["outcome"] != "").any())
+    except InstsegError:
+        return True  # not ours to replace
+
+
+def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import load_coco_json
+    from napari_instseg.core.coco._validate import read_json_file
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.qa.report import run_qa
     from napari_instseg.core.qa.sampling import read_queue
 
+    inputs = (args.gt, args.dt, args.outcomes, args.images)
+    check_output_dir(args.outdir, inputs=inputs, targets=_QA_OUTPUTS, overwrite=True, what="-o")
+    queue_path = Path(args.outdir) / _QA_QUEUES[0]
+    if queue_path.is_file() and not args.overwrite and _has_verdicts(queue_path):
+        raise InstsegError(
+            f"-o {args.outdir}: {queue_path.name} there holds review verdicts; a new run would replace it. "
+            "Choose another folder, or pass --overwrite."
+        )
+    if args.images is not None and not Path(args.images).is_dir():
+        raise InstsegError(f"--images {args.images} is not a folder.")
     gt = load_coco_json(args.gt)
-    with open(args.dt, "rb") as handle:
-        dt = json.load(handle)
+    dt = read_json_file(args.dt, what="candidates: a COCO results list or a COCO instances file")
     outcomes = read_queue(args.outcomes) if args.outcomes else None
     bar = _progress_bar("QA", "step")
     report = run_qa(
@@ -252,9 +345,11 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
     from napari_instseg.core._io import atomic_write_text
     from napari_instseg.core.coco import load_coco_json
+    from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.qa.agreement import calibration
     from napari_instseg.core.qa.report import json_clean
 
+    check_output_file(args.output, inputs=(args.a, args.b), suffixes=(".json",), what="-o")
     result = json_clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
     atomic_write_text(args.output, json.dumps(result, indent=2))
     print(
@@ -265,8 +360,11 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.prompting.checkpoints import fetch_weights
 
+    if args.dest is not None:
+        check_output_dir(args.dest, what="--dest")  # before a download of up to 900 MB
     path = fetch_weights(args.size, args.dest, progress=_progress_bar("download", "B"))
     print(f"saved {path}")
     return 0
@@ -276,11 +374,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.errors import LabelImageError
     from napari_instseg.core.io import read_image, read_labels, read_table_csv
+    from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
     from napari_instseg.core.store import is_store
 
+    check_output_file(
+        args.output,
+        inputs=(args.labels, args.table, args.protocol, args.image),
+        suffixes=(".json", ".geojson"),
+        what="-o",
+    )
     if is_store(args.labels):
         return _export_store(args)
+    if args.per_tile:
+        raise LabelImageError(f"--per-tile applies to a slide store (STORE.zarr); {args.labels} is a label image.")
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     labels = read_labels(args.labels)
     table = read_table_csv(args.table, protocol) if args.table else None
@@ -323,7 +430,7 @@ def _export_store(args: argparse.Namespace) -> int:
     if args.per_tile:
         return _export_tiles(store, args)
     image: dict[str, Any] = dict(store.image)
-    file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
+    file_name = str(image.pop("file_name", None) or f"{Path(args.labels).stem}.tif")
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
     item = AnnotatedImage(
         store.read_labels(), store.table, file_name, image.get("id"), extra, amodal=store.read_side("amodal")
@@ -363,11 +470,27 @@ def _export_tiles(store: Any, args: argparse.Namespace) -> int:
 
 def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     from napari_instseg.core.batch import BatchConfig, prelabel_slide
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.paths import same_file
     from napari_instseg.core.prompting import default_backend
+    from napari_instseg.core.prompting.base import PromptError
     from napari_instseg.core.prompts_io import read_boxes_csv, read_points_csv
+    from napari_instseg.core.slide import open_slide
 
+    store_path = Path(args.store)
+    if store_path.exists() and same_file(store_path, args.slide):
+        raise InstsegError(f"--store {args.store} is the slide itself; give a new STORE.zarr path.")
+    if store_path.is_file():
+        raise InstsegError(f"--store {args.store} is an existing file, not an annotation store (STORE.zarr).")
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
     from napari_instseg.core.prompting.cache import default_cache_path
+
+    slide_shape_yx = open_slide(args.slide).shape_yx  # lazy: a bad slide fails before the store is made
+    for i, prompt in enumerate(prompts or []):
+        try:
+            prompt.check_inside(slide_shape_yx)
+        except PromptError as exc:
+            raise PromptError(f"{args.points or args.boxes}: prompt {i + 1} (in file order): {exc}") from exc
 
     backend = args.backend or default_backend()
     cache = str(default_cache_path()) if backend == "sam2" else None  # per-tile embeddings, shared with the widget
@@ -401,12 +524,18 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import import_coco
     from napari_instseg.core.errors import CocoFormatError
     from napari_instseg.core.io import write_labels_tiff, write_table_csv
+    from napari_instseg.core.paths import check_output_dir
 
+    check_output_dir(args.outdir, inputs=(args.coco,), targets=("protocol.json",), overwrite=True, what="-o")
     imported = import_coco(args.coco)  # validates and decodes everything before writing
-    stems = [Path(im.image["file_name"]).stem for im in imported.images]
+    stems = [Path(im.image["file_name"]).stem or f"image{im.image['id']}" for im in imported.images]
     clashes = sorted({s for s in stems if stems.count(s) > 1})
     if clashes:
         raise CocoFormatError(f"{args.coco}: several images share the file stem(s) {clashes}; outputs would collide.")
+    targets = [f"{stem}{suffix}" for stem in stems for suffix in ("_labels.tif", "_instances.csv")]
+    check_output_dir(
+        args.outdir, inputs=(args.coco,), targets=[*targets, "protocol.json"], overwrite=args.overwrite, what="-o"
+    )
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     for stem, item in tqdm(list(zip(stems, imported.images, strict=False)), desc="writing", unit="image", disable=None):
@@ -416,7 +545,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     n_instances = sum(len(im.table) for im in imported.images)
     print(
         f"wrote {len(imported.images)} image(s), {n_instances} instances to {outdir}; "
-        f"{imported.overlap_px} overlapping pixel(s) resolved by z_order, then area"
+        f"{imported.overlap_px} overlapping pixel(s) resolved by z_order, then area, then id"
     )
     return 0
 

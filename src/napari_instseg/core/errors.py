@@ -8,8 +8,10 @@ from __future__ import annotations
 
 __all__ = [
     "CocoFormatError",
+    "InputFileError",
     "InstsegError",
     "LabelImageError",
+    "OutputPathError",
     "ProtocolError",
     "TableError",
 ]
@@ -33,3 +35,13 @@ class TableError(InstsegError, ValueError):
 
 class CocoFormatError(InstsegError, ValueError):
     """A COCO file or dict is not a valid instances file; the message says where."""
+
+
+class InputFileError(InstsegError, ValueError):
+    """An input file cannot be read as what it should be (empty, truncated, not UTF-8, not an
+    image...); the message names the file and what was expected."""
+
+
+class OutputPathError(InstsegError, ValueError):
+    """An output path is unusable: it is an input, would overwrite files, has the wrong
+    extension, or its folder cannot be written. Raised before any work is done."""

@@ -22,8 +22,10 @@ from numpy.typing import NDArray
 from napari_instseg.core._io import atomic_write_text
 from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.errors import InstsegError
+from napari_instseg.core.geojson_checks import validate_feature_collection
 from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, table_for_ids
 from napari_instseg.core.labels import as_label_image
+from napari_instseg.core.occlusion import paint_order
 from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = ["GeoJSONError", "geojson_to_labels", "labels_to_geojson", "save_geojson"]
@@ -141,7 +143,8 @@ def geojson_to_labels(
     Ids come from ``properties.instance_id`` (the others get new ids from an
     :class:`~napari_instseg.core.instances.IdAllocator`, above every given one); categories from
     ``properties.category_id`` or the classification name (through ``protocol``); where
-    polygons overlap, later features are written only into background.
+    polygons overlap, :func:`~napari_instseg.core.occlusion.paint_order` decides (larger
+    ``z_order``, then smaller area, then smaller id in front).
 
     Raises
     ------
@@ -151,31 +154,35 @@ def geojson_to_labels(
     from skimage.draw import polygon as draw_polygon
 
     protocol = protocol or AnnotationProtocol.default()
-    if not isinstance(collection, Mapping) or collection.get("type") != "FeatureCollection":
-        raise GeoJSONError("Expected a GeoJSON FeatureCollection.")
+    validate_feature_collection(collection, shape_yx, protocol.category_ids)
     labels = np.zeros(shape_yx, np.uint32)
     rows: dict[int, dict[str, Any]] = {}
+    pixels: list[NDArray[np.intp]] = []
     features = list(collection.get("features", []))
-    given = [((f or {}).get("properties") or {}).get("instance_id") or None for f in features]
+    given = [(f.get("properties") or {}).get("instance_id") or None for f in features]
     assigned = IdAllocator().assign(given)  # given ids first; the others get new ones
     for i, feature in enumerate(features):
-        geometry = (feature or {}).get("geometry") or {}
-        kind = geometry.get("type")
-        if kind not in ("Polygon", "MultiPolygon"):
-            raise GeoJSONError(f"features[{i}]: geometry type {kind!r} is not Polygon or MultiPolygon.")
+        geometry = feature["geometry"]
+        kind = geometry["type"]
         properties = feature.get("properties") or {}
         instance_id = assigned[i]
+        if instance_id in rows:
+            raise GeoJSONError(f"features[{i}]: instance id {instance_id} is already used by an earlier feature.")
         mask = np.zeros(shape_yx, bool)
         for rings in [geometry["coordinates"]] if kind == "Polygon" else geometry["coordinates"]:
             for k, ring in enumerate(rings):
                 xy = np.asarray(ring, dtype=float)
-                if xy.ndim != 2 or xy.shape[0] < 3:
-                    raise GeoJSONError(f"features[{i}]: a ring needs at least 3 [x, y] points.")
                 rr, cc = draw_polygon(xy[:, 1] - 0.5 - origin_yx[0], xy[:, 0] - 0.5 - origin_yx[1], shape_yx)
                 mask[rr, cc] = k == 0  # holes (later rings) are cut out
-        labels[mask & (labels == 0)] = instance_id
+        pixels.append(np.flatnonzero(mask))
         rows[instance_id] = _row_from(properties, protocol)
+    # one compositing rule (occlusion.paint_order): front first, each fills only background
+    flat = labels.reshape(-1)
     ids = list(rows)
+    z_order = [int(rows[i].get("z_order") or 0) for i in ids]
+    for k in paint_order(z_order, [p.size for p in pixels], ids)[::-1]:
+        free = pixels[k][flat[pixels[k]] == 0]
+        flat[free] = ids[k]
     table = make_rows(ids, **{c: [rows[i][c] for i in ids] for c in rows[ids[0]]}) if ids else make_rows([])
     return labels, table
 

@@ -160,7 +160,7 @@ def validate_table(table: pd.DataFrame, *, source: str = "instance table") -> pd
 def _validated_ids(index: pd.Index, source: str) -> np.ndarray:
     try:
         ids = np.asarray(index, dtype=np.int64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise TableError(f"{source}: instance ids must be integers, got {list(index[:5])}...") from exc
     if ids.size and ids.min() < 1:
         raise TableError(f"{source}: instance ids must be >= 1 (0 is background), got {ids.min()}.")

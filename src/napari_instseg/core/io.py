@@ -5,17 +5,19 @@ All writers are atomic: a temporary file beside the target, then a rename.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core._io import atomic_path, atomic_write_text
-from napari_instseg.core.errors import LabelImageError, TableError
+from napari_instseg.core.errors import InputFileError, LabelImageError, TableError
 from napari_instseg.core.instances import COLUMNS, FEATURES_ID, ID_NAME, validate_table
-from napari_instseg.core.labels import as_label_image
+from napari_instseg.core.labels import as_label_image, check_image_memory
 from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = [
@@ -36,37 +38,106 @@ def read_labels(path: str | os.PathLike[str]) -> NDArray[np.uint32]:
     Raises
     ------
     LabelImageError
-        For another suffix, or an image that is not 2-D non-negative integer (the message
-        names the file, dtype, shape, min and max).
+        For another suffix, an empty, truncated or corrupt file, a declared size that does not
+        fit in memory, or an image that is not 2-D non-negative integer (the message names the
+        file, dtype, shape, min and max).
     """
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in LABEL_SUFFIXES:
         raise LabelImageError(f"{target}: label images must be one of {LABEL_SUFFIXES}, got {suffix!r}.")
-    if suffix == ".npy":
-        data = np.load(target, allow_pickle=False)
-    else:
-        import tifffile
-
-        data = tifffile.imread(target)
+    data = _read_array(target, LabelImageError, "a label image")
+    if data.size == 0:
+        raise LabelImageError(f"{target}: the label image is empty (shape {data.shape}).")
     data = np.squeeze(data) if data.ndim > 2 else data
     return as_label_image(data, name=str(target))
 
 
-def read_image(path: str | os.PathLike[str]) -> NDArray[np.generic]:
-    """Read an image (TIFF, PNG, JPEG, NPY ...) as a numpy array, (y, x[, channel])."""
-    target = Path(path)
+def _read_array(target: Path, error: type[InputFileError] | type[LabelImageError], what: str) -> NDArray[Any]:
+    """Read a ``.npy`` or TIFF file whole, refusing what would not fit in memory first."""
+    if target.is_file() and target.stat().st_size == 0:
+        raise error(f"{target}: the file is empty; expected {what}.")
     if target.suffix.lower() == ".npy":
-        result: NDArray[np.generic] = np.load(target, allow_pickle=False)
-        return result
-    if target.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+        return _read_npy(target, error, what)
+    import tifffile
 
-        return tifffile.imread(target)
+    quiet = logging.getLogger("tifffile")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # its messages on a corrupt file would repeat our error
+    try:
+        with tifffile.TiffFile(target) as tif:
+            series = tif.series[0]
+            check_image_memory(series.shape, 2 * np.dtype(series.dtype).itemsize, what=f"{target}")
+            return np.asarray(series.asarray())
+    except LabelImageError as exc:  # the declared size does not fit in memory
+        raise error(str(exc)) from exc
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except OSError as exc:
+        raise error(f"{target}: cannot read {what}: {_first_line(exc)}") from exc
+    except Exception as exc:  # tifffile raises many types for a corrupt or truncated file
+        raise error(
+            f"{target}: not a readable TIFF ({type(exc).__name__}: {_first_line(exc)}); expected {what}."
+        ) from exc
+    finally:
+        quiet.setLevel(level)
+
+
+def _read_npy(target: Path, error: type[InputFileError] | type[LabelImageError], what: str) -> NDArray[Any]:
+    try:
+        mapped = np.load(target, mmap_mode="r", allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (ValueError, OSError, EOFError) as exc:  # pickled objects, truncated, not a .npy
+        raise error(
+            f"{target}: not a readable .npy array without pickle ({_first_line(exc)}); expected {what}."
+        ) from exc
+    if not isinstance(mapped, np.ndarray):
+        raise error(f"{target}: holds several arrays; expected {what}.")
+    check_image_memory(mapped.shape, 2 * mapped.dtype.itemsize, what=str(target))
+    return np.array(mapped)
+
+
+def read_image(path: str | os.PathLike[str]) -> NDArray[np.generic]:
+    """Read an image (TIFF, PNG, JPEG, NPY ...) as a numpy array, (y, x[, channel]).
+
+    Raises
+    ------
+    InputFileError
+        For an empty, corrupt or truncated file, a file that is not an image, or an image with
+        no pixels (the message names the file).
+    """
+    target = Path(path)
+    if target.suffix.lower() in (".npy", ".tif", ".tiff"):
+        image = _read_array(target, InputFileError, "an image")
+    else:
+        image = _read_other_image(target)
+    if image.size == 0 or image.ndim < 2:
+        raise InputFileError(f"{target}: the image has no pixels (shape {image.shape}).")
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == bool):
+        raise InputFileError(f"{target}: pixels of dtype {image.dtype} are not numbers.")
+    return image
+
+
+def _read_other_image(target: Path) -> NDArray[Any]:
+    if target.is_file() and target.stat().st_size == 0:
+        raise InputFileError(f"{target}: the file is empty; expected an image.")
     from skimage import io
 
-    pixels: NDArray[np.generic] = io.imread(target)
-    return pixels
+    try:
+        return np.asarray(io.imread(target))
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except MemoryError as exc:
+        raise InputFileError(f"{target}: the image does not fit in memory.") from exc
+    except Exception as exc:  # imageio / PIL raise many types for what is not an image
+        raise InputFileError(f"{target}: not a readable image ({type(exc).__name__}: {_first_line(exc)}).") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (third-party readers add advice lines)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(" .") if lines else type(exc).__name__
 
 
 def write_labels_tiff(path: str | os.PathLike[str], labels_yx: NDArray[np.integer]) -> None:
@@ -91,7 +162,14 @@ def read_table_csv(path: str | os.PathLike[str], protocol: AnnotationProtocol | 
     """
     target = Path(path)
     text_columns = {name: str for name, col in COLUMNS.items() if col.dtype == "str"}
-    frame = pd.read_csv(target, dtype=text_columns)  # "7" stays the annotator "7", not 7.0
+    try:
+        frame = pd.read_csv(target, dtype=text_columns)  # "7" stays the annotator "7", not 7.0
+    except pd.errors.EmptyDataError as exc:
+        raise TableError(f"{target}: the table is empty; expected a CSV with an 'id' column.") from exc
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{target}: not UTF-8 text (byte {exc.start}); expected a CSV table.") from exc
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise TableError(f"{target}: cannot read the CSV table: {exc}".rstrip() + ".") from exc
     id_column = ID_NAME if ID_NAME in frame.columns else FEATURES_ID
     if id_column not in frame.columns:
         raise TableError(

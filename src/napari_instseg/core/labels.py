@@ -6,12 +6,16 @@ every other value is one instance id. Axis order is (y, x) = (row, column), as i
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
 from napari_instseg.core.errors import LabelImageError
 
-__all__ = ["as_label_image"]
+__all__ = ["as_label_image", "available_memory", "check_image_memory"]
 
 _UINT32_MAX = int(np.iinfo(np.uint32).max)
 
@@ -65,3 +69,52 @@ def _describe(array: np.ndarray, name: str) -> str:
     else:
         value_range = "empty" if not array.size else "not numeric"
     return f"{name} (dtype {array.dtype}, shape {array.shape}, {value_range})"
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``MemAvailable``; else physical pages)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        try:
+            import psutil
+
+            return int(psutil.virtual_memory().available)
+        except ImportError:  # pragma: no cover - no way to know: do not refuse
+            return 2**62
+
+
+def check_image_memory(shape: Sequence[int], bytes_per_px: float, *, what: str) -> None:
+    """Refuse, before allocating, an image that does not fit in the memory available now.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The declared shape (e.g. ``(height, width)``), from untrusted metadata.
+    bytes_per_px : float
+        Bytes the operation needs per pixel (every array it allocates, together).
+    what : str
+        What is allocated, with the file or record it comes from, for the message.
+
+    Raises
+    ------
+    LabelImageError
+        Naming the shape, the memory needed and the memory available.
+    """
+    dims = [int(n) for n in shape]
+    if any(n < 0 for n in dims):
+        raise LabelImageError(f"{what}: negative size in shape {tuple(dims)}.")
+    need = math.prod(dims) * bytes_per_px
+    available = available_memory()
+    if need > available:
+        raise LabelImageError(
+            f"{what}: shape {tuple(dims)} needs {need / 2**30:.3g} GiB of memory, "
+            f"only {available / 2**30:.3g} GiB are available."
+        )

@@ -23,11 +23,20 @@ class PromptFileError(InstsegError, ValueError):
     """A prompt CSV file is malformed; the message names the file, row and column."""
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value (so messages show 0.5, not np.float64(0.5))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
     target = Path(path)
     try:
         frame = pd.read_csv(target)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except pd.errors.EmptyDataError as exc:
+        raise PromptFileError(f"{target}: the file is empty; expected a CSV with columns {list(required)}.") from exc
+    except UnicodeDecodeError as exc:
+        raise PromptFileError(f"{target}: not UTF-8 text (byte {exc.start}); expected a CSV file.") from exc
+    except (pd.errors.ParserError, ValueError) as exc:
         raise PromptFileError(f"{target}: cannot read CSV: {exc}") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in required if c not in frame.columns]
@@ -40,16 +49,41 @@ def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFra
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise PromptFileError(
                 f"{target}: row {row + 2} (line in file), column {column!r}: "
-                f"{frame[column].iloc[row]!r} is not a number."
+                f"{_plain(frame[column].iloc[row])!r} is not a number."
+            )
+        infinite = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise PromptFileError(
+                f"{target}: row {row + 2} (line in file), column {column!r}: {_plain(values.iloc[row])!r} is not finite."
             )
         frame[column] = values
+    if frame.empty:
+        raise PromptFileError(f"{target}: no rows; expected at least one prompt.")
     return frame
+
+
+def _point_labels(frame: pd.DataFrame, target: Path) -> pd.Series:
+    """The ``label`` column as integers 0 / 1, refusing anything else with its row."""
+    if "label" not in frame.columns:
+        positive: pd.Series = pd.Series(1, index=frame.index)
+        return positive
+    values = pd.to_numeric(frame["label"], errors="coerce")
+    bad = ~values.isin((0, 1))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise PromptFileError(
+            f"{target}: row {row + 2} (line in file), column 'label': {_plain(frame['label'].iloc[row])!r} is not "
+            "1 (positive) or 0 (negative)."
+        )
+    labels: pd.Series = values.astype(np.int64)
+    return labels
 
 
 def read_points_csv(path: str | os.PathLike[str]) -> list[Prompt]:
     """Return one :class:`Prompt` per object from a points CSV (``y,x[,label][,object]``)."""
     frame = _read(path, ("y", "x"))
-    labels = frame["label"] if "label" in frame.columns else pd.Series(1, index=frame.index)
+    labels = _point_labels(frame, Path(path))
     groups = frame["object"] if "object" in frame.columns else pd.Series(np.arange(len(frame)), index=frame.index)
     prompts = []
     for key, rows in frame.groupby(groups, sort=False):
@@ -63,4 +97,9 @@ def read_points_csv(path: str | os.PathLike[str]) -> list[Prompt]:
 def read_boxes_csv(path: str | os.PathLike[str]) -> list[Prompt]:
     """Return one box :class:`Prompt` per row of a boxes CSV (``x0,y0,x1,y1``)."""
     frame = _read(path, ("x0", "y0", "x1", "y1"))
-    return [Prompt.make(box_xyxy=row) for row in frame[["x0", "y0", "x1", "y1"]].to_numpy()]
+    prompts = []
+    for row, box in enumerate(frame[["x0", "y0", "x1", "y1"]].to_numpy(), start=2):
+        if box[0] == box[2] or box[1] == box[3]:
+            raise PromptFileError(f"{Path(path)}: row {row} (line in file): box {box.tolist()} has no area.")
+        prompts.append(Prompt.make(box_xyxy=box))
+    return prompts

@@ -231,7 +231,13 @@ def load_protocol(path: str | os.PathLike[str]) -> AnnotationProtocol:
         When the file cannot be parsed or a field is invalid; the message names the file.
     """
     target = Path(path)
-    text = target.read_text(encoding="utf-8")
+    raw = target.read_bytes()
+    if not raw.strip():
+        raise ProtocolError(f"{target}: the protocol file is empty.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{target}: not UTF-8 text (byte {exc.start}); expected a JSON or YAML protocol.") from exc
     try:
         if target.suffix.lower() in {".yaml", ".yml"}:
             import yaml
@@ -239,7 +245,9 @@ def load_protocol(path: str | os.PathLike[str]) -> AnnotationProtocol:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+    except RecursionError as exc:
+        raise ProtocolError(f"{target}: cannot parse protocol file: nested too deeply.") from exc
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError, int digit limits
         raise ProtocolError(f"{target}: cannot parse protocol file: {exc}") from exc
     return AnnotationProtocol.from_dict(data, source=str(target))
 
@@ -318,8 +326,8 @@ def _validate_categories(categories: tuple[Category, ...], source: str) -> None:
         where = f"{source}.categories[{i}]"
         if not isinstance(cat, Category):
             raise ProtocolError(f"{where}: expected a Category, got {type(cat).__name__}.")
-        if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or cat.id < 1:
-            raise ProtocolError(f"{where}.id: expected a positive integer, got {cat.id!r}.")
+        if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or not 1 <= cat.id < 2**63:
+            raise ProtocolError(f"{where}.id: expected a positive integer, got {cat.id!r} (ids fit int64).")
         if not isinstance(cat.name, str) or not cat.name.strip():
             raise ProtocolError(f"{where}.name: expected a non-empty string, got {cat.name!r}.")
         if not isinstance(cat.supercategory, str):

@@ -70,7 +70,13 @@ class Slide:
         index = [slice(None)] * len(self.axes)
         index[self.axes.index("y")] = slice(y0, y1)
         index[self.axes.index("x")] = slice(x0, x1)
-        data = np.asarray(self.levels[level][tuple(index)])
+        try:
+            data = np.asarray(self.levels[level][tuple(index)])
+        except Exception as exc:  # a truncated chunk or a corrupt tile: codecs raise many types
+            raise SlideError(
+                f"{self.source}: cannot read level {level} region (y0, x0, y1, x1) = {(y0, x0, y1, x1)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         return np.moveaxis(data, 0, -1) if self.axes == "cyx" else data
 
     def napari_levels(self) -> list[Any]:
@@ -105,10 +111,15 @@ def open_slide(source: str | os.PathLike[str] | NDArray[Any] | list[Any]) -> Sli
     if not path.exists():
         raise SlideError(f"{path} does not exist.")
     suffixes = "".join(path.suffixes).lower()
-    if path.is_dir():
-        return _open_zarr(path)
-    if suffixes.endswith((".tif", ".tiff", ".svs", ".ndpi", ".btf")):
-        return _open_tiff(path)
+    try:
+        if path.is_dir():
+            return _open_zarr(path)
+        if suffixes.endswith((".tif", ".tiff", ".svs", ".ndpi", ".btf")):
+            return _open_tiff(path)
+    except SlideError:
+        raise
+    except Exception as exc:  # corrupt / truncated file, a missing pyramid level, odd metadata
+        raise SlideError(f"{path}: cannot open the slide ({type(exc).__name__}: {exc}).") from exc
     raise SlideError(f"{path}: not a zarr folder or a TIFF / SVS file.")
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,9 +12,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
-from napari_instseg.core.coco._validate import validate_coco
+from napari_instseg.core.coco._validate import read_json_file, validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, validate_table
+from napari_instseg.core.labels import check_image_memory
+from napari_instseg.core.occlusion import paint_order
 from napari_instseg.core.protocol import AnnotationProtocol, Category
 from napari_instseg.core.rle import counts_from_string, paint_runs, runs_from_counts
 
@@ -33,7 +33,7 @@ class ImportedImage:
         The COCO image record, every key kept (``id``, ``file_name``, ``height``, ``width``...).
     labels_yx : numpy.ndarray of uint32, shape (height, width)
         Visible label image; where annotations overlap the higher ``z_order`` (then the
-        smaller area) owns the pixels.
+        smaller area, then the smaller id) owns the pixels (:func:`~napari_instseg.core.occlusion.paint_order`).
     table : DataFrame
         Instance table indexed by instance id.
     overlap_px : int
@@ -67,14 +67,8 @@ class CocoImport:
 
 def load_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a JSON file; raise CocoFormatError naming the file and position when it is not JSON."""
-    target = Path(path)
-    try:
-        with target.open("rb") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise CocoFormatError(f"{target}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
-    except UnicodeDecodeError as exc:
-        raise CocoFormatError(f"{target}: not a UTF-8 JSON text: {exc}") from exc
+    data: dict[str, Any] = read_json_file(path, error=CocoFormatError, what="a COCO instances file")
+    return data
 
 
 def import_coco(coco: Mapping[str, Any] | str | os.PathLike[str], *, source: str | None = None) -> CocoImport:
@@ -131,11 +125,13 @@ def _protocol_of(coco: Mapping[str, Any], source: str) -> AnnotationProtocol:
 
 def _import_image(image: dict[str, Any], annotations: Sequence[Mapping[str, Any]], source: str) -> ImportedImage:
     height, width = int(image["height"]), int(image["width"])
+    where = f"{source}: image {image['id']} ({image.get('file_name')})"
+    check_image_memory((height, width), 12 + (4 if annotations else 0), what=where)  # flat, labels, copies
     runs = [_decode_runs(ann["segmentation"], height, width) for ann in annotations]
     areas = np.array([int(lengths.sum()) for _, lengths in runs], dtype=np.int64)
     ids = _instance_ids(annotations)
     z_order = np.array([int(ann.get("z_order", 0)) for ann in annotations], dtype=np.int64)
-    priority = np.lexsort((areas, -z_order))  # z_order descending, then area ascending
+    priority = paint_order(z_order, areas, ids)[::-1]  # front first: paint_runs fills only background
     flat_xy = np.zeros(height * width, dtype=np.uint32)
     contested = []
     for k in priority:

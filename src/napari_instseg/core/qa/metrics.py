@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.coco._validate import validate_coco
+from napari_instseg.core.coco._validate import validate_coco, validate_results
 from napari_instseg.core.errors import CocoFormatError
 from napari_instseg.core.protocol import OCCLUSION_TIERS, TierThresholds
 
@@ -184,21 +184,17 @@ def _candidates(dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], gt: Mapping
         unknown = {a["image_id"] for a in dt["annotations"]} - known
         if unknown:
             raise CocoFormatError(f"candidates (DT): image ids {sorted(unknown)[:10]} are not in the reference.")
+        gt_sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+        for im in dt["images"]:
+            if im["id"] in gt_sizes and (im["height"], im["width"]) != gt_sizes[im["id"]]:
+                raise CocoFormatError(
+                    f"candidates (DT): image {im['id']} is {im['height']} x {im['width']} (height x width), "
+                    f"but {gt_sizes[im['id']][0]} x {gt_sizes[im['id']][1]} in the reference."
+                )
         return [dict(a, score=float(a.get("score", 1.0))) for a in dt["annotations"]]
-    images = {im["id"] for im in gt["images"]}
-    categories = {c["id"] for c in gt["categories"]}
-    out = []
-    for i, ann in enumerate(dt):
-        where = f"candidates (DT) [{i}]"
-        for key in ("image_id", "category_id", "segmentation", "score"):
-            if key not in ann:
-                raise CocoFormatError(f"{where}: missing key {key!r}.")
-        if ann["image_id"] not in images or ann["category_id"] not in categories:
-            raise CocoFormatError(
-                f"{where}: image_id {ann['image_id']} or category_id {ann['category_id']} is not in the reference."
-            )
-        out.append(dict(ann))
-    return out
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    validate_results(dt, sizes, {c["id"] for c in gt["categories"]}, source="candidates (DT)")
+    return [dict(ann) for ann in dt]
 
 
 def segmentation_rle(segmentation: Any, height: int, width: int) -> Any:

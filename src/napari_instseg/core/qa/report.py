@@ -101,9 +101,9 @@ def run_qa(
             progress(i, 6, what)
 
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     step(0, "IoUs")
-    evaluation = prepare(gt, dt, EvalParams(max_dets=max_dets))
+    evaluation = prepare(gt, dt, EvalParams(max_dets=max_dets))  # validates both first
+    out.mkdir(parents=True, exist_ok=True)
     step(1, "Mask AP per tier")
     scores = {"overall": scores_of(evaluation)}
     scores.update({tier: scores_of(evaluation, tier) for tier in OCCLUSION_TIERS})
@@ -239,6 +239,7 @@ def _gallery(
     """Crops of the worst-IoU references with the reference (green) and candidate (red) outlines."""
     from pycocotools import mask as mask_utils
 
+    from napari_instseg.core.errors import InputFileError
     from napari_instseg.core.io import read_image
     from napari_instseg.core.qa.metrics import segmentation_rle
 
@@ -254,8 +255,13 @@ def _gallery(
         path = Path(images_dir) / image["file_name"]
         if not path.is_file():
             continue
-        pixels = read_image(path)
         height, width = image["height"], image["width"]
+        try:
+            pixels = read_image(path)
+        except InputFileError:
+            continue  # an unreadable image is left out of the gallery, like a missing one
+        if tuple(pixels.shape[:2]) != (height, width):
+            continue  # not the image the annotations were made on
         ref = mask_utils.decode(segmentation_rle(anns[row.gt_id]["segmentation"], height, width)).astype(bool)
         cands = sorted(by_cell.get((row.image_id, row.category_id), []), key=lambda a: -float(a.get("score", 1.0)))
         cand = (

@@ -71,8 +71,8 @@ def instances_of(coco: Mapping[str, Any], tiers: TierThresholds | None = None) -
                 "bbox_xywh": [float(v) for v in ann.get("bbox", [0, 0, 0, 0])],
             }
         )
-    result: pd.DataFrame = pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
-    return result
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=list(QUEUE_COLUMNS[:8]))
+    return frame
 
 
 def review_sample(
@@ -106,8 +106,8 @@ def review_sample(
         chosen["stratum"] = " / ".join(f"{b}={v}" for b, v in zip(by, key, strict=False))
         picked.append(chosen)
     queue = pd.concat(picked) if picked else instances.iloc[:0].assign(stratum="")
-    result: pd.DataFrame = queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
-    return result
+    drawn: pd.DataFrame = queue.assign(outcome="", reason="").reset_index(drop=True)[list(QUEUE_COLUMNS)]
+    return drawn
 
 
 def write_queue(queue: pd.DataFrame, folder: str | os.PathLike[str], stem: str = "review_queue") -> tuple[Path, Path]:
@@ -122,12 +122,35 @@ def write_queue(queue: pd.DataFrame, folder: str | os.PathLike[str], stem: str =
 
 
 def read_queue(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a queue (JSON) with its outcomes; outcomes must be '', 'pass' or 'fail'."""
-    items = json.loads(Path(path).read_text())["items"]
-    queue = pd.DataFrame(items, columns=list(QUEUE_COLUMNS))
-    bad = ~queue["outcome"].isin(OUTCOMES)
-    if bad.any():
-        row = queue[bad].iloc[0]
+    """Read a queue (JSON) with its outcomes; outcomes must be '', 'pass' or 'fail'.
+
+    Raises
+    ------
+    InstsegError
+        For a file that is not a review queue (not JSON, no ``items`` list, an item that is not
+        an object or lacks ``ann_id``, an unknown outcome); the message names the file and item.
+    """
+    from napari_instseg.core.coco._validate import read_json_file
+
+    data = read_json_file(path, error=InstsegError, what="a review queue (review_queue.json)")
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise InstsegError(f"{path}: expected an object with an 'items' list (a review_queue.json).")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "ann_id" not in item:
+            raise InstsegError(f"{path}: items[{i}] is not a review item with an 'ann_id'.")
+        bad = [
+            k
+            for k in ("outcome", "reason", "occlusion", "category", "annotator")
+            if isinstance(item.get(k), (list, dict))
+        ]
+        if bad:
+            raise InstsegError(f"{path}: items[{i}] (ann_id {item['ann_id']!r}): {bad[0]!r} must be a single value.")
+    queue: pd.DataFrame = pd.DataFrame(items, columns=list(QUEUE_COLUMNS))
+    queue["outcome"] = queue["outcome"].fillna("")
+    bad_outcome = ~queue["outcome"].isin(OUTCOMES)
+    if bad_outcome.any():
+        row = queue[bad_outcome].iloc[0]
         raise InstsegError(
             f"{path}: item ann_id {row['ann_id']} has outcome {row['outcome']!r}; expected 'pass', 'fail' or empty."
         )
@@ -155,5 +178,5 @@ def error_rates(queue: pd.DataFrame, by: str) -> pd.DataFrame:
         rows.append(
             {by: value, "reviewed": n, "failed": fails, "error_rate": fails / n, "ci_low": low, "ci_high": high}
         )
-    result: pd.DataFrame = pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
-    return result
+    rates: pd.DataFrame = pd.DataFrame(rows, columns=[by, "reviewed", "failed", "error_rate", "ci_low", "ci_high"])
+    return rates
