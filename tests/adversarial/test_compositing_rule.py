@@ -156,11 +156,6 @@ def test_geojson_import_z_order_beats_area_and_ties_go_to_the_smaller_id():
 # --- the annotation session -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session._composite breaks z_order ties by the smaller id, not by the smaller area first: "
-    "the integrator wires occlusion.paint_order into the split session",
-)
 def test_session_recomposite_follows_the_rule_on_equal_z_order():
     from napari_instseg.core.session import AnnotationSession
 
