@@ -11,7 +11,7 @@ import pytest
 
 from napari_instseg.cli import main
 from napari_instseg.core.project import Project
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def project_dir(tmp_path, ihc_image):
     for k in range(4):
         y, x = divmod(k, 2)
         tifffile.imwrite(folder / f"tile_{k}.tif", ihc_image[y * 128 : (y + 1) * 128, x * 128 : (x + 1) * 128])
-    Protocol(categories=(Category(1, "nucleus"), Category(2, "mitosis"))).save(tmp_path / "protocol.json")
+    AnnotationProtocol(categories=(Category(1, "nucleus"), Category(2, "mitosis"))).save(tmp_path / "protocol.json")
     target = tmp_path / "proj"
     argv = [
         "project",

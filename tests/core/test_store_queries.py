@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_instseg.core.protocol import Category, Protocol
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 from napari_instseg.core.store import AnnotationStore, StoreError
 
 
@@ -14,7 +14,7 @@ from napari_instseg.core.store import AnnotationStore, StoreError
 def store(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("queries")
     shape = (1024, 2048)
-    protocol = Protocol(categories=(Category(1, "tumour"), Category(2, "stroma")))
+    protocol = AnnotationProtocol(categories=(Category(1, "tumour"), Category(2, "stroma")))
     with AnnotationStore.create(tmp_path / "q.zarr", shape, protocol) as opened:
         session = opened.window_session((0, 0, *shape))
         # a 4 x 8 grid of squares; odd columns are pre-labels (sam2)

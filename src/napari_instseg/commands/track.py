@@ -77,7 +77,7 @@ def run_track(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import save_coco
     from napari_instseg.core.coco.video import export_coco_video
     from napari_instseg.core.errors import InstsegError
-    from napari_instseg.core.protocol import Protocol, load_protocol
+    from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
     from napari_instseg.core.video.frames import stack_shape
     from napari_instseg.core.video.prompts import read_track_boxes_csv, read_track_points_csv
     from napari_instseg.core.video.propagate import ObjectPrompt, VideoPropagator
@@ -89,7 +89,7 @@ def run_track(args: argparse.Namespace) -> int:
         raise InstsegError(
             f"-o {args.output} is one of the inputs; choose another file (inputs are never overwritten)."
         )
-    protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
+    protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     frames = read_stack(args.stack)
     n_frames, height, width = stack_shape(frames)
     prompts = (

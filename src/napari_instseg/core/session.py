@@ -39,7 +39,7 @@ from napari_instseg.core.commit_rules import (
 )
 from napari_instseg.core.edits import CroppedMask, Edit, bbox_of, region_union
 from napari_instseg.core.history import EditSink
-from napari_instseg.core.instances import row_of
+from napari_instseg.core.instances import IdAllocator, row_of
 from napari_instseg.core.paint import paint_edit
 from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt
 from napari_instseg.core.records import CommitError, CommitResult, PrelabelRecord, iou

@@ -33,7 +33,7 @@ from napari_instseg.core.coco._export import AnnotatedImage, CocoExport, export_
 from napari_instseg.core.coco._import import import_coco, load_coco_json
 from napari_instseg.core.errors import CocoFormatError
 from napari_instseg.core.instances import apply_rows, empty_table
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = ["ImportedVideo", "export_coco_video", "import_coco_video"]
 
@@ -52,7 +52,7 @@ class ImportedVideo:
         One row per track (instance id = track id); ``occlusion`` is the worst tier over frames.
     records : dict
         ``{frame: {track_id: FrameRecord}}`` (present with its tier, or absent).
-    protocol : Protocol
+    protocol : AnnotationProtocol
     images : list of dict
         The image records in frame order.
     """
@@ -61,7 +61,7 @@ class ImportedVideo:
     labels_tyx: NDArray[np.uint32]
     table: pd.DataFrame
     records: dict[int, dict[int, Any]]
-    protocol: Protocol
+    protocol: AnnotationProtocol
     images: list[dict[str, Any]]
 
     def track_stack(self) -> Any:

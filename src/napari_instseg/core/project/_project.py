@@ -36,7 +36,7 @@ from napari_instseg.core.project._manifest import (
     check_annotator,
 )
 from napari_instseg.core.project._sources import stored_path
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = ["PROJECT_FORMAT", "Project", "ProjectSettings", "is_project"]
 
@@ -89,7 +89,7 @@ def is_project(path: str | os.PathLike[str]) -> bool:
 class Project:
     """An open project; see the module docstring. Use :meth:`create` or :meth:`open`."""
 
-    def __init__(self, path: Path, protocol: Protocol, settings: ProjectSettings) -> None:
+    def __init__(self, path: Path, protocol: AnnotationProtocol, settings: ProjectSettings) -> None:
         self.path = path
         self.protocol = protocol
         self.settings = settings
@@ -101,7 +101,7 @@ class Project:
         cls,
         path: str | os.PathLike[str],
         images: Sequence[ImageRef] = (),
-        protocol: Protocol | None = None,
+        protocol: AnnotationProtocol | None = None,
         settings: ProjectSettings | None = None,
     ) -> Project:
         """Make a project folder at ``path`` (built beside it, then renamed into place).
@@ -118,7 +118,7 @@ class Project:
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             (build / "stores").mkdir()
-            (protocol or Protocol.default()).save(build / "protocol.json")
+            (protocol or AnnotationProtocol.default()).save(build / "protocol.json")
             _write_meta(build, settings or ProjectSettings())
             Manifest.create(build / "manifest.sqlite").close()
             if target.exists():

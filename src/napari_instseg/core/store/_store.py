@@ -151,7 +151,9 @@ class AnnotationStore:
         clean_stale_builds(target)
         tmp = target.with_name(f".{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            build_store(tmp, (int(shape[0]), int(shape[1])), labels, protocol or AnnotationProtocol.default(), image, table)
+            build_store(
+                tmp, (int(shape[0]), int(shape[1])), labels, protocol or AnnotationProtocol.default(), image, table
+            )
             if target.exists():
                 raise StoreError(
                     f"{target} was created by someone else meanwhile; open it with AnnotationStore.open()."

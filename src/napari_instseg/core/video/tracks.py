@@ -41,7 +41,7 @@ from napari_instseg.core.instances import (
     validate_table,
 )
 from napari_instseg.core.occlusion import composite_by_depth, occluded_fractions
-from napari_instseg.core.protocol import Protocol
+from napari_instseg.core.protocol import AnnotationProtocol
 
 __all__ = ["FRAME_COLUMNS", "FrameRecord", "TrackError", "TrackStack", "as_label_stack"]
 
@@ -120,8 +120,8 @@ class TrackStack:
         Existing labels (edited in place when uint32, else a converted copy).
     table : DataFrame, optional
         Instance table of the existing labels (rows are added for ids it lacks).
-    protocol : Protocol, optional
-        Taxonomy and tier thresholds; defaults to :meth:`Protocol.default`.
+    protocol : AnnotationProtocol, optional
+        Taxonomy and tier thresholds; defaults to :meth:`AnnotationProtocol.default`.
     annotator : str
         Written into the rows of new tracks.
     """
@@ -130,12 +130,12 @@ class TrackStack:
         self,
         labels_tyx: ArrayLike,
         table: pd.DataFrame | None = None,
-        protocol: Protocol | None = None,
+        protocol: AnnotationProtocol | None = None,
         *,
         annotator: str = "",
     ) -> None:
         self.labels_tyx = as_label_stack(labels_tyx)
-        self.protocol = protocol or Protocol.default()
+        self.protocol = protocol or AnnotationProtocol.default()
         present = np.unique(self.labels_tyx)
         ids = np.union1d(
             (empty_table() if table is None else validate_table(table)).index.to_numpy(), present[present > 0]
