@@ -52,9 +52,9 @@ def test_wheel_ships_the_manifest_inside_the_package(tmp_path):
 
 
 def test_metadata_licence_extras_and_changelog():
-    import tomllib
-
     import napari_instseg
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "BSD-3-Clause" and project["license-files"] == ["LICENSE"]
