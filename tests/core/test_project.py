@@ -135,3 +135,25 @@ def test_manifest_is_wal_and_assignment_respected(tmp_path, tiles):
         assert project.manifest.count_items(ItemFilter(annotator="bob")) == 3
     mode = sqlite3.connect(tmp_path / "p" / "manifest.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_slides_are_referenced_with_their_level0_size(tmp_path, tiles):
+    import zarr
+
+    root = zarr.open_group(str(tmp_path / "slide.zarr"), mode="w")
+    root.create_array("0", data=np.zeros((2048, 1024, 3), np.uint8), chunks=(512, 512, 3))
+    root.create_array("1", data=np.zeros((1024, 512, 3), np.uint8), chunks=(512, 512, 3))
+    argv = [
+        "project",
+        "init",
+        str(tmp_path / "p"),
+        "--images",
+        str(tiles / "*.png"),
+        "--slides",
+        str(tmp_path / "*.zarr"),
+    ]
+    assert main(argv) == 0
+    with Project.open(tmp_path / "p") as project:
+        kinds = {it.file_name: (it.kind, it.shape_yx) for it in project.items()}
+    assert kinds["slide.zarr"] == ("slide", (2048, 1024))
+    assert kinds["tile_4.png"] == ("image", (128, 128))

@@ -154,3 +154,23 @@ def test_calibration_round_between_two_annotators(project_dir, tmp_path, capsys)
     assert [f["class"] for f in report["flagged"]] == ["mitosis"]
     assert pair["kappa_category"] is not None and pair["n_matched"] == 4
     assert Project.open(project_dir).settings.calibration_min_ap == 0.6
+
+
+@pytest.mark.slow
+def test_prelabel_with_sam2_random_weights_through_the_real_loader(tmp_path, ihc_image, sam2_checkpoint, capsys):
+    """The SAM 2 path end to end (random weights: code paths and bookkeeping only, no quality)."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "tile.tif", ihc_image[:128, :128])
+    assert main(["project", "init", str(tmp_path / "p"), "--images", str(tmp_path / "tile.tif")]) == 0
+    argv = ["project", "prelabel", str(tmp_path / "p"), "--backend", "sam2", "--checkpoint", str(sam2_checkpoint)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "1 of 1 image(s) pre-labelled (sam2)" in capsys.readouterr().out
+    with Project.open(tmp_path / "p") as project:
+        [item] = project.items()
+        assert item.status == "pre-labelled"
+        store = project.open_store(item, read_only=True)
+        table = store.table
+        store.close()
+    assert set(table["source"]) <= {"sam2"} and set(table["review"]) <= {"pre-label"}
+    assert len(table) == item.n_instances

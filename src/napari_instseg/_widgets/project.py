@@ -349,11 +349,17 @@ class ProjectWidget(QWidget):
         store.close()
         image = self._read_image(item)
         self._show_image(item, image)
-        binding = self._bind_labels(item)
-        if note or binding.store.read_only:
-            binding.session.sink = None
-            note = note or f"{binding.store.lock_message}: changes will not be saved."
-        binding.session.annotator = self.annotator
+        if item.kind == "slide":  # napari cannot paint a slide-sized Labels layer
+            if self.labels_layer is not None:
+                layer_session(self.labels_layer).close()
+                self.viewer.layers.remove(self.labels_layer)
+            note = f"{note} A slide: annotate it in the Slide widget with the store {self.project.store_path(item)}."
+        else:
+            binding = self._bind_labels(item)
+            if note or binding.store.read_only:
+                binding.session.sink = None
+                note = note or f"{binding.store.lock_message}: changes will not be saved."
+            binding.session.annotator = self.annotator
         self.current = item
         self.model.touch()  # the list keeps its rows until the filter changes: moving on stays fast
         self._select_current()
@@ -443,7 +449,7 @@ class ProjectWidget(QWidget):
         """Save and submit the current image (then open the next one when 'then next' is on)."""
         from napari_instseg.core.project import ProjectError
 
-        if self.current is None:
+        if self.current is None or self.labels_layer is None:
             return None
         self._leave_current()
         binding = layer_session(self.labels_layer)

@@ -64,8 +64,8 @@ def project_coco(
     items = [
         it
         for it in project.manifest.finished_items(phase=phase)
-        if (it.status == "reviewed" or not reviewed_only) and project.has_store(it)
-    ]
+        if (it.status == "reviewed" or not reviewed_only) and project.has_store(it) and it.kind == "image"
+    ]  # slides are exported per slide: napari-instseg export STORE --per-tile / -o SLIDE.geojson
     if not items:
         what = "reviewed" if reviewed_only else "submitted or reviewed"
         raise ProjectError(f"{project.path}: no {what} {phase} image to export yet.")
