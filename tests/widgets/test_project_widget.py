@@ -62,12 +62,13 @@ def _paint_stroke(viewer, layer, y: int, x0: int, x1: int) -> None:
     QTest.mouseRelease(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x1))
 
 
-def _key_on_canvas(viewer, key) -> None:
+def _key_on_canvas(viewer, key, modifier=None) -> None:
+    from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
     native = viewer.window._qt_viewer.canvas.native
     native.setFocus()
-    QTest.keyClick(native, key)
+    QTest.keyClick(native, key, modifier if modifier is not None else Qt.KeyboardModifier.NoModifier)
 
 
 def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, qtbot):
@@ -84,7 +85,8 @@ def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, q
     QTest.mouseDClick(*args)
     assert widget.current.image_id == 2 and widget.current.status == "in progress"
     labels = viewer.layers["project labels"]
-    assert viewer.layers["project image"].data.shape == (128, 128, 3) and labels.data.shape == (128, 128)
+    assert widget.image_layer.data.shape == (128, 128, 3) and labels.data.shape == (128, 128)
+    assert widget.image_layer.name == "project image 2: tile_1.tif"
     _paint_stroke(viewer, labels, 60, 40, 80)
     assert (labels.data == 5).sum() > 100
     _key_on_canvas(viewer, Qt.Key.Key_Period)  # next unfinished: saves image 2 first
@@ -114,7 +116,7 @@ def test_prompt_widget_works_on_the_project_labels(panel, project_dir):
     widget._on_next()
     _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt", tabify=True)
     prompt.backend_combo.value = "classic"
-    prompt.image_combo.value = viewer.layers["project image"]
+    prompt.image_combo.value = widget.image_layer
     prompt.labels_combo.value = viewer.layers["project labels"]
     prompt.points_layer.add([[64, 64]])
     result = prompt._on_commit()
@@ -153,3 +155,59 @@ def test_keys_are_napari_actions_and_do_not_clash(panel):
         assert name in action_manager._actions
         assert [str(k) for k in action_manager._shortcuts[name]] == [key]
         assert key.lower() not in napari_keys and key.lower() not in ours
+
+
+def test_prelabel_review_in_the_panel_then_export(panel, project_dir, tmp_path):
+    """The issue's flow: batch pre-labels, review image after image with one key, export."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_instseg.cli import main
+
+    viewer, widget = panel
+    assert main(["project", "prelabel", str(project_dir), "--backend", "classic"]) == 0
+    widget._on_filter()
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt", tabify=True)
+    prompt.backend_combo.value = "classic"
+    keys = []
+    for expected in (1, 2):
+        _key_on_canvas(viewer, Qt.Key.Key_Period)
+        assert widget.current.image_id == expected and widget.current.status == "in progress"
+        labels = viewer.layers["project labels"]
+        prompt.image_combo.value = widget.image_layer
+        prompt.labels_combo.value = labels
+        table = layer_table(labels)
+        assert set(table["review"]) == {"pre-label"}
+        for instance_id in table.index:  # accept every pre-label with the Prompt widget's key
+            labels.selected_label = int(instance_id)
+            _key_on_canvas(viewer, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+        assert set(layer_table(labels)["review"]) == {"accepted"}
+        keys.append(prompt.image_key(widget.image_layer))
+        QTest.mouseClick(widget.submit_button, Qt.MouseButton.LeftButton)
+    assert keys[0] != keys[1]  # the Prompt widget never mistakes one tile for the other
+    assert "Nothing left to do for alice" in widget.summary.text()
+    # a reviewer goes through the submitted images with the same key
+    widget.annotator_edit.setText("carol")
+    widget.review_check.setChecked(True)
+    _key_on_canvas(viewer, Qt.Key.Key_Period)
+    assert widget.current.image_id == 1 and widget.current.status == "submitted"
+    QTest.mouseClick(widget.reviewed_button, Qt.MouseButton.LeftButton)
+    assert widget.current.image_id == 2
+    QTest.mouseClick(widget.reviewed_button, Qt.MouseButton.LeftButton)
+    assert "Nothing left to review" in widget.summary.text()
+    output = tmp_path / "dataset.json"
+    assert main(["project", "export", str(project_dir), "-o", str(output), "--reviewed-only"]) == 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(output))
+    assert sorted(coco.getImgIds()) == [1, 2] and len(coco.getAnnIds()) > 0
+    assert {a["attributes"]["review"] for a in coco.dataset["annotations"]} == {"accepted"}
+
+
+def layer_table(layer):
+    from napari_instseg.core.instances import from_features
+
+    return from_features(layer.features)

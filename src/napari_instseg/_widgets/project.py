@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["IMAGE_LAYER", "LABELS_LAYER", "PROJECT_ACTIONS", "ProjectTableModel", "ProjectWidget"]
 
 IMAGE_LAYER = "project image"
+"""Name prefix of the image layer; the full name also names the image (``project image 3:
+tile_2.tif``), so the Prompt widget's embedding cache, which keys on the layer name, never
+takes one image for another."""
+PROJECT_IMAGE_KEY = "instseg_project_image"
+"""Image-layer metadata key marking the Project panel's image layer."""
 LABELS_LAYER = "project labels"
 ANY = "(any)"
 PAGE_ROWS = 256
@@ -234,6 +239,8 @@ class ProjectWidget(QWidget):
         self.submit_button = QPushButton("Submit")
         self.then_next_check = QCheckBox("then next")
         self.then_next_check.setChecked(True)
+        self.review_check = QCheckBox("review mode (move through submitted images)")
+        self.reviewed_button = QPushButton("Mark reviewed")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         form = QFormLayout()
@@ -255,6 +262,10 @@ class ProjectWidget(QWidget):
         layout.addLayout(checks)
         layout.addWidget(self.table, stretch=1)
         layout.addLayout(moves)
+        review_row = QHBoxLayout()
+        review_row.addWidget(self.review_check)
+        review_row.addWidget(self.reviewed_button)
+        layout.addLayout(review_row)
         layout.addWidget(self.summary)
         self.open_button.clicked.connect(self._on_open)
         self.path_edit.returnPressed.connect(self._on_open)
@@ -267,6 +278,7 @@ class ProjectWidget(QWidget):
         self.prev_button.clicked.connect(self._on_previous)
         self.next_button.clicked.connect(self._on_next)
         self.submit_button.clicked.connect(self._on_submit)
+        self.reviewed_button.clicked.connect(self._on_reviewed)
 
     # -- project --------------------------------------------------------------------------------
     @property
@@ -332,19 +344,27 @@ class ProjectWidget(QWidget):
         """The Labels layer bound to the current image's store (None before one is opened)."""
         return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None  # noqa: SIM401
 
+    @property
+    def image_layer(self) -> Any:
+        """The image layer of the current image (None before one is opened)."""
+        return next((lay for lay in self.viewer.layers if lay.metadata.get(PROJECT_IMAGE_KEY)), None)
+
     def open_item(self, item: Any) -> str:
         """Save the current image, then open ``item``: its image and its store's labels.
 
         Returns the message shown (read-only and lock notes included).
         """
-        from napari_instseg.core.project import ProjectError
+        from napari_instseg.core.project import FINISHED, ProjectError
 
         self._leave_current()
         note = ""
-        try:
-            item = self.project.manifest.claim(item.key, self.annotator)
-        except ProjectError as exc:  # someone else's image: look, but do not take it
-            note = f"{exc} Opened read-only."
+        if self.review_check.isChecked() and item.status in FINISHED:
+            item = self.project.manifest.item(*item.key)  # a reviewer corrects; status unchanged
+        else:
+            try:
+                item = self.project.manifest.claim(item.key, self.annotator)
+            except ProjectError as exc:  # someone else's image: look, but do not take it
+                note = f"{exc} Opened read-only."
         store = self.project.open_store(item)  # made on first visit
         store.close()
         image = self._read_image(item)
@@ -379,7 +399,7 @@ class ProjectWidget(QWidget):
     def _show_image(self, item: Any, image: Any) -> None:
         multiscale = isinstance(image, list)
         rgb = rgb_or_grey(image[0] if multiscale else image)["rgb"]
-        layer = self.viewer.layers[IMAGE_LAYER] if IMAGE_LAYER in self.viewer.layers else None  # noqa: SIM401
+        layer = self.image_layer
         if layer is not None and (layer.rgb != rgb or layer.multiscale != multiscale):
             self.viewer.layers.remove(layer)
             layer = None
@@ -389,7 +409,8 @@ class ProjectWidget(QWidget):
         else:
             layer.data = image
             layer.reset_contrast_limits()
-        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
+        layer.name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
+        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
 
     def _bind_labels(self, item: Any) -> Any:
         from napari_instseg.core.instances import empty_table
@@ -436,10 +457,16 @@ class ProjectWidget(QWidget):
     def _move(self, *, forward: bool) -> Any:
         if self.project is None:
             return None
-        item = self.project.next_item(self.annotator, self.current, forward=forward)
+        if self.review_check.isChecked():
+            item = self.project.next_to_review(self.current, forward=forward)
+            if item is not None and self.current is not None and item.key == self.current.key:
+                item = None  # the only one left is this one
+        else:
+            item = self.project.next_item(self.annotator, self.current, forward=forward)
         if item is None:
             self._leave_current()
-            self._show_summary(f"Nothing left to do for {self.annotator}.")
+            what = "to review" if self.review_check.isChecked() else f"to do for {self.annotator}"
+            self._show_summary(f"Nothing left {what}.")
             return None
         self.open_item(item)
         return item
@@ -463,6 +490,19 @@ class ProjectWidget(QWidget):
         if self.then_next_check.isChecked():
             return self._on_next()
         self._show_summary()
+        return self.current
+
+    @_reporting
+    def _on_reviewed(self, *_: Any) -> Any:
+        """Save the current image, mark it reviewed, then open the next one to review."""
+        if self.current is None:
+            return None
+        self._leave_current()
+        self.current = self.project.review(self.current)
+        self._show_summary()
+        self.model.touch()
+        if self.then_next_check.isChecked():
+            return self._move(forward=True)
         return self.current
 
     def closeEvent(self, event: Any) -> None:

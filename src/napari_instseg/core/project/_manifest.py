@@ -363,6 +363,19 @@ class Manifest:
             found = self._neighbour(annotator, (0, "") if forward else (2**62, ""), forward)
         return found
 
+    def review_neighbour(self, after: tuple[int, str] | None, *, forward: bool = True) -> WorkItem | None:
+        """The next (or previous) submitted main set to review, anyone's, wrapping around."""
+        op, order = (">", "ASC") if forward else ("<", "DESC")
+        sql = (
+            f"SELECT id FROM images INDEXED BY images_status WHERE status = 'submitted' AND phase = 'production'"
+            f" AND id {op} ? ORDER BY id {order} LIMIT 1"
+        )
+        for bound in ([after[0]] if after else []) + [0 if forward else 2**62]:
+            row = self._db.execute(sql, (bound,)).fetchone()
+            if row is not None:
+                return self.item(int(row[0]))
+        return None
+
     def _neighbour(self, annotator: str, start: tuple[int, str], forward: bool) -> WorkItem | None:
         op, order = (">", "ASC") if forward else ("<", "DESC")
         candidates: list[tuple[int, str]] = []
