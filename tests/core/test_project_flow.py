@@ -174,3 +174,27 @@ def test_prelabel_with_sam2_random_weights_through_the_real_loader(tmp_path, ihc
         store.close()
     assert set(table["source"]) <= {"sam2"} and set(table["review"]) <= {"pre-label"}
     assert len(table) == item.n_instances
+
+
+def test_prelabel_on_a_distributed_scheduler_matches_threads(tmp_path, ihc_image, capsys):
+    """A scheduler address (here an in-process LocalCluster) gives the same stores as threads."""
+    import tifffile
+    from distributed import LocalCluster
+
+    tifffile.imwrite(tmp_path / "a.tif", ihc_image[:128, :128])
+    tifffile.imwrite(tmp_path / "b.tif", ihc_image[128:256, :128])
+    for name in ("threads", "cluster"):
+        assert main(["project", "init", str(tmp_path / name), "--images", str(tmp_path / "*.tif")]) == 0
+    assert main(["project", "prelabel", str(tmp_path / "threads"), "--backend", "classic"]) == 0
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        argv = ["project", "prelabel", str(tmp_path / "cluster"), "--backend", "classic"]
+        assert main([*argv, "--scheduler", cluster.scheduler_address]) == 0
+    assert "2 of 2 image(s) pre-labelled" in capsys.readouterr().out
+    for image_id in (1, 2):
+        found = []
+        for name in ("threads", "cluster"):
+            with Project.open(tmp_path / name) as project:
+                store = project.open_store(project.manifest.item(image_id), read_only=True)
+                found.append(store.read_labels())
+                store.close()
+        np.testing.assert_array_equal(found[0], found[1])
