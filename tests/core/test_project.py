@@ -157,3 +157,50 @@ def test_slides_are_referenced_with_their_level0_size(tmp_path, tiles):
         kinds = {it.file_name: (it.kind, it.shape_yx) for it in project.items()}
     assert kinds["slide.zarr"] == ("slide", (2048, 1024))
     assert kinds["tile_4.png"] == ("image", (128, 128))
+
+
+_CHILD = """
+import sys
+from napari_instseg.core.project import Project
+project = Project.open(sys.argv[1])
+item = project.manifest.claim((1, ""), "bob")
+store = project.open_store(item)
+print("ready", flush=True)
+sys.stdin.readline()
+store.close()
+"""
+
+
+def test_two_people_share_a_project_folder(tmp_path, tiles):
+    """Another process (bob) holds image 1: alice can neither take it nor write its store."""
+    import os
+    import subprocess
+    import sys
+
+    with Project.create(tmp_path / "p") as project:
+        from napari_instseg.core.project import refs_from_patterns
+
+        project.add(refs_from_patterns([str(tiles / "*.tif")]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "p")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with Project.open(tmp_path / "p") as project:
+            with pytest.raises(ProjectError, match="assigned to 'bob', not 'alice'"):
+                project.manifest.claim((1, ""), "alice")
+            store = project.open_store(project.manifest.item(1))
+            assert store.read_only and str(child.pid) in store.lock_message
+            store.close()
+            assert project.next_item("alice").image_id == 2
+    finally:
+        child.communicate("\n", timeout=60)
+    with Project.open(tmp_path / "p") as project:
+        store = project.open_store(project.manifest.item(1))
+        assert not store.read_only  # released when bob closed it
+        store.close()

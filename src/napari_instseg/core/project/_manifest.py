@@ -437,16 +437,26 @@ class Manifest:
         ProjectError
             When the image is assigned to someone else.
         """
-        item = self.item(*key)
-        if item.assignee not in ("", annotator):
-            raise ProjectError(
-                f"Image id {item.image_id} ({item.file_name}) is assigned to {item.assignee!r}, not {annotator!r}."
-            )
-        if item.status in ("todo", "pre-labelled"):
-            changes: dict[str, Any] = {"status": "in progress"}
-            if not item.owner:
-                changes["assignee"] = annotator
-            self.set_item(key, **changes)
+        image_id, owner = key
+        with self.transaction() as db:  # read and take in one write transaction: no race
+            item = self.item(image_id, owner)
+            if item.assignee not in ("", annotator):
+                raise ProjectError(
+                    f"Image id {item.image_id} ({item.file_name}) is assigned to {item.assignee!r}, not {annotator!r}."
+                )
+            if item.status in ("todo", "pre-labelled"):
+                now = time.time()
+                if owner:
+                    db.execute(
+                        "UPDATE assignments SET status = 'in progress', updated_at = ? WHERE image_id = ? AND annotator = ?",
+                        (now, image_id, owner),
+                    )
+                    _sync_calibration_status(db, image_id)
+                else:
+                    db.execute(
+                        "UPDATE images SET status = 'in progress', assignee = ?, updated_at = ? WHERE id = ?",
+                        (annotator, now, image_id),
+                    )
         return self.item(*key)
 
     # -- assignment and phases --------------------------------------------------------------
