@@ -211,3 +211,21 @@ def layer_table(layer):
     from napari_instseg.core.instances import from_features
 
     return from_features(layer.features)
+
+
+def test_create_a_project_from_the_panel(make_napari_viewer, tmp_path, ihc_image):
+    import tifffile
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    for k in range(2):
+        tifffile.imwrite(tmp_path / f"t{k}.tif", ihc_image[:64, k * 64 : (k + 1) * 64])
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Project")
+    QTest.keyClicks(widget.path_edit, str(tmp_path / "new"))
+    QTest.keyClicks(widget.images_edit, str(tmp_path / "*.tif"))
+    QTest.mouseClick(widget.create_button, Qt.MouseButton.LeftButton)
+    assert widget.model.rowCount() == 2 and (tmp_path / "new" / "manifest.sqlite").is_file()
+    QTest.mouseClick(widget.create_button, Qt.MouseButton.LeftButton)  # again: refused, nothing changed
+    assert "already exists" in widget.summary.text() and widget.model.rowCount() == 2
+    widget.close()

@@ -210,6 +210,9 @@ class ProjectWidget(QWidget):
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder")
         self.open_button = QPushButton("Open project")
+        self.images_edit = QLineEdit()
+        self.images_edit.setPlaceholderText("images for a new project: tiles/*.tif (several: separate with ;)")
+        self.create_button = QPushButton("Create project")
         self.annotator_edit = QLineEdit(_default_annotator())
         self.status_filter = QComboBox()
         self.phase_filter = QComboBox()
@@ -250,11 +253,15 @@ class ProjectWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.path_edit)
         row.addWidget(self.open_button)
+        create_row = QHBoxLayout()
+        create_row.addWidget(self.images_edit)
+        create_row.addWidget(self.create_button)
         moves = QHBoxLayout()
         for widget in (self.prev_button, self.next_button, self.submit_button, self.then_next_check):
             moves.addWidget(widget)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addLayout(create_row)
         layout.addLayout(form)
         checks = QHBoxLayout()
         checks.addWidget(self.mine_check)
@@ -269,6 +276,7 @@ class ProjectWidget(QWidget):
         layout.addWidget(self.summary)
         self.open_button.clicked.connect(self._on_open)
         self.path_edit.returnPressed.connect(self._on_open)
+        self.create_button.clicked.connect(self._on_create)
         for combo in (self.status_filter, self.phase_filter):
             combo.currentIndexChanged.connect(self._on_filter)
         self.mine_check.toggled.connect(self._on_filter)
@@ -290,6 +298,16 @@ class ProjectWidget(QWidget):
 
     @_reporting
     def _on_open(self, *_: Any) -> None:
+        self.open_project(self.path_edit.text())
+
+    @_reporting
+    def _on_create(self, *_: Any) -> None:
+        """Make a project in the folder typed above, referencing the images matched."""
+        from napari_instseg.core.project import Project, refs_from_patterns
+
+        patterns = [p.strip() for p in self.images_edit.text().split(";") if p.strip()]
+        refs = refs_from_patterns(patterns) if patterns else []
+        Project.create(self.path_edit.text(), refs).close()
         self.open_project(self.path_edit.text())
 
     def open_project(self, path: str | os.PathLike[str]) -> None:
