@@ -174,16 +174,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_assign(args: argparse.Namespace) -> int:
-    from napari_instseg.core.project import Project
-    from napari_instseg.core.project._manifest import ItemFilter, check_annotator
+    from napari_instseg.core.project import UNFINISHED, Project
+    from napari_instseg.core.project._manifest import check_annotator
 
     annotator = check_annotator(args.annotator) if args.annotator else ""
     with Project.open(args.dir) as project:
         if args.ids:
             ids = list(args.ids)
         else:
-            todo = project.items(ItemFilter(assignee="", phase="production"), limit=10**9)
-            ids = [it.image_id for it in todo if it.status != "submitted" and it.status != "reviewed"][: args.count]
+            unfinished = project.manifest.image_ids(phase="production", statuses=UNFINISHED, assignee="")
+            ids = unfinished[: args.count]
         n = project.manifest.assign(ids, annotator)
     print(f"assigned {n} image(s) to {annotator or '(nobody)'}")
     return 0

@@ -280,9 +280,14 @@ class Manifest:
             )
         return added, skipped
 
-    def image_ids(self, *, phase: str | None = None, statuses: Sequence[str] | None = None) -> list[int]:
-        """Ids of images (optionally of one phase and main-set statuses), ascending."""
+    def image_ids(
+        self, *, phase: str | None = None, statuses: Sequence[str] | None = None, assignee: str | None = None
+    ) -> list[int]:
+        """Ids of images (optionally of one phase, main-set statuses and assignee), ascending."""
         sql, params = "SELECT id FROM images WHERE 1", []
+        if assignee is not None:
+            sql += " AND assignee = ?"
+            params.append(assignee)
         if phase is not None:
             sql += " AND phase = ?"
             params.append(phase)
