@@ -73,7 +73,7 @@ CREATE TABLE images (
 );
 CREATE INDEX images_status ON images (status, id);
 CREATE INDEX images_assignee ON images (assignee, status, id);
-CREATE INDEX images_phase ON images (phase, status, id);
+CREATE INDEX images_phase ON images (phase, status, assignee, id);
 CREATE TABLE assignments (
     image_id INTEGER NOT NULL REFERENCES images (id),
     annotator TEXT NOT NULL,
