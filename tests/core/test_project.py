@@ -157,6 +157,25 @@ def test_slides_are_referenced_with_their_level0_size(tmp_path, tiles):
         kinds = {it.file_name: (it.kind, it.shape_yx) for it in project.items()}
     assert kinds["slide.zarr"] == ("slide", (2048, 1024))
     assert kinds["tile_4.png"] == ("image", (128, 128))
+    with Project.open(tmp_path / "p") as project:  # annotate both, in a slide window and a tile
+        for item in project.items():
+            store = project.open_store(project.manifest.claim(item.key, "alice"))
+            session = store.window_session((1500, 500, 1756, 756)) if item.kind == "slide" else store.session()
+            mask = np.zeros(session.shape_yx, bool)
+            mask[50:70, 50:70] = True
+            session.commit(mask)
+            store.close()
+            project.submit(item, "alice")
+    out = ["-o", str(tmp_path / "tiles.json"), "--slides-geojson", str(tmp_path / "geo")]
+    assert main(["project", "export", str(tmp_path / "p"), *out]) == 0
+    [geo] = (tmp_path / "geo").iterdir()
+    [feature] = json.loads(geo.read_text())["features"]
+    xs, ys = zip(*feature["geometry"]["coordinates"][0], strict=True)
+    assert min(xs) == 550 and min(ys) == 1550  # level-0 slide pixels
+    assert [im["file_name"] for im in json.loads((tmp_path / "tiles.json").read_text())["images"]] == [
+        "tile_4.png",
+        "tile_5.png",
+    ]
 
 
 _CHILD = """

@@ -89,6 +89,7 @@ def _register_batch(sub: argparse._SubParsersAction) -> None:
     export.add_argument("-o", "--output", required=True, help="COCO JSON file (must not exist)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle")
     export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
+    export.add_argument("--slides-geojson", metavar="DIR", help="also write each finished slide as QuPath GeoJSON here")
     export.set_defaults(func=_cmd_export)
 
     qa = sub.add_parser("qa", help="stratified QA of the project's export against a gold COCO file")
@@ -265,9 +266,16 @@ def _write_json(path: str, data: Any) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
-    from napari_instseg.core.project._export import export_project
+    from napari_instseg.core.project._export import export_project, export_slides_geojson
 
+    if os.path.exists(args.output):  # checked before any file is written
+        from napari_instseg.core.project import ProjectError
+
+        raise ProjectError(f"{args.output} already exists; choose another name (nothing was overwritten).")
     with Project.open(args.dir) as project:
+        if args.slides_geojson:
+            written = export_slides_geojson(project, args.slides_geojson)
+            print(f"wrote {len(written)} slide GeoJSON file(s) to {args.slides_geojson}")
         result = export_project(
             project,
             args.output,

@@ -19,7 +19,14 @@ from napari_instseg.core.coco import AnnotatedImage, CocoExport, export_coco, sa
 from napari_instseg.core.project._manifest import ProjectError, WorkItem
 from napari_instseg.core.project._project import Project
 
-__all__ = ["export_project", "format_throughput", "project_coco", "project_qa", "throughput_report"]
+__all__ = [
+    "export_project",
+    "export_slides_geojson",
+    "format_throughput",
+    "project_coco",
+    "project_qa",
+    "throughput_report",
+]
 
 MODEL_SOURCES = ("sam2", "classic")
 
@@ -99,6 +106,31 @@ def export_project(
     exported = project_coco(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
     save_coco(exported.coco, target)
     return exported
+
+
+def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> list[Path]:
+    """Write each submitted / reviewed slide's annotations as QuPath GeoJSON (level-0 pixels),
+    ``OUTDIR/<slide stem>.geojson``; existing files are never overwritten.
+
+    The slide's whole label image is read, as ``napari-instseg export STORE -o X.geojson`` does.
+    """
+    from napari_instseg.core.geojson import labels_to_geojson, save_geojson
+
+    slides = [it for it in project.manifest.finished_items() if it.kind == "slide" and project.has_store(it)]
+    folder = Path(outdir)
+    targets = [folder / f"{it.image_id:07d}_{Path(it.file_name).name.split('.')[0]}.geojson" for it in slides]
+    clashes = [str(t) for t in targets if t.exists()]
+    if clashes:
+        raise ProjectError(f"{clashes[:3]} already exist; choose another folder (nothing was overwritten).")
+    folder.mkdir(parents=True, exist_ok=True)
+    for item, target in zip(slides, targets, strict=True):
+        store = project.open_store(item, read_only=True)
+        try:
+            collection = labels_to_geojson(store.read_labels(), store.table, store.protocol)
+        finally:
+            store.close()
+        save_geojson(collection, target)
+    return targets
 
 
 def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
