@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``project`` and its sub-commands."""
     project = subparsers.add_parser("project", help="projects: many images, phases, annotators, one export")
     sub = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_batch(sub)
 
 
-def _register_batch(sub: argparse._SubParsersAction) -> None:
+def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pre = sub.add_parser("prelabel", help="pre-label every image that needs it, on dask (resumable)")
     pre.add_argument("dir")
     pre.add_argument("--backend", choices=("sam2", "classic"), default=None, help="default: sam2 if configured")
