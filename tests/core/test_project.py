@@ -120,6 +120,14 @@ def test_errors_exit_2_and_change_nothing(tmp_path, tiles, capsys, argv, message
     assert not (tmp_path / "new").exists() and not (tmp_path / "out.json").exists()
 
 
+def test_a_damaged_manifest_is_a_clear_error(tmp_path, tiles, capsys):
+    assert main(["project", "init", str(tmp_path / "p"), "--images", str(tiles / "*.tif")]) == 0
+    (tmp_path / "p" / "manifest.sqlite").write_bytes(b"not a database" * 100)
+    capsys.readouterr()
+    assert main(["project", "status", str(tmp_path / "p")]) == 2
+    assert "not a readable project manifest" in capsys.readouterr().err
+
+
 def test_manifest_is_wal_and_assignment_respected(tmp_path, tiles):
     with Project.create(tmp_path / "p") as project:
         from napari_instseg.core.project import refs_from_patterns

@@ -216,8 +216,11 @@ class Manifest:
         self.path = Path(path)
         if not self.path.is_file():
             raise ProjectError(f"{self.path}: no project manifest here (make one with 'napari-instseg project init').")
-        self._db = _connect(self.path)
-        version = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        try:
+            self._db = _connect(self.path)
+            version = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{self.path}: not a readable project manifest ({exc}).") from exc
         if version is None or int(version[0]) > MANIFEST_VERSION:
             raise ProjectError(f"{self.path}: manifest version {version and version[0]} is not supported.")
 
@@ -243,7 +246,10 @@ class Manifest:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``): all of it is saved, or nothing."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # another writer held it past the busy timeout
+            raise ProjectError(f"{self.path}: the manifest is busy ({exc}); nothing was changed, try again.") from exc
         try:
             yield self._db
         except BaseException:
