@@ -49,16 +49,27 @@ def _canvas_pos(viewer, y: float, x: float):
 
 
 def _paint_stroke(viewer, layer, y: int, x0: int, x1: int) -> None:
-    from qtpy.QtCore import Qt
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
     from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
 
     native = viewer.window._qt_viewer.canvas.native
     layer.mode = "paint"
     layer.brush_size = 8
     layer.selected_label = 5
     QTest.mousePress(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x0))
-    for x in range(x0, x1 + 1, 4):
-        QTest.mouseMove(native, _canvas_pos(viewer, y, x))
+    for x in range(x0, x1 + 1, 4):  # moves with the button held, delivered at once (QTest.mouseMove
+        # moves the X cursor instead, whose events Xvfb may deliver after the release)
+        move = QMouseEvent(
+            QEvent.Type.MouseMove,
+            QPointF(_canvas_pos(viewer, y, x)),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(native, move)
+        QTest.qWait(10)  # napari throttles mouse moves (5 ms): let each one through
     QTest.mouseRelease(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x1))
 
 
@@ -88,7 +99,8 @@ def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, q
     assert widget.image_layer.data.shape == (128, 128, 3) and labels.data.shape == (128, 128)
     assert widget.image_layer.name == "project image 2: tile_1.tif"
     _paint_stroke(viewer, labels, 60, 40, 80)
-    assert (labels.data == 5).sum() > 100
+    painted_yx = (labels.data == 5).nonzero()
+    assert painted_yx[1].min() <= 40 and painted_yx[1].max() >= 80  # the whole stroke
     _key_on_canvas(viewer, Qt.Key.Key_Period)  # next unfinished: saves image 2 first
     assert widget.current.image_id == 1  # wraps around (image 3 is bob's)
     with Project.open(project_dir) as project:
@@ -133,6 +145,9 @@ def test_someone_elses_image_and_a_locked_store_open_read_only(panel, project_di
         bob_item = project.manifest.item(3)
         note = widget.open_item(bob_item)
         assert "assigned to 'bob'" in note
+        bobs = project.open_store(bob_item)  # alice only looks: bob's store stays free for bob
+        assert not bobs.read_only
+        bobs.close()
         held = project.open_store(project.manifest.item(1))  # another session holds image 1
         try:
             note = widget.open_item(project.manifest.item(1))

@@ -201,6 +201,7 @@ class ProjectWidget(QWidget):
         self.project: Any = None
         self.current: Any = None
         self._counts_text = ""
+        self._viewing: Any = None  # a store opened read-only (somebody else's image)
         self._build()
         register_actions()
         _WIDGETS[napari_viewer] = self
@@ -393,10 +394,9 @@ class ProjectWidget(QWidget):
                 self.viewer.layers.remove(self.labels_layer)
             note = f"{note} A slide: annotate it in the Slide widget with the store {self.project.store_path(item)}."
         else:
-            binding = self._bind_labels(item)
-            if note or binding.store.read_only:
-                binding.session.sink = None
-                note = note or f"{binding.store.lock_message}: changes will not be saved."
+            binding = self._bind_labels(item, read_only=bool(note))
+            if binding.store.read_only and not note:
+                note = f"{binding.store.lock_message}: changes will not be saved."
             binding.session.annotator = self.annotator
         self.current = item
         self.model.touch()  # the list keeps its rows until the filter changes: moving on stays fast
@@ -430,21 +430,27 @@ class ProjectWidget(QWidget):
         layer.name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
         layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
 
-    def _bind_labels(self, item: Any) -> Any:
+    def _bind_labels(self, item: Any, *, read_only: bool = False) -> Any:
+        """Bind the labels layer to the item's store: writable (taking its lock), or, for
+        somebody else's image, read-only (their lock stays free)."""
         from napari_instseg.core.instances import empty_table
 
         path = str(self.project.store_path(item).resolve())
         layer = self.labels_layer
+        created = layer is None
         if layer is None:
-            kwargs = labels_layer_kwargs(
-                LABELS_LAYER, empty_table(), self.project.protocol, self.project.image_record(item)
-            )
-            kwargs["metadata"][STORE_KEY] = path
+            record = self.project.image_record(item)
+            kwargs = labels_layer_kwargs(LABELS_LAYER, empty_table(), self.project.protocol, record)
+            if not read_only:
+                kwargs["metadata"][STORE_KEY] = path
             layer = self.viewer.add_labels(np.zeros(item.shape_yx, np.uint32), **kwargs)
-            binding = layer_session(layer)  # opens the store named in the metadata
         else:
             layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
-            binding = layer_session(layer)
+        binding = layer_session(layer)  # a new layer opens the store named in its metadata
+        if read_only:
+            self._viewing = self.project.open_store(item, read_only=True)
+            binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing)
+        elif not created:
             binding.attach_store(path)
         self.viewer.layers.selection.active = layer
         self.viewer.reset_view()
@@ -458,6 +464,9 @@ class ProjectWidget(QWidget):
         binding.flush()
         if binding.store is not None and not binding.store.read_only:
             self.project.manifest.set_item(self.current.key, n_instances=len(binding.session.table))
+        if self._viewing is not None:
+            self._viewing.close()
+            self._viewing = None
 
     @_reporting
     def _on_double_click(self, index: QModelIndex) -> None:
