@@ -115,6 +115,22 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
     assert report["prelabels"]["review"]["rejected"] == 1
     assert 0 < report["prelabels"]["acceptance_rate"] < 1
     assert set(report["per_annotator"]) >= {"bob"}
+    # the QA review sample across the project, per tier at the protocol's rates
+    capsys.readouterr()
+    argv = [
+        "project",
+        "sample",
+        str(project_dir),
+        "-o",
+        str(tmp_path / "sample"),
+        "--stratify-by",
+        "occlusion",
+        "category",
+    ]
+    assert main(argv) == 0
+    queue = json.loads((tmp_path / "sample" / "review_queue.json").read_text())["items"]
+    assert queue and {q["image_id"] for q in queue} <= {1, 2, 3}
+    assert main(argv) == 2  # a second run never overwrites the queue
     # QA against a gold file: the project's own export as gold scores AP 1
     capsys.readouterr()
     assert (

@@ -101,6 +101,19 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
     qa.set_defaults(func=_cmd_qa)
 
+    sample = sub.add_parser("sample", help="QA review queue over the project at the protocol's per-tier rates")
+    sample.add_argument("dir", help="project folder")
+    sample.add_argument("-o", "--outdir", required=True, help="folder for review_queue.json / .csv")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    sample.add_argument(
+        "--stratify-by",
+        nargs="+",
+        default=["occlusion"],
+        choices=("occlusion", "category", "annotator"),
+        help="strata (occlusion always; default: occlusion)",
+    )
+    sample.set_defaults(func=_cmd_sample)
+
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
     report.add_argument("dir", help="project folder")
     report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
@@ -297,6 +310,16 @@ def _cmd_qa(args: argparse.Namespace) -> int:
         report = project_qa(project, args.gold, args.outdir, seed=args.seed)
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._export import review_sample
+
+    with Project.open(args.dir) as project:
+        json_path, csv_path, n = review_sample(project, args.outdir, seed=args.seed, by=tuple(args.stratify_by))
+    print(f"{n} instance(s) to review: wrote {json_path} and {csv_path}")
     return 0
 
 

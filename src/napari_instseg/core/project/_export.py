@@ -25,6 +25,7 @@ __all__ = [
     "format_throughput",
     "project_coco",
     "project_qa",
+    "review_sample",
     "throughput_report",
 ]
 
@@ -159,6 +160,31 @@ def project_qa(project: Project, gold: str | os.PathLike[str], outdir: str | os.
 
     reference, candidates = _aligned_to_gold(project_coco(project).coco, load_coco_json(gold))
     return run_qa(reference, candidates, outdir, seed=seed)
+
+
+def review_sample(
+    project: Project, outdir: str | os.PathLike[str], *, seed: int = 0, by: tuple[str, ...] = ("occlusion",)
+) -> tuple[Path, Path, int]:
+    """Draw the project's QA review queue at the protocol's per-tier rates.
+
+    Every submitted / reviewed production instance is a candidate; the queue is stratified
+    by ``by`` (occlusion tier always among them) and written as ``review_queue.json`` /
+    ``.csv`` in ``outdir`` (never over existing files). Returns both paths and the size.
+    """
+    from napari_instseg.core.qa.sampling import instances_of, write_queue
+    from napari_instseg.core.qa.sampling import review_sample as draw
+
+    folder = Path(outdir)
+    clashes = [str(folder / n) for n in ("review_queue.json", "review_queue.csv") if (folder / n).exists()]
+    if clashes:
+        raise ProjectError(f"{clashes} already exist; choose another folder (nothing was overwritten).")
+    instances = instances_of(project_coco(project).coco, project.protocol.tiers)
+    try:
+        queue = draw(instances, project.protocol.qa_rates, seed=seed, by=by)
+    except ValueError as exc:
+        raise ProjectError(str(exc)) from exc
+    json_path, csv_path = write_queue(queue, folder)
+    return json_path, csv_path, len(queue)
 
 
 def _tables(project: Project) -> pd.DataFrame:
