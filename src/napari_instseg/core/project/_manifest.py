@@ -564,9 +564,19 @@ def _sync_calibration_status(db: sqlite3.Connection, image_id: int) -> None:
         db.execute("UPDATE images SET status = ? WHERE id = ?", (least, image_id))
 
 
+def _journal_mode() -> str:
+    """WAL by default; ``NAPARI_INSTSEG_MANIFEST_JOURNAL=delete`` for a project on a network
+    share used from several machines (SQLite's WAL needs memory shared by every user's host)."""
+    mode = os.environ.get("NAPARI_INSTSEG_MANIFEST_JOURNAL", "wal").lower()
+    if mode not in ("wal", "delete"):
+        raise ProjectError(f"NAPARI_INSTSEG_MANIFEST_JOURNAL must be 'wal' or 'delete', got {mode!r}.")
+    return mode
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    mode = _journal_mode()
     db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA journal_mode = {mode.upper()}")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA foreign_keys = ON")
     return db
