@@ -128,7 +128,7 @@ class ProjectTableModel(QAbstractTableModel):
         self.project: Any = None
         self.where: Any = None
         self.keys: list[tuple[int, str]] = []
-        self._pages: OrderedDict[int, list[Any]] = OrderedDict()
+        self._pages: OrderedDict[int, dict[tuple[int, str], Any]] = OrderedDict()
 
     def set_source(self, project: Any, where: Any) -> None:
         """Show ``project``'s items matching ``where`` (an ``ItemFilter``)."""
@@ -155,15 +155,16 @@ class ProjectTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def item_at(self, row: int) -> Any:
-        """The work item of ``row``."""
+        """The work item of ``row`` (None when someone moved it out of this listing since it
+        was read, e.g. into a calibration round; *Refresh list* re-reads it)."""
         page = row // PAGE_ROWS
         if page not in self._pages:
             keys = self.keys[page * PAGE_ROWS : (page + 1) * PAGE_ROWS]
-            self._pages[page] = self.project.manifest.items_between(keys)
+            self._pages[page] = {it.key: it for it in self.project.manifest.items_between(keys)}
             while len(self._pages) > 8:
                 self._pages.popitem(last=False)
         self._pages.move_to_end(page)
-        return self._pages[page][row % PAGE_ROWS]
+        return self._pages[page].get(self.keys[row])
 
     def row_of(self, key: tuple[int, str]) -> int:
         """The row of an item key, or -1."""
@@ -176,6 +177,8 @@ class ProjectTableModel(QAbstractTableModel):
         if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
             return None
         item = self.item_at(index.row())
+        if item is None:
+            return "(moved)" if index.column() == 2 else ""
         name = item.file_name + (f" [{item.owner}]" if item.owner else "")
         values = (item.image_id, name, item.status, item.phase, item.assignee, item.n_instances)
         return str(values[index.column()])
@@ -470,7 +473,9 @@ class ProjectWidget(QWidget):
 
     @_reporting
     def _on_double_click(self, index: QModelIndex) -> None:
-        self.open_item(self.model.item_at(index.row()))
+        item = self.model.item_at(index.row())
+        if item is not None:
+            self.open_item(item)
 
     # -- moving on --------------------------------------------------------------------------------
     @_reporting
