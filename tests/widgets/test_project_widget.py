@@ -223,7 +223,7 @@ def layer_table(layer):
     return from_features(layer.features)
 
 
-def test_create_a_project_from_the_panel(make_napari_viewer, tmp_path, ihc_image):
+def test_create_a_project_from_the_panel(make_napari_viewer, tmp_path, ihc_image, qtbot, monkeypatch):
     import tifffile
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
@@ -238,6 +238,11 @@ def test_create_a_project_from_the_panel(make_napari_viewer, tmp_path, ihc_image
     assert widget.model.rowCount() == 2 and (tmp_path / "new" / "manifest.sqlite").is_file()
     QTest.mouseClick(widget.create_button, Qt.MouseButton.LeftButton)  # again: refused, nothing changed
     assert "already exists" in widget.summary.text() and widget.model.rowCount() == 2
+    monkeypatch.delenv("NAPARI_INSTSEG_NOTHREADS", raising=False)  # the image is read in a worker
+    widget._on_next()
+    widget._on_next()  # a second press while the first image loads is refused, not queued
+    qtbot.waitUntil(lambda: widget.current is not None, timeout=20000)
+    assert widget.current.image_id == 1 and widget.labels_layer.data.shape == (64, 64)
     widget.close()
 
 

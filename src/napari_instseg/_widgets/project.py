@@ -205,6 +205,8 @@ class ProjectWidget(QWidget):
         self.current: Any = None
         self._counts_text = ""
         self._viewing: Any = None  # a store opened read-only (somebody else's image)
+        self._loading: Any = None  # the item whose image is being read
+        self._last_note = ""
         self._build()
         register_actions()
         _WIDGETS[napari_viewer] = self
@@ -374,10 +376,16 @@ class ProjectWidget(QWidget):
     def open_item(self, item: Any) -> str:
         """Save the current image, then open ``item``: its image and its store's labels.
 
-        Returns the message shown (read-only and lock notes included).
+        The image is read in a thread worker (a progress bar shows it); a request while one
+        is loading is refused. Returns the message shown (read-only and lock notes included)
+        once the image is open: at once with ``NAPARI_INSTSEG_NOTHREADS=1``, else the previous one.
         """
+        from napari_instseg._widgets._workers import run_worker
         from napari_instseg.core.project import FINISHED, ProjectError
 
+        if self._loading is not None:
+            self._show_summary(f"Still opening image {self._loading.image_id}...", counts=False)
+            return self._last_note
         self._leave_current()
         note = ""
         if self.review_check.isChecked() and item.status in FINISHED:
@@ -389,7 +397,19 @@ class ProjectWidget(QWidget):
                 note = f"{exc} Opened read-only."
         store = self.project.open_store(item)  # made on first visit
         store.close()
-        image = self._read_image(item)
+        self._loading = item
+        run_worker(
+            self._read_image,
+            item,
+            on_returned=lambda image: self._finish_open(item, note, image),
+            on_error=self._on_open_error,
+            progress=f"opening {item.file_name}",
+        )
+        return self._last_note
+
+    def _finish_open(self, item: Any, note: str, image: Any) -> None:
+        """On the UI thread: show the image, bind the labels, update the list."""
+        self._loading = None
         self._show_image(item, image)
         if item.kind == "slide":  # napari cannot paint a slide-sized Labels layer
             if self.labels_layer is not None:
@@ -402,10 +422,17 @@ class ProjectWidget(QWidget):
                 note = f"{binding.store.lock_message}: changes will not be saved."
             binding.session.annotator = self.annotator
         self.current = item
+        self._last_note = note.strip()
         self.model.touch()  # the list keeps its rows until the filter changes: moving on stays fast
         self._select_current()
-        self._show_summary(note, counts=False)
-        return note
+        self._show_summary(self._last_note, counts=False)
+
+    def _on_open_error(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self._loading = None
+        self.summary.setText(str(exc))
+        show_error(str(exc))
 
     def _read_image(self, item: Any) -> Any:
         from napari_instseg.core.io import read_image
