@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import median_time
@@ -68,7 +69,7 @@ def time_status(project_dir: Path) -> tuple[float, float]:
     return median_time(in_process, 5), fresh
 
 
-def time_panel(viewer, project_dir: Path) -> tuple[float, float]:
+def time_panel(viewer: Any, project_dir: Path) -> tuple[float, float]:
     """(open, jump to the last row) seconds for the Project panel, medians of 3."""
     from qtpy.QtWidgets import QApplication
 
@@ -108,7 +109,7 @@ def time_next(project_dir: Path, n_images: int, calls: int = 200) -> tuple[float
     return statistics.median(times), max(times)
 
 
-def measure(folder: Path, n_images: int, viewer) -> dict[str, float]:
+def measure(folder: Path, n_images: int, viewer: Any) -> dict[str, float]:
     project_dir, build_s = build_project(folder, n_images)
     status_s, status_fresh_s = time_status(project_dir)
     panel_s, jump_s = time_panel(viewer, project_dir)

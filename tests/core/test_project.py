@@ -120,6 +120,14 @@ def test_errors_exit_2_and_change_nothing(tmp_path, tiles, capsys, argv, message
     assert not (tmp_path / "new").exists() and not (tmp_path / "out.json").exists()
 
 
+def test_a_damaged_manifest_is_a_clear_error(tmp_path, tiles, capsys):
+    assert main(["project", "init", str(tmp_path / "p"), "--images", str(tiles / "*.tif")]) == 0
+    (tmp_path / "p" / "manifest.sqlite").write_bytes(b"not a database" * 100)
+    capsys.readouterr()
+    assert main(["project", "status", str(tmp_path / "p")]) == 2
+    assert "not a readable project manifest" in capsys.readouterr().err
+
+
 def test_manifest_is_wal_and_assignment_respected(tmp_path, tiles):
     with Project.create(tmp_path / "p") as project:
         from napari_instseg.core.project import refs_from_patterns
@@ -135,3 +143,91 @@ def test_manifest_is_wal_and_assignment_respected(tmp_path, tiles):
         assert project.manifest.count_items(ItemFilter(annotator="bob")) == 3
     mode = sqlite3.connect(tmp_path / "p" / "manifest.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_slides_are_referenced_with_their_level0_size(tmp_path, tiles):
+    import zarr
+
+    root = zarr.open_group(str(tmp_path / "slide.zarr"), mode="w")
+    root.create_array("0", data=np.zeros((2048, 1024, 3), np.uint8), chunks=(512, 512, 3))
+    root.create_array("1", data=np.zeros((1024, 512, 3), np.uint8), chunks=(512, 512, 3))
+    argv = [
+        "project",
+        "init",
+        str(tmp_path / "p"),
+        "--images",
+        str(tiles / "*.png"),
+        "--slides",
+        str(tmp_path / "*.zarr"),
+    ]
+    assert main(argv) == 0
+    with Project.open(tmp_path / "p") as project:
+        kinds = {it.file_name: (it.kind, it.shape_yx) for it in project.items()}
+    assert kinds["slide.zarr"] == ("slide", (2048, 1024))
+    assert kinds["tile_4.png"] == ("image", (128, 128))
+    with Project.open(tmp_path / "p") as project:  # annotate both, in a slide window and a tile
+        for item in project.items():
+            store = project.open_store(project.manifest.claim(item.key, "alice"))
+            session = store.window_session((1500, 500, 1756, 756)) if item.kind == "slide" else store.session()
+            mask = np.zeros(session.shape_yx, bool)
+            mask[50:70, 50:70] = True
+            session.commit(mask)
+            store.close()
+            project.submit(item, "alice")
+    out = ["-o", str(tmp_path / "tiles.json"), "--slides-geojson", str(tmp_path / "geo")]
+    assert main(["project", "export", str(tmp_path / "p"), *out]) == 0
+    [geo] = (tmp_path / "geo").iterdir()
+    [feature] = json.loads(geo.read_text())["features"]
+    xs, ys = zip(*feature["geometry"]["coordinates"][0], strict=True)
+    assert min(xs) == 550 and min(ys) == 1550  # level-0 slide pixels
+    assert [im["file_name"] for im in json.loads((tmp_path / "tiles.json").read_text())["images"]] == [
+        "tile_4.png",
+        "tile_5.png",
+    ]
+
+
+_CHILD = """
+import sys
+from napari_instseg.core.project import Project
+project = Project.open(sys.argv[1])
+item = project.manifest.claim((1, ""), "bob")
+store = project.open_store(item)
+print("ready", flush=True)
+sys.stdin.readline()
+store.close()
+"""
+
+
+def test_two_people_share_a_project_folder(tmp_path, tiles):
+    """Another process (bob) holds image 1: alice can neither take it nor write its store."""
+    import os
+    import subprocess
+    import sys
+
+    with Project.create(tmp_path / "p") as project:
+        from napari_instseg.core.project import refs_from_patterns
+
+        project.add(refs_from_patterns([str(tiles / "*.tif")]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "p")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        with Project.open(tmp_path / "p") as project:
+            with pytest.raises(ProjectError, match="assigned to 'bob', not 'alice'"):
+                project.manifest.claim((1, ""), "alice")
+            store = project.open_store(project.manifest.item(1))
+            assert store.read_only and str(child.pid) in store.lock_message
+            store.close()
+            assert project.next_item("alice").image_id == 2
+    finally:
+        child.communicate("\n", timeout=60)
+    with Project.open(tmp_path / "p") as project:
+        store = project.open_store(project.manifest.item(1))
+        assert not store.read_only  # released when bob closed it
+        store.close()

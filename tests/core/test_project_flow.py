@@ -115,6 +115,22 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
     assert report["prelabels"]["review"]["rejected"] == 1
     assert 0 < report["prelabels"]["acceptance_rate"] < 1
     assert set(report["per_annotator"]) >= {"bob"}
+    # the QA review sample across the project, per tier at the protocol's rates
+    capsys.readouterr()
+    argv = [
+        "project",
+        "sample",
+        str(project_dir),
+        "-o",
+        str(tmp_path / "sample"),
+        "--stratify-by",
+        "occlusion",
+        "category",
+    ]
+    assert main(argv) == 0
+    queue = json.loads((tmp_path / "sample" / "review_queue.json").read_text())["items"]
+    assert queue and {q["image_id"] for q in queue} <= {1, 2, 3}
+    assert main(argv) == 2  # a second run never overwrites the queue
     # QA against a gold file: the project's own export as gold scores AP 1
     capsys.readouterr()
     assert (
@@ -154,3 +170,47 @@ def test_calibration_round_between_two_annotators(project_dir, tmp_path, capsys)
     assert [f["class"] for f in report["flagged"]] == ["mitosis"]
     assert pair["kappa_category"] is not None and pair["n_matched"] == 4
     assert Project.open(project_dir).settings.calibration_min_ap == 0.6
+
+
+@pytest.mark.slow
+def test_prelabel_with_sam2_random_weights_through_the_real_loader(tmp_path, ihc_image, sam2_checkpoint, capsys):
+    """The SAM 2 path end to end (random weights: code paths and bookkeeping only, no quality)."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "tile.tif", ihc_image[:128, :128])
+    assert main(["project", "init", str(tmp_path / "p"), "--images", str(tmp_path / "tile.tif")]) == 0
+    argv = ["project", "prelabel", str(tmp_path / "p"), "--backend", "sam2", "--checkpoint", str(sam2_checkpoint)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "1 of 1 image(s) pre-labelled (sam2)" in capsys.readouterr().out
+    with Project.open(tmp_path / "p") as project:
+        [item] = project.items()
+        assert item.status == "pre-labelled"
+        store = project.open_store(item, read_only=True)
+        table = store.table
+        store.close()
+    assert set(table["source"]) <= {"sam2"} and set(table["review"]) <= {"pre-label"}
+    assert len(table) == item.n_instances
+
+
+def test_prelabel_on_a_distributed_scheduler_matches_threads(tmp_path, ihc_image, capsys):
+    """A scheduler address (here an in-process LocalCluster) gives the same stores as threads."""
+    import tifffile
+    from distributed import LocalCluster
+
+    tifffile.imwrite(tmp_path / "a.tif", ihc_image[:128, :128])
+    tifffile.imwrite(tmp_path / "b.tif", ihc_image[128:256, :128])
+    for name in ("threads", "cluster"):
+        assert main(["project", "init", str(tmp_path / name), "--images", str(tmp_path / "*.tif")]) == 0
+    assert main(["project", "prelabel", str(tmp_path / "threads"), "--backend", "classic"]) == 0
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        argv = ["project", "prelabel", str(tmp_path / "cluster"), "--backend", "classic"]
+        assert main([*argv, "--scheduler", cluster.scheduler_address]) == 0
+    assert "2 of 2 image(s) pre-labelled" in capsys.readouterr().out
+    for image_id in (1, 2):
+        found = []
+        for name in ("threads", "cluster"):
+            with Project.open(tmp_path / name) as project:
+                store = project.open_store(project.manifest.item(image_id), read_only=True)
+                found.append(store.read_labels())
+                store.close()
+        np.testing.assert_array_equal(found[0], found[1])

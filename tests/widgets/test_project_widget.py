@@ -49,25 +49,37 @@ def _canvas_pos(viewer, y: float, x: float):
 
 
 def _paint_stroke(viewer, layer, y: int, x0: int, x1: int) -> None:
-    from qtpy.QtCore import Qt
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
     from qtpy.QtTest import QTest
+    from qtpy.QtWidgets import QApplication
 
     native = viewer.window._qt_viewer.canvas.native
     layer.mode = "paint"
     layer.brush_size = 8
     layer.selected_label = 5
     QTest.mousePress(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x0))
-    for x in range(x0, x1 + 1, 4):
-        QTest.mouseMove(native, _canvas_pos(viewer, y, x))
+    for x in range(x0, x1 + 1, 4):  # moves with the button held, delivered at once (QTest.mouseMove
+        # moves the X cursor instead, whose events Xvfb may deliver after the release)
+        move = QMouseEvent(
+            QEvent.Type.MouseMove,
+            QPointF(_canvas_pos(viewer, y, x)),
+            Qt.MouseButton.NoButton,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(native, move)
+        QTest.qWait(10)  # napari throttles mouse moves (5 ms): let each one through
     QTest.mouseRelease(native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, _canvas_pos(viewer, y, x1))
 
 
-def _key_on_canvas(viewer, key) -> None:
+def _key_on_canvas(viewer, key, modifier=None) -> None:
+    from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
 
     native = viewer.window._qt_viewer.canvas.native
     native.setFocus()
-    QTest.keyClick(native, key)
+    QTest.keyClick(native, key, modifier if modifier is not None else Qt.KeyboardModifier.NoModifier)
 
 
 def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, qtbot):
@@ -84,9 +96,11 @@ def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, q
     QTest.mouseDClick(*args)
     assert widget.current.image_id == 2 and widget.current.status == "in progress"
     labels = viewer.layers["project labels"]
-    assert viewer.layers["project image"].data.shape == (128, 128, 3) and labels.data.shape == (128, 128)
+    assert widget.image_layer.data.shape == (128, 128, 3) and labels.data.shape == (128, 128)
+    assert widget.image_layer.name == "project image 2: tile_1.tif"
     _paint_stroke(viewer, labels, 60, 40, 80)
-    assert (labels.data == 5).sum() > 100
+    painted_yx = (labels.data == 5).nonzero()
+    assert painted_yx[1].min() <= 40 and painted_yx[1].max() >= 80  # the whole stroke
     _key_on_canvas(viewer, Qt.Key.Key_Period)  # next unfinished: saves image 2 first
     assert widget.current.image_id == 1  # wraps around (image 3 is bob's)
     with Project.open(project_dir) as project:
@@ -109,28 +123,15 @@ def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, q
     viewer.window._qt_window.grab().save(str(project_dir / "panel.png"))
 
 
-def test_prompt_widget_works_on_the_project_labels(panel, project_dir):
-    viewer, widget = panel
-    widget._on_next()
-    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt", tabify=True)
-    prompt.backend_combo.value = "classic"
-    prompt.image_combo.value = viewer.layers["project image"]
-    prompt.labels_combo.value = viewer.layers["project labels"]
-    prompt.points_layer.add([[64, 64]])
-    result = prompt._on_commit()
-    assert result is not None
-    with Project.open(project_dir) as project:
-        path = project.store_path(project.manifest.item(1))
-    with AnnotationStore.open(path, read_only=True) as store:
-        assert result.instance_id in store.table.index
-
-
 def test_someone_elses_image_and_a_locked_store_open_read_only(panel, project_dir):
     _viewer, widget = panel
     with Project.open(project_dir) as project:
         bob_item = project.manifest.item(3)
         note = widget.open_item(bob_item)
         assert "assigned to 'bob'" in note
+        bobs = project.open_store(bob_item)  # alice only looks: bob's store stays free for bob
+        assert not bobs.read_only
+        bobs.close()
         held = project.open_store(project.manifest.item(1))  # another session holds image 1
         try:
             note = widget.open_item(project.manifest.item(1))
@@ -139,10 +140,13 @@ def test_someone_elses_image_and_a_locked_store_open_read_only(panel, project_di
             held.close()
 
 
-def test_keys_are_napari_actions_and_do_not_clash(panel):
+def test_keys_are_napari_actions_and_do_not_clash():
     from napari.utils.action_manager import action_manager
     from napari.utils.shortcuts import default_shortcuts
 
+    from napari_instseg._widgets.project import register_actions
+
+    register_actions()  # what the panel does when it opens
     from napari_instseg._widgets.instances import INSTANCE_SHORTCUTS
     from napari_instseg._widgets.project import PROJECT_ACTIONS
     from napari_instseg._widgets.prompt import SHORTCUTS
@@ -153,3 +157,97 @@ def test_keys_are_napari_actions_and_do_not_clash(panel):
         assert name in action_manager._actions
         assert [str(k) for k in action_manager._shortcuts[name]] == [key]
         assert key.lower() not in napari_keys and key.lower() not in ours
+
+
+def test_prelabel_review_in_the_panel_then_export(panel, project_dir, tmp_path):
+    """The issue's flow: batch pre-labels, review image after image with one key, export."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_instseg.cli import main
+
+    viewer, widget = panel
+    assert main(["project", "prelabel", str(project_dir), "--backend", "classic"]) == 0
+    widget._on_filter()
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt", tabify=True)
+    prompt.backend_combo.value = "classic"
+    keys = []
+    for expected in (1, 2):
+        _key_on_canvas(viewer, Qt.Key.Key_Period)
+        assert widget.current.image_id == expected and widget.current.status == "in progress"
+        labels = viewer.layers["project labels"]
+        prompt.image_combo.value = widget.image_layer
+        prompt.labels_combo.value = labels
+        table = layer_table(labels)
+        assert set(table["review"]) == {"pre-label"}
+        for instance_id in table.index:  # accept every pre-label with the Prompt widget's key
+            labels.selected_label = int(instance_id)
+            _key_on_canvas(viewer, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+        assert set(layer_table(labels)["review"]) == {"accepted"}
+        if expected == 1:  # and a missed object, added with the Prompt widget, lands in the store
+            labels.selected_label = 0
+            prompt.points_layer.add([[5, 5]])
+            added = prompt._on_commit()
+            assert added is not None and added.instance_id in layer_table(labels).index
+            labels.selected_label = added.instance_id  # a model's mask is a pre-label too: accept it
+            _key_on_canvas(viewer, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+        keys.append(prompt.image_key(widget.image_layer))
+        QTest.mouseClick(widget.submit_button, Qt.MouseButton.LeftButton)
+    assert keys[0] != keys[1]  # the Prompt widget never mistakes one tile for the other
+    assert "Nothing left to do for alice" in widget.summary.text()
+    # a reviewer goes through the submitted images with the same key
+    widget.annotator_edit.setText("carol")
+    widget.review_check.setChecked(True)
+    _key_on_canvas(viewer, Qt.Key.Key_Period)
+    assert widget.current.image_id == 1 and widget.current.status == "submitted"
+    QTest.mouseClick(widget.reviewed_button, Qt.MouseButton.LeftButton)
+    assert widget.current.image_id == 2
+    QTest.mouseClick(widget.reviewed_button, Qt.MouseButton.LeftButton)
+    assert "Nothing left to review" in widget.summary.text()
+    output = tmp_path / "dataset.json"
+    assert main(["project", "export", str(project_dir), "-o", str(output), "--reviewed-only"]) == 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(output))
+    assert sorted(coco.getImgIds()) == [1, 2] and len(coco.getAnnIds()) > 0
+    assert {a["attributes"]["review"] for a in coco.dataset["annotations"]} == {"accepted"}
+    assert len(coco.getAnnIds(imgIds=[1])) == len(layer_table_of_store(project_dir, 1))
+
+
+def layer_table(layer):
+    from napari_instseg.core.instances import from_features
+
+    return from_features(layer.features)
+
+
+def test_create_a_project_from_the_panel(make_napari_viewer, tmp_path, ihc_image, qtbot, monkeypatch):
+    import tifffile
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    for k in range(2):
+        tifffile.imwrite(tmp_path / f"t{k}.tif", ihc_image[:64, k * 64 : (k + 1) * 64])
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Project")
+    QTest.keyClicks(widget.path_edit, str(tmp_path / "new"))
+    QTest.keyClicks(widget.images_edit, str(tmp_path / "*.tif"))
+    QTest.mouseClick(widget.create_button, Qt.MouseButton.LeftButton)
+    assert widget.model.rowCount() == 2 and (tmp_path / "new" / "manifest.sqlite").is_file()
+    QTest.mouseClick(widget.create_button, Qt.MouseButton.LeftButton)  # again: refused, nothing changed
+    assert "already exists" in widget.summary.text() and widget.model.rowCount() == 2
+    monkeypatch.delenv("NAPARI_INSTSEG_NOTHREADS", raising=False)  # the image is read in a worker
+    widget._on_next()
+    widget._on_next()  # a second press while the first image loads is refused, not queued
+    qtbot.waitUntil(lambda: widget.current is not None, timeout=20000)
+    assert widget.current.image_id == 1 and widget.labels_layer.data.shape == (64, 64)
+    widget.close()
+
+
+def layer_table_of_store(project_dir, image_id):
+    with Project.open(project_dir) as project:
+        path = project.store_path(project.manifest.item(image_id))
+    with AnnotationStore.open(path, read_only=True) as store:
+        return store.table

@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["IMAGE_LAYER", "LABELS_LAYER", "PROJECT_ACTIONS", "ProjectTableModel", "ProjectWidget"]
 
 IMAGE_LAYER = "project image"
+"""Name prefix of the image layer; the full name also names the image (``project image 3:
+tile_2.tif``), so the Prompt widget's embedding cache, which keys on the layer name, never
+takes one image for another."""
+PROJECT_IMAGE_KEY = "instseg_project_image"
+"""Image-layer metadata key marking the Project panel's image layer."""
 LABELS_LAYER = "project labels"
 ANY = "(any)"
 PAGE_ROWS = 256
@@ -123,7 +128,7 @@ class ProjectTableModel(QAbstractTableModel):
         self.project: Any = None
         self.where: Any = None
         self.keys: list[tuple[int, str]] = []
-        self._pages: OrderedDict[int, list[Any]] = OrderedDict()
+        self._pages: OrderedDict[int, dict[tuple[int, str], Any]] = OrderedDict()
 
     def set_source(self, project: Any, where: Any) -> None:
         """Show ``project``'s items matching ``where`` (an ``ItemFilter``)."""
@@ -150,15 +155,16 @@ class ProjectTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def item_at(self, row: int) -> Any:
-        """The work item of ``row``."""
+        """The work item of ``row`` (None when someone moved it out of this listing since it
+        was read, e.g. into a calibration round; *Refresh list* re-reads it)."""
         page = row // PAGE_ROWS
         if page not in self._pages:
             keys = self.keys[page * PAGE_ROWS : (page + 1) * PAGE_ROWS]
-            self._pages[page] = self.project.manifest.items_between(keys)
+            self._pages[page] = {it.key: it for it in self.project.manifest.items_between(keys)}
             while len(self._pages) > 8:
                 self._pages.popitem(last=False)
         self._pages.move_to_end(page)
-        return self._pages[page][row % PAGE_ROWS]
+        return self._pages[page].get(self.keys[row])
 
     def row_of(self, key: tuple[int, str]) -> int:
         """The row of an item key, or -1."""
@@ -171,6 +177,8 @@ class ProjectTableModel(QAbstractTableModel):
         if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
             return None
         item = self.item_at(index.row())
+        if item is None:
+            return "(moved)" if index.column() == 2 else ""
         name = item.file_name + (f" [{item.owner}]" if item.owner else "")
         values = (item.image_id, name, item.status, item.phase, item.assignee, item.n_instances)
         return str(values[index.column()])
@@ -196,6 +204,9 @@ class ProjectWidget(QWidget):
         self.project: Any = None
         self.current: Any = None
         self._counts_text = ""
+        self._viewing: Any = None  # a store opened read-only (somebody else's image)
+        self._loading: Any = None  # the item whose image is being read
+        self._last_note = ""
         self._build()
         register_actions()
         _WIDGETS[napari_viewer] = self
@@ -205,6 +216,9 @@ class ProjectWidget(QWidget):
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder")
         self.open_button = QPushButton("Open project")
+        self.images_edit = QLineEdit()
+        self.images_edit.setPlaceholderText("images for a new project: tiles/*.tif (several: separate with ;)")
+        self.create_button = QPushButton("Create project")
         self.annotator_edit = QLineEdit(_default_annotator())
         self.status_filter = QComboBox()
         self.phase_filter = QComboBox()
@@ -234,6 +248,8 @@ class ProjectWidget(QWidget):
         self.submit_button = QPushButton("Submit")
         self.then_next_check = QCheckBox("then next")
         self.then_next_check.setChecked(True)
+        self.review_check = QCheckBox("review mode (move through submitted images)")
+        self.reviewed_button = QPushButton("Mark reviewed")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         form = QFormLayout()
@@ -243,11 +259,15 @@ class ProjectWidget(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.path_edit)
         row.addWidget(self.open_button)
+        create_row = QHBoxLayout()
+        create_row.addWidget(self.images_edit)
+        create_row.addWidget(self.create_button)
         moves = QHBoxLayout()
         for widget in (self.prev_button, self.next_button, self.submit_button, self.then_next_check):
             moves.addWidget(widget)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
+        layout.addLayout(create_row)
         layout.addLayout(form)
         checks = QHBoxLayout()
         checks.addWidget(self.mine_check)
@@ -255,9 +275,14 @@ class ProjectWidget(QWidget):
         layout.addLayout(checks)
         layout.addWidget(self.table, stretch=1)
         layout.addLayout(moves)
+        review_row = QHBoxLayout()
+        review_row.addWidget(self.review_check)
+        review_row.addWidget(self.reviewed_button)
+        layout.addLayout(review_row)
         layout.addWidget(self.summary)
         self.open_button.clicked.connect(self._on_open)
         self.path_edit.returnPressed.connect(self._on_open)
+        self.create_button.clicked.connect(self._on_create)
         for combo in (self.status_filter, self.phase_filter):
             combo.currentIndexChanged.connect(self._on_filter)
         self.mine_check.toggled.connect(self._on_filter)
@@ -267,6 +292,7 @@ class ProjectWidget(QWidget):
         self.prev_button.clicked.connect(self._on_previous)
         self.next_button.clicked.connect(self._on_next)
         self.submit_button.clicked.connect(self._on_submit)
+        self.reviewed_button.clicked.connect(self._on_reviewed)
 
     # -- project --------------------------------------------------------------------------------
     @property
@@ -278,6 +304,16 @@ class ProjectWidget(QWidget):
 
     @_reporting
     def _on_open(self, *_: Any) -> None:
+        self.open_project(self.path_edit.text())
+
+    @_reporting
+    def _on_create(self, *_: Any) -> None:
+        """Make a project in the folder typed above, referencing the images matched."""
+        from napari_instseg.core.project import Project, refs_from_patterns
+
+        patterns = [p.strip() for p in self.images_edit.text().split(";") if p.strip()]
+        refs = refs_from_patterns(patterns) if patterns else []
+        Project.create(self.path_edit.text(), refs).close()
         self.open_project(self.path_edit.text())
 
     def open_project(self, path: str | os.PathLike[str]) -> None:
@@ -332,33 +368,71 @@ class ProjectWidget(QWidget):
         """The Labels layer bound to the current image's store (None before one is opened)."""
         return self.viewer.layers[LABELS_LAYER] if LABELS_LAYER in self.viewer.layers else None  # noqa: SIM401
 
+    @property
+    def image_layer(self) -> Any:
+        """The image layer of the current image (None before one is opened)."""
+        return next((lay for lay in self.viewer.layers if lay.metadata.get(PROJECT_IMAGE_KEY)), None)
+
     def open_item(self, item: Any) -> str:
         """Save the current image, then open ``item``: its image and its store's labels.
 
-        Returns the message shown (read-only and lock notes included).
+        The image is read in a thread worker (a progress bar shows it); a request while one
+        is loading is refused. Returns the message shown (read-only and lock notes included)
+        once the image is open: at once with ``NAPARI_INSTSEG_NOTHREADS=1``, else the previous one.
         """
-        from napari_instseg.core.project import ProjectError
+        from napari_instseg._widgets._workers import run_worker
+        from napari_instseg.core.project import FINISHED, ProjectError
 
+        if self._loading is not None:
+            self._show_summary(f"Still opening image {self._loading.image_id}...", counts=False)
+            return self._last_note
         self._leave_current()
         note = ""
-        try:
-            item = self.project.manifest.claim(item.key, self.annotator)
-        except ProjectError as exc:  # someone else's image: look, but do not take it
-            note = f"{exc} Opened read-only."
+        if self.review_check.isChecked() and item.status in FINISHED:
+            item = self.project.manifest.item(*item.key)  # a reviewer corrects; status unchanged
+        else:
+            try:
+                item = self.project.manifest.claim(item.key, self.annotator)
+            except ProjectError as exc:  # someone else's image: look, but do not take it
+                note = f"{exc} Opened read-only."
         store = self.project.open_store(item)  # made on first visit
         store.close()
-        image = self._read_image(item)
+        self._loading = item
+        run_worker(
+            self._read_image,
+            item,
+            on_returned=lambda image: self._finish_open(item, note, image),
+            on_error=self._on_open_error,
+            progress=f"opening {item.file_name}",
+        )
+        return self._last_note
+
+    def _finish_open(self, item: Any, note: str, image: Any) -> None:
+        """On the UI thread: show the image, bind the labels, update the list."""
+        self._loading = None
         self._show_image(item, image)
-        binding = self._bind_labels(item)
-        if note or binding.store.read_only:
-            binding.session.sink = None
-            note = note or f"{binding.store.lock_message}: changes will not be saved."
-        binding.session.annotator = self.annotator
+        if item.kind == "slide":  # napari cannot paint a slide-sized Labels layer
+            if self.labels_layer is not None:
+                layer_session(self.labels_layer).close()
+                self.viewer.layers.remove(self.labels_layer)
+            note = f"{note} A slide: annotate it in the Slide widget with the store {self.project.store_path(item)}."
+        else:
+            binding = self._bind_labels(item, read_only=bool(note))
+            if binding.store.read_only and not note:
+                note = f"{binding.store.lock_message}: changes will not be saved."
+            binding.session.annotator = self.annotator
         self.current = item
+        self._last_note = note.strip()
         self.model.touch()  # the list keeps its rows until the filter changes: moving on stays fast
         self._select_current()
-        self._show_summary(note, counts=False)
-        return note
+        self._show_summary(self._last_note, counts=False)
+
+    def _on_open_error(self, exc: Exception) -> None:
+        from napari.utils.notifications import show_error
+
+        self._loading = None
+        self.summary.setText(str(exc))
+        show_error(str(exc))
 
     def _read_image(self, item: Any) -> Any:
         from napari_instseg.core.io import read_image
@@ -373,7 +447,7 @@ class ProjectWidget(QWidget):
     def _show_image(self, item: Any, image: Any) -> None:
         multiscale = isinstance(image, list)
         rgb = rgb_or_grey(image[0] if multiscale else image)["rgb"]
-        layer = self.viewer.layers[IMAGE_LAYER] if IMAGE_LAYER in self.viewer.layers else None  # noqa: SIM401
+        layer = self.image_layer
         if layer is not None and (layer.rgb != rgb or layer.multiscale != multiscale):
             self.viewer.layers.remove(layer)
             layer = None
@@ -383,23 +457,30 @@ class ProjectWidget(QWidget):
         else:
             layer.data = image
             layer.reset_contrast_limits()
-        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
+        layer.name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
+        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
 
-    def _bind_labels(self, item: Any) -> Any:
+    def _bind_labels(self, item: Any, *, read_only: bool = False) -> Any:
+        """Bind the labels layer to the item's store: writable (taking its lock), or, for
+        somebody else's image, read-only (their lock stays free)."""
         from napari_instseg.core.instances import empty_table
 
         path = str(self.project.store_path(item).resolve())
         layer = self.labels_layer
+        created = layer is None
         if layer is None:
-            kwargs = labels_layer_kwargs(
-                LABELS_LAYER, empty_table(), self.project.protocol, self.project.image_record(item)
-            )
-            kwargs["metadata"][STORE_KEY] = path
+            record = self.project.image_record(item)
+            kwargs = labels_layer_kwargs(LABELS_LAYER, empty_table(), self.project.protocol, record)
+            if not read_only:
+                kwargs["metadata"][STORE_KEY] = path
             layer = self.viewer.add_labels(np.zeros(item.shape_yx, np.uint32), **kwargs)
-            binding = layer_session(layer)  # opens the store named in the metadata
         else:
             layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
-            binding = layer_session(layer)
+        binding = layer_session(layer)  # a new layer opens the store named in its metadata
+        if read_only:
+            self._viewing = self.project.open_store(item, read_only=True)
+            binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing)
+        elif not created:
             binding.attach_store(path)
         self.viewer.layers.selection.active = layer
         self.viewer.reset_view()
@@ -413,10 +494,15 @@ class ProjectWidget(QWidget):
         binding.flush()
         if binding.store is not None and not binding.store.read_only:
             self.project.manifest.set_item(self.current.key, n_instances=len(binding.session.table))
+        if self._viewing is not None:
+            self._viewing.close()
+            self._viewing = None
 
     @_reporting
     def _on_double_click(self, index: QModelIndex) -> None:
-        self.open_item(self.model.item_at(index.row()))
+        item = self.model.item_at(index.row())
+        if item is not None:
+            self.open_item(item)
 
     # -- moving on --------------------------------------------------------------------------------
     @_reporting
@@ -430,10 +516,16 @@ class ProjectWidget(QWidget):
     def _move(self, *, forward: bool) -> Any:
         if self.project is None:
             return None
-        item = self.project.next_item(self.annotator, self.current, forward=forward)
+        if self.review_check.isChecked():
+            item = self.project.next_to_review(self.current, forward=forward)
+            if item is not None and self.current is not None and item.key == self.current.key:
+                item = None  # the only one left is this one
+        else:
+            item = self.project.next_item(self.annotator, self.current, forward=forward)
         if item is None:
             self._leave_current()
-            self._show_summary(f"Nothing left to do for {self.annotator}.")
+            what = "to review" if self.review_check.isChecked() else f"to do for {self.annotator}"
+            self._show_summary(f"Nothing left {what}.")
             return None
         self.open_item(item)
         return item
@@ -443,7 +535,7 @@ class ProjectWidget(QWidget):
         """Save and submit the current image (then open the next one when 'then next' is on)."""
         from napari_instseg.core.project import ProjectError
 
-        if self.current is None:
+        if self.current is None or self.labels_layer is None:
             return None
         self._leave_current()
         binding = layer_session(self.labels_layer)
@@ -457,6 +549,19 @@ class ProjectWidget(QWidget):
         if self.then_next_check.isChecked():
             return self._on_next()
         self._show_summary()
+        return self.current
+
+    @_reporting
+    def _on_reviewed(self, *_: Any) -> Any:
+        """Save the current image, mark it reviewed, then open the next one to review."""
+        if self.current is None:
+            return None
+        self._leave_current()
+        self.current = self.project.review(self.current)
+        self._show_summary()
+        self.model.touch()
+        if self.then_next_check.isChecked():
+            return self._move(forward=True)
         return self.current
 
     def closeEvent(self, event: Any) -> None:

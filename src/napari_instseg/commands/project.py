@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["register"]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``project`` and its sub-commands."""
     project = subparsers.add_parser("project", help="projects: many images, phases, annotators, one export")
     sub = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
@@ -27,33 +27,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.set_defaults(func=_cmd_init)
 
     add = sub.add_parser("add", help="reference more images (already listed ones are skipped)")
-    add.add_argument("dir")
+    add.add_argument("dir", help="project folder")
     _add_sources(add)
     add.set_defaults(func=_cmd_add)
 
     status = sub.add_parser("status", help="counts by status, phase and assignee")
-    status.add_argument("dir")
+    status.add_argument("dir", help="project folder")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_cmd_status)
 
     assign = sub.add_parser("assign", help="give production images to an annotator ('' unassigns)")
-    assign.add_argument("dir")
-    assign.add_argument("annotator")
+    assign.add_argument("dir", help="project folder")
+    assign.add_argument("annotator", help="annotator name (letters, digits, . _ -); '' unassigns")
     which = assign.add_mutually_exclusive_group(required=True)
     which.add_argument("--ids", type=int, nargs="+", help="image ids")
     which.add_argument("--count", type=int, help="the first COUNT unassigned unfinished images")
     assign.set_defaults(func=_cmd_assign)
 
     nxt = sub.add_parser("next", help="the next unfinished image of an annotator")
-    nxt.add_argument("dir")
+    nxt.add_argument("dir", help="project folder")
     nxt.add_argument("--annotator", default=_default_annotator(), help="default: $NAPARI_INSTSEG_ANNOTATOR or $USER")
     nxt.add_argument("--after", type=int, help="image id to start after")
     nxt.set_defaults(func=_cmd_next)
 
     submit = sub.add_parser("submit", help="mark an image's annotation set submitted (or --reviewed)")
-    submit.add_argument("dir")
-    submit.add_argument("image_id", type=int)
-    submit.add_argument("--annotator", default=_default_annotator())
+    submit.add_argument("dir", help="project folder")
+    submit.add_argument("image_id", type=int, help="image id (see project status / next)")
+    submit.add_argument(
+        "--annotator", default=_default_annotator(), help="who submits (default: $NAPARI_INSTSEG_ANNOTATOR or $USER)"
+    )
     submit.add_argument("--calibration", action="store_true", help="the annotator's calibration set")
     submit.add_argument("--reviewed", action="store_true", help="mark a submitted image reviewed")
     submit.set_defaults(func=_cmd_submit)
@@ -61,20 +63,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_batch(sub)
 
 
-def _register_batch(sub: argparse._SubParsersAction) -> None:
+def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pre = sub.add_parser("prelabel", help="pre-label every image that needs it, on dask (resumable)")
-    pre.add_argument("dir")
+    pre.add_argument("dir", help="project folder")
     pre.add_argument("--backend", choices=("sam2", "classic"), default=None, help="default: sam2 if configured")
-    pre.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny")
-    pre.add_argument("--checkpoint")
-    pre.add_argument("--device", default=None)
+    pre.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny", help="SAM 2.1 size")
+    pre.add_argument("--checkpoint", help="SAM 2 checkpoint (.pt); default: the configured one")
+    pre.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     pre.add_argument("--category", help="category name or id of the pre-labels (default: the first)")
     pre.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
     pre.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
     pre.set_defaults(func=_cmd_prelabel)
 
     cal = sub.add_parser("calibrate", help="calibration round: same images to N annotators; --report scores it")
-    cal.add_argument("dir")
+    cal.add_argument("dir", help="project folder")
     cal.add_argument("--annotators", nargs="+", help="two or more annotators")
     which = cal.add_mutually_exclusive_group()
     which.add_argument("--ids", type=int, nargs="+", help="image ids to calibrate on")
@@ -85,21 +87,35 @@ def _register_batch(sub: argparse._SubParsersAction) -> None:
     cal.set_defaults(func=_cmd_calibrate)
 
     export = sub.add_parser("export", help="all submitted / reviewed images into one COCO file")
-    export.add_argument("dir")
+    export.add_argument("dir", help="project folder")
     export.add_argument("-o", "--output", required=True, help="COCO JSON file (must not exist)")
-    export.add_argument("--format", choices=("rle", "polygon"), default="rle")
+    export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form")
     export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
+    export.add_argument("--slides-geojson", metavar="DIR", help="also write each finished slide as QuPath GeoJSON here")
     export.set_defaults(func=_cmd_export)
 
     qa = sub.add_parser("qa", help="stratified QA of the project's export against a gold COCO file")
-    qa.add_argument("dir")
+    qa.add_argument("dir", help="project folder")
     qa.add_argument("--gold", required=True, help="reference COCO JSON (same file names)")
     qa.add_argument("-o", "--outdir", required=True, help="folder for the QA report")
-    qa.add_argument("--seed", type=int, default=0)
+    qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
     qa.set_defaults(func=_cmd_qa)
 
+    sample = sub.add_parser("sample", help="QA review queue over the project at the protocol's per-tier rates")
+    sample.add_argument("dir", help="project folder")
+    sample.add_argument("-o", "--outdir", required=True, help="folder for review_queue.json / .csv")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    sample.add_argument(
+        "--stratify-by",
+        nargs="+",
+        default=["occlusion"],
+        choices=("occlusion", "category", "annotator"),
+        help="strata (occlusion always; default: occlusion)",
+    )
+    sample.set_defaults(func=_cmd_sample)
+
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
-    report.add_argument("dir")
+    report.add_argument("dir", help="project folder")
     report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
     report.add_argument("-o", "--output", help="JSON file for the report")
     report.set_defaults(func=_cmd_report)
@@ -174,16 +190,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_assign(args: argparse.Namespace) -> int:
-    from napari_instseg.core.project import Project
-    from napari_instseg.core.project._manifest import ItemFilter, check_annotator
+    from napari_instseg.core.project import UNFINISHED, Project
+    from napari_instseg.core.project._manifest import check_annotator
 
     annotator = check_annotator(args.annotator) if args.annotator else ""
     with Project.open(args.dir) as project:
         if args.ids:
             ids = list(args.ids)
         else:
-            todo = project.items(ItemFilter(assignee="", phase="production"), limit=10**9)
-            ids = [it.image_id for it in todo if it.status != "submitted" and it.status != "reviewed"][: args.count]
+            unfinished = project.manifest.image_ids(phase="production", statuses=UNFINISHED, assignee="")
+            ids = unfinished[: args.count]
         n = project.manifest.assign(ids, annotator)
     print(f"assigned {n} image(s) to {annotator or '(nobody)'}")
     return 0
@@ -265,9 +281,16 @@ def _write_json(path: str, data: Any) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
-    from napari_instseg.core.project._export import export_project
+    from napari_instseg.core.project._export import export_project, export_slides_geojson
 
+    if os.path.exists(args.output):  # checked before any file is written
+        from napari_instseg.core.project import ProjectError
+
+        raise ProjectError(f"{args.output} already exists; choose another name (nothing was overwritten).")
     with Project.open(args.dir) as project:
+        if args.slides_geojson:
+            written = export_slides_geojson(project, args.slides_geojson)
+            print(f"wrote {len(written)} slide GeoJSON file(s) to {args.slides_geojson}")
         result = export_project(
             project,
             args.output,
@@ -287,6 +310,16 @@ def _cmd_qa(args: argparse.Namespace) -> int:
         report = project_qa(project, args.gold, args.outdir, seed=args.seed)
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._export import review_sample
+
+    with Project.open(args.dir) as project:
+        json_path, csv_path, n = review_sample(project, args.outdir, seed=args.seed, by=tuple(args.stratify_by))
+    print(f"{n} instance(s) to review: wrote {json_path} and {csv_path}")
     return 0
 
 

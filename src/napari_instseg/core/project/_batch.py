@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from napari_instseg.core.edits import CroppedMask
-from napari_instseg.core.project._manifest import ItemFilter, WorkItem
+from napari_instseg.core.project._manifest import WorkItem
 from napari_instseg.core.project._project import Project
 
 __all__ = ["ProjectPrelabelConfig", "ProjectPrelabelSummary", "prelabel_project", "segment_image"]
@@ -100,8 +100,11 @@ def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[tuple[
 
 
 def _todo(project: Project) -> list[WorkItem]:
-    where = ItemFilter(status="todo", phase="production")
-    return [it for it in project.items(where, limit=2**62) if it.kind == "image"]
+    keys = [(i, "") for i in project.manifest.image_ids(phase="production", statuses=("todo",))]
+    items = []
+    for start in range(0, len(keys), 1024):  # a page at a time, by primary key
+        items += project.manifest.items_between(keys[start : start + 1024])
+    return [it for it in items if it.kind == "image"]
 
 
 def prelabel_project(

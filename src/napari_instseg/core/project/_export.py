@@ -19,7 +19,15 @@ from napari_instseg.core.coco import AnnotatedImage, CocoExport, export_coco, sa
 from napari_instseg.core.project._manifest import ProjectError, WorkItem
 from napari_instseg.core.project._project import Project
 
-__all__ = ["export_project", "format_throughput", "project_coco", "project_qa", "throughput_report"]
+__all__ = [
+    "export_project",
+    "export_slides_geojson",
+    "format_throughput",
+    "project_coco",
+    "project_qa",
+    "review_sample",
+    "throughput_report",
+]
 
 MODEL_SOURCES = ("sam2", "classic")
 
@@ -64,8 +72,8 @@ def project_coco(
     items = [
         it
         for it in project.manifest.finished_items(phase=phase)
-        if (it.status == "reviewed" or not reviewed_only) and project.has_store(it)
-    ]
+        if (it.status == "reviewed" or not reviewed_only) and project.has_store(it) and it.kind == "image"
+    ]  # slides are exported per slide: napari-instseg export STORE --per-tile / -o SLIDE.geojson
     if not items:
         what = "reviewed" if reviewed_only else "submitted or reviewed"
         raise ProjectError(f"{project.path}: no {what} {phase} image to export yet.")
@@ -101,6 +109,31 @@ def export_project(
     return exported
 
 
+def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> list[Path]:
+    """Write each submitted / reviewed slide's annotations as QuPath GeoJSON (level-0 pixels),
+    ``OUTDIR/<slide stem>.geojson``; existing files are never overwritten.
+
+    The slide's whole label image is read, as ``napari-instseg export STORE -o X.geojson`` does.
+    """
+    from napari_instseg.core.geojson import labels_to_geojson, save_geojson
+
+    slides = [it for it in project.manifest.finished_items() if it.kind == "slide" and project.has_store(it)]
+    folder = Path(outdir)
+    targets = [folder / f"{it.image_id:07d}_{Path(it.file_name).name.split('.')[0]}.geojson" for it in slides]
+    clashes = [str(t) for t in targets if t.exists()]
+    if clashes:
+        raise ProjectError(f"{clashes[:3]} already exist; choose another folder (nothing was overwritten).")
+    folder.mkdir(parents=True, exist_ok=True)
+    for item, target in zip(slides, targets, strict=True):
+        store = project.open_store(item, read_only=True)
+        try:
+            collection = labels_to_geojson(store.read_labels(), store.table, store.protocol)
+        finally:
+            store.close()
+        save_geojson(collection, target)
+    return targets
+
+
 def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both sets restricted to the images they share (by ``file_name``), with gold's ids."""
     gold_ids = {im["file_name"]: im["id"] for im in gold["images"]}
@@ -127,6 +160,31 @@ def project_qa(project: Project, gold: str | os.PathLike[str], outdir: str | os.
 
     reference, candidates = _aligned_to_gold(project_coco(project).coco, load_coco_json(gold))
     return run_qa(reference, candidates, outdir, seed=seed)
+
+
+def review_sample(
+    project: Project, outdir: str | os.PathLike[str], *, seed: int = 0, by: tuple[str, ...] = ("occlusion",)
+) -> tuple[Path, Path, int]:
+    """Draw the project's QA review queue at the protocol's per-tier rates.
+
+    Every submitted / reviewed production instance is a candidate; the queue is stratified
+    by ``by`` (occlusion tier always among them) and written as ``review_queue.json`` /
+    ``.csv`` in ``outdir`` (never over existing files). Returns both paths and the size.
+    """
+    from napari_instseg.core.qa.sampling import instances_of, write_queue
+    from napari_instseg.core.qa.sampling import review_sample as draw
+
+    folder = Path(outdir)
+    clashes = [str(folder / n) for n in ("review_queue.json", "review_queue.csv") if (folder / n).exists()]
+    if clashes:
+        raise ProjectError(f"{clashes} already exist; choose another folder (nothing was overwritten).")
+    instances = instances_of(project_coco(project).coco, project.protocol.tiers)
+    try:
+        queue = draw(instances, project.protocol.qa_rates, seed=seed, by=by)
+    except ValueError as exc:
+        raise ProjectError(str(exc)) from exc
+    json_path, csv_path = write_queue(queue, folder)
+    return json_path, csv_path, len(queue)
 
 
 def _tables(project: Project) -> pd.DataFrame:

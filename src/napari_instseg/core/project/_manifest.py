@@ -73,7 +73,7 @@ CREATE TABLE images (
 );
 CREATE INDEX images_status ON images (status, id);
 CREATE INDEX images_assignee ON images (assignee, status, id);
-CREATE INDEX images_phase ON images (phase, status, id);
+CREATE INDEX images_phase ON images (phase, status, assignee, id);
 CREATE TABLE assignments (
     image_id INTEGER NOT NULL REFERENCES images (id),
     annotator TEXT NOT NULL,
@@ -216,8 +216,11 @@ class Manifest:
         self.path = Path(path)
         if not self.path.is_file():
             raise ProjectError(f"{self.path}: no project manifest here (make one with 'napari-instseg project init').")
-        self._db = _connect(self.path)
-        version = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        try:
+            self._db = _connect(self.path)
+            version = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{self.path}: not a readable project manifest ({exc}).") from exc
         if version is None or int(version[0]) > MANIFEST_VERSION:
             raise ProjectError(f"{self.path}: manifest version {version and version[0]} is not supported.")
 
@@ -243,7 +246,10 @@ class Manifest:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``): all of it is saved, or nothing."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # another writer held it past the busy timeout
+            raise ProjectError(f"{self.path}: the manifest is busy ({exc}); nothing was changed, try again.") from exc
         try:
             yield self._db
         except BaseException:
@@ -280,9 +286,14 @@ class Manifest:
             )
         return added, skipped
 
-    def image_ids(self, *, phase: str | None = None, statuses: Sequence[str] | None = None) -> list[int]:
-        """Ids of images (optionally of one phase and main-set statuses), ascending."""
+    def image_ids(
+        self, *, phase: str | None = None, statuses: Sequence[str] | None = None, assignee: str | None = None
+    ) -> list[int]:
+        """Ids of images (optionally of one phase, main-set statuses and assignee), ascending."""
         sql, params = "SELECT id FROM images WHERE 1", []
+        if assignee is not None:
+            sql += " AND assignee = ?"
+            params.append(assignee)
         if phase is not None:
             sql += " AND phase = ?"
             params.append(phase)
@@ -363,6 +374,19 @@ class Manifest:
             found = self._neighbour(annotator, (0, "") if forward else (2**62, ""), forward)
         return found
 
+    def review_neighbour(self, after: tuple[int, str] | None, *, forward: bool = True) -> WorkItem | None:
+        """The next (or previous) submitted main set to review, anyone's, wrapping around."""
+        op, order = (">", "ASC") if forward else ("<", "DESC")
+        sql = (
+            f"SELECT id FROM images INDEXED BY images_status WHERE status = 'submitted' AND phase = 'production'"
+            f" AND id {op} ? ORDER BY id {order} LIMIT 1"
+        )
+        for bound in ([after[0]] if after else []) + [0 if forward else 2**62]:
+            row = self._db.execute(sql, (bound,)).fetchone()
+            if row is not None:
+                return self.item(int(row[0]))
+        return None
+
     def _neighbour(self, annotator: str, start: tuple[int, str], forward: bool) -> WorkItem | None:
         op, order = (">", "ASC") if forward else ("<", "DESC")
         candidates: list[tuple[int, str]] = []
@@ -424,16 +448,26 @@ class Manifest:
         ProjectError
             When the image is assigned to someone else.
         """
-        item = self.item(*key)
-        if item.assignee not in ("", annotator):
-            raise ProjectError(
-                f"Image id {item.image_id} ({item.file_name}) is assigned to {item.assignee!r}, not {annotator!r}."
-            )
-        if item.status in ("todo", "pre-labelled"):
-            changes: dict[str, Any] = {"status": "in progress"}
-            if not item.owner:
-                changes["assignee"] = annotator
-            self.set_item(key, **changes)
+        image_id, owner = key
+        with self.transaction() as db:  # read and take in one write transaction: no race
+            item = self.item(image_id, owner)
+            if item.assignee not in ("", annotator):
+                raise ProjectError(
+                    f"Image id {item.image_id} ({item.file_name}) is assigned to {item.assignee!r}, not {annotator!r}."
+                )
+            if item.status in ("todo", "pre-labelled"):
+                now = time.time()
+                if owner:
+                    db.execute(
+                        "UPDATE assignments SET status = 'in progress', updated_at = ? WHERE image_id = ? AND annotator = ?",
+                        (now, image_id, owner),
+                    )
+                    _sync_calibration_status(db, image_id)
+                else:
+                    db.execute(
+                        "UPDATE images SET status = 'in progress', assignee = ?, updated_at = ? WHERE id = ?",
+                        (annotator, now, image_id),
+                    )
         return self.item(*key)
 
     # -- assignment and phases --------------------------------------------------------------
@@ -530,9 +564,19 @@ def _sync_calibration_status(db: sqlite3.Connection, image_id: int) -> None:
         db.execute("UPDATE images SET status = ? WHERE id = ?", (least, image_id))
 
 
+def _journal_mode() -> str:
+    """WAL by default; ``NAPARI_INSTSEG_MANIFEST_JOURNAL=delete`` for a project on a network
+    share used from several machines (SQLite's WAL needs memory shared by every user's host)."""
+    mode = os.environ.get("NAPARI_INSTSEG_MANIFEST_JOURNAL", "wal").lower()
+    if mode not in ("wal", "delete"):
+        raise ProjectError(f"NAPARI_INSTSEG_MANIFEST_JOURNAL must be 'wal' or 'delete', got {mode!r}.")
+    return mode
+
+
 def _connect(path: Path) -> sqlite3.Connection:
+    mode = _journal_mode()
     db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA journal_mode = {mode.upper()}")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA foreign_keys = ON")
     return db

@@ -206,6 +206,10 @@ class Project:
         """The next (previous) unfinished item ``annotator`` may work on, or None."""
         return self.manifest.neighbour(check_annotator(annotator), after.key if after else None, forward=forward)
 
+    def next_to_review(self, after: WorkItem | None = None, *, forward: bool = True) -> WorkItem | None:
+        """The next (previous) submitted image to review, or None."""
+        return self.manifest.review_neighbour(after.key if after else None, forward=forward)
+
     def items(self, where: ItemFilter | None = None, *, offset: int = 0, limit: int = 256) -> list[WorkItem]:
         """A page of work items (see :meth:`Manifest.items`)."""
         return self.manifest.items(where, offset=offset, limit=limit)

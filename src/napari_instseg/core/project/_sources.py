@@ -11,8 +11,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from napari_instseg.core.project._manifest import ImageRef, ProjectError
 
 __all__ = ["IMAGE_SUFFIXES", "SLIDE_SUFFIXES", "refs_from_coco", "refs_from_patterns", "stored_path"]
@@ -79,6 +77,8 @@ def image_shape_yx(path: Path) -> tuple[int, int]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            import numpy as np  # here: `project status` and friends start without numpy
+
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
         elif suffix in (".tif", ".tiff"):
             import tifffile
