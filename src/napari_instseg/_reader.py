@@ -1,8 +1,15 @@
-"""napari readers: COCO instances JSON, and annotation stores (``*.zarr``) -> Labels layers
-with features (+ the image when it is found beside the file)."""
+"""napari readers: COCO instances JSON, annotation stores (``*.zarr``) and slide pyramids
+(tiled TIFF / SVS / OME-TIFF / NDPI, OME-Zarr, plain zarr) -> layers.
+
+:func:`get_reader` claims exactly the paths these readers open and returns None for every other
+one, without raising: TIFF and zarr are recognised from their metadata (no pixel is read),
+JSON by parsing it (a COCO file is an object with ``images`` and ``annotations`` lists,
+wherever they sit in the file).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,53 +17,101 @@ from typing import Any
 
 __all__ = ["get_reader"]
 
-_PEEK_BYTES = 1 << 16
-
 LayerData = tuple[Any, dict[str, Any], str]
+Reader = Callable[[str | list[str]], list[LayerData]]
 
 
-def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """Return :func:`read_store` for an annotation store, :func:`read_coco` when ``path``
-    looks like a COCO instances JSON, else None.
+def get_reader(path: str | list[str]) -> Reader | None:
+    """The reader for ``path``, or None when none of ours opens it.
 
-    Only the first 64 KiB are peeked at; a path this reader does not handle gets None, never
-    an exception.
+    A folder: an annotation store, or a zarr slide (OME-Zarr multiscales, a zarr array or a
+    group of levels ``0``, ``1``...). A file: a TIFF that :func:`~napari_instseg.core.slide.open_slide`
+    reads as a slide (tiled, pyramidal, SVS / OME / NDPI; a plain strip TIFF is left to
+    napari's own reader), or a JSON file holding a COCO instances object.
     """
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
+    path = str(path)
     if os.path.isdir(path):
         from napari_instseg.core.store import is_store
 
         if is_store(path):
             return read_store
-        return read_slide if _has_multiscales(path) else None
-    if str(path).lower().endswith((".ome.tif", ".ome.tiff", ".svs")) and os.path.isfile(path):
-        return read_slide
-    if not str(path).lower().endswith(".json") or not os.path.isfile(path):
+        return read_slide if _is_zarr_slide(Path(path)) else None
+    if not os.path.isfile(path):
         return None
+    from napari_instseg.core.slide import TIFF_SUFFIXES
+
+    lower = path.lower()
+    if lower.endswith(TIFF_SUFFIXES):
+        return read_slide if _is_tiff_slide(path) else None
+    if lower.endswith(".json"):
+        parsed = _parse_json(path)
+        if _is_coco(parsed):
+            return lambda p: _read_coco_dict(p, parsed)
+    return None
+
+
+def _parse_json(path: str) -> Any:
+    """The parsed JSON document, or None when the file is not JSON."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(_PEEK_BYTES)
-    except OSError:
+            return json.load(handle)
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
-    if b'"annotations"' not in head and b'"images"' not in head:
-        return None
-    return read_coco
 
 
-def _has_multiscales(path: str) -> bool:
-    """True for an OME-Zarr folder (peeks at its metadata, never at pixels)."""
-    for name in ("zarr.json", ".zattrs"):
-        meta = Path(path) / name
+def _is_coco(document: Any) -> bool:
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("images"), list)
+        and isinstance(document.get("annotations"), list)
+    )
+
+
+def _is_tiff_slide(path: str) -> bool:
+    """True for a TIFF that is tiled or a pyramid (SVS, OME, NDPI...): metadata only."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = series.pages[0]
+            pyramid = len(series.levels) > 1 or tif.is_svs or tif.is_ome or tif.is_ndpi
+            tiled = bool(getattr(page, "is_tiled", False))
+            axes_ok = set(series.axes) <= set("YXSC") and len(series.shape) in (2, 3)
+            return (pyramid or tiled) and axes_ok
+    except Exception:  # any file tifffile cannot parse is not ours: never raise in a reader
+        return False
+
+
+def _is_zarr_slide(path: Path) -> bool:
+    """True for a zarr folder open_slide reads (peeks at its metadata, never at pixels)."""
+    meta = _zarr_meta(path)
+    if meta is None:
+        return False
+    attrs = meta.get("attributes", meta)
+    if "multiscales" in attrs or "multiscales" in (attrs.get("ome") or {}):
+        return True
+    if meta.get("node_type") == "array" or (path / ".zarray").is_file():
+        return True
+    level0 = _zarr_meta(path / "0")
+    return level0 is not None and (level0.get("node_type") == "array" or (path / "0" / ".zarray").is_file())
+
+
+def _zarr_meta(path: Path) -> dict[str, Any] | None:
+    """The attributes / metadata of a zarr v3 or v2 node folder, or None when it is none."""
+    for name in ("zarr.json", ".zattrs", ".zarray", ".zgroup"):
+        meta = path / name
         if meta.is_file():
             try:
-                text = meta.read_text()
-            except OSError:
-                return False
-            return '"multiscales"' in text
-    return False
+                loaded = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                return None
+            return loaded if isinstance(loaded, dict) else None
+    return None
 
 
 def read_slide(path: str | list[str]) -> list[LayerData]:
@@ -72,13 +127,19 @@ def read_slide(path: str | list[str]) -> list[LayerData]:
 
 def read_coco(path: str | list[str]) -> list[LayerData]:
     """Read a COCO file: per image, the image (when found beside the JSON) and its labels."""
+    path = path[0] if isinstance(path, list) else path
+    return _read_coco_dict(path, None)
+
+
+def _read_coco_dict(path: str | list[str], document: Any) -> list[LayerData]:
+    """:func:`read_coco` of an already parsed document (None: parse ``path``)."""
     from napari_instseg._adapters import labels_layer_kwargs, rgb_or_grey
     from napari_instseg.core.coco import import_coco
     from napari_instseg.core.io import read_image
 
     path = path[0] if isinstance(path, list) else path
     folder = Path(path).parent
-    imported = import_coco(path)
+    imported = import_coco(document, source=path) if document is not None else import_coco(path)
     layers: list[LayerData] = []
     for item in imported.images:
         file_name = str(item.image.get("file_name", ""))
