@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from napari_instseg import __version__
 
@@ -34,10 +35,15 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     export = sub.add_parser("export", help="export a label image (+ instance table) or a store to COCO JSON")
-    export.add_argument("labels", help="label image (.tif, .tiff or .npy; 2-D, 0 = background) or STORE.zarr")
+    export.add_argument(
+        "labels",
+        help="label image (.tif, .tiff or .npy; 2-D, 0 = background), STORE.zarr, or a folder 'import' wrote",
+    )
     export.add_argument("-o", "--output", required=True, help="COCO JSON file, or .geojson for QuPath GeoJSON")
     export.add_argument("--table", help="instance table CSV with an 'id' column")
-    export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
+    export.add_argument(
+        "--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule); default: an import folder's protocol.json"
+    )
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
     export.add_argument(
@@ -123,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _register_command_modules(sub: argparse._SubParsersAction) -> None:
+def _register_command_modules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the sub-commands defined in :mod:`napari_instseg.commands` (one module each)."""
     import importlib
     import pkgutil
@@ -168,7 +174,7 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
 
 
-def _progress_bar(desc: str, unit: str):
+def _progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
     from tqdm import tqdm
 
@@ -278,6 +284,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if is_store(args.labels):
         return _export_store(args)
+    if Path(args.labels).is_dir():
+        return _export_import_folder(args)
     protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
     labels = read_labels(args.labels)
     table = read_table_csv(args.table, protocol) if args.table else None
@@ -297,11 +305,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_import_folder(args: argparse.Namespace) -> int:
+    from napari_instseg.core.coco import save_coco
+    from napari_instseg.core.coco._folder import export_import_folder, is_import_folder
+    from napari_instseg.core.errors import CocoFormatError
+    from napari_instseg.core.protocol import load_protocol
+
+    if not is_import_folder(args.labels):
+        raise CocoFormatError(
+            f"{args.labels} is a folder but neither an annotation store nor a folder written by "
+            "'napari-instseg import' (no coco_source.json)."
+        )
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    exported = export_import_folder(args.labels, protocol, segmentation=args.format)
+    save_coco(exported.coco, args.output)
+    print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
 def _is_geojson(path: str) -> bool:
     return path.lower().endswith((".geojson", ".geo.json"))
 
 
-def _write_geojson(labels, table, protocol, output: str) -> int:
+def _write_geojson(labels: Any, table: Any, protocol: Any, output: str) -> int:
     from napari_instseg.core.geojson import labels_to_geojson, save_geojson
 
     collection = labels_to_geojson(labels, table, protocol)
@@ -319,8 +345,8 @@ def _export_store(args: argparse.Namespace) -> int:
         return _write_geojson(store.read_labels(), store.table, store.protocol, args.output)
     if args.per_tile:
         return _export_tiles(store, args)
-    image = dict(store.image)
-    file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
+    image: dict[str, Any] = dict(store.image)
+    file_name = str(image.pop("file_name", None) or f"{Path(args.labels).stem}.tif")
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
     item = AnnotatedImage(
         store.read_labels(), store.table, file_name, image.get("id"), extra, amodal=store.read_side("amodal")
@@ -331,7 +357,7 @@ def _export_store(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_tiles(store, args: argparse.Namespace) -> int:
+def _export_tiles(store: Any, args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.slide import tile_grid
 
@@ -392,27 +418,18 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from napari_instseg.core.coco import import_coco
-    from napari_instseg.core.errors import CocoFormatError
-    from napari_instseg.core.io import write_labels_tiff, write_table_csv
+    from napari_instseg.core.coco._folder import write_import_folder
 
     imported = import_coco(args.coco)  # validates and decodes everything before writing
-    stems = [Path(im.image["file_name"]).stem for im in imported.images]
-    clashes = sorted({s for s in stems if stems.count(s) > 1})
-    if clashes:
-        raise CocoFormatError(f"{args.coco}: several images share the file stem(s) {clashes}; outputs would collide.")
-    outdir = Path(args.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for stem, item in tqdm(list(zip(stems, imported.images, strict=False)), desc="writing", unit="image", disable=None):
-        write_labels_tiff(outdir / f"{stem}_labels.tif", item.labels_yx)
-        write_table_csv(outdir / f"{stem}_instances.csv", item.table)
-    imported.protocol.save(outdir / "protocol.json")
+    write_import_folder(imported, args.outdir, source=args.coco)
     n_instances = sum(len(im.table) for im in imported.images)
+    n_losing = sum(int((im.overlap_report()["lost_px"] > 0).sum()) for im in imported.images)
     print(
-        f"wrote {len(imported.images)} image(s), {n_instances} instances to {outdir}; "
-        f"{imported.overlap_px} overlapping pixel(s) resolved by z_order, then area"
+        f"wrote {len(imported.images)} image(s), {n_instances} instances to {args.outdir}; "
+        f"{imported.overlap_px} overlapping pixel(s): {n_losing} instance(s) are partly covered in the label "
+        f"image (front: larger z_order, then smaller area, then smaller id); every own mask is kept whole in "
+        f"coco_source.json, per instance in <stem>_overlaps.csv"
     )
     return 0
 

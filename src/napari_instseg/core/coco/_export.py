@@ -52,6 +52,13 @@ class AnnotatedImage:
         Full (amodal) outlines by instance id, written as ``amodal_segmentation`` (RLE),
         ``amodal_bbox`` and ``amodal_area`` (KINS / COCOA style; ``segmentation`` stays the
         visible mask, so standard COCOeval scores visible masks).
+    originals : mapping of int to dict
+        The COCO annotation records these instances were imported from, by instance id
+        (:attr:`ImportedImage.annotations`). An instance whose pixels were not edited since
+        the import is written as its original record (own full mask, annotation id, custom
+        keys and ``attributes`` as they came in), with only the table values that changed
+        since the import written over it; an edited one keeps its annotation id and
+        attributes and gets its edited (visible) mask; a deleted one is left out.
     """
 
     labels_yx: NDArray[np.integer]
@@ -60,6 +67,7 @@ class AnnotatedImage:
     image_id: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     amodal: Mapping[int, Any] = field(default_factory=dict)
+    originals: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,10 @@ class ExportSummary:
         Instances that had no table row and got default tags.
     n_rows_without_pixels : int
         Table rows whose instance has no pixel in the label image (not exported).
+    n_kept : int
+        Imported instances written as they came in (mask unedited since the import).
+    n_edited : int
+        Imported instances written with their edited mask.
     """
 
     n_images: int = 0
@@ -90,6 +102,8 @@ class ExportSummary:
     n_crowd: int = 0
     n_default_rows: int = 0
     n_rows_without_pixels: int = 0
+    n_kept: int = 0
+    n_edited: int = 0
 
     def __add__(self, other: ExportSummary) -> ExportSummary:
         return ExportSummary(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
@@ -105,6 +119,10 @@ class ExportSummary:
             lines.append(f"{self.n_default_rows} instance(s) without a table row got default tags")
         if self.n_rows_without_pixels:
             lines.append(f"{self.n_rows_without_pixels} table row(s) without pixels were skipped")
+        if self.n_kept or self.n_edited:
+            lines.append(
+                f"{self.n_kept} imported annotation(s) written as they came in, {self.n_edited} with edited masks"
+            )
         return "\n".join(lines)
 
 
@@ -154,17 +172,25 @@ def export_coco(
     if segmentation not in SEGMENTATION_FORMATS:
         raise ValueError(f"segmentation must be one of {SEGMENTATION_FORMATS}, got {segmentation!r}.")
     protocol = protocol or Protocol.default()
-    image_records, annotations = [], []
+    image_records: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     summary = ExportSummary()
     used_ids = {int(im.image_id) for im in images if im.image_id is not None}
     next_image_id = 1
+    first_new_ann_id = 1 + max((int(a["id"]) for im in images for a in im.originals.values()), default=0)
     for done, item in enumerate(images, start=1):
         image_id = item.image_id
         if image_id is None:
             while next_image_id in used_ids:
                 next_image_id += 1
             image_id, next_image_id = next_image_id, next_image_id + 1
-        record, anns, part = _export_one(item, int(image_id), protocol, segmentation, len(annotations) + 1)
+        if item.originals:
+            record, anns, part = _export_keeping_originals(
+                item, int(image_id), protocol, segmentation, first_new_ann_id
+            )
+            first_new_ann_id += part.n_annotations - part.n_kept - part.n_edited
+        else:
+            record, anns, part = _export_one(item, int(image_id), protocol, segmentation, len(annotations) + 1)
         image_records.append(record)
         annotations.extend(anns)
         summary = summary + part
@@ -225,6 +251,34 @@ def _export_one(
         n_default_rows=n_default,
         n_rows_without_pixels=n_orphans,
         **counts,
+    )
+    return record, annotations, summary
+
+
+def _export_keeping_originals(
+    item: AnnotatedImage, image_id: int, protocol: Protocol, segmentation: str, first_new_ann_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], ExportSummary]:
+    """:func:`_export_one` for imported instances: unedited ones as they came in (see AnnotatedImage)."""
+    from napari_instseg.core.coco._keep import edited_since_import, keep_or_replace
+
+    record, generated, part = _export_one(item, image_id, protocol, segmentation, first_new_ann_id)
+    labels_yx = as_label_image(item.labels_yx)
+    edited, before = edited_since_import(labels_yx, item.originals, record, protocol)
+    kept = keep_or_replace(generated, item.originals, item.table, before, edited, first_new_ann_id)
+    written = set(kept.instance_ids)
+    table_ids = set() if item.table is None else {int(i) for i in item.table.index}
+    annotations = kept.annotations
+    summary = ExportSummary(
+        n_images=1,
+        n_annotations=len(annotations),
+        n_rle=sum(isinstance(a["segmentation"], dict) for a in annotations),
+        n_polygon=sum(isinstance(a["segmentation"], list) for a in annotations),
+        n_holes_as_rle=part.n_holes_as_rle,
+        n_crowd=sum(bool(a.get("iscrowd")) for a in annotations),
+        n_default_rows=part.n_default_rows,
+        n_rows_without_pixels=len(table_ids - written),
+        n_kept=kept.n_kept,
+        n_edited=kept.n_edited,
     )
     return record, annotations, summary
 
