@@ -4,7 +4,7 @@
 :func:`get_reader` claims exactly the paths these readers open and returns None for every other
 one, without raising: TIFF and zarr are recognised from their metadata (no pixel is read),
 JSON by parsing it (a COCO file is an object with ``images`` and ``annotations`` lists,
-wherever they sit in the file).
+wherever they sit in the file; QuPath GeoJSON is a FeatureCollection or an array of Features).
 """
 
 from __future__ import annotations
@@ -47,10 +47,14 @@ def get_reader(path: str | list[str]) -> Reader | None:
     lower = path.lower()
     if lower.endswith(TIFF_SUFFIXES):
         return read_slide if _is_tiff_slide(path) else None
-    if lower.endswith(".json"):
+    if lower.endswith((".json", ".geojson")):
+        from napari_instseg.core.geojson import is_geojson_document
+
         parsed = _parse_json(path)
         if _is_coco(parsed):
             return lambda p: _read_coco_dict(p, parsed)
+        if is_geojson_document(parsed):
+            return lambda p: read_geojson(p, parsed)
     return None
 
 
@@ -151,6 +155,80 @@ def _read_coco_dict(path: str | list[str], document: Any) -> list[LayerData]:
         kwargs = labels_layer_kwargs(f"{stem} labels", item.table, imported.protocol, item.image)
         layers.append((item.labels_yx, kwargs, "labels"))
     return layers
+
+
+def read_geojson(path: str | list[str], document: Any = None) -> list[LayerData]:
+    """QuPath GeoJSON as a Labels layer (area objects, own masks composited, with their table)
+    and a Points layer (Point / MultiPoint objects), placed in level-0 pixels.
+
+    The image size comes from an image or slide beside the file with the same stem, else from
+    the image or slide open in the current viewer, else from the objects' extent. Only the
+    region around the objects is rasterised; the layer's ``translate`` puts it in place.
+    """
+    from napari_instseg._adapters import labels_layer_kwargs
+    from napari_instseg.core.geojson import area_bbox_yx, features_of, import_geojson, load_geojson
+
+    path = path[0] if isinstance(path, list) else path
+    document = load_geojson(path) if document is None else document
+    features, _container = features_of(document, path)
+    bbox = area_bbox_yx(features)
+    shape_yx = _image_shape_beside(Path(path)) or _open_image_shape() or (bbox[2:] if bbox else (1, 1))
+    y0, x0, y1, x1 = bbox or (0, 0, 1, 1)
+    y0, x0 = min(max(y0, 0), shape_yx[0] - 1), min(max(x0, 0), shape_yx[1] - 1)
+    y1, x1 = max(min(y1, shape_yx[0]), y0 + 1), max(min(x1, shape_yx[1]), x0 + 1)
+    imported = import_geojson(features_of(document, path)[0], (y1 - y0, x1 - x0), origin_yx=(y0, x0), source=path)
+    stem = Path(path).name.split(".")[0]
+    kwargs = labels_layer_kwargs(f"{stem} objects", imported.table, imported.protocol)
+    kwargs["translate"] = (y0, x0)
+    kwargs["metadata"]["instseg_geojson"] = {"source": str(path), "origin_yx": [y0, x0], "shape_yx": list(shape_yx)}
+    layers: list[LayerData] = [(imported.labels_yx, kwargs, "labels")]
+    points_yx, properties = imported.points_yx()
+    if len(points_yx):
+        import pandas as pd
+
+        table = pd.DataFrame(
+            {"name": [str(p.get("name", "")) for p in properties], "class": [p["class"] for p in properties]}
+        )
+        layers.append((points_yx, {"name": f"{stem} points", "features": table, "size": 12}, "points"))
+    return layers
+
+
+def _image_shape_beside(path: Path) -> tuple[int, int] | None:
+    """Level-0 (height, width) of an image or slide named like the GeoJSON file, if one lies beside it."""
+    stem = path.name.split(".")[0]
+    for candidate in sorted(path.parent.glob(f"{stem}.*")):
+        if candidate == path or candidate.name.lower().endswith((".json", ".geojson", ".csv")):
+            continue
+        try:
+            if candidate.is_dir() or _is_tiff_slide(str(candidate)):
+                from napari_instseg.core.slide import open_slide
+
+                return open_slide(candidate).shape_yx
+            from napari_instseg.core.io import read_image
+
+            shape = read_image(candidate).shape
+            return int(shape[0]), int(shape[1])
+        except Exception:  # not an image we read: look further
+            continue
+    return None
+
+
+def _open_image_shape() -> tuple[int, int] | None:
+    """Level-0 (height, width) of the first image layer of the current napari viewer, if any."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # no napari / no viewer: the objects' extent is used
+        return None
+    if viewer is None:
+        return None
+    for layer in viewer.layers:
+        if type(layer).__name__ != "Image":
+            continue
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        return int(data.shape[0]), int(data.shape[1])
+    return None
 
 
 def read_store(path: str | list[str]) -> list[LayerData]:

@@ -121,9 +121,15 @@ def _build_parser() -> argparse.ArgumentParser:
     agree.add_argument("-o", "--output", required=True, help="JSON file to write")
     agree.set_defaults(func=_cmd_agreement)
 
-    imp = sub.add_parser("import", help="import a COCO JSON file into label images and CSV tables")
-    imp.add_argument("coco", help="COCO instances JSON file")
+    imp = sub.add_parser(
+        "import", help="import a COCO JSON or QuPath GeoJSON file into label images and CSV tables (nothing lost)"
+    )
+    imp.add_argument("coco", metavar="FILE", help="COCO instances JSON, or QuPath GeoJSON (.geojson)")
     imp.add_argument("-o", "--outdir", required=True, help="folder for <stem>_labels.tif and <stem>_instances.csv")
+    size = imp.add_mutually_exclusive_group()
+    size.add_argument("--image", help="GeoJSON: the image (or slide) the objects lie on; gives size and name")
+    size.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"), help="GeoJSON: label image height and width")
+    imp.add_argument("--protocol", help="GeoJSON: protocol mapping class names (default: built from the file)")
     imp.set_defaults(func=_cmd_import)
     _register_command_modules(sub)
     return parser
@@ -305,12 +311,58 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_geojson(args: argparse.Namespace) -> int:
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.geojson import import_geojson, load_geojson
+    from napari_instseg.core.geojson_folder import overlap_report, write_geojson_folder
+    from napari_instseg.core.protocol import load_protocol
+
+    if args.shape:
+        shape_yx = (int(args.shape[0]), int(args.shape[1]))
+        stem = Path(args.coco).name.split(".")[0]
+    elif args.image:
+        shape_yx = _image_shape_yx(args.image)
+        stem = Path(args.image).name.split(".")[0]
+    else:
+        raise InstsegError(f"{args.coco}: GeoJSON has no image size; give --image IMAGE or --shape H W.")
+    if min(shape_yx) <= 0:
+        raise InstsegError(f"--shape must be two positive integers (height width), got {shape_yx}.")
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    imported = import_geojson(load_geojson(args.coco), shape_yx, protocol, source=args.coco)
+    write_geojson_folder(imported, args.outdir, stem, source=args.coco)
+    report = overlap_report(imported)
+    print(
+        f"wrote {len(imported.table)} instance(s) and {len(imported.passthrough)} other feature(s) (points, lines; "
+        f"kept as they came) to {args.outdir}; {int((report['lost_px'] > 0).sum())} instance(s) partly covered "
+        f"(front: larger z_order, then smaller area, then smaller id); classes: "
+        f"{', '.join(c.name for c in imported.protocol.categories)}"
+    )
+    return 0
+
+
+def _image_shape_yx(path: str) -> tuple[int, int]:
+    """(height, width) of an image or slide (level 0), reading metadata only where possible."""
+    from napari_instseg.core.slide import TIFF_SUFFIXES, open_slide
+
+    if Path(path).is_dir() or path.lower().endswith(TIFF_SUFFIXES):
+        return open_slide(path).shape_yx
+    from napari_instseg.core.io import read_image
+
+    shape = read_image(path).shape
+    return int(shape[0]), int(shape[1])
+
+
 def _export_import_folder(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import save_coco
     from napari_instseg.core.coco._folder import export_import_folder, is_import_folder
     from napari_instseg.core.errors import CocoFormatError
+    from napari_instseg.core.geojson_folder import is_geojson_folder
     from napari_instseg.core.protocol import load_protocol
 
+    if is_geojson_folder(args.labels):
+        return _export_geojson_folder(args)
+    if _is_geojson(args.output):
+        raise CocoFormatError(f"{args.labels}: GeoJSON export of a COCO import folder is not supported; write .json.")
     if not is_import_folder(args.labels):
         raise CocoFormatError(
             f"{args.labels} is a folder but neither an annotation store nor a folder written by "
@@ -320,6 +372,21 @@ def _export_import_folder(args: argparse.Namespace) -> int:
     exported = export_import_folder(args.labels, protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _export_geojson_folder(args: argparse.Namespace) -> int:
+    from napari_instseg.core.geojson import GeoJSONError, save_geojson
+    from napari_instseg.core.geojson_folder import export_geojson_folder
+    from napari_instseg.core.protocol import load_protocol
+
+    if not _is_geojson(args.output):
+        raise GeoJSONError(f"{args.labels} was imported from GeoJSON: write it back to a .geojson file.")
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    document = export_geojson_folder(args.labels, protocol)
+    save_geojson(document, args.output)
+    features = document if isinstance(document, list) else document["features"]
+    print(f"wrote {args.output}: {len(features)} features (QuPath GeoJSON, level-0 pixels)")
     return 0
 
 
@@ -418,6 +485,8 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    if _is_geojson(args.coco) or (args.image or args.shape):
+        return _import_geojson(args)
     from napari_instseg.core.coco import import_coco
     from napari_instseg.core.coco._folder import write_import_folder
 

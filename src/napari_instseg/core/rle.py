@@ -18,11 +18,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "Composite",
     "LabelRuns",
+    "composite_pixels",
     "counts_from_string",
     "instance_rles",
     "label_runs",
     "paint_runs",
+    "pixels_from_runs",
     "runs_from_counts",
 ]
 
@@ -194,7 +197,77 @@ def counts_from_string(encoded: str | bytes) -> NDArray[np.int64]:
     counts = x.copy()
     counts[3::2] = np.cumsum(x[1::2])[1:]  # odd positions: running sum from index 1
     counts[2::2] = np.cumsum(x[2::2])  # even positions: running sum from index 2
-    return counts
+    return np.asarray(counts, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Own masks composited into one label image, with who covers whom.
+
+    Attributes
+    ----------
+    labels_yx : numpy.ndarray of uint32, shape (height, width)
+        Visible labels.
+    lost_px : numpy.ndarray of int64, shape (n,)
+        Pixels of each own mask that instances in front own.
+    overlap_px : int
+        Pixels claimed by more than one instance.
+    front_ids, back_ids, pixels : list of int
+        One entry per overlapping (front, back) pair: ``front`` covers ``pixels`` of ``back``.
+    """
+
+    labels_yx: NDArray[np.uint32]
+    lost_px: NDArray[np.int64]
+    overlap_px: int
+    front_ids: list[int]
+    back_ids: list[int]
+    pixels: list[int]
+
+
+def composite_pixels(
+    pixels_xy: list[NDArray[np.int64]],
+    ids: NDArray[np.int64],
+    z_order: NDArray[np.int64],
+    shape_yx: tuple[int, int],
+) -> Composite:
+    """Composite own masks, given as column-major flat pixel indices (``x * height + y``).
+
+    Who owns a contested pixel follows :func:`napari_instseg.core.occlusion.paint_order`
+    (larger ``z_order``, then smaller own area, then smaller id in front).
+    """
+    from napari_instseg.core.occlusion import paint_order
+
+    height, width = shape_yx
+    areas = np.array([p.size for p in pixels_xy], dtype=np.int64)
+    flat_xy = np.zeros(height * width, dtype=np.uint32)
+    front: list[int] = []
+    back: list[int] = []
+    counts: list[int] = []
+    lost = np.zeros(len(pixels_xy), dtype=np.int64)
+    contested = [np.zeros(0, dtype=np.int64)]
+    for k in paint_order(z_order, areas, ids)[::-1]:  # front to back: the first painter owns a pixel
+        owners = flat_xy[pixels_xy[k]]
+        free = owners == 0
+        flat_xy[pixels_xy[k][free]] = ids[k]
+        if not free.all():
+            contested.append(pixels_xy[k][~free])
+            by, n = np.unique(owners[~free], return_counts=True)
+            front += by.tolist()
+            back += [int(ids[k])] * by.size
+            counts += n.tolist()
+            lost[k] = int(n.sum())
+    labels_yx = np.ascontiguousarray(flat_xy.reshape(width, height).T)
+    overlap_px = int(np.unique(np.concatenate(contested)).size)
+    return Composite(labels_yx, lost, overlap_px, front, back, counts)
+
+
+def pixels_from_runs(starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Column-major flat indices of every pixel of the runs (ascending)."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    run_of_pixel = np.repeat(np.arange(starts.size), lengths)
+    return starts[run_of_pixel] + (np.arange(int(lengths.sum())) - offsets[run_of_pixel])
 
 
 def runs_from_counts(counts: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -204,7 +277,7 @@ def runs_from_counts(counts: NDArray[np.integer]) -> tuple[NDArray[np.int64], ND
     starts = bounds[0::2][: counts[1::2].size]
     lengths = counts[1::2]
     nonempty = lengths > 0
-    return starts[nonempty], lengths[nonempty]
+    return np.asarray(starts[nonempty], dtype=np.int64), np.asarray(lengths[nonempty], dtype=np.int64)
 
 
 def paint_runs(
@@ -236,4 +309,4 @@ def paint_runs(
     index = starts[run_of_pixel] + (np.arange(total) - offsets[run_of_pixel])
     taken = flat_xy[index] != 0
     flat_xy[index[~taken]] = value
-    return index[taken]
+    return np.asarray(index[taken], dtype=np.int64)

@@ -17,9 +17,14 @@ from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
 from napari_instseg.core.coco._validate import validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, make_rows, validate_table
-from napari_instseg.core.occlusion import paint_order
 from napari_instseg.core.protocol import Category, Protocol
-from napari_instseg.core.rle import counts_from_string, paint_runs, runs_from_counts
+from napari_instseg.core.rle import (
+    composite_pixels,
+    counts_from_string,
+    paint_runs,
+    pixels_from_runs,
+    runs_from_counts,
+)
 
 __all__ = ["CocoImport", "ImportedImage", "import_coco", "import_image", "load_coco_json"]
 
@@ -234,54 +239,36 @@ def import_image(
     """
     image = dict(image)
     height, width = int(image["height"]), int(image["width"])
-    pixels = [_pixels_of(_decode_runs(ann["segmentation"], height, width)) for ann in annotations]
+    pixels = [pixels_from_runs(*_decode_runs(ann["segmentation"], height, width)) for ann in annotations]
     areas = np.array([p.size for p in pixels], dtype=np.int64)
     ids = _instance_ids(annotations)
     z_order = np.array([int(ann.get("z_order", 0)) for ann in annotations], dtype=np.int64)
-    flat_xy = np.zeros(height * width, dtype=np.uint32)
-    front, back, counts, lost = [], [], [], np.zeros(len(ids), dtype=np.int64)
-    contested = [np.zeros(0, dtype=np.int64)]
-    for k in paint_order(z_order, areas, ids)[::-1]:  # front to back: the first painter owns a pixel
-        owners = flat_xy[pixels[k]]
-        free = owners == 0
-        flat_xy[pixels[k][free]] = ids[k]
-        if not free.all():
-            contested.append(pixels[k][~free])
-            by, n = np.unique(owners[~free], return_counts=True)
-            front += by.tolist()
-            back += [int(ids[k])] * by.size
-            counts += n.tolist()
-            lost[k] = int(n.sum())
-    labels_yx = np.ascontiguousarray(flat_xy.reshape(width, height).T)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.where(areas > 0, lost / np.maximum(areas, 1), np.nan)
+    composite = composite_pixels(pixels, ids, z_order, (height, width))
+    fraction = occluded_fraction(composite.lost_px, areas)
     tiers = protocol.tiers.tiers_of(fraction)
     table = _table(annotations, ids, fraction, tiers, f"{source}: image {image['id']} ({image.get('file_name')})")
+    labels_yx = composite.labels_yx
     present = np.isin(ids, np.unique(labels_yx)) if ids.size else np.zeros(0, dtype=bool)
     return ImportedImage(
         image=image,
         labels_yx=labels_yx,
         table=table,
-        overlap_px=int(np.unique(np.concatenate(contested)).size),
+        overlap_px=composite.overlap_px,
         hidden_ids=tuple(int(i) for i in ids[~present]),
         amodal=_amodal_masks(annotations, ids, height, width),
-        masks={int(i): _cropped(p, height) for i, p in zip(ids.tolist(), pixels, strict=True)},
+        masks={int(i): cropped_from_pixels(p, height) for i, p in zip(ids.tolist(), pixels, strict=True)},
         annotations={int(i): dict(ann) for i, ann in zip(ids.tolist(), annotations, strict=True)},
-        overlaps=_overlap_frame(front, back, counts),
+        overlaps=_overlap_frame(composite.front_ids, composite.back_ids, composite.pixels),
     )
 
 
-def _pixels_of(runs: tuple[NDArray[np.int64], NDArray[np.int64]]) -> NDArray[np.int64]:
-    """Column-major flat indices of every pixel of the runs (ascending)."""
-    starts, lengths = runs
-    if starts.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    run_of_pixel = np.repeat(np.arange(starts.size), lengths)
-    return starts[run_of_pixel] + (np.arange(int(lengths.sum())) - offsets[run_of_pixel])
+def occluded_fraction(lost_px: NDArray[np.int64], area_px: NDArray[np.int64]) -> NDArray[np.float64]:
+    """``lost / area`` per instance (NaN for an empty own mask)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(area_px > 0, lost_px / np.maximum(area_px, 1), np.nan)
 
 
-def _cropped(pixels_xy: NDArray[np.int64], height: int) -> Any:
+def cropped_from_pixels(pixels_xy: NDArray[np.int64], height: int) -> Any:
     """A CroppedMask from column-major flat pixel indices."""
     from napari_instseg.core.edits import CroppedMask
 
