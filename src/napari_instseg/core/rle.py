@@ -22,6 +22,7 @@ __all__ = [
     "LabelRuns",
     "composite_pixels",
     "counts_from_string",
+    "bboxes_xywh",
     "instance_rles",
     "label_runs",
     "paint_runs",
@@ -160,20 +161,113 @@ def _uncompressed_counts(runs: LabelRuns) -> list[NDArray[np.int64]]:
 def instance_rles(runs: LabelRuns) -> list[dict[str, Any]]:
     """Return the compressed COCO RLE of every instance, aligned with ``runs.ids``.
 
+    The counts of all instances are encoded in one vectorised pass into pycocotools' string
+    format (``rleToString``: differences against the count two places back from the fourth
+    count on, 5-bit groups with a continuation bit, offset by 48), byte for byte what
+    ``pycocotools.mask.encode`` writes.
+
     Returns
     -------
     list of dict
         ``{"size": [height, width], "counts": str}`` as pycocotools writes to JSON.
     """
-    from pycocotools import mask as mask_utils
-
     height, width = runs.shape_yx
-    size = [int(height), int(width)]
-    uncompressed = [{"size": size, "counts": c.tolist()} for c in _uncompressed_counts(runs)]
-    if not uncompressed:
+    if runs.ids.size == 0:
         return []
-    encoded = mask_utils.frPyObjects(uncompressed, size[0], size[1])  # one C call for all
-    return [{"size": size, "counts": e["counts"].decode("ascii")} for e in encoded]
+    size = [int(height), int(width)]
+    out: list[dict[str, Any]] = []
+    for lo in range(0, runs.ids.size, _ENCODE_BLOCK):  # blocks of instances bound the memory
+        hi = min(lo + _ENCODE_BLOCK, runs.ids.size)
+        block = LabelRuns(
+            runs.shape_yx,
+            runs.ids[lo:hi],
+            runs.offsets[lo : hi + 1] - runs.offsets[lo],
+            runs.starts[runs.offsets[lo] : runs.offsets[hi]],
+            runs.lengths[runs.offsets[lo] : runs.offsets[hi]],
+        )
+        counts, first = _all_counts(block)
+        text, offsets = _encode_counts(counts, first)
+        bounds = offsets.tolist()
+        out += [{"size": size, "counts": text[a:b]} for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return out
+
+
+_ENCODE_BLOCK = 20_000
+"""Instances encoded per vectorised block."""
+
+
+def _all_counts(runs: LabelRuns) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """COCO counts of every instance, concatenated, and where each instance's counts start."""
+    height, width = runs.shape_yx
+    total = height * width
+    n_runs = runs.starts.size
+    ends = runs.starts + runs.lengths
+    prev_end = np.empty_like(ends)
+    prev_end[1:] = ends[:-1]
+    prev_end[runs.offsets[:-1]] = 0  # the first run of each id follows the image start
+    last = runs.offsets[1:] - 1
+    tail = total - ends[last]  # trailing zeros of each instance (no trailing 0 count, as pycocotools)
+    n_per = 2 * np.diff(runs.offsets) + (tail > 0)
+    first = np.zeros(runs.ids.size + 1, dtype=np.int64)
+    np.cumsum(n_per, out=first[1:])
+    counts = np.empty(int(first[-1]), dtype=np.int64)
+    run_index = np.arange(n_runs)
+    instance_of_run = np.repeat(np.arange(runs.ids.size), np.diff(runs.offsets))
+    slot = first[instance_of_run] + 2 * (run_index - runs.offsets[instance_of_run])
+    counts[slot] = runs.starts - prev_end
+    counts[slot + 1] = runs.lengths
+    has_tail = tail > 0
+    counts[first[1:][has_tail] - 1] = tail[has_tail]
+    return counts, first
+
+
+def _encode_counts(counts: NDArray[np.int64], first: NDArray[np.int64]) -> tuple[str, NDArray[np.int64]]:
+    """pycocotools' ``rleToString`` of many count arrays at once.
+
+    Returns the concatenated ASCII text and the character offset of every instance in it.
+    """
+    position = np.arange(counts.size) - np.repeat(first[:-1], np.diff(first))
+    values = counts.copy()
+    delta = position > 2
+    values[delta] -= counts[np.flatnonzero(delta) - 2]
+    # 5-bit groups until the rest is 0 (or -1, for negative values) and the sign bit agrees;
+    # each round handles only the values that still need a character
+    rounds = max(2, (int(np.abs(values).max(initial=0)).bit_length() + 1) // 5 + 2)
+    chars = np.zeros((values.size, rounds), dtype=np.uint8)
+    n_chars = np.zeros(values.size, dtype=np.int64)
+    index = np.arange(values.size)
+    rest = values
+    for r in range(rounds):
+        if index.size == 0:
+            break
+        group = rest & 0x1F
+        rest = rest >> 5
+        more = np.where(group & 0x10, rest != -1, rest != 0)
+        chars[index, r] = (group | (more.astype(np.int64) << 5)) + 48
+        n_chars[index] += 1
+        index, rest = index[more], rest[more]
+    encoded = chars[np.arange(rounds)[None, :] < n_chars[:, None]]
+    value_end = np.cumsum(n_chars)
+    offsets = np.concatenate(([0], value_end[first[1:] - 1])).astype(np.int64)
+    return encoded.tobytes().decode("ascii"), offsets
+
+
+def bboxes_xywh(runs: LabelRuns) -> NDArray[np.float64]:
+    """COCO ``[x, y, width, height]`` of every instance from its runs (as pycocotools' toBbox)."""
+    height = runs.shape_yx[0]
+    if runs.ids.size == 0:
+        return np.zeros((0, 4), dtype=np.float64)
+    ends = runs.starts + runs.lengths - 1  # last pixel of each run
+    column_start, column_end = runs.starts // height, ends // height
+    wraps = column_end != column_start
+    y_low = np.where(wraps, 0, runs.starts % height)
+    y_high = np.where(wraps, height - 1, ends % height)
+    lo = runs.offsets[:-1]
+    x0 = column_start[lo]
+    x1 = column_end[runs.offsets[1:] - 1]
+    y0 = np.minimum.reduceat(y_low, lo)
+    y1 = np.maximum.reduceat(y_high, lo)
+    return np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1).astype(np.float64)
 
 
 def counts_from_string(encoded: str | bytes) -> NDArray[np.int64]:

@@ -21,7 +21,7 @@ from napari_instseg.core.errors import CocoFormatError, TableError
 from napari_instseg.core.instances import table_for_ids
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import Protocol
-from napari_instseg.core.rle import LabelRuns, instance_rles, label_runs
+from napari_instseg.core.rle import LabelRuns, bboxes_xywh, instance_rles, label_runs
 
 __all__ = ["AnnotatedImage", "CocoExport", "ExportSummary", "export_coco", "save_coco"]
 
@@ -236,8 +236,12 @@ def _export_one(
     runs = label_runs(labels_yx)
     ids = runs.ids.astype(np.int64)
     source = f"instance table of image {image_id} ({name})"
-    table = table_for_ids(ids, item.table, defaults={"category_id": protocol.categories[0].id})
-    _check_categories(table, protocol, source)
+    defaults = {"category_id": protocol.categories[0].id}
+    table = table_for_ids(ids[:1] if item.table is None else ids, item.table, defaults=defaults)
+    if item.table is None:  # every row is the default row: build it once
+        table = _DefaultRows(table, ids.size)
+    else:
+        _check_categories(table, protocol, source)
     table_ids = np.zeros(0, np.int64) if item.table is None else item.table.index.to_numpy()
     n_default = int((~np.isin(ids, table_ids)).sum())
     n_orphans = int((~np.isin(table_ids, ids)).sum())
@@ -294,47 +298,67 @@ def _check_categories(table: pd.DataFrame, protocol: Protocol, source: str) -> N
         )
 
 
+class _DefaultRows:
+    """``n`` copies of one default table row (an export without a table), never materialised."""
+
+    def __init__(self, one_row: pd.DataFrame, n: int) -> None:
+        self.one_row = one_row
+        self.n = n
+
+
+def _fields_and_tags(table: pd.DataFrame | _DefaultRows) -> tuple[list[dict[str, Any]], list[int], list[bool]]:
+    """Per row: our annotation fields, the category id and the crowd bit."""
+    if isinstance(table, _DefaultRows):
+        if table.n == 0:
+            return [], [], []
+        template = annotation_fields(table.one_row)[0]
+        fields = [template] * table.n  # shared here; each annotation gets its own copy below
+        return fields, [int(table.one_row["category_id"].iloc[0])] * table.n, [False] * table.n
+    return annotation_fields(table), table["category_id"].tolist(), table["iscrowd"].tolist()
+
+
 def _annotations(
     labels_yx: NDArray[np.uint32],
     runs: LabelRuns,
-    table: pd.DataFrame,
+    table: pd.DataFrame | _DefaultRows,
     image_id: int,
     first_ann_id: int,
     segmentation: str,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    from pycocotools import mask as mask_utils
-
-    rles = instance_rles(runs)
-    boxes = mask_utils.toBbox(rles).tolist() if rles else []
-    areas = runs.area_px.tolist()
-    fields = annotation_fields(table)  # table rows are in runs.ids order
-    category_ids = table["category_id"].tolist()
-    crowds = table["iscrowd"].tolist()
-    counts = {"n_rle": 0, "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": 0}
-    annotations = []
-    for k, instance_id in enumerate(runs.ids.tolist()):
-        crowd = bool(crowds[k])
-        seg: Any = rles[k]
-        if segmentation == "polygon" and not crowd:
+    rles: list[Any] = instance_rles(runs)
+    boxes = bboxes_xywh(runs).tolist()
+    areas = runs.area_px.astype(np.float64).tolist()
+    ids = runs.ids.tolist()
+    fields, category_ids, crowds = _fields_and_tags(table)  # table rows are in runs.ids order
+    counts = {"n_rle": len(ids), "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": int(sum(bool(c) for c in crowds))}
+    if segmentation == "polygon":
+        for k, instance_id in enumerate(ids):
+            if crowds[k]:
+                continue
             polygons = _polygons_or_none(labels_yx, boxes[k], instance_id)
             if polygons is None:
                 counts["n_holes_as_rle"] += 1
             else:
-                seg = polygons
-        counts["n_polygon" if isinstance(seg, list) else "n_rle"] += 1
-        counts["n_crowd"] += crowd
-        annotation = {
+                rles[k] = polygons
+                counts["n_polygon"] += 1
+                counts["n_rle"] -= 1
+    annotations = [
+        {
             "id": first_ann_id + k,
             "image_id": image_id,
-            "category_id": int(category_ids[k]),
+            "category_id": category,
             "segmentation": seg,
-            "area": float(areas[k]),
-            "bbox": [float(v) for v in boxes[k]],
-            "iscrowd": int(crowd),
-            "instance_id": int(instance_id),
+            "area": area,
+            "bbox": box,
+            "iscrowd": int(bool(crowd)),
+            "instance_id": instance_id,
+            **own,
+            "attributes": dict(own["attributes"]),
         }
-        annotation.update(fields[k])
-        annotations.append(annotation)
+        for k, (instance_id, seg, area, box, category, crowd, own) in enumerate(
+            zip(ids, rles, areas, boxes, category_ids, crowds, fields, strict=True)
+        )
+    ]
     return annotations, counts
 
 

@@ -34,10 +34,17 @@ def _json_column(series: pd.Series) -> list[Any]:
     """A column as a list of JSON-safe Python values, converted in bulk where possible."""
     values = series.to_numpy()
     if values.dtype.kind == "f":
-        return [None if math.isnan(v) else v for v in values.tolist()]
+        floats: list[Any] = values.tolist()
+        if not np.isnan(values).any():
+            return floats
+        return [None if math.isnan(v) else v for v in floats]
     if values.dtype.kind in "biu":
-        return values.tolist()
-    return [json_scalar(v) for v in values.tolist()]
+        numbers: list[Any] = values.tolist()
+        return numbers
+    items: list[Any] = values.tolist()
+    if all(type(v) is str for v in items):  # the common case: a column of strings
+        return items
+    return [json_scalar(v) for v in items]
 
 
 def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -47,14 +54,14 @@ def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:
     Columns outside the schema go into ``attributes`` under their own name.
     """
     extra = [c for c in table.columns if c not in COLUMNS]
-    top = {name: _json_column(table[name]) for name in TOP_LEVEL_COLUMNS}
-    attrs = {name: _json_column(table[name]) for name in (*ATTRIBUTE_COLUMNS, *extra)}
+    top_names = list(TOP_LEVEL_COLUMNS)
+    attr_names = ["occluded", *ATTRIBUTE_COLUMNS, *extra]
     occluded = (table["occlusion"].to_numpy() != "none").tolist()
+    top = zip(*(_json_column(table[name]) for name in top_names), strict=True)
+    attrs = zip(occluded, *(_json_column(table[name]) for name in attr_names[1:]), strict=True)
     out = []
-    for i in range(len(table)):
-        fields: dict[str, Any] = {name: column[i] for name, column in top.items()}
-        attributes = {"occluded": occluded[i]}
-        attributes.update({name: column[i] for name, column in attrs.items()})
-        fields["attributes"] = attributes
+    for top_values, attr_values in zip(top, attrs, strict=True):
+        fields: dict[str, Any] = dict(zip(top_names, top_values, strict=True))
+        fields["attributes"] = dict(zip(attr_names, attr_values, strict=True))
         out.append(fields)
     return out
