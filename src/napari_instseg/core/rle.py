@@ -11,6 +11,7 @@ Positions ("flat index") are ``x * height + y``: the index of pixel (y, x) in th
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,9 @@ from numpy.typing import NDArray
 __all__ = [
     "Composite",
     "LabelRuns",
+    "bboxes_xywh",
     "composite_pixels",
     "counts_from_string",
-    "bboxes_xywh",
     "instance_rles",
     "label_runs",
     "paint_runs",
@@ -188,7 +189,7 @@ def instance_rles(runs: LabelRuns) -> list[dict[str, Any]]:
         counts, first = _all_counts(block)
         text, offsets = _encode_counts(counts, first)
         bounds = offsets.tolist()
-        out += [{"size": size, "counts": text[a:b]} for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        out += [{"size": size, "counts": text[a:b]} for a, b in itertools.pairwise(bounds)]
     return out
 
 
