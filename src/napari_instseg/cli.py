@@ -286,12 +286,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.errors import LabelImageError
     from napari_instseg.core.io import read_image, read_labels, read_table_csv
     from napari_instseg.core.protocol import Protocol, load_protocol
-    from napari_instseg.core.store import is_store
 
-    if is_store(args.labels):
-        return _export_store(args)
-    if Path(args.labels).is_dir():
-        return _export_import_folder(args)
+    if Path(args.labels).is_dir():  # a store or an import folder (the store module is heavy)
+        from napari_instseg.core.store import is_store
+
+        return _export_store(args) if is_store(args.labels) else _export_import_folder(args)
     protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
     labels = read_labels(args.labels)
     table = read_table_csv(args.table, protocol) if args.table else None

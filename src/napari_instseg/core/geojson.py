@@ -27,10 +27,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core._io import atomic_write_text
@@ -39,6 +38,11 @@ from napari_instseg.core.errors import InstsegError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, make_rows, table_for_ids
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import Category, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = [
     "AREA_TYPES",

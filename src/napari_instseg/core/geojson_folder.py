@@ -25,10 +25,9 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core._io import atomic_write_text
@@ -43,6 +42,11 @@ from napari_instseg.core.geojson import (
 )
 from napari_instseg.core.instances import table_for_ids
 from napari_instseg.core.protocol import Protocol, load_protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = ["SOURCE_NAME", "export_geojson", "export_geojson_folder", "is_geojson_folder", "write_geojson_folder"]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core._io import atomic_path, atomic_write_text
@@ -17,6 +17,11 @@ from napari_instseg.core.errors import LabelImageError, TableError
 from napari_instseg.core.instances import COLUMNS, FEATURES_ID, ID_NAME, validate_table
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -57,14 +62,14 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     """Read an image (TIFF, PNG, JPEG, NPY ...) as a numpy array, (y, x[, channel])."""
     target = Path(path)
     if target.suffix.lower() == ".npy":
-        return np.load(target, allow_pickle=False)
+        return np.asarray(np.load(target, allow_pickle=False))
     if target.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
-        return tifffile.imread(target)
+        return np.asarray(tifffile.imread(target))
     from skimage import io
 
-    return io.imread(target)
+    return np.asarray(io.imread(target))
 
 
 def write_labels_tiff(path: str | os.PathLike[str], labels_yx: NDArray[np.integer]) -> None:

@@ -7,21 +7,25 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg import __version__
 from napari_instseg.core._io import atomic_write_text
-from napari_instseg.core.coco._fields import annotation_fields
+from napari_instseg.core.coco._fields import annotation_fields, default_fields
 from napari_instseg.core.coco._polygons import mask_to_polygons
 from napari_instseg.core.errors import CocoFormatError, TableError
 from napari_instseg.core.instances import table_for_ids
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import Protocol
 from napari_instseg.core.rle import LabelRuns, bboxes_xywh, instance_rles, label_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = ["AnnotatedImage", "CocoExport", "ExportSummary", "export_coco", "save_coco"]
 
@@ -236,11 +240,11 @@ def _export_one(
     runs = label_runs(labels_yx)
     ids = runs.ids.astype(np.int64)
     source = f"instance table of image {image_id} ({name})"
-    defaults = {"category_id": protocol.categories[0].id}
-    table = table_for_ids(ids[:1] if item.table is None else ids, item.table, defaults=defaults)
-    if item.table is None:  # every row is the default row: build it once
-        table = _DefaultRows(table, ids.size)
+    table: pd.DataFrame | _DefaultRows
+    if item.table is None:  # every row is the default row: build it once (no pandas needed)
+        table = _DefaultRows(protocol.categories[0].id, ids.size)
     else:
+        table = table_for_ids(ids, item.table, defaults={"category_id": protocol.categories[0].id})
         _check_categories(table, protocol, source)
     table_ids = np.zeros(0, np.int64) if item.table is None else item.table.index.to_numpy()
     n_default = int((~np.isin(ids, table_ids)).sum())
@@ -299,10 +303,10 @@ def _check_categories(table: pd.DataFrame, protocol: Protocol, source: str) -> N
 
 
 class _DefaultRows:
-    """``n`` copies of one default table row (an export without a table), never materialised."""
+    """``n`` copies of the default table row (an export without a table), never materialised."""
 
-    def __init__(self, one_row: pd.DataFrame, n: int) -> None:
-        self.one_row = one_row
+    def __init__(self, category_id: int, n: int) -> None:
+        self.category_id = int(category_id)
         self.n = n
 
 
@@ -311,9 +315,9 @@ def _fields_and_tags(table: pd.DataFrame | _DefaultRows) -> tuple[list[dict[str,
     if isinstance(table, _DefaultRows):
         if table.n == 0:
             return [], [], []
-        template = annotation_fields(table.one_row)[0]
+        template = default_fields()
         fields = [template] * table.n  # shared here; each annotation gets its own copy below
-        return fields, [int(table.one_row["category_id"].iloc[0])] * table.n, [False] * table.n
+        return fields, [table.category_id] * table.n, [False] * table.n
     return annotation_fields(table), table["category_id"].tolist(), table["iscrowd"].tolist()
 
 

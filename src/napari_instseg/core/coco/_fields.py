@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from napari_instseg.core.instances import COLUMNS
 
-__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "json_scalar"]
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
+
+__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "default_fields", "json_scalar"]
 
 TOP_LEVEL_COLUMNS = ("occlusion", "occluded_fraction", "z_order")
 """Columns written as top-level annotation keys (KINS / COCOA style)."""
@@ -45,6 +49,16 @@ def _json_column(series: pd.Series) -> list[Any]:
     if all(type(v) is str for v in items):  # the common case: a column of strings
         return items
     return [json_scalar(v) for v in items]
+
+
+def default_fields() -> dict[str, Any]:
+    """Our annotation fields of a row with every column at its default (as
+    :func:`annotation_fields` gives for a default row), built without pandas."""
+    fields: dict[str, Any] = {name: json_scalar(COLUMNS[name].default) for name in TOP_LEVEL_COLUMNS}
+    attributes: dict[str, Any] = {"occluded": COLUMNS["occlusion"].default != "none"}
+    attributes.update({name: json_scalar(COLUMNS[name].default) for name in ATTRIBUTE_COLUMNS})
+    fields["attributes"] = attributes
+    return fields
 
 
 def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:

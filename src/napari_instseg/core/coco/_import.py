@@ -7,10 +7,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
@@ -25,6 +24,11 @@ from napari_instseg.core.rle import (
     pixels_from_runs,
     runs_from_counts,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = ["CocoImport", "ImportedImage", "import_coco", "import_image", "load_coco_json"]
 

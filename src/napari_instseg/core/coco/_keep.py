@@ -19,15 +19,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core.coco._fields import TOP_LEVEL_COLUMNS, json_scalar
 from napari_instseg.core.coco._import import ImportedImage, import_image
 from napari_instseg.core.protocol import Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = ["Kept", "edited_since_import", "keep_or_replace"]
 
