@@ -51,14 +51,18 @@ def dense_nuclei(side_px: int, cell_px: int = 36, seed: int = 0) -> np.ndarray:
 
 
 _RSS_CHILD = """
-import resource, sys, numpy as np
+import sys, numpy as np
 sys.path.insert(0, {src!r})
 from napari_instseg.core.coco import AnnotatedImage, export_coco
+def high_water_bytes():  # VmHWM: reset by exec (ru_maxrss is not: it keeps the forking parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
 labels = np.load({path!r})
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = high_water_bytes()
 exported = export_coco([AnnotatedImage(labels, None, "bench.tif")])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(before * 1024, peak * 1024, len(exported.coco["annotations"]))
+peak = high_water_bytes()
+print(before, peak, len(exported.coco["annotations"]))
 """
 
 _STARTUP_CHILD = """

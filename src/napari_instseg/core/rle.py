@@ -64,8 +64,9 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     """Scan a 2-D label image once and return the runs of every instance.
 
     Vertical runs are found with row-wise (cache-friendly) comparisons of each row with the
-    row above; their starts and ends are then sorted by (id, column-major position), and
-    runs that continue from the bottom of one column into the top of the next are joined.
+    row above. A stable radix sort by column puts them in column-major order, where each run
+    ends where the next one starts; one sort by (id, position) then groups them by instance,
+    and runs that continue from the bottom of one column into the top of the next are joined.
 
     Parameters
     ----------
@@ -77,13 +78,20 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     LabelRuns
     """
     height, width = labels_yx.shape
-    flat = labels_yx.ravel()
-    starts_c, ends_c = _vertical_run_bounds(labels_yx)
-    ids_s, starts = _sorted_by_id_then_position(flat[starts_c], starts_c, height, width)
-    ids_e, ends = _sorted_by_id_then_position(flat[ends_c], ends_c, height, width)
-    if not np.array_equal(ids_s, ids_e):  # pragma: no cover - holds by construction
-        raise RuntimeError("run starts and ends do not pair up")
-    ids, starts, ends = _join_across_columns(ids_s, starts, ends + 1)
+    labels_yx = np.ascontiguousarray(labels_yx)
+    starts_c = _vertical_run_starts(labels_yx)
+    column = starts_c % width
+    by_column = np.argsort(column.astype(np.uint16 if width <= 1 << 16 else np.uint32), kind="stable")
+    starts_c = starts_c[by_column]
+    position = column[by_column] * height + starts_c // width  # ascending: column-major order
+    ends = np.empty_like(position)
+    ends[:-1] = position[1:]
+    ends[-1] = height * width
+    values = labels_yx.ravel()[starts_c]
+    foreground = values != 0
+    values, position, ends = values[foreground], position[foreground], ends[foreground]
+    ids, starts, ends = _grouped_by_id(values, position, ends, height * width)
+    ids, starts, ends = _join_across_columns(ids, starts, ends)
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.zeros(0, np.int64)
     return LabelRuns(
         shape_yx=(height, width),
@@ -94,34 +102,24 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     )
 
 
-def _vertical_run_bounds(labels_yx: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """C-order flat indices of the first and last pixel of every vertical run of one value."""
-    height = labels_yx.shape[0]
+def _vertical_run_starts(labels_yx: NDArray[np.integer]) -> NDArray[np.int64]:
+    """C-order flat indices of the first pixel of every vertical run of one value (background too)."""
     differs = np.empty(labels_yx.shape, dtype=bool)
     differs[0] = True
     np.not_equal(labels_yx[1:], labels_yx[:-1], out=differs[1:])
-    starts = np.flatnonzero(differs)
-    is_end = np.empty_like(differs)
-    is_end[:-1] = differs[1:]
-    is_end[height - 1] = True
-    return starts, np.flatnonzero(is_end)
+    return np.flatnonzero(differs).astype(np.int64)
 
 
-def _sorted_by_id_then_position(
-    values: NDArray[np.integer], flat_c: NDArray[np.intp], height: int, width: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Drop background, convert C-order indices to column-major positions, sort by (id, position)."""
-    foreground = values != 0
-    values = values[foreground].astype(np.uint64)
-    flat_c = flat_c[foreground].astype(np.int64)
-    position = (flat_c % width) * height + flat_c // width
-    bits = max(int(height * width - 1).bit_length(), 1)
-    if bits <= 32:  # one packed key: id in the high bits, position in the low ones
-        key = np.sort((values << np.uint64(bits)) | position.astype(np.uint64))
-        mask = np.uint64((1 << bits) - 1)
-        return (key >> np.uint64(bits)).astype(np.int64), (key & mask).astype(np.int64)
-    order = np.lexsort((position, values))
-    return values[order].astype(np.int64), position[order]
+def _grouped_by_id(
+    values: NDArray[np.integer], position: NDArray[np.int64], ends: NDArray[np.int64], n_pixels: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Runs ordered by (id, position), given in position order."""
+    bits = max(int(n_pixels - 1).bit_length(), 1)
+    if bits + int(values.max(initial=0)).bit_length() <= 64:  # one packed key: id high, position low
+        order = np.argsort((values.astype(np.uint64) << np.uint64(bits)) | position.astype(np.uint64))
+    else:
+        order = np.argsort(values, kind="stable")
+    return values[order].astype(np.int64), position[order], ends[order]
 
 
 def _join_across_columns(
