@@ -1,22 +1,35 @@
-"""COCO export speed on an 8192 x 8192 label image with about 50,000 instances.
+"""COCO export speed and memory on dense label images (8192² / ~50k and 16384² / ~200k instances).
 
-Prints the export time as ratios against baselines measured in the same run:
-- one ``np.bincount`` pass over the same image (target: export <= 5x), and
+Prints, for each size, ratios against baselines measured in the same run:
+- export / one ``np.bincount`` pass over the same image (target: <= 3x);
 - the naive per-instance loop ``pycocotools.mask.encode(labels == id)`` over the full frame,
-  timed on a sample of instances and extrapolated (target: export >= 50x faster).
+  timed on a sample of instances and extrapolated (target: export >= 50x faster);
+- peak RSS of an RLE export in a fresh process that loads the label image, as a multiple of
+  the label image's bytes (target: < 2x; the label image itself is included);
+- the CLI's start-up: a fresh ``napari-instseg export`` up to the moment the export starts
+  (the label file is read next), in seconds (target: < 0.2 s).
 
-Run: ``.venv/bin/python benchmarks/bench_coco_export.py [--side 8192] [--sample 20]``
+Run: ``.venv/bin/python benchmarks/bench_coco_export.py [--sides 8192 16384] [--sample 20]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from _timing import median_time
 from napari_instseg.core.coco import AnnotatedImage, export_coco
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def dense_nuclei(side_px: int, cell_px: int = 36, seed: int = 0) -> np.ndarray:
@@ -37,32 +50,136 @@ def dense_nuclei(side_px: int, cell_px: int = 36, seed: int = 0) -> np.ndarray:
     return labels
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--side", type=int, default=8192, help="image side in pixels")
-    parser.add_argument("--sample", type=int, default=20, help="instances timed in the naive loop")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+_RSS_CHILD = """
+import sys, numpy as np
+sys.path.insert(0, {src!r})
+from napari_instseg.core.coco import AnnotatedImage, export_coco
+def high_water_bytes():  # VmHWM: reset by exec (ru_maxrss is not: it keeps the forking parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+labels = np.load({path!r})
+before = high_water_bytes()
+exported = export_coco([AnnotatedImage(labels, None, "bench.tif")])
+peak = high_water_bytes()
+print(before, peak, len(exported.coco["annotations"]))
+"""
 
-    labels = dense_nuclei(args.side)
+_STARTUP_CHILD = """
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, {src!r})
+import napari_instseg.core.io as io
+def stop(*args, **kwargs):
+    print(time.perf_counter() - start, "pandas" in sys.modules)
+    raise SystemExit(0)
+io.read_labels = stop
+from napari_instseg.cli import main
+main(["export", "labels.tif", "-o", "out.json"])
+"""
+
+
+def peak_rss_ratio(labels: np.ndarray) -> tuple[float, int]:
+    """Peak RSS of an RLE export in a fresh process / label image bytes, and the annotation count."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "labels.npy")
+        np.save(path, labels)
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_CHILD.format(src=SRC, path=path)], capture_output=True, text=True, check=True
+        ).stdout.split()
+    _before, peak, n = (int(v) for v in out)
+    return peak / labels.nbytes, n
+
+
+def cli_startup_s(repeats: int = 5) -> tuple[float, bool]:
+    """Median seconds from a fresh interpreter to the moment ``export`` reads its labels."""
+    times, pandas = [], False
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", _STARTUP_CHILD.format(src=SRC)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        times.append(float(out[0]))
+        pandas = out[1] == "True"
+    return float(np.median(times)), pandas
+
+
+def median_cpu_time(func, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    """Median CPU seconds (this process) of ``repeats`` calls: less sensitive to a loaded machine."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        func()
+        times.append(time.process_time() - start)
+    return float(np.median(times))
+
+
+def numpy_import_s(repeats: int = 5) -> float:
+    """Median seconds a fresh interpreter takes to import numpy (the floor of any start-up)."""
+    code = "import time; t = time.perf_counter(); import numpy; print(time.perf_counter() - t)"
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)]
+    runs += [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        for _ in range(repeats - 1)
+    ]
+    return float(np.median(runs))
+
+
+def measure(side: int, sample: int, repeats: int) -> dict[str, float]:
+    start = time.perf_counter()
+    labels = dense_nuclei(side)
     ids = np.unique(labels)[1:]
-    print(f"label image {labels.shape[1]} x {labels.shape[0]}, {ids.size} instances")
-
-    t_bincount = median_time(lambda: np.bincount(labels.ravel()), args.repeats)
-    t_export = median_time(lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]), args.repeats)
-    sample = np.random.default_rng(1).choice(ids, size=min(args.sample, ids.size), replace=False)
+    print(f"\nlabel image {side} x {side}, {ids.size} instances (built in {time.perf_counter() - start:.0f} s)")
+    t_bincount = median_time(lambda: np.bincount(labels.ravel()), repeats)
+    t_export = median_time(lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]), repeats)
+    picked = np.random.default_rng(1).choice(ids, size=min(sample, ids.size), replace=False)
 
     def naive_loop() -> None:
-        for instance_id in sample:
+        for instance_id in picked:
             mask_utils.encode(np.asfortranarray(labels == instance_id, dtype=np.uint8))
 
-    t_naive = median_time(naive_loop, 1) / sample.size * ids.size
-
+    t_naive = median_time(naive_loop, 1) / picked.size * ids.size
+    cpu_bincount = median_cpu_time(lambda: np.bincount(labels.ravel()), repeats)
+    cpu_export = median_cpu_time(lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]), repeats)
+    rss, n_annotations = peak_rss_ratio(labels)
     print(f"bincount pass:            {t_bincount:8.3f} s")
-    print(f"export (RLE, one pass):   {t_export:8.3f} s")
-    print(f"naive per-instance loop:  {t_naive:8.1f} s (extrapolated from {sample.size} instances)")
-    print(f"export / bincount:        {t_export / t_bincount:8.2f}x   (target <= 5x)")
+    print(f"export (RLE, one pass):   {t_export:8.3f} s  ({n_annotations} annotations)")
+    print(f"naive per-instance loop:  {t_naive:8.1f} s (extrapolated from {picked.size} instances)")
+    print(f"export / bincount:        {t_export / t_bincount:8.2f}x   (target <= 3x; wall time)")
+    print(
+        f"export / bincount (CPU):  {cpu_export / cpu_bincount:8.2f}x   ({cpu_export:.2f} s / {cpu_bincount:.2f} s CPU)"
+    )
     print(f"naive loop / export:      {t_naive / t_export:8.0f}x   (target >= 50x)")
+    print(f"peak RSS / label image:   {rss:8.2f}x   (target < 2x; label image {labels.nbytes / 2**30:.2f} GiB)")
+    return {
+        "side": side,
+        "instances": int(ids.size),
+        "bincount_s": t_bincount,
+        "export_s": t_export,
+        "export_over_bincount": t_export / t_bincount,
+        "export_over_bincount_cpu": cpu_export / cpu_bincount,
+        "naive_over_export": t_naive / t_export,
+        "peak_rss_over_labels": rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sides", type=int, nargs="+", default=[8192, 16384], help="image sides in pixels")
+    parser.add_argument("--sample", type=int, default=20, help="instances timed in the naive loop")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    startup, pandas = cli_startup_s()
+    numpy_s = numpy_import_s()
+    print(f"CLI export start-up:      {startup:8.3f} s   (target < 0.2 s; pandas imported: {pandas})")
+    print(f"  of which numpy import:  {numpy_s:8.3f} s   (same machine, fresh interpreter)")
+    results = {
+        "cli_startup_s": startup,
+        "numpy_import_s": numpy_s,
+        "sizes": [measure(s, args.sample, args.repeats) for s in args.sides],
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

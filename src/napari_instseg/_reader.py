@@ -1,8 +1,15 @@
-"""napari readers: COCO instances JSON, and annotation stores (``*.zarr``) -> Labels layers
-with features (+ the image when it is found beside the file)."""
+"""napari readers: COCO instances JSON, annotation stores (``*.zarr``) and slide pyramids
+(tiled TIFF / SVS / OME-TIFF / NDPI, OME-Zarr, plain zarr) -> layers.
+
+:func:`get_reader` claims exactly the paths these readers open and returns None for every other
+one, without raising: TIFF and zarr are recognised from their metadata (no pixel is read),
+JSON by parsing it (a COCO file is an object with ``images`` and ``annotations`` lists,
+wherever they sit in the file; QuPath GeoJSON is a FeatureCollection or an array of Features).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,53 +17,105 @@ from typing import Any
 
 __all__ = ["get_reader"]
 
-_PEEK_BYTES = 1 << 16
-
 LayerData = tuple[Any, dict[str, Any], str]
+Reader = Callable[[str | list[str]], list[LayerData]]
 
 
-def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
-    """Return :func:`read_store` for an annotation store, :func:`read_coco` when ``path``
-    looks like a COCO instances JSON, else None.
+def get_reader(path: str | list[str]) -> Reader | None:
+    """The reader for ``path``, or None when none of ours opens it.
 
-    Only the first 64 KiB are peeked at; a path this reader does not handle gets None, never
-    an exception.
+    A folder: an annotation store, or a zarr slide (OME-Zarr multiscales, a zarr array or a
+    group of levels ``0``, ``1``...). A file: a TIFF that :func:`~napari_instseg.core.slide.open_slide`
+    reads as a slide (tiled, pyramidal, SVS / OME / NDPI; a plain strip TIFF is left to
+    napari's own reader), or a JSON file holding a COCO instances object.
     """
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
+    path = str(path)
     if os.path.isdir(path):
         from napari_instseg.core.store import is_store
 
         if is_store(path):
             return read_store
-        return read_slide if _has_multiscales(path) else None
-    if str(path).lower().endswith((".ome.tif", ".ome.tiff", ".svs")) and os.path.isfile(path):
-        return read_slide
-    if not str(path).lower().endswith(".json") or not os.path.isfile(path):
+        return read_slide if _is_zarr_slide(Path(path)) else None
+    if not os.path.isfile(path):
         return None
+    from napari_instseg.core.slide import TIFF_SUFFIXES
+
+    lower = path.lower()
+    if lower.endswith(TIFF_SUFFIXES):
+        return read_slide if _is_tiff_slide(path) else None
+    if lower.endswith((".json", ".geojson")):
+        from napari_instseg.core.geojson import is_geojson_document
+
+        parsed = _parse_json(path)
+        if _is_coco(parsed):
+            return lambda p: _read_coco_dict(p, parsed)
+        if is_geojson_document(parsed):
+            return lambda p: read_geojson(p, parsed)
+    return None
+
+
+def _parse_json(path: str) -> Any:
+    """The parsed JSON document, or None when the file is not JSON."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(_PEEK_BYTES)
-    except OSError:
+            return json.load(handle)
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
-    if b'"annotations"' not in head and b'"images"' not in head:
-        return None
-    return read_coco
 
 
-def _has_multiscales(path: str) -> bool:
-    """True for an OME-Zarr folder (peeks at its metadata, never at pixels)."""
-    for name in ("zarr.json", ".zattrs"):
-        meta = Path(path) / name
+def _is_coco(document: Any) -> bool:
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("images"), list)
+        and isinstance(document.get("annotations"), list)
+    )
+
+
+def _is_tiff_slide(path: str) -> bool:
+    """True for a TIFF that is tiled or a pyramid (SVS, OME, NDPI...): metadata only."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = series.pages[0]
+            pyramid = len(series.levels) > 1 or tif.is_svs or tif.is_ome or tif.is_ndpi
+            tiled = bool(getattr(page, "is_tiled", False))
+            axes_ok = set(series.axes) <= set("YXSC") and len(series.shape) in (2, 3)
+            return (pyramid or tiled) and axes_ok
+    except Exception:  # any file tifffile cannot parse is not ours: never raise in a reader
+        return False
+
+
+def _is_zarr_slide(path: Path) -> bool:
+    """True for a zarr folder open_slide reads (peeks at its metadata, never at pixels)."""
+    meta = _zarr_meta(path)
+    if meta is None:
+        return False
+    attrs = meta.get("attributes", meta)
+    if "multiscales" in attrs or "multiscales" in (attrs.get("ome") or {}):
+        return True
+    if meta.get("node_type") == "array" or (path / ".zarray").is_file():
+        return True
+    level0 = _zarr_meta(path / "0")
+    return level0 is not None and (level0.get("node_type") == "array" or (path / "0" / ".zarray").is_file())
+
+
+def _zarr_meta(path: Path) -> dict[str, Any] | None:
+    """The attributes / metadata of a zarr v3 or v2 node folder, or None when it is none."""
+    for name in ("zarr.json", ".zattrs", ".zarray", ".zgroup"):
+        meta = path / name
         if meta.is_file():
             try:
-                text = meta.read_text()
-            except OSError:
-                return False
-            return '"multiscales"' in text
-    return False
+                loaded = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                return None
+            return loaded if isinstance(loaded, dict) else None
+    return None
 
 
 def read_slide(path: str | list[str]) -> list[LayerData]:
@@ -72,13 +131,19 @@ def read_slide(path: str | list[str]) -> list[LayerData]:
 
 def read_coco(path: str | list[str]) -> list[LayerData]:
     """Read a COCO file: per image, the image (when found beside the JSON) and its labels."""
+    path = path[0] if isinstance(path, list) else path
+    return _read_coco_dict(path, None)
+
+
+def _read_coco_dict(path: str | list[str], document: Any) -> list[LayerData]:
+    """:func:`read_coco` of an already parsed document (None: parse ``path``)."""
     from napari_instseg._adapters import labels_layer_kwargs, rgb_or_grey
     from napari_instseg.core.coco import import_coco
     from napari_instseg.core.io import read_image
 
     path = path[0] if isinstance(path, list) else path
     folder = Path(path).parent
-    imported = import_coco(path)
+    imported = import_coco(document, source=path) if document is not None else import_coco(path)
     layers: list[LayerData] = []
     for item in imported.images:
         file_name = str(item.image.get("file_name", ""))
@@ -90,6 +155,80 @@ def read_coco(path: str | list[str]) -> list[LayerData]:
         kwargs = labels_layer_kwargs(f"{stem} labels", item.table, imported.protocol, item.image)
         layers.append((item.labels_yx, kwargs, "labels"))
     return layers
+
+
+def read_geojson(path: str | list[str], document: Any = None) -> list[LayerData]:
+    """QuPath GeoJSON as a Labels layer (area objects, own masks composited, with their table)
+    and a Points layer (Point / MultiPoint objects), placed in level-0 pixels.
+
+    The image size comes from an image or slide beside the file with the same stem, else from
+    the image or slide open in the current viewer, else from the objects' extent. Only the
+    region around the objects is rasterised; the layer's ``translate`` puts it in place.
+    """
+    from napari_instseg._adapters import labels_layer_kwargs
+    from napari_instseg.core.geojson import area_bbox_yx, features_of, import_geojson, load_geojson
+
+    path = path[0] if isinstance(path, list) else path
+    document = load_geojson(path) if document is None else document
+    features, _container = features_of(document, path)
+    bbox = area_bbox_yx(features)
+    shape_yx = _image_shape_beside(Path(path)) or _open_image_shape() or (bbox[2:] if bbox else (1, 1))
+    y0, x0, y1, x1 = bbox or (0, 0, 1, 1)
+    y0, x0 = min(max(y0, 0), shape_yx[0] - 1), min(max(x0, 0), shape_yx[1] - 1)
+    y1, x1 = max(min(y1, shape_yx[0]), y0 + 1), max(min(x1, shape_yx[1]), x0 + 1)
+    imported = import_geojson(features_of(document, path)[0], (y1 - y0, x1 - x0), origin_yx=(y0, x0), source=path)
+    stem = Path(path).name.split(".")[0]
+    kwargs = labels_layer_kwargs(f"{stem} objects", imported.table, imported.protocol)
+    kwargs["translate"] = (y0, x0)
+    kwargs["metadata"]["instseg_geojson"] = {"source": str(path), "origin_yx": [y0, x0], "shape_yx": list(shape_yx)}
+    layers: list[LayerData] = [(imported.labels_yx, kwargs, "labels")]
+    points_yx, properties = imported.points_yx()
+    if len(points_yx):
+        import pandas as pd
+
+        table = pd.DataFrame(
+            {"name": [str(p.get("name", "")) for p in properties], "class": [p["class"] for p in properties]}
+        )
+        layers.append((points_yx, {"name": f"{stem} points", "features": table, "size": 12}, "points"))
+    return layers
+
+
+def _image_shape_beside(path: Path) -> tuple[int, int] | None:
+    """Level-0 (height, width) of an image or slide named like the GeoJSON file, if one lies beside it."""
+    stem = path.name.split(".")[0]
+    for candidate in sorted(path.parent.glob(f"{stem}.*")):
+        if candidate == path or candidate.name.lower().endswith((".json", ".geojson", ".csv")):
+            continue
+        try:
+            if candidate.is_dir() or _is_tiff_slide(str(candidate)):
+                from napari_instseg.core.slide import open_slide
+
+                return open_slide(candidate).shape_yx
+            from napari_instseg.core.io import read_image
+
+            shape = read_image(candidate).shape
+            return int(shape[0]), int(shape[1])
+        except Exception:  # not an image we read: look further
+            continue
+    return None
+
+
+def _open_image_shape() -> tuple[int, int] | None:
+    """Level-0 (height, width) of the first image layer of the current napari viewer, if any."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # no napari / no viewer: the objects' extent is used
+        return None
+    if viewer is None:
+        return None
+    for layer in viewer.layers:
+        if type(layer).__name__ != "Image":
+            continue
+        data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+        return int(data.shape[0]), int(data.shape[1])
+    return None
 
 
 def read_store(path: str | list[str]) -> list[LayerData]:

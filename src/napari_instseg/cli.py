@@ -58,12 +58,17 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     export = sub.add_parser("export", help="export a label image (+ instance table) or a store to COCO JSON")
-    export.add_argument("labels", help="label image (.tif, .tiff or .npy; 2-D, 0 = background) or STORE.zarr")
+    export.add_argument(
+        "labels",
+        help="label image (.tif, .tiff or .npy; 2-D, 0 = background), STORE.zarr, or a folder 'import' wrote",
+    )
     export.add_argument(
         "-o", "--output", required=True, help="COCO .json file, or .geojson for QuPath GeoJSON (never an input)"
     )
     export.add_argument("--table", help="instance table CSV with an 'id' column")
-    export.add_argument("--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule)")
+    export.add_argument(
+        "--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule); default: an import folder's protocol.json"
+    )
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
     export.add_argument(
@@ -156,12 +161,18 @@ def _build_parser() -> argparse.ArgumentParser:
     agree.add_argument("-o", "--output", required=True, help=".json file to write (never an input)")
     agree.set_defaults(func=_cmd_agreement)
 
-    imp = sub.add_parser("import", help="import a COCO JSON file into label images and CSV tables")
-    imp.add_argument("coco", help="COCO instances JSON file")
+    imp = sub.add_parser(
+        "import", help="import a COCO JSON or QuPath GeoJSON file into label images and CSV tables (nothing lost)"
+    )
+    imp.add_argument("coco", metavar="FILE", help="COCO instances JSON, or QuPath GeoJSON (.geojson)")
     imp.add_argument(
         "-o", "--outdir", required=True, help="folder for <stem>_labels.tif, <stem>_instances.csv, protocol.json"
     )
     imp.add_argument("--overwrite", action="store_true", help="replace those files when the folder holds them")
+    size = imp.add_mutually_exclusive_group()
+    size.add_argument("--image", help="GeoJSON: the image (or slide) the objects lie on; gives size and name")
+    size.add_argument("--shape", nargs=2, type=int, metavar=("H", "W"), help="GeoJSON: label image height and width")
+    imp.add_argument("--protocol", help="GeoJSON: protocol mapping class names (default: built from the file)")
     imp.set_defaults(func=_cmd_import)
     _register_command_modules(sub)
     return parser
@@ -376,7 +387,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.io import read_image, read_labels, read_table_csv
     from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
-    from napari_instseg.core.store import is_store
 
     check_output_file(
         args.output,
@@ -384,8 +394,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         suffixes=(".json", ".geojson"),
         what="-o",
     )
-    if is_store(args.labels):
-        return _export_store(args)
+    if Path(args.labels).is_dir():  # a store or an import folder (the store module is heavy)
+        from napari_instseg.core.store import is_store
+
+        return _export_store(args) if is_store(args.labels) else _export_import_folder(args)
     if args.per_tile:
         raise LabelImageError(f"--per-tile applies to a slide store (STORE.zarr); {args.labels} is a label image.")
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
@@ -404,6 +416,95 @@ def _cmd_export(args: argparse.Namespace) -> int:
     exported = export_coco([AnnotatedImage(labels, table, file_name)], protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _import_geojson(args: argparse.Namespace) -> int:
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.geojson import import_geojson, load_geojson
+    from napari_instseg.core.geojson_folder import SOURCE_NAME as GEOJSON_SOURCE_NAME
+    from napari_instseg.core.geojson_folder import overlap_report, write_geojson_folder
+    from napari_instseg.core.paths import check_output_dir
+    from napari_instseg.core.protocol import load_protocol
+
+    if args.shape:
+        shape_yx = (int(args.shape[0]), int(args.shape[1]))
+        stem = Path(args.coco).name.split(".")[0]
+    elif args.image:
+        shape_yx = _image_shape_yx(args.image)
+        stem = Path(args.image).name.split(".")[0]
+    else:
+        raise InstsegError(f"{args.coco}: GeoJSON has no image size; give --image IMAGE or --shape H W.")
+    if min(shape_yx) <= 0:
+        raise InstsegError(f"--shape must be two positive integers (height width), got {shape_yx}.")
+    targets = [f"{stem}{suffix}" for suffix in ("_labels.tif", "_instances.csv", "_overlaps.csv")]
+    check_output_dir(
+        args.outdir,
+        inputs=(args.coco, args.image, args.protocol),
+        targets=[*targets, "protocol.json", GEOJSON_SOURCE_NAME],
+        overwrite=args.overwrite,
+        what="-o",
+    )
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    imported = import_geojson(load_geojson(args.coco), shape_yx, protocol, source=args.coco)
+    write_geojson_folder(imported, args.outdir, stem, source=args.coco)
+    report = overlap_report(imported)
+    print(
+        f"wrote {len(imported.table)} instance(s) and {len(imported.passthrough)} other feature(s) (points, lines; "
+        f"kept as they came) to {args.outdir}; {int((report['lost_px'] > 0).sum())} instance(s) partly covered "
+        f"(front: larger z_order, then smaller area, then smaller id); classes: "
+        f"{', '.join(c.name for c in imported.protocol.categories)}"
+    )
+    return 0
+
+
+def _image_shape_yx(path: str) -> tuple[int, int]:
+    """(height, width) of an image or slide (level 0), reading metadata only where possible."""
+    from napari_instseg.core.slide import TIFF_SUFFIXES, open_slide
+
+    if Path(path).is_dir() or path.lower().endswith(TIFF_SUFFIXES):
+        return open_slide(path).shape_yx
+    from napari_instseg.core.io import read_image
+
+    shape = read_image(path).shape
+    return int(shape[0]), int(shape[1])
+
+
+def _export_import_folder(args: argparse.Namespace) -> int:
+    from napari_instseg.core.coco import save_coco
+    from napari_instseg.core.coco._folder import export_import_folder, is_import_folder
+    from napari_instseg.core.errors import CocoFormatError
+    from napari_instseg.core.geojson_folder import is_geojson_folder
+    from napari_instseg.core.protocol import load_protocol
+
+    if is_geojson_folder(args.labels):
+        return _export_geojson_folder(args)
+    if _is_geojson(args.output):
+        raise CocoFormatError(f"{args.labels}: GeoJSON export of a COCO import folder is not supported; write .json.")
+    if not is_import_folder(args.labels):
+        raise CocoFormatError(
+            f"{args.labels} is a folder but neither an annotation store nor a folder written by "
+            "'napari-instseg import' (no coco_source.json)."
+        )
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    exported = export_import_folder(args.labels, protocol, segmentation=args.format)
+    save_coco(exported.coco, args.output)
+    print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def _export_geojson_folder(args: argparse.Namespace) -> int:
+    from napari_instseg.core.geojson import GeoJSONError, save_geojson
+    from napari_instseg.core.geojson_folder import export_geojson_folder
+    from napari_instseg.core.protocol import load_protocol
+
+    if not _is_geojson(args.output):
+        raise GeoJSONError(f"{args.labels} was imported from GeoJSON: write it back to a .geojson file.")
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    document = export_geojson_folder(args.labels, protocol)
+    save_geojson(document, args.output)
+    features = document if isinstance(document, list) else document["features"]
+    print(f"wrote {args.output}: {len(features)} features (QuPath GeoJSON, level-0 pixels)")
     return 0
 
 
@@ -519,33 +620,31 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    if _is_geojson(args.coco) or (args.image or args.shape):
+        return _import_geojson(args)
     from napari_instseg.core.coco import import_coco
-    from napari_instseg.core.errors import CocoFormatError
-    from napari_instseg.core.io import write_labels_tiff, write_table_csv
+    from napari_instseg.core.coco._folder import SOURCE_NAME, image_stems, write_import_folder
     from napari_instseg.core.paths import check_output_dir
 
     check_output_dir(args.outdir, inputs=(args.coco,), targets=("protocol.json",), overwrite=True, what="-o")
     imported = import_coco(args.coco)  # validates and decodes everything before writing
-    stems = [Path(im.image["file_name"]).stem or f"image{im.image['id']}" for im in imported.images]
-    clashes = sorted({s for s in stems if stems.count(s) > 1})
-    if clashes:
-        raise CocoFormatError(f"{args.coco}: several images share the file stem(s) {clashes}; outputs would collide.")
-    targets = [f"{stem}{suffix}" for stem in stems for suffix in ("_labels.tif", "_instances.csv")]
+    stems = image_stems(imported, args.coco)
+    targets = [f"{stem}{suffix}" for stem in stems for suffix in ("_labels.tif", "_instances.csv", "_overlaps.csv")]
     check_output_dir(
-        args.outdir, inputs=(args.coco,), targets=[*targets, "protocol.json"], overwrite=args.overwrite, what="-o"
+        args.outdir,
+        inputs=(args.coco,),
+        targets=[*targets, "protocol.json", SOURCE_NAME],
+        overwrite=args.overwrite,
+        what="-o",
     )
-    outdir = Path(args.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for stem, item in tqdm(list(zip(stems, imported.images, strict=False)), desc="writing", unit="image", disable=None):
-        write_labels_tiff(outdir / f"{stem}_labels.tif", item.labels_yx)
-        write_table_csv(outdir / f"{stem}_instances.csv", item.table)
-    imported.protocol.save(outdir / "protocol.json")
+    write_import_folder(imported, args.outdir, source=args.coco)
     n_instances = sum(len(im.table) for im in imported.images)
+    n_losing = sum(int((im.overlap_report()["lost_px"] > 0).sum()) for im in imported.images)
     print(
-        f"wrote {len(imported.images)} image(s), {n_instances} instances to {outdir}; "
-        f"{imported.overlap_px} overlapping pixel(s) resolved by z_order, then area, then id"
+        f"wrote {len(imported.images)} image(s), {n_instances} instances to {args.outdir}; "
+        f"{imported.overlap_px} overlapping pixel(s): {n_losing} instance(s) are partly covered in the label "
+        f"image (front: larger z_order, then smaller area, then smaller id); every own mask is kept whole in "
+        f"coco_source.json, per instance in <stem>_overlaps.csv"
     )
     return 0
 

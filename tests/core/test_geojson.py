@@ -68,13 +68,15 @@ def test_round_trip_maps_back_to_the_same_instances(annotated):
 
 def test_bad_geojson_is_named():
     with pytest.raises(GeoJSONError, match="FeatureCollection"):
-        geojson_to_labels({"type": "Feature"}, (10, 10))
+        geojson_to_labels({"type": "Polygon", "coordinates": []}, (10, 10))
     point = {
         "type": "FeatureCollection",
         "features": [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}}],
     }
-    with pytest.raises(GeoJSONError, match=r"features\[0\]: geometry type 'Point'"):
-        geojson_to_labels(point, (10, 10))
+    labels, table = geojson_to_labels(point, (10, 10))  # a Point is kept aside, never an error
+    assert not labels.any() and table.empty
+    with pytest.raises(GeoJSONError, match=r"features\[0\] is not a GeoJSON Feature"):
+        geojson_to_labels({"type": "FeatureCollection", "features": [3]}, (10, 10))
 
 
 def test_cli_exports_geojson_from_a_store(tmp_path, annotated):

@@ -52,7 +52,7 @@ def test_tiers_are_settings_and_nan_means_missing():
             r"categories\[1\]\.id: duplicate category id 1",
         ),
         ({"categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "a"}]}, "duplicate category name 'a'"),
-        ({"categories": [{"id": 0, "name": "a"}]}, "expected a positive integer, got 0"),
+        ({"categories": [{"id": -1, "name": "a"}]}, "expected a non-negative integer .COCO ids from 0., got -1"),
         ({"categories": [{"id": 1, "name": "a", "color": "red"}]}, r"color: expected '#rrggbb'"),
         ({"categories": [{"id": 1, "name": "a"}], "occlusion_rule": "xray"}, "'xray' is not one of"),
         ({"categories": [{"id": 1, "name": "a"}], "tiers": {"partial_max": 0.0}}, "none_max < partial_max"),

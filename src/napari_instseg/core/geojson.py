@@ -1,34 +1,67 @@
-"""QuPath-compatible GeoJSON: instances as a FeatureCollection in level-0 pixel coordinates.
+"""QuPath-compatible GeoJSON, both ways, in level-0 pixel coordinates.
 
-Each instance is one Feature: a Polygon (outer ring plus its holes) or a MultiPolygon (one per
-connected part), ``properties.objectType = "detection"``, ``properties.classification`` with
-the category name and colour, and our tags (``instance_id``, ``occlusion``,
-``occluded_fraction``, ``iscrowd``, ``z_order``, ``source``, ``review``, ``annotator``).
-Rings follow pixel centres + 0.5 (the COCO convention), shifted by the window's origin, so a
-window's instances land where they are on the slide. Import rasterises them back.
+Import (:func:`import_geojson`) takes what QuPath writes: a FeatureCollection or a plain JSON
+array of features; ``objectType`` annotation / detection / cell (with ``nucleusGeometry``);
+``classification`` as an object (``name`` with ``color`` [r, g, b] or ``colorRGB``) or a
+string. Every Polygon / MultiPolygon feature becomes an instance with its own full mask; the
+label image is their composite by :func:`napari_instseg.core.occlusion.paint_order`, so a cell
+nested in a region annotation (smaller, equal ``z_order``) keeps its pixels. Points,
+LineStrings and every other non-area feature are kept as they came (never an error) and
+written back on export. Without a protocol, one is built from the file's class names and
+colours.
+
+Export (:func:`labels_to_geojson`) writes one Feature per instance: a Polygon (outer ring plus
+holes) or MultiPolygon, ``objectType``, ``classification`` with name and colour and our tags.
+Given the import's original features (:func:`export_geojson`), unedited objects are written as
+they came in (``id``, ``name``, ``objectType``, ``measurements``, ``isLocked``, geometry), with
+only the table values changed since the import written over them.
+
+Rings follow pixel edges (the COCO convention: pixel centres + 0.5), shifted by the window's
+origin, so a window's instances land where they are on the slide.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core._io import atomic_write_text
 from napari_instseg.core.coco._fields import json_scalar
-from napari_instseg.core.errors import InstsegError
-from napari_instseg.core.geojson_checks import validate_feature_collection
-from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, table_for_ids
-from napari_instseg.core.labels import as_label_image
-from napari_instseg.core.occlusion import paint_order
-from napari_instseg.core.protocol import AnnotationProtocol
+from napari_instseg.core.errors import InstsegError, ProtocolError
+from napari_instseg.core.instances import COLUMNS, make_rows, table_for_ids
+from napari_instseg.core.labels import as_label_image, check_image_memory
+from napari_instseg.core.protocol import AnnotationProtocol, Category
 
-__all__ = ["GeoJSONError", "geojson_to_labels", "labels_to_geojson", "save_geojson"]
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
+
+__all__ = [
+    "AREA_TYPES",
+    "GeoJSONError",
+    "GeoJSONImport",
+    "area_bbox_yx",
+    "geojson_to_labels",
+    "import_geojson",
+    "is_geojson_document",
+    "labels_to_geojson",
+    "load_geojson",
+    "protocol_from_features",
+    "save_geojson",
+]
+
+AREA_TYPES = ("Polygon", "MultiPolygon")
+"""Geometry types that become instances; every other feature is passed through."""
+
+UNCLASSIFIED = "Unclassified"
 
 TAGS = (
     "occlusion",
@@ -45,7 +78,389 @@ TAGS = (
 
 
 class GeoJSONError(InstsegError, ValueError):
-    """A GeoJSON file is not a FeatureCollection of polygons (the message says where)."""
+    """A GeoJSON document cannot be read as features (the message says where)."""
+
+
+@dataclass(frozen=True)
+class GeoJSONImport:
+    """A GeoJSON document as label image, instance table and everything else it held.
+
+    Attributes
+    ----------
+    labels_yx : numpy.ndarray of uint32, shape (height, width)
+        Visible labels (the composite of the own masks), placed at ``origin_yx``.
+    table : DataFrame
+        Instance table indexed by instance id.
+    protocol : Protocol
+        The protocol given, or the one built from the file's classes.
+    features : list of dict
+        Every feature of the file, as it came in, in file order.
+    instance_ids : list of int or None
+        Per feature: its instance id, or None for a non-area feature (kept, passed through).
+    masks : dict of int to CroppedMask
+        Own full mask of every instance (in the label image's frame).
+    overlaps : DataFrame
+        ``front_id`` covers ``pixels`` of ``back_id``'s own mask.
+    container : dict or None
+        The FeatureCollection's keys other than ``features`` (None for a plain array).
+    origin_yx : (int, int)
+        Level-0 position of the label image's top-left pixel.
+    """
+
+    labels_yx: NDArray[np.uint32]
+    table: pd.DataFrame
+    protocol: Protocol
+    features: list[dict[str, Any]]
+    instance_ids: list[int | None]
+    masks: dict[int, Any] = field(default_factory=dict)
+    overlaps: pd.DataFrame = field(default_factory=pd.DataFrame)
+    container: dict[str, Any] | None = None
+    origin_yx: tuple[int, int] = (0, 0)
+
+    @property
+    def passthrough(self) -> list[dict[str, Any]]:
+        """The non-area features (Points, LineStrings...), as they came in."""
+        return [f for f, i in zip(self.features, self.instance_ids, strict=True) if i is None]
+
+    def points_yx(self) -> tuple[NDArray[np.float64], list[dict[str, Any]]]:
+        """(y, x) of every Point / MultiPoint vertex (level 0) and the properties of each."""
+        points: list[tuple[float, float]] = []
+        properties: list[dict[str, Any]] = []
+        for feature in self.passthrough:
+            geometry = feature.get("geometry") or {}
+            coords: Any = geometry.get("coordinates")
+            vertices: Any = (
+                [coords] if geometry.get("type") == "Point" else coords if geometry.get("type") == "MultiPoint" else []
+            )
+            for vertex in vertices or []:
+                points.append((float(vertex[1]), float(vertex[0])))
+                props = dict(feature.get("properties") or {})
+                props["class"] = _class_name(props.get("classification")) or ""
+                props["feature_id"] = str(feature.get("id", ""))
+                properties.append(props)
+        return np.asarray(points, dtype=float).reshape(-1, 2), properties
+
+
+def load_geojson(path: str | os.PathLike[str]) -> Any:
+    """Parse a GeoJSON file; GeoJSONError naming the file and position when it is not JSON."""
+    target = Path(path)
+    try:
+        with target.open("rb") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise GeoJSONError(f"{target}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    except UnicodeDecodeError as exc:
+        raise GeoJSONError(f"{target}: not a UTF-8 JSON text: {exc}") from exc
+
+
+def features_of(document: Any, source: str = "GeoJSON") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The features of a FeatureCollection, a plain feature array or a single Feature.
+
+    Returns the features and the collection's other keys (None for a plain array).
+    """
+    features: Any
+    container: dict[str, Any] | None
+    if isinstance(document, list):
+        features, container = document, None
+    elif isinstance(document, Mapping) and document.get("type") == "FeatureCollection":
+        features = document.get("features")
+        container = {k: v for k, v in document.items() if k != "features"}
+        if not isinstance(features, list):
+            raise GeoJSONError(f"{source}: a FeatureCollection whose 'features' is not a list.")
+    elif isinstance(document, Mapping) and document.get("type") == "Feature":
+        features, container = [document], {"type": "FeatureCollection"}
+    else:
+        raise GeoJSONError(f"{source}: expected a GeoJSON FeatureCollection or a JSON array of features.")
+    for i, feature in enumerate(features):
+        if not isinstance(feature, Mapping) or not isinstance(feature.get("geometry", {}) or {}, Mapping):
+            raise GeoJSONError(f"{source}: features[{i}] is not a GeoJSON Feature object.")
+    return [dict(f) for f in features], container
+
+
+def is_geojson_document(document: Any) -> bool:
+    """True for a FeatureCollection, a Feature, or a non-empty JSON array of Features."""
+    if isinstance(document, Mapping):
+        return document.get("type") in ("FeatureCollection", "Feature")
+    return (
+        isinstance(document, list)
+        and bool(document)
+        and all(isinstance(f, Mapping) and f.get("type") == "Feature" for f in document)
+    )
+
+
+def area_bbox_yx(features: Sequence[Mapping[str, Any]]) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) in whole level-0 pixels around every area feature (None if there is none)."""
+    lows, highs = [], []
+    for k, feature in enumerate(features):
+        if not _is_area(feature):
+            continue
+        for rings in _rings_of(feature.get("geometry") or {}, f"features[{k}]"):
+            for ring in rings:
+                if ring.size:
+                    lows.append(ring.min(axis=0))
+                    highs.append(ring.max(axis=0))
+    if not lows:
+        return None
+    x0, y0 = np.floor(np.min(lows, axis=0))
+    x1, y1 = np.ceil(np.max(highs, axis=0))
+    return int(y0), int(x0), int(y1), int(x1)
+
+
+def _class_name(classification: Any) -> str | None:
+    if isinstance(classification, str):
+        return classification or None
+    if isinstance(classification, Mapping) and isinstance(classification.get("name"), str):
+        return str(classification["name"]) or None
+    return None
+
+
+def _class_color(classification: Any) -> str | None:
+    """'#rrggbb' from QuPath's ``color`` [r, g, b] or packed ``colorRGB`` integer."""
+    if not isinstance(classification, Mapping):
+        return None
+    color = classification.get("color")
+    if isinstance(color, list) and len(color) >= 3 and all(isinstance(v, int) for v in color[:3]):
+        return "#{:02x}{:02x}{:02x}".format(*(min(max(v, 0), 255) for v in color[:3]))
+    packed = classification.get("colorRGB")
+    if isinstance(packed, int) and not isinstance(packed, bool):
+        return f"#{(packed >> 16) & 255:02x}{(packed >> 8) & 255:02x}{packed & 255:02x}"
+    return None
+
+
+def _is_area(feature: Mapping[str, Any]) -> bool:
+    geometry = feature.get("geometry") or {}
+    return isinstance(geometry, Mapping) and geometry.get("type") in AREA_TYPES
+
+
+def protocol_from_features(features: Sequence[Mapping[str, Any]], *, name: str = "QuPath import") -> Protocol:
+    """A protocol with one category per class name of the area features (first seen first),
+    with QuPath's colours; ``Unclassified`` is added when an area feature has no class."""
+    colors: dict[str, str | None] = {}
+    for feature in features:
+        if not _is_area(feature):
+            continue
+        classification = (feature.get("properties") or {}).get("classification")
+        class_name = _class_name(classification) or UNCLASSIFIED
+        if class_name not in colors or colors[class_name] is None:
+            colors[class_name] = _class_color(classification)
+    if not colors:
+        return Protocol.default()
+    categories = tuple(Category(i, n, "", c) for i, (n, c) in enumerate(colors.items(), start=1))
+    return Protocol(categories=categories, name=name)
+
+
+def _category_of(properties: Mapping[str, Any], protocol: Protocol, where: str) -> int:
+    given = properties.get("category_id")
+    if isinstance(given, int) and not isinstance(given, bool) and given in protocol.category_ids:
+        return given
+    class_name = _class_name(properties.get("classification"))
+    if class_name is None:
+        names = [c.name for c in protocol.categories]
+        return protocol.category_by_name(UNCLASSIFIED).id if UNCLASSIFIED in names else protocol.categories[0].id
+    try:
+        return protocol.category_by_name(class_name).id
+    except (ProtocolError, KeyError, ValueError) as exc:
+        known = [c.name for c in protocol.categories]
+        raise GeoJSONError(f"{where}: class {class_name!r} is not in the protocol (classes: {known}).") from exc
+
+
+def _rings_of(geometry: Mapping[str, Any], where: str) -> list[list[NDArray[np.float64]]]:
+    """Polygons as lists of (n, 2) x, y rings; GeoJSONError for malformed coordinates."""
+    coords = geometry.get("coordinates")
+    polygons = [coords] if geometry.get("type") == "Polygon" else coords
+    if not isinstance(polygons, list):
+        raise GeoJSONError(f"{where}: 'coordinates' must be a list.")
+    out = []
+    for polygon in polygons:
+        rings = []
+        for ring in polygon if isinstance(polygon, list) else []:
+            try:
+                xy = np.asarray(ring, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise GeoJSONError(f"{where}: a ring is not a list of [x, y] numbers.") from exc
+            if xy.ndim != 2 or xy.shape[1] < 2 or not np.isfinite(xy[:, :2]).all():
+                raise GeoJSONError(f"{where}: a ring is not a list of finite [x, y] numbers.")
+            rings.append(xy[:, :2])
+        out.append(rings)
+    return out
+
+
+def _own_mask(
+    geometry: Mapping[str, Any], shape_yx: tuple[int, int], origin_yx: tuple[int, int], where: str
+) -> NDArray[np.int64]:
+    """Column-major flat pixel indices of a (Multi)Polygon: pixels whose centre lies inside."""
+    from skimage.draw import polygon as draw_polygon
+
+    height, width = shape_yx
+    polygons = _rings_of(geometry, where)
+    every = [ring for rings in polygons for ring in rings if ring.shape[0] >= 3]
+    if not every:
+        return np.zeros(0, dtype=np.int64)
+    stacked = np.concatenate(every)
+    x0 = int(np.clip(np.floor(stacked[:, 0].min()) - origin_yx[1] - 1, 0, width))
+    x1 = int(np.clip(np.ceil(stacked[:, 0].max()) - origin_yx[1] + 1, 0, width))
+    y0 = int(np.clip(np.floor(stacked[:, 1].min()) - origin_yx[0] - 1, 0, height))
+    y1 = int(np.clip(np.ceil(stacked[:, 1].max()) - origin_yx[0] + 1, 0, height))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros(0, dtype=np.int64)
+    crop = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for rings in polygons:
+        part = np.zeros_like(crop)
+        for k, ring in enumerate(rings):
+            if ring.shape[0] < 3:
+                continue
+            rr, cc = draw_polygon(  # type: ignore[no-untyped-call]
+                ring[:, 1] - 0.5 - origin_yx[0] - y0, ring[:, 0] - 0.5 - origin_yx[1] - x0, crop.shape
+            )
+            part[rr, cc] = k == 0  # holes (later rings) are cut out of their polygon
+        crop |= part
+    ys, xs = np.nonzero(crop)
+    return np.sort((xs + x0).astype(np.int64) * height + (ys + y0))
+
+
+def _instance_ids(features: Sequence[Mapping[str, Any]]) -> list[int | None]:
+    given = [(f.get("properties") or {}).get("instance_id") if _is_area(f) else None for f in features]
+    usable = [g for g in given if isinstance(g, int) and not isinstance(g, bool) and 0 < g < 2**32]
+    if len(usable) != len(set(usable)) or len(usable) != sum(_is_area(f) for f in features):
+        usable, given = [], [None] * len(features)
+    next_id = max(usable, default=0) + 1
+    out: list[int | None] = []
+    for feature, value in zip(features, given, strict=True):
+        if not _is_area(feature):
+            out.append(None)
+        elif value is None:
+            out.append(next_id)
+            next_id += 1
+        else:
+            out.append(int(value))
+    return out
+
+
+def import_geojson(
+    document: Any,
+    shape_yx: tuple[int, int],
+    protocol: Protocol | None = None,
+    *,
+    origin_yx: tuple[int, int] = (0, 0),
+    source: str = "GeoJSON",
+) -> GeoJSONImport:
+    """Import QuPath GeoJSON into a label image of ``shape_yx`` placed at ``origin_yx``.
+
+    Parameters
+    ----------
+    document : FeatureCollection, list of Feature, Feature, or path
+        The parsed document (or a file path).
+    shape_yx : (int, int)
+        Size of the label image (the image's, or a window's).
+    protocol : Protocol, optional
+        Maps class names to categories; default: built from the file
+        (:func:`protocol_from_features`).
+    origin_yx : (int, int)
+        Level-0 position of the label image's top-left pixel.
+    source : str
+        Name used in error messages.
+
+    Raises
+    ------
+    GeoJSONError
+        When the document holds no feature list, or an area feature has malformed
+        coordinates or a class the given protocol lacks.
+    """
+    from napari_instseg.core.coco._import import cropped_from_pixels, overlap_frame
+    from napari_instseg.core.occlusion import occluded_fraction
+    from napari_instseg.core.rle import composite_pixels
+
+    if isinstance(document, (str, os.PathLike)):
+        source = str(document)
+        document = load_geojson(document)
+    features, container = features_of(document, source)
+    _check_shape(shape_yx, source)
+    protocol = protocol or protocol_from_features(features)
+    ids = _instance_ids(features)
+    area = [(k, f) for k, f in enumerate(features) if ids[k] is not None]
+    where = [f"{source}: features[{k}] (id {f.get('id', '-')})" for k, f in area]
+    pixels = [_own_mask(f.get("geometry") or {}, shape_yx, origin_yx, w) for (_, f), w in zip(area, where, strict=True)]
+    instance_ids = np.array([ids[k] for k, _ in area], dtype=np.int64)
+    properties = [f.get("properties") or {} for _, f in area]
+    z_order = np.array([_int_or(p.get("z_order"), 0) for p in properties], dtype=np.int64)
+    composite = composite_pixels(pixels, instance_ids, z_order, shape_yx)
+    areas = np.array([p.size for p in pixels], dtype=np.int64)
+    fraction = occluded_fraction(areas - composite.lost_px, areas)
+    tiers = protocol.tiers.tiers_of(fraction)
+    rows = [
+        _row_from(p, _category_of(p, protocol, w), float(fr), str(t))
+        for p, w, fr, t in zip(properties, where, fraction, tiers, strict=True)
+    ]
+    table = _table(instance_ids.tolist(), rows)
+    return GeoJSONImport(
+        labels_yx=composite.labels_yx,
+        table=table,
+        protocol=protocol,
+        features=features,
+        instance_ids=ids,
+        masks={int(i): cropped_from_pixels(p, shape_yx[0]) for i, p in zip(instance_ids.tolist(), pixels, strict=True)},
+        overlaps=overlap_frame(composite.front_ids, composite.back_ids, composite.pixels),
+        container=container,
+        origin_yx=(int(origin_yx[0]), int(origin_yx[1])),
+    )
+
+
+def _check_shape(shape_yx: Any, source: str) -> None:
+    """Refuse a label-image size that is not two positive integers or does not fit in memory."""
+    from napari_instseg.core.errors import LabelImageError
+
+    if not (
+        isinstance(shape_yx, (tuple, list))
+        and len(shape_yx) == 2
+        and all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in shape_yx)
+    ):
+        raise GeoJSONError(f"{source}: shape_yx must be two positive integers, got {shape_yx!r}.")
+    try:
+        check_image_memory(tuple(int(n) for n in shape_yx), 6, what=f"{source}: label image")
+    except LabelImageError as exc:
+        raise GeoJSONError(str(exc)) from exc
+
+
+def _int_or(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _row_from(properties: Mapping[str, Any], category_id: int, fraction: float, tier: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"category_id": int(category_id)}
+    for tag in TAGS:
+        value = properties.get(tag)
+        row[tag] = COLUMNS[tag].default if value is None else value
+    if properties.get("occluded_fraction") is None and "occlusion" not in properties:
+        row["occluded_fraction"] = fraction
+    if "occlusion" not in properties:
+        row["occlusion"] = tier if fraction > 0 and tier else "none"
+    if "source" not in properties:
+        row["source"] = "import"
+    return row
+
+
+def _table(ids: list[int], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    if not ids:
+        return make_rows([])
+    return make_rows(ids, **{c: [row[c] for row in rows] for c in rows[0]})
+
+
+def geojson_to_labels(
+    collection: Any,
+    shape_yx: tuple[int, int],
+    protocol: Protocol | None = None,
+    *,
+    origin_yx: tuple[int, int] = (0, 0),
+) -> tuple[NDArray[np.uint32], pd.DataFrame]:
+    """Rasterise QuPath GeoJSON into a label image and instance table (see :func:`import_geojson`).
+
+    Ids come from ``properties.instance_id`` (else 1, 2, ... in file order); categories from
+    ``properties.category_id`` or the class name (through ``protocol``, default
+    :meth:`Protocol.default` here); overlaps follow ``paint_order``. Non-area features are
+    skipped (use :func:`import_geojson` to keep them).
+    """
+    imported = import_geojson(collection, shape_yx, protocol or Protocol.default(), origin_yx=origin_yx)
+    return imported.labels_yx, imported.table
 
 
 def _rings(mask_yx: NDArray[np.bool_], origin_yx: tuple[float, float]) -> list[list[list[list[float]]]]:
@@ -59,10 +474,11 @@ def _rings(mask_yx: NDArray[np.bool_], origin_yx: tuple[float, float]) -> list[l
         part = np.pad(parts[slices] == index, 1)
         y0, x0 = slices[0].start - 1 + origin_yx[0], slices[1].start - 1 + origin_yx[1]
         filled = ndimage.binary_fill_holes(part)
-        rings = [_ring(measure.find_contours(filled.astype(np.uint8), 0.5)[0], y0, x0)]
+        rings = [_ring(measure.find_contours(filled.astype(np.uint8), 0.5)[0], y0, x0)]  # type: ignore[no-untyped-call]
         holes, n_holes = ndimage.label(filled & ~part)
         for h in range(1, n_holes + 1):
-            rings.append(_ring(measure.find_contours((holes == h).astype(np.uint8), 0.5)[0], y0, x0))
+            contour = measure.find_contours((holes == h).astype(np.uint8), 0.5)[0]  # type: ignore[no-untyped-call]
+            rings.append(_ring(contour, y0, x0))
         polygons.append(rings)
     return polygons
 
@@ -75,6 +491,28 @@ def _ring(contour_yx: NDArray[np.float64], y0: float, x0: float) -> list[list[fl
     return ring
 
 
+def instance_geometry(
+    labels_yx: NDArray[np.uint32], instance_id: int, origin_yx: tuple[int, int]
+) -> dict[str, Any] | None:
+    """The visible mask of one instance as a GeoJSON Polygon / MultiPolygon (None if empty)."""
+    yy, xx = np.nonzero(labels_yx == instance_id)
+    if yy.size == 0:
+        return None
+    ys, xs = slice(yy.min(), yy.max() + 1), slice(xx.min(), xx.max() + 1)
+    polygons = _rings(labels_yx[ys, xs] == instance_id, (origin_yx[0] + ys.start, origin_yx[1] + xs.start))
+    if len(polygons) == 1:
+        return {"type": "Polygon", "coordinates": polygons[0]}
+    return {"type": "MultiPolygon", "coordinates": polygons}
+
+
+def classification_of(category: Category | None, category_id: int) -> dict[str, Any]:
+    """QuPath's ``classification`` object of a category."""
+    classification: dict[str, Any] = {"name": category.name if category else str(category_id)}
+    if category and category.color:
+        classification["color"] = [int(category.color[i : i + 2], 16) for i in (1, 3, 5)]
+    return classification
+
+
 def labels_to_geojson(
     labels_yx: NDArray[np.integer],
     table: pd.DataFrame | None = None,
@@ -83,117 +521,36 @@ def labels_to_geojson(
     origin_yx: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """A FeatureCollection of every instance of ``labels_yx`` (placed at ``origin_yx``)."""
-    from scipy import ndimage
-
     from napari_instseg.core.rle import label_runs
 
     labels = as_label_image(labels_yx)
     protocol = protocol or AnnotationProtocol.default()
     ids = label_runs(labels).ids.astype(np.int64)
     rows = table_for_ids(ids, table, defaults={"category_id": protocol.categories[0].id})
+    features = [new_feature(labels, int(i), rows.loc[int(i)], protocol, origin_yx) for i in ids.tolist()]
+    return {"type": "FeatureCollection", "features": [f for f in features if f is not None]}
+
+
+def new_feature(
+    labels_yx: NDArray[np.uint32], instance_id: int, row: pd.Series, protocol: Protocol, origin_yx: tuple[int, int]
+) -> dict[str, Any] | None:
+    """The Feature we write for one instance (a detection with its class and our tags)."""
+    geometry = instance_geometry(labels_yx, instance_id, origin_yx)
+    if geometry is None:
+        return None
     categories = {c.id: c for c in protocol.categories}
-    features = []
-    boxes = ndimage.find_objects(labels) if ids.size and ids.max() < 10_000_000 else None
-    for instance_id in ids.tolist():
-        if boxes is not None:
-            ys, xs = boxes[instance_id - 1]
-        else:  # sparse, huge ids: fall back to a search
-            yy, xx = np.nonzero(labels == instance_id)
-            ys, xs = slice(yy.min(), yy.max() + 1), slice(xx.min(), xx.max() + 1)
-        crop = labels[ys, xs] == instance_id
-        polygons = _rings(crop, (origin_yx[0] + ys.start, origin_yx[1] + xs.start))
-        geometry = (
-            {"type": "Polygon", "coordinates": polygons[0]}
-            if len(polygons) == 1
-            else {"type": "MultiPolygon", "coordinates": polygons}
-        )
-        row = rows.loc[instance_id]
-        category = categories.get(int(row["category_id"]))
-        classification: dict[str, Any] = {"name": category.name if category else str(row["category_id"])}
-        if category and category.color:
-            classification["color"] = [int(category.color[i : i + 2], 16) for i in (1, 3, 5)]
-        properties = {
-            "objectType": "detection",
-            "classification": classification,
-            "isLocked": False,
-            "instance_id": int(instance_id),
-            "category_id": int(row["category_id"]),
-        }
-        properties.update({tag: json_scalar(row[tag]) for tag in TAGS})
-        features.append(
-            {"type": "Feature", "id": f"instance-{instance_id}", "geometry": geometry, "properties": properties}
-        )
-    return {"type": "FeatureCollection", "features": features}
+    category_id = int(row["category_id"])
+    properties: dict[str, Any] = {
+        "objectType": "detection",
+        "classification": classification_of(categories.get(category_id), category_id),
+        "isLocked": False,
+        "instance_id": int(instance_id),
+        "category_id": category_id,
+    }
+    properties.update({tag: json_scalar(row[tag]) for tag in TAGS})
+    return {"type": "Feature", "id": f"instance-{instance_id}", "geometry": geometry, "properties": properties}
 
 
-def save_geojson(collection: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Write a FeatureCollection atomically."""
+def save_geojson(collection: Any, path: str | os.PathLike[str]) -> None:
+    """Write a FeatureCollection (or a plain feature array) atomically."""
     atomic_write_text(path, json.dumps(collection, allow_nan=False))
-
-
-def geojson_to_labels(
-    collection: Mapping[str, Any],
-    shape_yx: tuple[int, int],
-    protocol: AnnotationProtocol | None = None,
-    *,
-    origin_yx: tuple[int, int] = (0, 0),
-) -> tuple[NDArray[np.uint32], pd.DataFrame]:
-    """Rasterise a FeatureCollection into a label image of ``shape_yx`` placed at ``origin_yx``.
-
-    Ids come from ``properties.instance_id`` (the others get new ids from an
-    :class:`~napari_instseg.core.instances.IdAllocator`, above every given one); categories from
-    ``properties.category_id`` or the classification name (through ``protocol``); where
-    polygons overlap, :func:`~napari_instseg.core.occlusion.paint_order` decides (larger
-    ``z_order``, then smaller area, then smaller id in front).
-
-    Raises
-    ------
-    GeoJSONError
-        For anything that is not a FeatureCollection of Polygon / MultiPolygon features.
-    """
-    from skimage.draw import polygon as draw_polygon
-
-    protocol = protocol or AnnotationProtocol.default()
-    validate_feature_collection(collection, shape_yx, protocol.category_ids)
-    labels = np.zeros(shape_yx, np.uint32)
-    rows: dict[int, dict[str, Any]] = {}
-    pixels: list[NDArray[np.intp]] = []
-    features = list(collection.get("features", []))
-    given = [(f.get("properties") or {}).get("instance_id") or None for f in features]
-    assigned = IdAllocator().assign(given)  # given ids first; the others get new ones
-    for i, feature in enumerate(features):
-        geometry = feature["geometry"]
-        kind = geometry["type"]
-        properties = feature.get("properties") or {}
-        instance_id = assigned[i]
-        if instance_id in rows:
-            raise GeoJSONError(f"features[{i}]: instance id {instance_id} is already used by an earlier feature.")
-        mask = np.zeros(shape_yx, bool)
-        for rings in [geometry["coordinates"]] if kind == "Polygon" else geometry["coordinates"]:
-            for k, ring in enumerate(rings):
-                xy = np.asarray(ring, dtype=float)
-                rr, cc = draw_polygon(xy[:, 1] - 0.5 - origin_yx[0], xy[:, 0] - 0.5 - origin_yx[1], shape_yx)
-                mask[rr, cc] = k == 0  # holes (later rings) are cut out
-        pixels.append(np.flatnonzero(mask))
-        rows[instance_id] = _row_from(properties, protocol)
-    # one compositing rule (occlusion.paint_order): front first, each fills only background
-    flat = labels.reshape(-1)
-    ids = list(rows)
-    z_order = [int(rows[i].get("z_order") or 0) for i in ids]
-    for k in paint_order(z_order, [p.size for p in pixels], ids)[::-1]:
-        free = pixels[k][flat[pixels[k]] == 0]
-        flat[free] = ids[k]
-    table = make_rows(ids, **{c: [rows[i][c] for i in ids] for c in rows[ids[0]]}) if ids else make_rows([])
-    return labels, table
-
-
-def _row_from(properties: Mapping[str, Any], protocol: AnnotationProtocol) -> dict[str, Any]:
-    category_id = properties.get("category_id")
-    if category_id is None:
-        name = (properties.get("classification") or {}).get("name")
-        category_id = protocol.category_by_name(name).id if name else protocol.categories[0].id
-    row = {"category_id": int(category_id)}
-    for tag in TAGS:
-        value = properties.get(tag)
-        row[tag] = COLUMNS[tag].default if value is None else value
-    return row

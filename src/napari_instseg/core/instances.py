@@ -11,13 +11,17 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from napari_instseg.core.errors import TableError
 from napari_instseg.core.protocol import OCCLUSION_TIERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = [
     "COLUMNS",
@@ -144,7 +148,7 @@ def validate_table(table: pd.DataFrame, *, source: str = "instance table") -> pd
     if not isinstance(table, pd.DataFrame):
         raise TableError(f"{source}: expected a pandas DataFrame, got {type(table).__name__}.")
     ids = _validated_ids(table.index, source)
-    out = pd.DataFrame(index=pd.Index(ids, name=ID_NAME))
+    out: pd.DataFrame = pd.DataFrame(index=pd.Index(ids, name=ID_NAME))
     for name, col in COLUMNS.items():
         raw = table[name].to_numpy() if name in table.columns else [col.default] * len(ids)
         out[name] = _convert_column(raw, name, col, ids, source)
@@ -265,8 +269,8 @@ def apply_rows(
         added.index.name = ID_NAME
         added = validate_table(added, source=source)
         kept = pd.concat([kept, added[list(added.columns)]]) if len(kept) else added
-    result: pd.DataFrame = kept.sort_index()
-    return result
+    ordered: pd.DataFrame = kept.sort_index()
+    return ordered
 
 
 def row_of(table: pd.DataFrame, instance_id: int) -> dict[str, Any] | None:
@@ -279,9 +283,8 @@ def row_of(table: pd.DataFrame, instance_id: int) -> dict[str, Any] | None:
 
 def to_features(table: pd.DataFrame) -> pd.DataFrame:
     """Return the table as napari ``features``: a RangeIndex and the id in an ``index`` column."""
-    frame = validate_table(table).reset_index().rename(columns={ID_NAME: FEATURES_ID})
-    result: pd.DataFrame = frame
-    return result
+    frame: pd.DataFrame = validate_table(table).reset_index().rename(columns={ID_NAME: FEATURES_ID})
+    return frame
 
 
 def from_features(features: pd.DataFrame, *, source: str = "layer features") -> pd.DataFrame:

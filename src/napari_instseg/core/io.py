@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core._io import atomic_path, atomic_write_text
@@ -19,6 +18,11 @@ from napari_instseg.core.errors import InputFileError, LabelImageError, TableErr
 from napari_instseg.core.instances import COLUMNS, FEATURES_ID, ID_NAME, validate_table
 from napari_instseg.core.labels import as_label_image, check_image_memory
 from napari_instseg.core.protocol import AnnotationProtocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = [
     "LABEL_SUFFIXES",

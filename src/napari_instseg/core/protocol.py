@@ -48,7 +48,8 @@ class Category:
     Parameters
     ----------
     id : int
-        COCO category id, a positive integer unique in the protocol.
+        COCO category id, a non-negative integer unique in the protocol (napari-SAM4IS and
+        other tools number categories from 0).
     name : str
         Unique, non-empty display name.
     supercategory : str
@@ -326,8 +327,10 @@ def _validate_categories(categories: tuple[Category, ...], source: str) -> None:
         where = f"{source}.categories[{i}]"
         if not isinstance(cat, Category):
             raise ProtocolError(f"{where}: expected a Category, got {type(cat).__name__}.")
-        if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or not 1 <= cat.id < 2**63:
-            raise ProtocolError(f"{where}.id: expected a positive integer, got {cat.id!r} (ids fit int64).")
+        if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or not 0 <= cat.id < 2**63:
+            raise ProtocolError(
+                f"{where}.id: expected a non-negative integer (COCO ids from 0, fitting int64), got {cat.id!r}."
+            )
         if not isinstance(cat.name, str) or not cat.name.strip():
             raise ProtocolError(f"{where}.name: expected a non-empty string, got {cat.name!r}.")
         if not isinstance(cat.supercategory, str):

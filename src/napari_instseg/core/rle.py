@@ -11,6 +11,7 @@ Positions ("flat index") are ``x * height + y``: the index of pixel (y, x) in th
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "Composite",
     "LabelRuns",
+    "bboxes_xywh",
+    "composite_pixels",
     "counts_from_string",
     "instance_rles",
     "label_runs",
     "paint_runs",
+    "pixels_from_runs",
     "runs_from_counts",
 ]
 
@@ -59,8 +64,9 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     """Scan a 2-D label image once and return the runs of every instance.
 
     Vertical runs are found with row-wise (cache-friendly) comparisons of each row with the
-    row above; their starts and ends are then sorted by (id, column-major position), and
-    runs that continue from the bottom of one column into the top of the next are joined.
+    row above. A stable radix sort by column puts them in column-major order, where each run
+    ends where the next one starts; one sort by (id, position) then groups them by instance,
+    and runs that continue from the bottom of one column into the top of the next are joined.
 
     Parameters
     ----------
@@ -72,13 +78,20 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     LabelRuns
     """
     height, width = labels_yx.shape
-    flat = labels_yx.ravel()
-    starts_c, ends_c = _vertical_run_bounds(labels_yx)
-    ids_s, starts = _sorted_by_id_then_position(flat[starts_c], starts_c, height, width)
-    ids_e, ends = _sorted_by_id_then_position(flat[ends_c], ends_c, height, width)
-    if not np.array_equal(ids_s, ids_e):  # pragma: no cover - holds by construction
-        raise RuntimeError("run starts and ends do not pair up")
-    ids, starts, ends = _join_across_columns(ids_s, starts, ends + 1)
+    labels_yx = np.ascontiguousarray(labels_yx)
+    starts_c = _vertical_run_starts(labels_yx)
+    column = starts_c % width
+    by_column = np.argsort(column.astype(np.uint16 if width <= 1 << 16 else np.uint32), kind="stable")
+    starts_c = starts_c[by_column]
+    position = column[by_column] * height + starts_c // width  # ascending: column-major order
+    ends = np.empty_like(position)
+    ends[:-1] = position[1:]
+    ends[-1] = height * width
+    values = labels_yx.ravel()[starts_c]
+    foreground = values != 0
+    values, position, ends = values[foreground], position[foreground], ends[foreground]
+    ids, starts, ends = _grouped_by_id(values, position, ends, height * width)
+    ids, starts, ends = _join_across_columns(ids, starts, ends)
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.zeros(0, np.int64)
     return LabelRuns(
         shape_yx=(height, width),
@@ -89,34 +102,24 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     )
 
 
-def _vertical_run_bounds(labels_yx: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """C-order flat indices of the first and last pixel of every vertical run of one value."""
-    height = labels_yx.shape[0]
+def _vertical_run_starts(labels_yx: NDArray[np.integer]) -> NDArray[np.int64]:
+    """C-order flat indices of the first pixel of every vertical run of one value (background too)."""
     differs = np.empty(labels_yx.shape, dtype=bool)
     differs[0] = True
     np.not_equal(labels_yx[1:], labels_yx[:-1], out=differs[1:])
-    starts = np.flatnonzero(differs)
-    is_end = np.empty_like(differs)
-    is_end[:-1] = differs[1:]
-    is_end[height - 1] = True
-    return starts, np.flatnonzero(is_end)
+    return np.flatnonzero(differs).astype(np.int64)
 
 
-def _sorted_by_id_then_position(
-    values: NDArray[np.integer], flat_c: NDArray[np.intp], height: int, width: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Drop background, convert C-order indices to column-major positions, sort by (id, position)."""
-    foreground = values != 0
-    values = values[foreground].astype(np.uint64)
-    flat_c = flat_c[foreground].astype(np.int64)
-    position = (flat_c % width) * height + flat_c // width
-    bits = max(int(height * width - 1).bit_length(), 1)
-    if bits <= 32:  # one packed key: id in the high bits, position in the low ones
-        key = np.sort((values << np.uint64(bits)) | position.astype(np.uint64))
-        mask = np.uint64((1 << bits) - 1)
-        return (key >> np.uint64(bits)).astype(np.int64), (key & mask).astype(np.int64)
-    order = np.lexsort((position, values))
-    return values[order].astype(np.int64), position[order]
+def _grouped_by_id(
+    values: NDArray[np.integer], position: NDArray[np.int64], ends: NDArray[np.int64], n_pixels: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Runs ordered by (id, position), given in position order."""
+    bits = max(int(n_pixels - 1).bit_length(), 1)
+    if bits + int(values.max(initial=0)).bit_length() <= 64:  # one packed key: id high, position low
+        order = np.argsort((values.astype(np.uint64) << np.uint64(bits)) | position.astype(np.uint64))
+    else:
+        order = np.argsort(values, kind="stable")
+    return values[order].astype(np.int64), position[order], ends[order]
 
 
 def _join_across_columns(
@@ -157,20 +160,113 @@ def _uncompressed_counts(runs: LabelRuns) -> list[NDArray[np.int64]]:
 def instance_rles(runs: LabelRuns) -> list[dict[str, Any]]:
     """Return the compressed COCO RLE of every instance, aligned with ``runs.ids``.
 
+    The counts of all instances are encoded in one vectorised pass into pycocotools' string
+    format (``rleToString``: differences against the count two places back from the fourth
+    count on, 5-bit groups with a continuation bit, offset by 48), byte for byte what
+    ``pycocotools.mask.encode`` writes.
+
     Returns
     -------
     list of dict
         ``{"size": [height, width], "counts": str}`` as pycocotools writes to JSON.
     """
-    from pycocotools import mask as mask_utils
-
     height, width = runs.shape_yx
-    size = [int(height), int(width)]
-    uncompressed = [{"size": size, "counts": c.tolist()} for c in _uncompressed_counts(runs)]
-    if not uncompressed:
+    if runs.ids.size == 0:
         return []
-    encoded = mask_utils.frPyObjects(uncompressed, size[0], size[1])  # one C call for all
-    return [{"size": size, "counts": e["counts"].decode("ascii")} for e in encoded]
+    size = [int(height), int(width)]
+    out: list[dict[str, Any]] = []
+    for lo in range(0, runs.ids.size, _ENCODE_BLOCK):  # blocks of instances bound the memory
+        hi = min(lo + _ENCODE_BLOCK, runs.ids.size)
+        block = LabelRuns(
+            runs.shape_yx,
+            runs.ids[lo:hi],
+            runs.offsets[lo : hi + 1] - runs.offsets[lo],
+            runs.starts[runs.offsets[lo] : runs.offsets[hi]],
+            runs.lengths[runs.offsets[lo] : runs.offsets[hi]],
+        )
+        counts, first = _all_counts(block)
+        text, offsets = _encode_counts(counts, first)
+        bounds = offsets.tolist()
+        out += [{"size": size, "counts": text[a:b]} for a, b in itertools.pairwise(bounds)]
+    return out
+
+
+_ENCODE_BLOCK = 20_000
+"""Instances encoded per vectorised block."""
+
+
+def _all_counts(runs: LabelRuns) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """COCO counts of every instance, concatenated, and where each instance's counts start."""
+    height, width = runs.shape_yx
+    total = height * width
+    n_runs = runs.starts.size
+    ends = runs.starts + runs.lengths
+    prev_end = np.empty_like(ends)
+    prev_end[1:] = ends[:-1]
+    prev_end[runs.offsets[:-1]] = 0  # the first run of each id follows the image start
+    last = runs.offsets[1:] - 1
+    tail = total - ends[last]  # trailing zeros of each instance (no trailing 0 count, as pycocotools)
+    n_per = 2 * np.diff(runs.offsets) + (tail > 0)
+    first = np.zeros(runs.ids.size + 1, dtype=np.int64)
+    np.cumsum(n_per, out=first[1:])
+    counts = np.empty(int(first[-1]), dtype=np.int64)
+    run_index = np.arange(n_runs)
+    instance_of_run = np.repeat(np.arange(runs.ids.size), np.diff(runs.offsets))
+    slot = first[instance_of_run] + 2 * (run_index - runs.offsets[instance_of_run])
+    counts[slot] = runs.starts - prev_end
+    counts[slot + 1] = runs.lengths
+    has_tail = tail > 0
+    counts[first[1:][has_tail] - 1] = tail[has_tail]
+    return counts, first
+
+
+def _encode_counts(counts: NDArray[np.int64], first: NDArray[np.int64]) -> tuple[str, NDArray[np.int64]]:
+    """pycocotools' ``rleToString`` of many count arrays at once.
+
+    Returns the concatenated ASCII text and the character offset of every instance in it.
+    """
+    position = np.arange(counts.size) - np.repeat(first[:-1], np.diff(first))
+    values = counts.copy()
+    delta = position > 2
+    values[delta] -= counts[np.flatnonzero(delta) - 2]
+    # 5-bit groups until the rest is 0 (or -1, for negative values) and the sign bit agrees;
+    # each round handles only the values that still need a character
+    rounds = max(2, (int(np.abs(values).max(initial=0)).bit_length() + 1) // 5 + 2)
+    chars = np.zeros((values.size, rounds), dtype=np.uint8)
+    n_chars = np.zeros(values.size, dtype=np.int64)
+    index = np.arange(values.size)
+    rest = values
+    for r in range(rounds):
+        if index.size == 0:
+            break
+        group = rest & 0x1F
+        rest = rest >> 5
+        more = np.where(group & 0x10, rest != -1, rest != 0)
+        chars[index, r] = (group | (more.astype(np.int64) << 5)) + 48
+        n_chars[index] += 1
+        index, rest = index[more], rest[more]
+    encoded = chars[np.arange(rounds)[None, :] < n_chars[:, None]]
+    value_end = np.cumsum(n_chars)
+    offsets = np.concatenate(([0], value_end[first[1:] - 1])).astype(np.int64)
+    return encoded.tobytes().decode("ascii"), offsets
+
+
+def bboxes_xywh(runs: LabelRuns) -> NDArray[np.float64]:
+    """COCO ``[x, y, width, height]`` of every instance from its runs (as pycocotools' toBbox)."""
+    height = runs.shape_yx[0]
+    if runs.ids.size == 0:
+        return np.zeros((0, 4), dtype=np.float64)
+    ends = runs.starts + runs.lengths - 1  # last pixel of each run
+    column_start, column_end = runs.starts // height, ends // height
+    wraps = column_end != column_start
+    y_low = np.where(wraps, 0, runs.starts % height)
+    y_high = np.where(wraps, height - 1, ends % height)
+    lo = runs.offsets[:-1]
+    x0 = column_start[lo]
+    x1 = column_end[runs.offsets[1:] - 1]
+    y0 = np.minimum.reduceat(y_low, lo)
+    y1 = np.maximum.reduceat(y_high, lo)
+    return np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1).astype(np.float64)
 
 
 def counts_from_string(encoded: str | bytes) -> NDArray[np.int64]:
@@ -194,7 +290,77 @@ def counts_from_string(encoded: str | bytes) -> NDArray[np.int64]:
     counts = x.copy()
     counts[3::2] = np.cumsum(x[1::2])[1:]  # odd positions: running sum from index 1
     counts[2::2] = np.cumsum(x[2::2])  # even positions: running sum from index 2
-    return counts
+    return np.asarray(counts, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Own masks composited into one label image, with who covers whom.
+
+    Attributes
+    ----------
+    labels_yx : numpy.ndarray of uint32, shape (height, width)
+        Visible labels.
+    lost_px : numpy.ndarray of int64, shape (n,)
+        Pixels of each own mask that instances in front own.
+    overlap_px : int
+        Pixels claimed by more than one instance.
+    front_ids, back_ids, pixels : list of int
+        One entry per overlapping (front, back) pair: ``front`` covers ``pixels`` of ``back``.
+    """
+
+    labels_yx: NDArray[np.uint32]
+    lost_px: NDArray[np.int64]
+    overlap_px: int
+    front_ids: list[int]
+    back_ids: list[int]
+    pixels: list[int]
+
+
+def composite_pixels(
+    pixels_xy: list[NDArray[np.int64]],
+    ids: NDArray[np.int64],
+    z_order: NDArray[np.int64],
+    shape_yx: tuple[int, int],
+) -> Composite:
+    """Composite own masks, given as column-major flat pixel indices (``x * height + y``).
+
+    Who owns a contested pixel follows :func:`napari_instseg.core.occlusion.paint_order`
+    (larger ``z_order``, then smaller own area, then smaller id in front).
+    """
+    from napari_instseg.core.occlusion import paint_order
+
+    height, width = shape_yx
+    areas = np.array([p.size for p in pixels_xy], dtype=np.int64)
+    flat_xy = np.zeros(height * width, dtype=np.uint32)
+    front: list[int] = []
+    back: list[int] = []
+    counts: list[int] = []
+    lost = np.zeros(len(pixels_xy), dtype=np.int64)
+    contested = [np.zeros(0, dtype=np.int64)]
+    for k in paint_order(z_order, areas, ids)[::-1]:  # front to back: the first painter owns a pixel
+        owners = flat_xy[pixels_xy[k]]
+        free = owners == 0
+        flat_xy[pixels_xy[k][free]] = ids[k]
+        if not free.all():
+            contested.append(pixels_xy[k][~free])
+            by, n = np.unique(owners[~free], return_counts=True)
+            front += by.tolist()
+            back += [int(ids[k])] * by.size
+            counts += n.tolist()
+            lost[k] = int(n.sum())
+    labels_yx = np.ascontiguousarray(flat_xy.reshape(width, height).T)
+    overlap_px = int(np.unique(np.concatenate(contested)).size)
+    return Composite(labels_yx, lost, overlap_px, front, back, counts)
+
+
+def pixels_from_runs(starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Column-major flat indices of every pixel of the runs (ascending)."""
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    run_of_pixel = np.repeat(np.arange(starts.size), lengths)
+    return starts[run_of_pixel] + (np.arange(int(lengths.sum())) - offsets[run_of_pixel])
 
 
 def runs_from_counts(counts: NDArray[np.integer]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -204,7 +370,7 @@ def runs_from_counts(counts: NDArray[np.integer]) -> tuple[NDArray[np.int64], ND
     starts = bounds[0::2][: counts[1::2].size]
     lengths = counts[1::2]
     nonempty = lengths > 0
-    return starts[nonempty], lengths[nonempty]
+    return np.asarray(starts[nonempty], dtype=np.int64), np.asarray(lengths[nonempty], dtype=np.int64)
 
 
 def paint_runs(
@@ -236,4 +402,4 @@ def paint_runs(
     index = starts[run_of_pixel] + (np.arange(total) - offsets[run_of_pixel])
     taken = flat_xy[index] != 0
     flat_xy[index[~taken]] = value
-    return index[taken]
+    return np.asarray(index[taken], dtype=np.int64)

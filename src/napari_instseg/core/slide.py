@@ -1,14 +1,20 @@
 """Whole-slide images as lazy multiscale pyramids, their tile grid and working windows.
 
 :func:`open_slide` opens OME-Zarr (0.4 and 0.5 multiscales), a plain zarr array or group of
-levels, OME-TIFF / SVS pyramids (through ``tifffile``'s zarr store) and in-memory arrays. No
-level is ever read whole: levels are zarr arrays (or numpy for in-memory input) sliced on
-demand, and napari gets them as a multiscale list.
+levels, tiled TIFF / BigTIFF / OME-TIFF / SVS / NDPI pyramids (through ``tifffile``'s zarr
+store) and in-memory arrays. No level is ever read whole: levels are zarr arrays (or numpy for
+in-memory input) sliced on demand, and napari gets them as a multiscale list.
+
+TIFF tiles are decoded by ``tifffile`` with ``imagecodecs`` (JPEG, JPEG 2000 including
+Aperio's 33003 / 33005, LZW, deflate, zstd, WebP...), so a region holds exactly the pixels
+``tifffile`` itself decodes. A file ``tifffile`` cannot parse, or whose tiles cannot be decoded,
+gives :class:`SlideError` naming the file, never a raw ``TiffFileError``.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,11 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.errors import InstsegError
 
-__all__ = ["Slide", "SlideError", "Window", "open_slide", "tile_grid", "window_at"]
+__all__ = ["TIFF_SUFFIXES", "Slide", "SlideError", "Window", "open_slide", "tile_grid", "window_at"]
+
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf", ".tf8", ".scn")
+"""File name endings :func:`open_slide` reads as TIFF pyramids."""
 
 
 class SlideError(InstsegError, ValueError):
@@ -85,7 +95,7 @@ class Slide:
 
         out = []
         for level in self.levels:
-            array = level if isinstance(level, np.ndarray) else da.from_zarr(level)
+            array = level if isinstance(level, np.ndarray) else da.from_zarr(level)  # type: ignore[no-untyped-call]
             out.append(da.moveaxis(array, 0, -1) if self.axes == "cyx" else array)
         return out
 
@@ -114,7 +124,7 @@ def open_slide(source: str | os.PathLike[str] | NDArray[Any] | list[Any]) -> Sli
     try:
         if path.is_dir():
             return _open_zarr(path)
-        if suffixes.endswith((".tif", ".tiff", ".svs", ".ndpi", ".btf")):
+        if suffixes.endswith(TIFF_SUFFIXES):
             return _open_tiff(path)
     except SlideError:
         raise
@@ -142,11 +152,11 @@ def _open_zarr(path: Path) -> Slide:
         raise SlideError(f"{path}: not a zarr store ({type(exc).__name__}: {exc}).") from exc
     if isinstance(node, zarr.Array):
         return Slide([node], _axes_of(node.shape), None, str(path))
-    attrs = dict(node.attrs)
-    multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    attrs: dict[str, Any] = dict(node.attrs)
+    multiscales: Any = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
     if multiscales:
         spec = multiscales[0]
-        levels = [node[d["path"]] for d in spec["datasets"]]
+        levels: list[Any] = [node[d["path"]] for d in spec["datasets"]]
         axes_meta = [a["name"] if isinstance(a, dict) else a for a in spec.get("axes", [])]
         axes = "".join(a for a in axes_meta if a in "cyx") or _axes_of(levels[0].shape)
         if len(axes) != levels[0].ndim:  # t / z axes of size 1 are not supported here
@@ -155,8 +165,8 @@ def _open_zarr(path: Path) -> Slide:
     keys = sorted((k for k in node.array_keys() if k.isdigit()), key=int)
     if not keys:
         raise SlideError(f"{path}: a zarr group without 'multiscales' metadata or levels named 0, 1, ...")
-    levels = [node[k] for k in keys]
-    return Slide(levels, _axes_of(levels[0].shape), None, str(path))
+    level_arrays: list[Any] = [node[k] for k in keys]
+    return Slide(level_arrays, _axes_of(level_arrays[0].shape), None, str(path))
 
 
 def _ome_mpp(spec: dict[str, Any], axes: list[str]) -> float | None:
@@ -174,21 +184,41 @@ def _open_tiff(path: Path) -> Slide:
     import tifffile
     import zarr
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        axes = series.axes
-        mpp = _tiff_mpp(tif)
-    store = tifffile.imread(path, aszarr=True)
-    node = zarr.open(store, mode="r")
-    if isinstance(node, zarr.Array):
-        levels = [node]
-    else:
-        levels = [node[k] for k in sorted(node.array_keys(), key=int)]
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            mpp = _tiff_mpp(tif)
+            compression = series.pages[0].compression if series.pages else None
+        store = tifffile.imread(path, aszarr=True, series=0)
+        node = zarr.open(store, mode="r")
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, struct.error) as exc:
+        raise SlideError(f"{path}: not a readable TIFF / SVS file ({type(exc).__name__}: {exc}).") from exc
+    levels: list[Any] = (
+        [node] if isinstance(node, zarr.Array) else [node[k] for k in sorted(node.array_keys(), key=int)]
+    )
     mapping = {"Y": "y", "X": "x", "S": "c", "C": "c"}
     order = "".join(mapping.get(a, "?") for a in axes)
     if "?" in order or len(order) != levels[0].ndim:
         raise SlideError(f"{path}: TIFF axes {axes!r} are not (y, x[, samples]).")
-    return Slide(levels, order, mpp, str(path))
+    slide = Slide(levels, order, mpp, str(path))
+    _check_decodable(slide, compression)
+    return slide
+
+
+def _check_decodable(slide: Slide, compression: Any) -> None:
+    """Decode one pixel of every level (one tile each), so a missing codec or a corrupt tile
+    is reported when the slide is opened, naming the file and the compression."""
+    for level, array in enumerate(slide.levels):
+        try:
+            np.asarray(array[(slice(0, 1),) * array.ndim])
+        except Exception as exc:  # codecs raise many types (ValueError, RuntimeError, DelayedImportError...)
+            name = getattr(compression, "name", compression)
+            hint = " Install it: pip install imagecodecs." if "imagecodecs" in str(exc) else ""
+            raise SlideError(
+                f"{slide.source}: level {level} cannot be decoded (compression {name}): "
+                f"{type(exc).__name__}: {exc}.{hint}"
+            ) from exc
 
 
 def _tiff_mpp(tif: Any) -> float | None:

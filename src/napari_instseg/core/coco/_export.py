@@ -7,21 +7,25 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg import __version__
 from napari_instseg.core._io import atomic_write_text
-from napari_instseg.core.coco._fields import annotation_fields
+from napari_instseg.core.coco._fields import annotation_fields, default_fields
 from napari_instseg.core.coco._polygons import mask_to_polygons
 from napari_instseg.core.errors import CocoFormatError, TableError
 from napari_instseg.core.instances import table_for_ids
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
-from napari_instseg.core.rle import LabelRuns, instance_rles, label_runs
+from napari_instseg.core.rle import LabelRuns, bboxes_xywh, instance_rles, label_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
 
 __all__ = ["AnnotatedImage", "CocoExport", "ExportSummary", "export_coco", "save_coco"]
 
@@ -52,6 +56,13 @@ class AnnotatedImage:
         Full (amodal) outlines by instance id, written as ``amodal_segmentation`` (RLE),
         ``amodal_bbox`` and ``amodal_area`` (KINS / COCOA style; ``segmentation`` stays the
         visible mask, so standard COCOeval scores visible masks).
+    originals : mapping of int to dict
+        The COCO annotation records these instances were imported from, by instance id
+        (:attr:`ImportedImage.annotations`). An instance whose pixels were not edited since
+        the import is written as its original record (own full mask, annotation id, custom
+        keys and ``attributes`` as they came in), with only the table values that changed
+        since the import written over it; an edited one keeps its annotation id and
+        attributes and gets its edited (visible) mask; a deleted one is left out.
     """
 
     labels_yx: NDArray[np.integer]
@@ -60,6 +71,7 @@ class AnnotatedImage:
     image_id: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     amodal: Mapping[int, Any] = field(default_factory=dict)
+    originals: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,10 @@ class ExportSummary:
         Instances that had no table row and got default tags.
     n_rows_without_pixels : int
         Table rows whose instance has no pixel in the label image (not exported).
+    n_kept : int
+        Imported instances written as they came in (mask unedited since the import).
+    n_edited : int
+        Imported instances written with their edited mask.
     """
 
     n_images: int = 0
@@ -90,6 +106,8 @@ class ExportSummary:
     n_crowd: int = 0
     n_default_rows: int = 0
     n_rows_without_pixels: int = 0
+    n_kept: int = 0
+    n_edited: int = 0
 
     def __add__(self, other: ExportSummary) -> ExportSummary:
         return ExportSummary(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
@@ -105,6 +123,10 @@ class ExportSummary:
             lines.append(f"{self.n_default_rows} instance(s) without a table row got default tags")
         if self.n_rows_without_pixels:
             lines.append(f"{self.n_rows_without_pixels} table row(s) without pixels were skipped")
+        if self.n_kept or self.n_edited:
+            lines.append(
+                f"{self.n_kept} imported annotation(s) written as they came in, {self.n_edited} with edited masks"
+            )
         return "\n".join(lines)
 
 
@@ -154,17 +176,25 @@ def export_coco(
     if segmentation not in SEGMENTATION_FORMATS:
         raise ValueError(f"segmentation must be one of {SEGMENTATION_FORMATS}, got {segmentation!r}.")
     protocol = protocol or AnnotationProtocol.default()
-    image_records, annotations = [], []
+    image_records: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     summary = ExportSummary()
     used_ids = {int(im.image_id) for im in images if im.image_id is not None}
     next_image_id = 1
+    first_new_ann_id = 1 + max((int(a["id"]) for im in images for a in im.originals.values()), default=0)
     for done, item in enumerate(images, start=1):
         image_id = item.image_id
         if image_id is None:
             while next_image_id in used_ids:
                 next_image_id += 1
             image_id, next_image_id = next_image_id, next_image_id + 1
-        record, anns, part = _export_one(item, int(image_id), protocol, segmentation, len(annotations) + 1)
+        if item.originals:
+            record, anns, part = _export_keeping_originals(
+                item, int(image_id), protocol, segmentation, first_new_ann_id
+            )
+            first_new_ann_id += part.n_annotations - part.n_kept - part.n_edited
+        else:
+            record, anns, part = _export_one(item, int(image_id), protocol, segmentation, len(annotations) + 1)
         image_records.append(record)
         annotations.extend(anns)
         summary = summary + part
@@ -210,8 +240,12 @@ def _export_one(
     runs = label_runs(labels_yx)
     ids = runs.ids.astype(np.int64)
     source = f"instance table of image {image_id} ({name})"
-    table = table_for_ids(ids, item.table, defaults={"category_id": protocol.categories[0].id})
-    _check_categories(table, protocol, source)
+    table: pd.DataFrame | _DefaultRows
+    if item.table is None:  # every row is the default row: build it once (no pandas needed)
+        table = _DefaultRows(protocol.categories[0].id, ids.size)
+    else:
+        table = table_for_ids(ids, item.table, defaults={"category_id": protocol.categories[0].id})
+        _check_categories(table, protocol, source)
     table_ids = np.zeros(0, np.int64) if item.table is None else item.table.index.to_numpy()
     n_default = int((~np.isin(ids, table_ids)).sum())
     n_orphans = int((~np.isin(table_ids, ids)).sum())
@@ -229,6 +263,34 @@ def _export_one(
     return record, annotations, summary
 
 
+def _export_keeping_originals(
+    item: AnnotatedImage, image_id: int, protocol: AnnotationProtocol, segmentation: str, first_new_ann_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], ExportSummary]:
+    """:func:`_export_one` for imported instances: unedited ones as they came in (see AnnotatedImage)."""
+    from napari_instseg.core.coco._keep import edited_since_import, keep_or_replace
+
+    record, generated, part = _export_one(item, image_id, protocol, segmentation, first_new_ann_id)
+    labels_yx = as_label_image(item.labels_yx)
+    edited, before = edited_since_import(labels_yx, item.originals, record, protocol)
+    kept = keep_or_replace(generated, item.originals, item.table, before, edited, first_new_ann_id)
+    written = set(kept.instance_ids)
+    table_ids = set() if item.table is None else {int(i) for i in item.table.index}
+    annotations = kept.annotations
+    summary = ExportSummary(
+        n_images=1,
+        n_annotations=len(annotations),
+        n_rle=sum(isinstance(a["segmentation"], dict) for a in annotations),
+        n_polygon=sum(isinstance(a["segmentation"], list) for a in annotations),
+        n_holes_as_rle=part.n_holes_as_rle,
+        n_crowd=sum(bool(a.get("iscrowd")) for a in annotations),
+        n_default_rows=part.n_default_rows,
+        n_rows_without_pixels=len(table_ids - written),
+        n_kept=kept.n_kept,
+        n_edited=kept.n_edited,
+    )
+    return record, annotations, summary
+
+
 def _check_categories(table: pd.DataFrame, protocol: AnnotationProtocol, source: str) -> None:
     known = np.asarray(protocol.category_ids)
     bad = ~np.isin(table["category_id"].to_numpy(), known)
@@ -240,47 +302,67 @@ def _check_categories(table: pd.DataFrame, protocol: AnnotationProtocol, source:
         )
 
 
+class _DefaultRows:
+    """``n`` copies of the default table row (an export without a table), never materialised."""
+
+    def __init__(self, category_id: int, n: int) -> None:
+        self.category_id = int(category_id)
+        self.n = n
+
+
+def _fields_and_tags(table: pd.DataFrame | _DefaultRows) -> tuple[list[dict[str, Any]], list[int], list[bool]]:
+    """Per row: our annotation fields, the category id and the crowd bit."""
+    if isinstance(table, _DefaultRows):
+        if table.n == 0:
+            return [], [], []
+        template = default_fields()
+        fields = [template] * table.n  # shared here; each annotation gets its own copy below
+        return fields, [table.category_id] * table.n, [False] * table.n
+    return annotation_fields(table), table["category_id"].tolist(), table["iscrowd"].tolist()
+
+
 def _annotations(
     labels_yx: NDArray[np.uint32],
     runs: LabelRuns,
-    table: pd.DataFrame,
+    table: pd.DataFrame | _DefaultRows,
     image_id: int,
     first_ann_id: int,
     segmentation: str,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    from pycocotools import mask as mask_utils
-
-    rles = instance_rles(runs)
-    boxes = mask_utils.toBbox(rles).tolist() if rles else []
-    areas = runs.area_px.tolist()
-    fields = annotation_fields(table)  # table rows are in runs.ids order
-    category_ids = table["category_id"].tolist()
-    crowds = table["iscrowd"].tolist()
-    counts = {"n_rle": 0, "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": 0}
-    annotations = []
-    for k, instance_id in enumerate(runs.ids.tolist()):
-        crowd = bool(crowds[k])
-        seg: Any = rles[k]
-        if segmentation == "polygon" and not crowd:
+    rles: list[Any] = instance_rles(runs)
+    boxes = bboxes_xywh(runs).tolist()
+    areas = runs.area_px.astype(np.float64).tolist()
+    ids = runs.ids.tolist()
+    fields, category_ids, crowds = _fields_and_tags(table)  # table rows are in runs.ids order
+    counts = {"n_rle": len(ids), "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": int(sum(bool(c) for c in crowds))}
+    if segmentation == "polygon":
+        for k, instance_id in enumerate(ids):
+            if crowds[k]:
+                continue
             polygons = _polygons_or_none(labels_yx, boxes[k], instance_id)
             if polygons is None:
                 counts["n_holes_as_rle"] += 1
             else:
-                seg = polygons
-        counts["n_polygon" if isinstance(seg, list) else "n_rle"] += 1
-        counts["n_crowd"] += crowd
-        annotation = {
+                rles[k] = polygons
+                counts["n_polygon"] += 1
+                counts["n_rle"] -= 1
+    annotations = [
+        {
             "id": first_ann_id + k,
             "image_id": image_id,
-            "category_id": int(category_ids[k]),
+            "category_id": category,
             "segmentation": seg,
-            "area": float(areas[k]),
-            "bbox": [float(v) for v in boxes[k]],
-            "iscrowd": int(crowd),
-            "instance_id": int(instance_id),
+            "area": area,
+            "bbox": box,
+            "iscrowd": int(bool(crowd)),
+            "instance_id": instance_id,
+            **own,
+            "attributes": dict(own["attributes"]),
         }
-        annotation.update(fields[k])
-        annotations.append(annotation)
+        for k, (instance_id, seg, area, box, category, crowd, own) in enumerate(
+            zip(ids, rles, areas, boxes, category_ids, crowds, fields, strict=True)
+        )
+    ]
     return annotations, counts
 
 

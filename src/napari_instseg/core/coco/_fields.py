@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from napari_instseg.core.instances import COLUMNS
 
-__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "json_scalar"]
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
+
+__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "default_fields", "json_scalar"]
 
 TOP_LEVEL_COLUMNS = ("occlusion", "occluded_fraction", "z_order")
 """Columns written as top-level annotation keys (KINS / COCOA style)."""
@@ -34,11 +38,27 @@ def _json_column(series: pd.Series) -> list[Any]:
     """A column as a list of JSON-safe Python values, converted in bulk where possible."""
     values = series.to_numpy()
     if values.dtype.kind == "f":
-        return [None if math.isnan(v) else v for v in values.tolist()]
+        floats: list[Any] = values.tolist()
+        if not np.isnan(values).any():
+            return floats
+        return [None if math.isnan(v) else v for v in floats]
     if values.dtype.kind in "biu":
-        result: list[Any] = values.tolist()
-        return result
-    return [json_scalar(v) for v in values.tolist()]
+        numbers: list[Any] = values.tolist()
+        return numbers
+    items: list[Any] = values.tolist()
+    if all(type(v) is str for v in items):  # the common case: a column of strings
+        return items
+    return [json_scalar(v) for v in items]
+
+
+def default_fields() -> dict[str, Any]:
+    """Our annotation fields of a row with every column at its default (as
+    :func:`annotation_fields` gives for a default row), built without pandas."""
+    fields: dict[str, Any] = {name: json_scalar(COLUMNS[name].default) for name in TOP_LEVEL_COLUMNS}
+    attributes: dict[str, Any] = {"occluded": COLUMNS["occlusion"].default != "none"}
+    attributes.update({name: json_scalar(COLUMNS[name].default) for name in ATTRIBUTE_COLUMNS})
+    fields["attributes"] = attributes
+    return fields
 
 
 def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -48,14 +68,14 @@ def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:
     Columns outside the schema go into ``attributes`` under their own name.
     """
     extra = [c for c in table.columns if c not in COLUMNS]
-    top = {name: _json_column(table[name]) for name in TOP_LEVEL_COLUMNS}
-    attrs = {name: _json_column(table[name]) for name in (*ATTRIBUTE_COLUMNS, *extra)}
+    top_names = list(TOP_LEVEL_COLUMNS)
+    attr_names = ["occluded", *ATTRIBUTE_COLUMNS, *extra]
     occluded = (table["occlusion"].to_numpy() != "none").tolist()
+    top = zip(*(_json_column(table[name]) for name in top_names), strict=True)
+    attrs = zip(occluded, *(_json_column(table[name]) for name in attr_names[1:]), strict=True)
     out = []
-    for i in range(len(table)):
-        fields: dict[str, Any] = {name: column[i] for name, column in top.items()}
-        attributes = {"occluded": occluded[i]}
-        attributes.update({name: column[i] for name, column in attrs.items()})
-        fields["attributes"] = attributes
+    for top_values, attr_values in zip(top, attrs, strict=True):
+        fields: dict[str, Any] = dict(zip(top_names, top_values, strict=True))
+        fields["attributes"] = dict(zip(attr_names, attr_values, strict=True))
         out.append(fields)
     return out

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
@@ -16,32 +15,62 @@ from napari_instseg.core.coco._validate import read_json_file, validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, validate_table
 from napari_instseg.core.labels import check_image_memory
-from napari_instseg.core.occlusion import paint_order
+from napari_instseg.core.occlusion import occluded_fraction
 from napari_instseg.core.protocol import AnnotationProtocol, Category
-from napari_instseg.core.rle import counts_from_string, paint_runs, runs_from_counts
+from napari_instseg.core.rle import (
+    composite_pixels,
+    counts_from_string,
+    paint_runs,
+    pixels_from_runs,
+    runs_from_counts,
+)
 
-__all__ = ["CocoImport", "ImportedImage", "import_coco", "load_coco_json"]
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from napari_instseg.core._lazy import pd
+
+__all__ = [
+    "CocoImport",
+    "ImportedImage",
+    "cropped_from_pixels",
+    "import_coco",
+    "import_image",
+    "load_coco_json",
+    "overlap_frame",
+]
 
 
 @dataclass(frozen=True)
 class ImportedImage:
-    """One image of an imported COCO file.
+    """One image of an imported COCO file: nothing of it is lost.
 
     Attributes
     ----------
     image : dict
         The COCO image record, every key kept (``id``, ``file_name``, ``height``, ``width``...).
     labels_yx : numpy.ndarray of uint32, shape (height, width)
-        Visible label image; where annotations overlap the higher ``z_order`` (then the
-        smaller area, then the smaller id) owns the pixels (:func:`~napari_instseg.core.occlusion.paint_order`).
+        Visible label image: the composite of the instances' own masks in
+        :func:`napari_instseg.core.occlusion.paint_order` (larger ``z_order``, then smaller
+        area, then smaller id in front).
     table : DataFrame
-        Instance table indexed by instance id.
+        Instance table indexed by instance id. For files without our fields,
+        ``occluded_fraction`` is the share of the instance's own mask covered by instances in
+        front of it, and ``occlusion`` its tier under the protocol's thresholds.
     overlap_px : int
         Pixels claimed by more than one annotation (resolved by the rule above).
     hidden_ids : tuple of int
         Instances left with no visible pixel by that rule (their rows are kept).
     amodal : dict of int to CroppedMask
         Full outlines from ``amodal_segmentation``, by instance id.
+    masks : dict of int to CroppedMask
+        Every instance's own full mask exactly as it came in (``segmentation`` decoded), by
+        instance id, overlapping parts included.
+    annotations : dict of int to dict
+        The COCO annotation record of every instance exactly as it came in, by instance id.
+    overlaps : DataFrame
+        One row per (front, back) pair of instances that overlap: ``front_id`` covers
+        ``pixels`` pixels of ``back_id``'s own mask.
     """
 
     image: dict[str, Any]
@@ -50,14 +79,63 @@ class ImportedImage:
     overlap_px: int
     hidden_ids: tuple[int, ...]
     amodal: dict[int, Any] = field(default_factory=dict)
+    masks: dict[int, Any] = field(default_factory=dict)
+    annotations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    overlaps: pd.DataFrame = field(default_factory=lambda: overlap_frame([], [], []))
+
+    def overlap_report(self) -> pd.DataFrame:
+        """Per instance: own area, visible area, and what it covers / what covers it.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by instance id with columns ``annotation_id``, ``area_px``, ``visible_px``,
+            ``lost_px``, ``covered_by`` and ``covers`` (``"id:pixels"`` pairs separated by
+            spaces, empty when none).
+        """
+        ids = [int(i) for i in self.table.index]
+        visible = dict(zip(*np.unique(self.labels_yx, return_counts=True), strict=False))
+        area = {i: (self.masks[i].area_px if i in self.masks else int(visible.get(i, 0))) for i in ids}
+        covered_by: dict[int, list[str]] = {i: [] for i in ids}
+        covers: dict[int, list[str]] = {i: [] for i in ids}
+        for front, back, pixels in self.overlaps.itertuples(index=False):
+            covered_by.setdefault(int(back), []).append(f"{front}:{pixels}")
+            covers.setdefault(int(front), []).append(f"{back}:{pixels}")
+        rows = {
+            "annotation_id": [self.annotations.get(i, {}).get("id") for i in ids],
+            "area_px": [area[i] for i in ids],
+            "visible_px": [int(visible.get(i, 0)) for i in ids],
+            "lost_px": [area[i] - int(visible.get(i, 0)) for i in ids],
+            "covered_by": [" ".join(covered_by[i]) for i in ids],
+            "covers": [" ".join(covers[i]) for i in ids],
+        }
+        report: pd.DataFrame = pd.DataFrame(rows, index=pd.Index(ids, name="id"))
+        return report
+
+
+def overlap_frame(front: Sequence[int], back: Sequence[int], pixels: Sequence[int]) -> pd.DataFrame:
+    frame: pd.DataFrame = pd.DataFrame(
+        {
+            "front_id": np.asarray(front, dtype=np.int64),
+            "back_id": np.asarray(back, dtype=np.int64),
+            "pixels": np.asarray(pixels, dtype=np.int64),
+        }
+    )
+    return frame
 
 
 @dataclass(frozen=True)
 class CocoImport:
-    """All images of a COCO file, with the protocol it carries (or one built from it)."""
+    """All images of a COCO file, with the protocol it carries (or one built from it).
+
+    ``top`` holds the file's other top-level entries as they came in (``info``,
+    ``licenses``, ``categories`` and any others but ``images`` / ``annotations``), so that an
+    export can write them back.
+    """
 
     images: tuple[ImportedImage, ...]
     protocol: AnnotationProtocol
+    top: dict[str, Any] = field(default_factory=dict)
 
     @property
     def overlap_px(self) -> int:
@@ -99,8 +177,9 @@ def import_coco(coco: Mapping[str, Any] | str | os.PathLike[str], *, source: str
     by_image: dict[int, list[Mapping[str, Any]]] = {im["id"]: [] for im in coco["images"]}
     for ann in sorted(coco["annotations"], key=lambda a: a["id"]):
         by_image[ann["image_id"]].append(ann)
-    images = tuple(_import_image(dict(im), by_image[im["id"]], source) for im in coco["images"])
-    return CocoImport(images=images, protocol=protocol)
+    images = tuple(import_image(dict(im), by_image[im["id"]], protocol, source=source) for im in coco["images"])
+    top = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
+    return CocoImport(images=images, protocol=protocol, top=top)
 
 
 def _protocol_of(coco: Mapping[str, Any], source: str) -> AnnotationProtocol:
@@ -114,7 +193,8 @@ def _protocol_of(coco: Mapping[str, Any], source: str) -> AnnotationProtocol:
     amodal = any("amodal_segmentation" in a for a in coco["annotations"])
     try:
         categories = tuple(
-            Category(c["id"], c["name"], c.get("supercategory") or "", c.get("color")) for c in coco["categories"]
+            Category(c["id"], c["name"], str(c.get("supercategory") or ""), _color_or_none(c.get("color")))
+            for c in coco["categories"]
         )
         if not categories:
             return AnnotationProtocol.default()
@@ -123,34 +203,83 @@ def _protocol_of(coco: Mapping[str, Any], source: str) -> AnnotationProtocol:
         raise CocoFormatError(f"{source}: categories do not form a valid taxonomy: {exc}") from exc
 
 
-def _import_image(image: dict[str, Any], annotations: Sequence[Mapping[str, Any]], source: str) -> ImportedImage:
+def _color_or_none(value: Any) -> str | None:
+    """A category colour we can keep ("#rrggbb", or an [r, g, b] list), else None."""
+    if isinstance(value, str) and len(value) == 7 and value.startswith("#"):
+        try:
+            int(value[1:], 16)
+        except ValueError:
+            return None
+        return value.lower()
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in value):
+        return "#{:02x}{:02x}{:02x}".format(*value)
+    return None
+
+
+def import_image(
+    image: Mapping[str, Any],
+    annotations: Sequence[Mapping[str, Any]],
+    protocol: Protocol,
+    *,
+    source: str = "COCO data",
+) -> ImportedImage:
+    """Import the (validated) annotations of one image, keeping every instance's own mask.
+
+    Parameters
+    ----------
+    image : mapping
+        The COCO image record (``id``, ``height``, ``width``, ``file_name``...).
+    annotations : sequence of mapping
+        Its annotations, in the order that numbers instances without ``instance_id``.
+    protocol : Protocol
+        Gives the tier thresholds for the derived occlusion tiers.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    ImportedImage
+        The same input always gives the same result (export relies on it to tell edited
+        instances from unedited ones).
+    """
+    image = dict(image)
     height, width = int(image["height"]), int(image["width"])
     where = f"{source}: image {image['id']} ({image.get('file_name')})"
     check_image_memory((height, width), 12 + (4 if annotations else 0), what=where)  # flat, labels, copies
-    runs = [_decode_runs(ann["segmentation"], height, width) for ann in annotations]
-    areas = np.array([int(lengths.sum()) for _, lengths in runs], dtype=np.int64)
+    pixels = [pixels_from_runs(*_decode_runs(ann["segmentation"], height, width)) for ann in annotations]
+    areas = np.array([p.size for p in pixels], dtype=np.int64)
     ids = _instance_ids(annotations)
     z_order = np.array([int(ann.get("z_order", 0)) for ann in annotations], dtype=np.int64)
-    priority = paint_order(z_order, areas, ids)[::-1]  # front first: paint_runs fills only background
-    flat_xy = np.zeros(height * width, dtype=np.uint32)
-    contested = []
-    for k in priority:
-        starts, lengths = runs[k]
-        contested.append(paint_runs(flat_xy, starts, lengths, ids[k]))
-    overlap_px = int(np.unique(np.concatenate(contested)).size) if contested else 0
-    labels_yx = np.ascontiguousarray(flat_xy.reshape(width, height).T)
-    table = _table(annotations, ids, f"{source}: image {image['id']} ({image.get('file_name')})")
-    present = np.zeros(len(ids), dtype=bool)
-    if ids.size:
-        present = np.isin(ids, np.unique(labels_yx))
+    composite = composite_pixels(pixels, ids, z_order, (height, width))
+    fraction = occluded_fraction(areas - composite.lost_px, areas)  # visible / own area
+    tiers = protocol.tiers.tiers_of(fraction)
+    table = _table(annotations, ids, fraction, tiers, where)
+    labels_yx = composite.labels_yx
+    present = np.isin(ids, np.unique(labels_yx)) if ids.size else np.zeros(0, dtype=bool)
     return ImportedImage(
         image=image,
         labels_yx=labels_yx,
         table=table,
-        overlap_px=overlap_px,
+        overlap_px=composite.overlap_px,
         hidden_ids=tuple(int(i) for i in ids[~present]),
         amodal=_amodal_masks(annotations, ids, height, width),
+        masks={int(i): cropped_from_pixels(p, height) for i, p in zip(ids.tolist(), pixels, strict=True)},
+        annotations={int(i): dict(ann) for i, ann in zip(ids.tolist(), annotations, strict=True)},
+        overlaps=overlap_frame(composite.front_ids, composite.back_ids, composite.pixels),
     )
+
+
+def cropped_from_pixels(pixels_xy: NDArray[np.int64], height: int) -> Any:
+    """A CroppedMask from column-major flat pixel indices."""
+    from napari_instseg.core.edits import CroppedMask
+
+    if pixels_xy.size == 0:
+        return CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
+    y, x = pixels_xy % height, pixels_xy // height
+    y0, x0, y1, x1 = int(y.min()), int(x.min()), int(y.max()) + 1, int(x.max()) + 1
+    crop = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    crop[y - y0, x - x0] = True
+    return CroppedMask((y0, x0, y1, x1), crop)
 
 
 def _amodal_masks(
@@ -190,23 +319,33 @@ def _instance_ids(annotations: Sequence[Mapping[str, Any]]) -> NDArray[np.int64]
     return np.asarray(IdAllocator().assign(given), dtype=np.int64)
 
 
-def _table(annotations: Sequence[Mapping[str, Any]], ids: NDArray[np.int64], source: str) -> pd.DataFrame:
+def _table(
+    annotations: Sequence[Mapping[str, Any]],
+    ids: NDArray[np.int64],
+    fraction: NDArray[np.float64],
+    tiers: NDArray[np.str_],
+    source: str,
+) -> pd.DataFrame:
     if not annotations:
         return make_rows([])
-    records = [_row_of(ann) for ann in annotations]
+    records = [_row_of(ann, float(f), str(t)) for ann, f, t in zip(annotations, fraction, tiers, strict=True)]
     frame = pd.DataFrame.from_records(records, index=pd.Index(ids, name="id"))
     return validate_table(frame, source=source)
 
 
-def _row_of(ann: Mapping[str, Any]) -> dict[str, Any]:
-    attributes = ann.get("attributes") if isinstance(ann.get("attributes"), Mapping) else {}
+def _row_of(ann: Mapping[str, Any], derived_fraction: float, derived_tier: str) -> dict[str, Any]:
+    """The table row of one annotation; occlusion derived from the overlap unless the file says."""
+    raw_attributes = ann.get("attributes")
+    attributes: Mapping[str, Any] = raw_attributes if isinstance(raw_attributes, Mapping) else {}
     ours = "instance_id" in ann or "source" in attributes
+    occluded = derived_fraction > 0 or bool(attributes.get("occluded"))
+    tier = derived_tier if derived_fraction > 0 and derived_tier else ("partial" if occluded else "none")
     row: dict[str, Any] = {
         "category_id": ann["category_id"],
         "iscrowd": bool(ann.get("iscrowd", 0)),
         "z_order": ann.get("z_order", 0),
-        "occluded_fraction": ann.get("occluded_fraction"),
-        "occlusion": ann.get("occlusion") or ("partial" if attributes.get("occluded") else "none"),
+        "occluded_fraction": ann.get("occluded_fraction", derived_fraction),
+        "occlusion": ann.get("occlusion") or tier,
         "source": "import",
     }
     if ours:
