@@ -91,7 +91,7 @@ class GeoJSONImport:
         Visible labels (the composite of the own masks), placed at ``origin_yx``.
     table : DataFrame
         Instance table indexed by instance id.
-    protocol : Protocol
+    protocol : AnnotationProtocol
         The protocol given, or the one built from the file's classes.
     features : list of dict
         Every feature of the file, as it came in, in file order.
@@ -109,7 +109,7 @@ class GeoJSONImport:
 
     labels_yx: NDArray[np.uint32]
     table: pd.DataFrame
-    protocol: Protocol
+    protocol: AnnotationProtocol
     features: list[dict[str, Any]]
     instance_ids: list[int | None]
     masks: dict[int, Any] = field(default_factory=dict)
@@ -232,7 +232,7 @@ def _is_area(feature: Mapping[str, Any]) -> bool:
     return isinstance(geometry, Mapping) and geometry.get("type") in AREA_TYPES
 
 
-def protocol_from_features(features: Sequence[Mapping[str, Any]], *, name: str = "QuPath import") -> Protocol:
+def protocol_from_features(features: Sequence[Mapping[str, Any]], *, name: str = "QuPath import") -> AnnotationProtocol:
     """A protocol with one category per class name of the area features (first seen first),
     with QuPath's colours; ``Unclassified`` is added when an area feature has no class."""
     colors: dict[str, str | None] = {}
@@ -244,12 +244,12 @@ def protocol_from_features(features: Sequence[Mapping[str, Any]], *, name: str =
         if class_name not in colors or colors[class_name] is None:
             colors[class_name] = _class_color(classification)
     if not colors:
-        return Protocol.default()
+        return AnnotationProtocol.default()
     categories = tuple(Category(i, n, "", c) for i, (n, c) in enumerate(colors.items(), start=1))
-    return Protocol(categories=categories, name=name)
+    return AnnotationProtocol(categories=categories, name=name)
 
 
-def _category_of(properties: Mapping[str, Any], protocol: Protocol, where: str) -> int:
+def _category_of(properties: Mapping[str, Any], protocol: AnnotationProtocol, where: str) -> int:
     given = properties.get("category_id")
     if isinstance(given, int) and not isinstance(given, bool) and given in protocol.category_ids:
         return given
@@ -339,7 +339,7 @@ def _instance_ids(features: Sequence[Mapping[str, Any]]) -> list[int | None]:
 def import_geojson(
     document: Any,
     shape_yx: tuple[int, int],
-    protocol: Protocol | None = None,
+    protocol: AnnotationProtocol | None = None,
     *,
     origin_yx: tuple[int, int] = (0, 0),
     source: str = "GeoJSON",
@@ -352,7 +352,7 @@ def import_geojson(
         The parsed document (or a file path).
     shape_yx : (int, int)
         Size of the label image (the image's, or a window's).
-    protocol : Protocol, optional
+    protocol : AnnotationProtocol, optional
         Maps class names to categories; default: built from the file
         (:func:`protocol_from_features`).
     origin_yx : (int, int)
@@ -448,7 +448,7 @@ def _table(ids: list[int], rows: list[dict[str, Any]]) -> pd.DataFrame:
 def geojson_to_labels(
     collection: Any,
     shape_yx: tuple[int, int],
-    protocol: Protocol | None = None,
+    protocol: AnnotationProtocol | None = None,
     *,
     origin_yx: tuple[int, int] = (0, 0),
 ) -> tuple[NDArray[np.uint32], pd.DataFrame]:
@@ -456,10 +456,10 @@ def geojson_to_labels(
 
     Ids come from ``properties.instance_id`` (else 1, 2, ... in file order); categories from
     ``properties.category_id`` or the class name (through ``protocol``, default
-    :meth:`Protocol.default` here); overlaps follow ``paint_order``. Non-area features are
+    :meth:`AnnotationProtocol.default` here); overlaps follow ``paint_order``. Non-area features are
     skipped (use :func:`import_geojson` to keep them).
     """
-    imported = import_geojson(collection, shape_yx, protocol or Protocol.default(), origin_yx=origin_yx)
+    imported = import_geojson(collection, shape_yx, protocol or AnnotationProtocol.default(), origin_yx=origin_yx)
     return imported.labels_yx, imported.table
 
 
@@ -532,7 +532,11 @@ def labels_to_geojson(
 
 
 def new_feature(
-    labels_yx: NDArray[np.uint32], instance_id: int, row: pd.Series, protocol: Protocol, origin_yx: tuple[int, int]
+    labels_yx: NDArray[np.uint32],
+    instance_id: int,
+    row: pd.Series,
+    protocol: AnnotationProtocol,
+    origin_yx: tuple[int, int],
 ) -> dict[str, Any] | None:
     """The Feature we write for one instance (a detection with its class and our tags)."""
     geometry = instance_geometry(labels_yx, instance_id, origin_yx)

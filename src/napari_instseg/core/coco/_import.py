@@ -219,7 +219,7 @@ def _color_or_none(value: Any) -> str | None:
 def import_image(
     image: Mapping[str, Any],
     annotations: Sequence[Mapping[str, Any]],
-    protocol: Protocol,
+    protocol: AnnotationProtocol,
     *,
     source: str = "COCO data",
 ) -> ImportedImage:
@@ -231,7 +231,7 @@ def import_image(
         The COCO image record (``id``, ``height``, ``width``, ``file_name``...).
     annotations : sequence of mapping
         Its annotations, in the order that numbers instances without ``instance_id``.
-    protocol : Protocol
+    protocol : AnnotationProtocol
         Gives the tier thresholds for the derived occlusion tiers.
     source : str
         Name used in error messages.
