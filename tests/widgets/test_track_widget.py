@@ -83,6 +83,7 @@ def test_click_propagate_undo(panel, qtbot):
     assert len(widget.points_layer.data) == 0
     _click_button(widget.undo_button, qtbot)
     assert not layer.data.any() and widget.status.value == "Propagation undone."
+    assert len(layer.features) == 0  # the new tracks were part of the one undo step
 
 
 def test_cancel_stops_between_frames(panel, qtbot):

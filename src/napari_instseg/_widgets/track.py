@@ -151,15 +151,21 @@ class TrackWidget(Container):
 
     # -- prompts ----------------------------------------------------------------------------
     def _ensure_stack(self) -> Any:
+        """The core track stack, synchronised with the layer (paint done in napari is kept)."""
         from napari_instseg._adapters import protocol_from_metadata
         from napari_instseg.core.instances import from_features
         from napari_instseg.core.video.tracks import TrackStack
 
+        layer = self.tracks_layer
+        table = from_features(layer.features) if len(layer.features) else None
         if self.stack is None:
-            layer = self.tracks_layer
-            table = from_features(layer.features) if len(layer.features) else None
             protocol = protocol_from_metadata(layer.metadata, layer.features)
             self.stack = TrackStack(np.array(layer.data, dtype=np.uint32), table, protocol)
+        elif not np.array_equal(self.stack.labels_tyx, layer.data):
+            np.copyto(self.stack.labels_tyx, np.asarray(layer.data, dtype=np.uint32))
+            synced = TrackStack(self.stack.labels_tyx, table, self.stack.protocol)
+            self.stack.table = synced.table
+            self.stack.ids.observe(synced.track_ids())
         return self.stack
 
     def _on_use_instance(self, *_: Any) -> None:
@@ -173,26 +179,22 @@ class TrackWidget(Container):
         self.status.value = f"Instance {instance_id} on frame {frame} will be propagated."
         self._instance_prompts.append((instance_id, frame))
 
-    def prompts(self) -> list[Any]:
-        """The core prompts of the clicked points and chosen instances (new objects get new tracks)."""
+    def prompts(self) -> list[tuple[int | None, int, int, Any]]:
+        """(object number or None, instance id or 0, frame, Prompt) of the clicks and instances."""
         from napari_instseg.core.prompting.base import Prompt
-        from napari_instseg.core.video.propagate import ObjectPrompt
 
         stack = self._ensure_stack()
         data = np.asarray(self.points_layer.data)
         features = self.points_layer.features
-        out = []
         groups: dict[tuple[int, int], list[int]] = {}
         for k, (t, _, _) in enumerate(data):
             groups.setdefault((int(features["object"].iloc[k]), round(t)), []).append(k)
-        tracks: dict[int, int] = {}
+        out: list[tuple[int | None, int, int, Any]] = []
         for (obj, t), rows in groups.items():
-            if obj not in tracks:
-                tracks[obj] = stack.new_track(source="sam2")
             labels = features["positive"].iloc[rows].astype(int).to_numpy()
-            out.append(ObjectPrompt(tracks[obj], t, Prompt.make(data[rows][:, 1:], labels)))
+            out.append((obj, 0, t, Prompt.make(data[rows][:, 1:], labels)))
         for instance_id, t in self._instance_prompts:
-            out.append(ObjectPrompt(instance_id, t, Prompt.make(mask_yx=stack.mask_of(t, instance_id))))
+            out.append((None, instance_id, t, Prompt.make(mask_yx=stack.mask_of(t, instance_id))))
         return out
 
     # -- propagation ------------------------------------------------------------------------
@@ -215,9 +217,11 @@ class TrackWidget(Container):
         self._instance_prompts = []
         self._cancel.clear()
         self.propagate_button.enabled, self.cancel_button.enabled = False, True
+        self.undo_button.enabled = False
+        args = (prompts, (int(self.first_spin.value), int(self.last_spin.value)), self.direction_combo.value)
         if nothreads():
             try:
-                for step in self._job(prompts):
+                for step in self._job(*args):
                     self._on_yielded(step)
             except Exception as exc:  # shown to the user, as a worker's error would be
                 self._on_error(exc)
@@ -228,29 +232,37 @@ class TrackWidget(Container):
         from napari_instseg._widgets._workers import _ensure_worker_stack
 
         _ensure_worker_stack()
-        self.worker = create_worker(self._job, prompts, _start_thread=False, _progress={"total": 0, "desc": "tracking"})
+        self.worker = create_worker(self._job, *args, _start_thread=False, _progress={"total": 0, "desc": "tracking"})
         self.worker.yielded.connect(self._on_yielded)
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)
         self.worker.start()
         return self.worker
 
-    def _job(self, prompts: list[Any]) -> Iterator[Any]:
-        """Runs in the worker: start the series, propagate, stop between frames on Cancel."""
+    def _job(self, prompts: list[Any], frames: tuple[int, int], direction: str) -> Iterator[Any]:
+        """Runs in the worker: new tracks, propagation, stop between frames on Cancel; all of
+        it one undo step."""
+        from napari_instseg.core.video.propagate import ObjectPrompt
         from napari_instseg.core.video.tracking import propagate_tracks
 
-        propagator = self.propagator
+        propagator, stack = self.propagator, self.stack
         if propagator.state is None:
             propagator.start(np.asarray(self.image_combo.value.data))
-        frames = (int(self.first_spin.value), int(self.last_spin.value))
-        run = propagate_tracks(self.stack, propagator, prompts, direction=self.direction_combo.value, frames=frames)
-        try:
-            for step in run:
-                yield step
-                if self._cancel.is_set():
-                    break
-        finally:
-            run.close()  # ends the one undo step, also when cancelled
+        with stack.action("propagate"):
+            tracks: dict[int, int] = {}
+            items = []
+            for obj, instance_id, t, prompt in prompts:
+                if obj is not None and obj not in tracks:
+                    tracks[obj] = stack.new_track(source="sam2")
+                items.append(ObjectPrompt(tracks[obj] if obj is not None else instance_id, t, prompt))
+            run = propagate_tracks(stack, propagator, items, direction=direction, frames=frames)
+            try:
+                for step in run:
+                    yield step
+                    if self._cancel.is_set():
+                        break
+            finally:
+                run.close()
 
     def _on_yielded(self, step: Any) -> None:
         layer = self.tracks_layer
@@ -267,6 +279,7 @@ class TrackWidget(Container):
     def _on_finished(self, *_: Any) -> None:
         self._sync_layer()
         self.propagate_button.enabled, self.cancel_button.enabled = True, False
+        self.undo_button.enabled = True
         stopped = self._cancel.is_set()
         done = f"{self.progress.value} of {self.progress.max} frames"
         self.last_result = "cancelled" if stopped else "done"
