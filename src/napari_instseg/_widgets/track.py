@@ -247,7 +247,7 @@ class TrackWidget(Container):
 
         propagator, stack = self.propagator, self.stack
         if propagator.state is None:
-            propagator.start(np.asarray(self.image_combo.value.data))
+            propagator.start(self.image_combo.value.data)  # read frame by frame (dask / zarr stay lazy)
         with stack.action("propagate"):
             tracks: dict[int, int] = {}
             items = []
