@@ -59,7 +59,7 @@ def _click_button(button, qtbot):
     qtbot.wait(10)
 
 
-def test_click_propagate_undo(panel, qtbot):
+def test_click_propagate_export_undo(panel, qtbot, tmp_path):
     widget, viewer = panel
     assert viewer.window._qt_window.width() == 1600
     assert viewer.window._qt_viewer.canvas.native.width() > 500  # a real canvas, not a sliver
@@ -81,6 +81,11 @@ def test_click_propagate_undo(panel, qtbot):
     table = from_features(layer.features)
     assert table.index.tolist() == [1, 2] and (table["source"] == "sam2").all()
     assert len(widget.points_layer.data) == 0
+    widget.export_edit.value = tmp_path / "movie.json"
+    _click_button(widget.export_button, qtbot)
+    from napari_instseg.core.coco.video import import_coco_video
+
+    np.testing.assert_array_equal(import_coco_video(tmp_path / "movie.json").labels_tyx, layer.data)
     _click_button(widget.undo_button, qtbot)
     assert not layer.data.any() and widget.status.value == "Propagation undone."
     assert len(layer.features) == 0  # the new tracks were part of the one undo step

@@ -61,6 +61,8 @@ class TrackWidget(Container):
         self.propagate_button = PushButton(text="Propagate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.undo_button = PushButton(text="Undo propagation")
+        self.export_edit = FileEdit(label="COCO video", mode="w", filter="*.json", nullable=True)
+        self.export_button = PushButton(text="Export COCO video")
         self.progress = ProgressBar(label="frames", value=0, min=0, max=1)
         self.status = Label(value="Click objects on a frame, then Propagate.")
         self.extend(
@@ -77,6 +79,8 @@ class TrackWidget(Container):
                 self.propagate_button,
                 self.cancel_button,
                 self.undo_button,
+                self.export_edit,
+                self.export_button,
                 self.progress,
                 self.status,
             ]
@@ -87,6 +91,7 @@ class TrackWidget(Container):
         self.propagate_button.changed.connect(self._on_propagate)
         self.cancel_button.changed.connect(self._on_cancel)
         self.undo_button.changed.connect(self._on_undo)
+        self.export_button.changed.connect(self._on_export)
         self.viewer.layers.events.inserted.connect(lambda *_: self.image_combo.reset_choices())
         self.viewer.layers.events.removed.connect(lambda *_: self.image_combo.reset_choices())
         self.points_layer = self._make_points_layer()
@@ -296,6 +301,22 @@ class TrackWidget(Container):
             return
         self._sync_layer()
         self.status.value = "Propagation undone."
+
+    def _on_export(self, *_: Any) -> None:
+        from pathlib import Path
+
+        from napari_instseg.core.coco import save_coco
+        from napari_instseg.core.coco.video import export_coco_video
+
+        path = self.export_edit.value
+        if self.image_combo.value is None or path in (None, Path(""), Path(".")):
+            self.status.value = "Choose the stack and a COCO file (*.json) to write."
+            return
+        exported = export_coco_video(self._ensure_stack(), name=self.image_combo.value.name)
+        save_coco(exported.coco, path)
+        self.status.value = (
+            f"Wrote {Path(path).name}: {exported.summary.n_annotations} masks in {exported.summary.n_images} frames."
+        )
 
     def _sync_layer(self) -> None:
         from napari_instseg.core.instances import to_features
