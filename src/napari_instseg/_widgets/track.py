@@ -56,6 +56,7 @@ class TrackWidget(Container):
         self.direction_combo = ComboBox(label="direction", choices=["both", "forward", "backward"], value="both")
         self.first_spin = SpinBox(label="first frame", value=0, min=0, max=1_000_000)
         self.last_spin = SpinBox(label="last frame", value=0, min=0, max=1_000_000)
+        self.model_combo = ComboBox(label="SAM 2.1 size", choices=["tiny", "small", "base_plus", "large"], value="tiny")
         self.checkpoint_edit = FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True)
         self.size_spin = SpinBox(label="model input (px)", value=1024, min=64, max=1024, step=64)
         self.propagate_button = PushButton(text="Propagate")
@@ -74,6 +75,7 @@ class TrackWidget(Container):
                 self.direction_combo,
                 self.first_spin,
                 self.last_spin,
+                self.model_combo,
                 self.checkpoint_edit,
                 self.size_spin,
                 self.propagate_button,
@@ -86,6 +88,8 @@ class TrackWidget(Container):
             ]
         )
         self.image_combo.changed.connect(self._on_stack_changed)
+        for model_setting in (self.model_combo, self.checkpoint_edit, self.size_spin):
+            model_setting.changed.connect(self._on_model_changed)
         self.object_spin.changed.connect(self._on_object_changed)
         self.use_instance_button.changed.connect(self._on_use_instance)
         self.propagate_button.changed.connect(self._on_propagate)
@@ -139,6 +143,9 @@ class TrackWidget(Container):
         self.first_spin.value, self.last_spin.value = 0, n_frames - 1
         self.stack = self.propagator = None
         self._prompted_ids.clear()
+
+    def _on_model_changed(self, *_: Any) -> None:
+        self.propagator = None  # built again, with the new settings, at the next Propagate
 
     @property
     def tracks_layer(self) -> Any:
@@ -214,7 +221,8 @@ class TrackWidget(Container):
             prompts = self.prompts()
             if self.propagator is None:
                 size = None if self.size_spin.value == 1024 else int(self.size_spin.value)
-                self.propagator = VideoPropagator("tiny", self.checkpoint_edit.value or None, image_size=size)
+                checkpoint = self.checkpoint_edit.value or None
+                self.propagator = VideoPropagator(self.model_combo.value, checkpoint, image_size=size)
         except InstsegError as exc:
             self.status.value = str(exc)
             return None
