@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_instseg.cli import main
 from napari_instseg.core.coco.video import export_coco_video
 from napari_instseg.core.qa.tracks import TrackQAError, evaluate_tracks, identity_metrics, mask_ious
 from napari_instseg.core.video.tracks import TrackStack
@@ -61,6 +62,10 @@ def test_evaluate_tracks_from_coco_video_files(tmp_path):
     assert abs(qa.mask_ap["overall"].AP - 1.0) < 1e-9  # every frame's masks are right
     assert qa.mask_ap["overall"].n_gt == 8 and qa.mask_ap["heavy"].n_gt == 0
     assert json.dumps(qa.to_dict())
+    out = tmp_path / "qa.json"
+    assert main(["track-qa", str(paths[0]), str(paths[1]), "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["identity"]["num_switches"] == 2
+    assert main(["track-qa", str(paths[0]), str(tmp_path / "missing.json")]) == 2
     short = export_coco_video(TrackStack(gt[:3])).coco
     with pytest.raises(TrackQAError, match=r"\(4, 20, 30\), the candidate \(3, 20, 30\)"):
         evaluate_tracks(export_coco_video(stack).coco, short)

@@ -63,9 +63,25 @@ def test_repropagation_replaces_a_tracks_own_pixels_and_undo_is_one_step():
     with stack.action("propagate"):
         stack.apply_frame(0, [a, b], first[::-1])  # the two swap places
     assert (stack.labels_tyx[0, 5:] == a).all() and (stack.labels_tyx[0, :5] == b).all()
+    patches = stack.undo_stack[-1].patches
+    assert len(patches) == 1 and patches[0].region_yx == (0, 0, 10, 10)  # only what changed is kept
     assert stack.undo() == "propagate"
     np.testing.assert_array_equal(stack.labels_tyx, before)
     assert stack.redo() == "propagate" and (stack.labels_tyx[0, 5:] == a).all()
+
+
+def test_undo_history_holds_only_the_changed_boxes():
+    stack = TrackStack(np.zeros((50, 64, 64), np.uint32))
+    track = stack.new_track()
+    mask = np.zeros((64, 64), bool)
+    mask[10:14, 20:26] = True
+    with stack.action("propagate"):
+        for t in range(50):
+            stack.apply_frame(t, [track], mask[None])
+    patches = stack.undo_stack[-1].patches
+    assert len(patches) == 50 and sum(p.before.nbytes + p.after.nbytes for p in patches) == 50 * 2 * 24 * 4
+    stack.undo()
+    assert not stack.labels_tyx.any() and not any(r.present for per in stack.records.values() for r in per.values())
 
 
 def test_errors_name_the_problem():

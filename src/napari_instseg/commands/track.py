@@ -40,6 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     track.add_argument("-o", "--output", required=True, help="COCO video JSON file to write")
     track.set_defaults(func=run_track)
 
+    qa = subparsers.add_parser(
+        "track-qa",
+        help="compare tracks with reference tracks: IDF1, MOTA, ID switches (py-motmetrics), per-frame Mask AP",
+    )
+    qa.add_argument("gt", help="reference COCO video JSON (as `track` writes, or YouTube-VIS / TAO style)")
+    qa.add_argument("dt", help="candidate COCO video JSON")
+    qa.add_argument("--video-id", type=int, default=None, help="which video, when a file holds several")
+    qa.add_argument("--iou", type=float, default=0.5, help="smallest mask IoU of a match (default 0.5)")
+    qa.add_argument("-o", "--output", help="JSON file for the numbers")
+    qa.set_defaults(func=run_track_qa)
+
 
 def frame_range(text: str) -> tuple[int | None, int | None]:
     """Parse ``A:B`` (either side may be empty) into (first, last)."""
@@ -121,4 +132,31 @@ def run_track(args: argparse.Namespace) -> int:
     absent = sum(1 for per in stack.records.values() for rec in per.values() if not rec.present)
     print(f"{len(ids)} object(s) tracked over {len(stack.records)} frame(s); {absent} absent (object, frame) pair(s)")
     print(f"wrote {args.output}: {exported.summary}")
+    return 0
+
+
+def run_track_qa(args: argparse.Namespace) -> int:
+    """Run ``napari-instseg track-qa`` (errors are InstsegError: the CLI exits with status 2)."""
+    import json
+
+    from napari_instseg.core._io import atomic_write_text
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.qa.tracks import evaluate_tracks
+
+    if args.output and Path(args.output).resolve() in (Path(args.gt).resolve(), Path(args.dt).resolve()):
+        raise InstsegError(
+            f"-o {args.output} is one of the inputs; choose another file (inputs are never overwritten)."
+        )
+    qa = evaluate_tracks(args.gt, args.dt, video_id=args.video_id, iou_threshold=args.iou)
+    ids = qa.identity
+    print(
+        f"{qa.n_frames} frames: IDF1 {ids['idf1']:.3f}, MOTA {ids['mota']:.3f}, ID switches "
+        f"{int(ids['num_switches'])}, misses {int(ids['num_misses'])}, false positives "
+        f"{int(ids['num_false_positives'])} (IoU >= {args.iou})"
+    )
+    for name, scores in qa.mask_ap.items():
+        print(f"per-frame Mask AP {name}: {scores.AP:.3f} ({scores.n_gt} reference masks)")
+    if args.output:
+        atomic_write_text(args.output, json.dumps(qa.to_dict(), indent=2))
+        print(f"wrote {args.output}")
     return 0

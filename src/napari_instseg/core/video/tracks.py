@@ -78,17 +78,36 @@ class FrameRecord:
     score: float
 
 
+@dataclass(frozen=True)
+class _Patch:
+    """One frame write: the changed box (y0, x0, y1, x1) before and after."""
+
+    frame: int
+    region_yx: tuple[int, int, int, int]
+    before: NDArray[np.uint32]
+    after: NDArray[np.uint32]
+
+
 @dataclass
 class _Action:
-    """Frames and records before (and after) one action, for undo / redo."""
+    """What one action changed, for undo / redo: label patches (only the changed box of each
+    frame write, so history costs what changed, not the stack), records and the table."""
 
     op: str
-    labels_before: dict[int, NDArray[np.uint32]] = field(default_factory=dict)
+    patches: list[_Patch] = field(default_factory=list)
     records_before: dict[int, dict[int, FrameRecord]] = field(default_factory=dict)
     table_before: pd.DataFrame | None = None
-    labels_after: dict[int, NDArray[np.uint32]] = field(default_factory=dict)
     records_after: dict[int, dict[int, FrameRecord]] = field(default_factory=dict)
     table_after: pd.DataFrame | None = None
+
+
+def _changed_box(before: NDArray[np.uint32], after: NDArray[np.uint32]) -> tuple[int, int, int, int] | None:
+    changed = before != after
+    rows = np.flatnonzero(changed.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(changed.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def as_label_stack(labels: Any, *, name: str = "label stack") -> NDArray[np.uint32]:
@@ -234,6 +253,11 @@ class TrackStack:
         after[own] = 0
         writable = (composite > 0) & ((after == 0) | np.isin(composite, ids[front]))
         after[writable] = composite[writable]
+        box = _changed_box(current, after)
+        if box is not None and self._action is not None:
+            y0, x0, y1, x1 = box
+            patch = _Patch(t, box, current[y0:y1, x0:x1].copy(), after[y0:y1, x0:x1].copy())
+            self._action.patches.append(patch)
         current[...] = after
         return self._record(t, ids, masks, after, scores)
 
@@ -313,11 +337,10 @@ class TrackStack:
             yield
         finally:
             action, self._action = self._action, None
-            for t in action.labels_before:
-                action.labels_after[t] = self.labels_tyx[t].copy()
+            for t in action.records_before:
                 action.records_after[t] = dict(self.records.get(t, {}))
             action.table_after = self.table
-            if action.labels_before or action.table_before is not action.table_after:
+            if action.records_before or action.patches or action.table_before is not action.table_after:
                 self.undo_stack.append(action)
                 self.redo_stack.clear()
 
@@ -333,11 +356,12 @@ class TrackStack:
         if not source:
             return None
         action = source.pop()
-        labels = action.labels_after if after else action.labels_before
+        for patch in action.patches if after else reversed(action.patches):
+            y0, x0, y1, x1 = patch.region_yx
+            self.labels_tyx[patch.frame, y0:y1, x0:x1] = patch.after if after else patch.before
         records = action.records_after if after else action.records_before
-        for t, frame in labels.items():
-            self.labels_tyx[t] = frame
-            self.records[t] = dict(records[t])
+        for t, per in records.items():
+            self.records[t] = dict(per)
         table = action.table_after if after else action.table_before
         if table is not None:
             self.table = table
@@ -347,8 +371,7 @@ class TrackStack:
     def _remember(self, t: int) -> None:
         if self._action is None:
             raise TrackError("Frames are written inside an action: use `with stack.action(...)`.")
-        if t not in self._action.labels_before:
-            self._action.labels_before[t] = self.labels_tyx[t].copy()
+        if t not in self._action.records_before:
             self._action.records_before[t] = dict(self.records.get(t, {}))
 
     def _set_table(self, table: pd.DataFrame) -> None:
