@@ -546,8 +546,13 @@ class AnnotationSession:
         after[own_r & ~mask_r] = 0
         after[mask_r & ((after == 0) | own_r)] = instance_id
         self.candidates, self.candidate_index = None, 0
+        before = self.labels_yx[y0:y1, x0:x1].copy()
         self.labels_yx[y0:y1, x0:x1] = after  # then recorded like a paint stroke
-        self.labels_edited([instance_id])
+        try:
+            self.labels_edited([instance_id])
+        except BaseException:
+            self.labels_yx[y0:y1, x0:x1] = before  # not saved: the labels stay as they were
+            raise
 
     def mask_of(self, instance_id: int) -> NDArray[np.bool_]:
         """The visible mask of an instance (full frame)."""
