@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from napari_instseg.core.store import AnnotationStore
+from napari_instseg.core.store import check_store as doctor_check
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _crash_child import SHAPE, mask_for
@@ -38,9 +39,10 @@ def check_store(store_path: Path, committed: list[tuple[int, int]], expected: np
     instance the child committed but could not report before the kill is accepted (and
     added) when it only covers background, as a commit must.
     """
-    with AnnotationStore.open(store_path) as store:
+    with AnnotationStore.open(store_path) as store:  # completes an interrupted action
         labels = store.read_labels()
         table = store.table
+    assert doctor_check(store_path).problems == []  # every checksum and count holds
     for instance_id, seed in committed:  # replay: later masks never overwrite earlier ones
         expected[mask_for(seed) & (expected == 0)] = instance_id
     reported = expected > 0

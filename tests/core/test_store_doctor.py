@@ -134,3 +134,43 @@ def test_an_unreadable_database_is_rebuilt_from_the_labels(filled, capsys):
     with AnnotationStore.open(path) as store:
         np.testing.assert_array_equal(store.read_labels(), labels)
         assert store.table.index.tolist() == [1, 2, 3]
+
+
+def test_a_damaged_interrupted_action_is_reported_on_open_and_set_aside_by_repair(tmp_path, capsys):
+    path = tmp_path / "p.zarr"
+    store = AnnotationStore.create(path, (300, 300))
+    session = store.session()
+    session.commit(_rect(10, 10, 60, 60))
+    store._apply = lambda *args: None  # a crash right after the write-ahead record
+    session.commit(_rect(100, 100, 120, 120))
+    store.close()
+    _sql(path, "UPDATE journal SET payload = substr(payload, 1, 40) WHERE seq = 2")
+    with pytest.raises(StoreError, match=r"journal record 2 is damaged.*interrupted by a crash.*store repair"):
+        AnnotationStore.open(path)
+    assert _cli("repair", path) == 0
+    assert "set aside interrupted action 2" in capsys.readouterr().out
+    with AnnotationStore.open(path) as again:
+        assert again.table.index.tolist() == [1] and (again.read_labels() == 1).sum() == 2500
+
+
+def test_a_bulk_write_killed_midway_leaves_no_pixel_without_a_row(tmp_path, monkeypatch):
+    from napari_instseg.core.store import _bulk
+
+    path = tmp_path / "b.zarr"
+    store = AnnotationStore.create(path, (512, 512))
+    tile = np.zeros((256, 256), np.uint32)
+    tile[10:20, 10:20], tile[50:60, 50:60] = 1, 2
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies after the chunks, before the rows
+
+    monkeypatch.setattr(_bulk, "insert_rows", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.bulk_write((256, 0), tile)
+    store.close()
+    monkeypatch.undo()
+    with AnnotationStore.open(path) as again:
+        assert again.table.index.tolist() == [1, 2]  # default rows for the pixels found
+        assert again.bbox_of(2) == (306, 50, 316, 60)
+        assert again.bulk_write((0, 0), tile + np.where(tile > 0, 2, 0).astype(np.uint32)) == 2
+    assert check_store(path).ok

@@ -53,6 +53,7 @@ ACTIONS = {
     "retag": lambda s: s.retag(1, occlusion="heavy"),
     "paint": lambda s: s.labels_edited([1]),  # recording a stroke napari painted (see _prepared)
     "delete": lambda s: s.delete(2),
+    "replace mask": lambda s: s.replace_mask(2, _rect(90, 90, 150, 130)),
     "undo": lambda s: s.undo(),
     "redo": lambda s: s.redo(),  # of the commit undone in _prepared
     "commit many": lambda s: s.commit_many([_rect(200, 10, 220, 30), _rect(260, 260, 290, 290)]),

@@ -150,3 +150,17 @@ def test_a_store_killed_while_being_created_leaves_nothing_and_a_rerun_works(tmp
     assert os.listdir(tmp_path) == ["new.zarr"]
     with pytest.raises(StoreError, match="already exists"):
         AnnotationStore.create(path, (64, 64))
+
+
+def test_a_store_dropped_without_close_gives_its_lock_back(tmp_path):
+    import gc
+
+    path = tmp_path / "s.zarr"
+    AnnotationStore.create(path, (8, 8)).close()
+    session = AnnotationStore.open(path).session()  # the caller keeps only the session
+    with AnnotationStore.open(path) as second:
+        assert second.read_only
+    del session
+    gc.collect()
+    with AnnotationStore.open(path) as third:
+        assert not third.read_only

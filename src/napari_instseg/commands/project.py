@@ -274,9 +274,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _write_json(path: str, data: Any) -> None:
     from napari_instseg.core._io import atomic_write_text
-    from napari_instseg.core.qa.report import _clean
+    from napari_instseg.core.qa.report import json_clean
 
-    atomic_write_text(path, json.dumps(_clean(data), indent=2))
+    atomic_write_text(path, json.dumps(json_clean(data), indent=2))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

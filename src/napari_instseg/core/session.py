@@ -315,8 +315,13 @@ class AnnotationSession(SessionState):
         after[own_r & ~mask_r] = 0
         after[mask_r & ((after == 0) | own_r)] = instance_id
         self.prompt_state.clear()
+        before = self.labels_yx[y0:y1, x0:x1].copy()
         self.labels_yx[y0:y1, x0:x1] = after  # then recorded like a paint stroke
-        self.labels_edited([instance_id])
+        try:
+            self.labels_edited([instance_id])
+        except BaseException:
+            self.labels_yx[y0:y1, x0:x1] = before  # not saved: the labels stay as they were
+            raise
 
     def _retag_rows(self, op: str, changes: dict[int, dict[str, Any]]) -> None:
         rows_before = {i: row_of(self.table, i) for i in changes}

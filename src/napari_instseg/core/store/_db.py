@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from napari_instseg.core.instances import validate_table
-from napari_instseg.core.store._codec import ROW_COLUMNS, crc32, encode_mask, row_crc, row_from_sql, row_to_sql
+from napari_instseg.core.store._codec import ROW_COLUMNS, crc32, encode_mask, row_crc, row_to_sql
 
 __all__ = ["DB_NAME", "READING_BAND_PX", "Database"]
 
@@ -280,12 +280,15 @@ def side_crc(
 
 
 def frame_from_records(records: list[tuple[Any, ...]]) -> pd.DataFrame:
-    """An instance table from (id, *schema values, extra) tuples."""
+    """An instance table from (id, *schema values, extra) tuples (column-wise: this is the
+    path of a million-row table)."""
     if not records:
         return validate_table(pd.DataFrame(index=pd.Index([], name="id", dtype=np.int64)))
-    rows = {int(r[0]): row_from_sql(tuple(r[1:-1]), r[-1]) for r in records}
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "id"
+    frame = pd.DataFrame.from_records(records, columns=["id", *ROW_COLUMNS, "extra"]).set_index("id")
+    extras = frame.pop("extra")
+    if extras.notna().any():
+        expanded = pd.DataFrame([json.loads(e) if e else {} for e in extras], index=frame.index)
+        frame = frame.join(expanded)
     return validate_table(frame.sort_index(), source="store table")
 
 

@@ -62,10 +62,26 @@ def _replay(db: Database, report: StoreReport) -> _Replay:
     return out
 
 
+def _void_damaged_pending(db: Database, report: StoreReport) -> None:
+    """Set aside interrupted (pending) actions whose record cannot be replayed; the intact
+    ones are completed by the next open, as always."""
+    from napari_instseg.core.store._doctor import _damaged_records
+
+    damaged = dict(_damaged_records(db))
+    for seq, kind, target in db.pending():
+        source = seq if kind == "do" else target
+        if seq in damaged or source in damaged or source is None:
+            with db.transaction() as conn:
+                conn.execute("UPDATE journal SET state = 'void', stack = NULL WHERE seq = ?", (seq,))
+            report.repaired.append(f"set aside interrupted action {seq}: its journal record is damaged")
+            report.lost.append(f"the action of journal record {seq}, interrupted by a crash (never reported done)")
+
+
 def repair_database(path: Path, labels: Any, db: Database, report: StoreReport) -> None:
     """Repair chunks, rows, side records and state from the journal (see the doctor)."""
     from napari_instseg.core.store._doctor import _bad_chunks, _damaged_rows, _damaged_side
 
+    _void_damaged_pending(db, report)
     replay = _replay(db, report)
     bad_chunks = _bad_chunks(path, labels, db)
     _rebuild_chunks(path, labels, db, replay, bad_chunks, report)

@@ -49,6 +49,7 @@ import os
 import shutil
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,8 @@ class AnnotationStore:
             raise StoreError(
                 f"{path}: {db_path.name} cannot be read ({exc}); run `napari-instseg store check {path}`."
             ) from exc
+        # a store dropped without close() (its last session gone) still gives its lock back
+        weakref.finalize(self, _release, self._db, lock)
 
     # -- creating and opening ---------------------------------------------------------------
     @classmethod
@@ -620,6 +623,13 @@ class _Sink:
         seq = self.store.record(kind, shifted, target=target)
         if kind == "do":
             self.remember(seq, edit)
+
+
+def _release(db: Database, lock: _lock.Lock | None) -> None:
+    """Close the database and give the lock back (idempotent)."""
+    db.close()
+    if lock is not None:
+        lock.release()
 
 
 def _needs_recovery(store: Path) -> bool:
