@@ -309,7 +309,7 @@ def _own_mask(
         for k, ring in enumerate(rings):
             if ring.shape[0] < 3:
                 continue
-            rr, cc = draw_polygon(  # type: ignore[no-untyped-call]
+            rr, cc = draw_polygon(
                 ring[:, 1] - 0.5 - origin_yx[0] - y0, ring[:, 0] - 0.5 - origin_yx[1] - x0, crop.shape
             )
             part[rr, cc] = k == 0  # holes (later rings) are cut out of their polygon
@@ -474,10 +474,10 @@ def _rings(mask_yx: NDArray[np.bool_], origin_yx: tuple[float, float]) -> list[l
         part = np.pad(parts[slices] == index, 1)
         y0, x0 = slices[0].start - 1 + origin_yx[0], slices[1].start - 1 + origin_yx[1]
         filled = ndimage.binary_fill_holes(part)
-        rings = [_ring(measure.find_contours(filled.astype(np.uint8), 0.5)[0], y0, x0)]  # type: ignore[no-untyped-call]
+        rings = [_ring(measure.find_contours(filled.astype(np.uint8), 0.5)[0], y0, x0)]
         holes, n_holes = ndimage.label(filled & ~part)
         for h in range(1, n_holes + 1):
-            contour = measure.find_contours((holes == h).astype(np.uint8), 0.5)[0]  # type: ignore[no-untyped-call]
+            contour = measure.find_contours((holes == h).astype(np.uint8), 0.5)[0]
             rings.append(_ring(contour, y0, x0))
         polygons.append(rings)
     return polygons

@@ -95,7 +95,7 @@ class Slide:
 
         out = []
         for level in self.levels:
-            array = level if isinstance(level, np.ndarray) else da.from_zarr(level)  # type: ignore[no-untyped-call]
+            array = level if isinstance(level, np.ndarray) else da.from_zarr(level)
             out.append(da.moveaxis(array, 0, -1) if self.axes == "cyx" else array)
         return out
 

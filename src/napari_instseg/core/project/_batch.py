@@ -215,8 +215,8 @@ def _compute(paths: list[str], config: Any, scheduler: Any, workers: int | None)
 
     tasks = [delayed(segment_image)(p, config) for p in paths]
     if scheduler in (None, "threads"):
-        return list(compute(*tasks, scheduler="threads", num_workers=workers))  # type: ignore[no-untyped-call]
-    return list(compute(*tasks, scheduler=scheduler))  # type: ignore[no-untyped-call]
+        return list(compute(*tasks, scheduler="threads", num_workers=workers))
+    return list(compute(*tasks, scheduler=scheduler))
 
 
 @contextlib.contextmanager
@@ -224,7 +224,7 @@ def _connected(scheduler: Any) -> Iterator[Any]:
     if isinstance(scheduler, str) and scheduler != "threads":
         from distributed import Client
 
-        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+        with Client(scheduler) as client:
             yield client
     else:
         yield scheduler
