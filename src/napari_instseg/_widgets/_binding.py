@@ -19,9 +19,15 @@ import numpy as np
 from psygnal import Signal
 
 from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, protocol_from_metadata, touched_ids_from_paint
+from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import from_features, to_features
 
-__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "layer_session"]
+__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "ReadOnlyError", "layer_session"]
+
+
+class ReadOnlyError(InstsegError, PermissionError):
+    """An edit of a layer whose store another process holds (opened read-only)."""
+
 
 PAINT_SAVE_DELAY_MS = 1000
 """A paint stroke is recorded (and saved to the store) at most this long after it ends."""
@@ -45,6 +51,8 @@ class LayerSession:
 
         self.layer = layer
         self.store: Any = None
+        self.notice = ""
+        """A persistent warning for the panels (a read-only store, naming who holds it)."""
         self._owns_store = False
         self.session: Any = None
         self._dirty: set[int] = set()
@@ -87,16 +95,39 @@ class LayerSession:
         if is_store(target):
             store = AnnotationStore.open(target)
         else:
-            image = dict(self.layer.metadata.get(IMAGE_KEY) or {"file_name": f"{self.layer.name}.tif"})
             store = AnnotationStore.create(
-                target, self.session.labels_yx, self.session.protocol, image=image, table=self.session.table
+                target,
+                self.session.labels_yx,
+                self.session.protocol,
+                image=self._image_record(),
+                table=self.session.table,
             )
+            _carry_side_records(store, self.session)
         self.store, self._owns_store = store, True
         self.layer.metadata = {**self.layer.metadata, STORE_KEY: str(target.resolve())}
         self._adopt(store.session(annotator=self.session.annotator))
+        self._set_read_only(bool(store.read_only), str(store.lock_message or f"{target} is open read-only"))
         if store.read_only:
-            return f"{store.lock_message}: changes will not be saved."
+            return self.notice
         return f"Saving to {target} as you annotate."
+
+    def _image_record(self) -> dict[str, Any]:
+        """The COCO image record of the layer: from its metadata, else the image layer it
+        annotates (same shape, prefer the one named in the labels layer's name)."""
+        record = self.layer.metadata.get(IMAGE_KEY)
+        if record and record.get("file_name"):
+            return dict(record)
+        return {"file_name": image_file_name(self.layer)}
+
+    @property
+    def read_only(self) -> bool:
+        """True when the layer's store is held by another process (edits are refused)."""
+        return bool(self.store is not None and self.store.read_only)
+
+    def _set_read_only(self, read_only: bool, message: str) -> None:
+        self.notice = f"READ-ONLY: {message}. Edits are refused; close the other session to edit." if read_only else ""
+        self.layer.editable = not read_only
+        self.changed.emit()
 
     def use_session(self, session: Any, store: Any) -> None:
         """Show and edit an existing session (a slide window's) whose store someone else owns."""
@@ -125,7 +156,7 @@ class LayerSession:
         edits napari makes without a ``paint`` event (its own Ctrl-Z / Ctrl-Shift-Z).
         """
         self._timer.stop()
-        if self.session is None:
+        if self.session is None or self.read_only:
             return
         dirty, self._dirty = self._dirty, set()
         if self.session.labels_edited(dirty - {0}) is not None:
@@ -140,10 +171,65 @@ class LayerSession:
 
     def run(self, action: str, *args: Any, **kwargs: Any) -> Any:
         """Call a session action (after recording pending paint), then sync the layer."""
+        if self.read_only:
+            raise ReadOnlyError(f"{action.replace('_', ' ')} refused: {self.notice}")
         self.flush()
         result = getattr(self.session, action)(*args, **kwargs)
         self.sync()
         return result
+
+
+def _carry_side_records(store: Any, session: Any) -> None:
+    """Save the session's pre-label proposals and amodal outlines in a store just created from
+    its labels and table (the store starts with neither), as one undoable action."""
+    from napari_instseg.core.edits import Edit
+
+    if not session.prelabels and not session.amodal:
+        return
+    ids = tuple(sorted({*session.prelabels, *session.amodal}))
+    edit = Edit(
+        "import",
+        ids,
+        prelabels_before=dict.fromkeys(session.prelabels),
+        prelabels_after=dict(session.prelabels),
+        amodal_before=dict.fromkeys(session.amodal),
+        amodal_after=dict(session.amodal),
+        next_id=int(session.ids.next_id),
+    )
+    store.record("do", edit)
+
+
+def image_file_name(layer: Any) -> str:
+    """The file name of the image a labels layer annotates: the image layer's source file
+    when napari read it from one, else ``<image layer name>.tif``; the labels layer's own
+    name only when no image layer of its shape is open."""
+    viewer = _viewer_of(layer)
+    shape_yx = tuple(layer.data.shape[-2:])
+    candidates = []
+    if viewer is not None:
+        from napari.layers import Image
+
+        for other in viewer.layers:
+            if isinstance(other, Image) and not other.multiscale:
+                other_yx = tuple(other.data.shape[:2] if other.rgb else other.data.shape[-2:])
+                if other_yx == shape_yx:
+                    candidates.append(other)
+    if not candidates:
+        return f"{layer.name}.tif"
+    named = [c for c in candidates if layer.name.startswith(c.name)]
+    image = (named or candidates)[0]
+    path = getattr(getattr(image, "source", None), "path", None)
+    return Path(path).name if path else f"{image.name}.tif"
+
+
+def _viewer_of(layer: Any) -> Any:
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except ImportError:  # pragma: no cover
+        return None
+    return viewer if viewer is not None and layer in viewer.layers else None
 
 
 def layer_session(layer: Any) -> LayerSession:

@@ -17,6 +17,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._keys import KEYS, help_text, offer
 from napari_instseg._widgets._layers import labels_layers
 from napari_instseg.core.protocol import OCCLUSION_TIERS
 
@@ -25,21 +26,27 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTANCE_SHORTCUTS", "TABLE_COLUMNS", "InstancesWidget"]
 
-TABLE_COLUMNS = ("id", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator")
+TABLE_COLUMNS = ("id", "px", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator")
 OUTLINE_LAYER = "amodal outline"
 ALL = "all"
 
-INSTANCE_SHORTCUTS = {
-    "Alt-Up": ("bring_forward", "bring the selected instance forward"),
-    "Alt-Down": ("send_backward", "send the selected instance backward"),
-    "Alt-N": ("tier_none", "tier: none"),
-    "Alt-P": ("tier_partial", "tier: partial"),
-    "Alt-H": ("tier_heavy", "tier: heavy"),
-    "Alt-C": ("toggle_crowd", "toggle the crowd bit"),
-    "Alt-Z": ("undo", "undo the last action"),
-    "Alt-Y": ("redo", "redo"),
-}
-"""Key -> (widget action, description); bound on the target labels layer."""
+INSTANCE_ACTIONS = (
+    "bring_forward",
+    "send_backward",
+    "tier_none",
+    "tier_partial",
+    "tier_heavy",
+    "toggle_crowd",
+    "undo",
+    "redo",
+)
+"""The plugin actions (see :mod:`._keys`) this panel answers, whatever layer is active."""
+
+INSTANCE_SHORTCUTS = {KEYS[name].key: (name, KEYS[name].description) for name in INSTANCE_ACTIONS}
+"""Key -> (widget action, description), registered through napari's action manager."""
+
+HIDDEN_COLOR = "#d62728"
+"""Row colour of an instance with no visible pixel left (covered by one put in front)."""
 
 
 def viewer_camera(viewer: Any) -> Any:
@@ -72,20 +79,22 @@ class InstancesWidget(QWidget):
         self.tier_combo = ComboBox(label="set tier", choices=list(OCCLUSION_TIERS))
         buttons = {
             "apply": "Apply category + tier",
-            "toggle_crowd": "Crowd on / off (Alt-C)",
-            "bring_forward": "Bring forward (Alt-Up)",
-            "send_backward": "Send backward (Alt-Down)",
+            "toggle_crowd": f"Crowd on / off ({KEYS['toggle_crowd'].key})",
+            "bring_forward": f"Bring forward ({KEYS['bring_forward'].key})",
+            "send_backward": f"Send backward ({KEYS['send_backward'].key})",
             "delete": "Delete",
-            "undo": "Undo (Alt-Z)",
-            "redo": "Redo (Alt-Y)",
+            "undo": f"Undo ({KEYS['undo'].key})",
+            "redo": f"Redo ({KEYS['redo'].key})",
             "edit_outline": "Paint amodal outline",
             "apply_outline": "Apply outline",
         }
         self.buttons = {name: PushButton(text=text) for name, text in buttons.items()}
         self.status = Label(value="")
-        self.help = Label(value="\n".join(f"{k}: {d}" for k, (_, d) in INSTANCE_SHORTCUTS.items()))
+        self.notice = Label(value="")
+        self.help = Label(value=help_text(list(INSTANCE_ACTIONS)))
         self.controls = Container(
             widgets=[
+                self.notice,
                 self.labels_combo,
                 self.tier_filter,
                 self.review_filter,
@@ -106,6 +115,7 @@ class InstancesWidget(QWidget):
         layout.addWidget(self.controls.native)
         layout.addWidget(self.table)
         self._connect()
+        offer(self.viewer, {name: getattr(self, f"_on_{name}") for name in INSTANCE_ACTIONS})
         self._refresh_choices()
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -142,9 +152,6 @@ class InstancesWidget(QWidget):
         self._binding = None if layer is None else layer_session(layer)
         if self._binding is not None:
             self._binding.changed.connect(self.refresh)
-            for key, (action, _) in INSTANCE_SHORTCUTS.items():
-                handler = getattr(self, f"_on_{action}")
-                layer.bind_key(key, lambda _layer, handler=handler: handler(), overwrite=True)
         self.category_combo.reset_choices()
         self.category_filter.reset_choices()
         self.refresh()
@@ -171,14 +178,25 @@ class InstancesWidget(QWidget):
         selected = self.selected_id()
         self.table.blockSignals(True)
         self.table.setRowCount(0)
+        notice = "" if self._binding is None else self._binding.notice
+        self.notice.value = notice
+        self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
+        self.notice.visible = bool(notice)
         if self.session is not None:
+            from qtpy.QtGui import QColor
+
             names = {c.id: c.name for c in self.session.protocol.categories}
             rows = self.visible_rows()
+            ids, counts = np.unique(self.session.labels_yx, return_counts=True)
+            areas = dict(zip(ids.tolist(), counts.tolist(), strict=True))
             self.table.setRowCount(len(rows))
             for r, (instance_id, row) in enumerate(rows.iterrows()):
                 fraction = row["occluded_fraction"]
+                area = int(areas.get(int(instance_id), 0))
+                hidden = area == 0 and row["review"] != "rejected"
                 values = (
                     instance_id,
+                    f"{area}{' hidden!' if hidden else ''}",
                     names.get(int(row["category_id"]), row["category_id"]),
                     f"{row['occlusion']}{' (manual)' if row['occlusion_manual'] else ''}",
                     "" if np.isnan(fraction) else f"{1 - fraction:.0%}",
@@ -189,7 +207,13 @@ class InstancesWidget(QWidget):
                     row["annotator"],
                 )
                 for c, value in enumerate(values):
-                    self.table.setItem(r, c, QTableWidgetItem(str(value)))
+                    item = QTableWidgetItem(str(value))
+                    if hidden:
+                        item.setForeground(QColor(HIDDEN_COLOR))
+                        item.setToolTip(
+                            "No visible pixel left: covered by an instance put in front. Undo, or delete it."
+                        )
+                    self.table.setItem(r, c, item)
                 if instance_id == selected:
                     self.table.selectRow(r)
         self.table.blockSignals(False)
@@ -236,9 +260,15 @@ class InstancesWidget(QWidget):
         try:
             self._binding.run(action, instance_id, *args, **kwargs)
         except InstsegError as exc:
-            self.status.value = str(exc)
+            self._say(str(exc), error=True)
             return
-        self.status.value = f"Instance {instance_id}: {action.replace('_', ' ')}."
+        self._say(f"Instance {instance_id}: {action.replace('_', ' ')}.")
+
+    def _say(self, message: str, *, error: bool = False) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self.status.value = message
+        (show_warning if error else show_info)(message)
 
     def _on_apply(self) -> None:
         self._act("retag", category=self.category_combo.value, occlusion=self.tier_combo.value)
@@ -267,14 +297,25 @@ class InstancesWidget(QWidget):
         self._act("delete")
 
     def _on_undo(self) -> None:
-        if self._binding is not None:
-            edit = self._binding.run("undo")
-            self.status.value = f"Undid {edit.op}." if edit else "Nothing to undo."
+        self._step("undo", "Undid")
 
     def _on_redo(self) -> None:
-        if self._binding is not None:
-            edit = self._binding.run("redo")
-            self.status.value = f"Redid {edit.op}." if edit else "Nothing to redo."
+        self._step("redo", "Redid")
+
+    def _step(self, action: str, done: str) -> None:
+        from napari_instseg.core.errors import InstsegError
+
+        if self._binding is None:
+            self._say("Choose a labels layer first.", error=True)
+            return
+        try:
+            edit = self._binding.run(action)
+        except InstsegError as exc:
+            self._say(str(exc), error=True)
+            return
+        self._say(
+            f"{done} {edit.op} of instance(s) {', '.join(map(str, edit.ids))}." if edit else f"Nothing to {action}."
+        )
 
     def _on_edit_outline(self) -> None:
         """Open a scratch layer holding the selected instance's outline (or its visible mask) to paint."""

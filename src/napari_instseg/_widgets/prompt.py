@@ -22,6 +22,7 @@ from napari_instseg._adapters import (
     protocol_from_metadata,
 )
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._keys import KEYS, help_text, offer
 from napari_instseg._widgets._layers import image_layers, labels_layers
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
@@ -38,21 +39,21 @@ CANDIDATE_NAME = "candidate"
 POSITIVE_COLOR = "#2ca02c"
 NEGATIVE_COLOR = "#d62728"
 
-SHORTCUTS = {
-    "Shift-S": ("segment", "segment from the prompts"),
-    "Shift-C": ("commit", "commit the candidate as a new instance"),
-    "Escape": ("clear", "clear prompts and candidate"),
-    "Shift-N": ("next_candidate", "next candidate mask"),
-    "Shift-A": ("accept", "accept the selected pre-label"),
-    "Shift-R": ("reject", "reject the selected pre-label"),
-    "T": ("toggle_polarity", "toggle positive / negative clicks"),
-}
-"""Key -> (widget action, description); bound on the prompt, box and target labels layers."""
+PROMPT_ACTIONS = ("commit", "segment", "clear", "next_candidate", "toggle_polarity", "accept", "reject")
+"""The plugin actions (see :mod:`._keys`) this panel answers."""
+
+SHORTCUTS = {KEYS[name].key: (name, KEYS[name].description) for name in PROMPT_ACTIONS}
+"""Key -> (widget action, description), registered through napari's action manager."""
 
 GESTURES = (
-    "Click (points layer, add mode): positive point.  Shift+click: negative point.  "
-    "Draw a rectangle on the 'boxes' layer: box prompt."
+    "Click: positive point. Shift+click: negative point. Drag: box. The candidate shows at once; Shift+C commits it."
 )
+
+DRAG_PX = 5
+"""A press that moves more than this many canvas pixels draws a box instead of a point."""
+
+MOST_OF_IMAGE = 0.5
+"""A candidate covering more than this fraction of the image is flagged."""
 
 
 def _import_sam2() -> None:
@@ -81,6 +82,7 @@ class PromptWidget(Container):
         self._image_key: Any = None
         self._negative_next = False
         self._shift_down = False
+        self._dragged_box = False
         self._decoder = SingleSlot()
         self._encoding = None
         self._refining: int | None = None
@@ -89,8 +91,7 @@ class PromptWidget(Container):
         self._connect_layer_list()
         self.points_layer = self._ensure_points_layer()
         self.boxes_layer = self._ensure_boxes_layer()
-        self._bind_keys(self.points_layer)
-        self._bind_keys(self.boxes_layer)
+        offer(self.viewer, {name: getattr(self, f"_on_{name}") for name in PROMPT_ACTIONS})
         self._refresh_choices()
         self._warm_up_backend()
 
@@ -121,8 +122,7 @@ class PromptWidget(Container):
         self.accept_button = PushButton(text="Accept selected (Shift-A)")
         self.reject_button = PushButton(text="Reject selected (Shift-R)")
         self.status = Label(value="")
-        help_lines = [GESTURES] + [f"{key}: {desc}" for key, (_, desc) in SHORTCUTS.items()]
-        self.help = Label(value="\n".join(help_lines))
+        self.help = Label(value=GESTURES + "\n" + help_text(list(PROMPT_ACTIONS)))
         self.extend(
             [
                 self.image_combo,
@@ -219,7 +219,9 @@ class PromptWidget(Container):
         )
         layer.feature_defaults["positive"] = True
         layer.mode = "add"
-        layer.mouse_drag_callbacks.insert(0, self._remember_shift)
+        layer.mouse_drag_callbacks.insert(0, self._on_press)
+        layer.mouse_pan = False  # a drag draws a box; the wheel zooms, Space + drag pans
+        layer.events.mode.connect(lambda *_: _no_drag_pan(layer))
         layer.events.data.connect(self._on_points_changed)
         return layer
 
@@ -232,11 +234,6 @@ class PromptWidget(Container):
         layer.mode = "add_rectangle"
         layer.events.data.connect(self._on_boxes_changed)
         return layer
-
-    def _bind_keys(self, layer: Any) -> None:
-        for key, (action, _) in SHORTCUTS.items():
-            handler = getattr(self, f"_on_{action}")
-            layer.bind_key(key, lambda _layer, handler=handler: handler(), overwrite=True)
 
     # -- session and prompter ------------------------------------------------------------
     @property
@@ -252,8 +249,9 @@ class PromptWidget(Container):
             return None
         if self._binding is None or self._binding.layer is not layer:
             self._binding = layer_session(layer)
-            self._bind_keys(layer)
             self.category_combo.reset_choices()
+            if self._binding.notice:
+                self._say(self._binding.notice, error=True)
         return self._binding.session
 
     def _forget_prompter(self) -> None:
@@ -368,10 +366,10 @@ class PromptWidget(Container):
         self._prepare(self._predict_from_layers)
 
     def _predict_from_layers(self) -> None:
-        points, labels = prompt_from_points(self.points_layer.data, self.points_layer.features.get("positive"))
-        boxes = list(self.boxes_layer.data)
-        box = box_from_shape(boxes[-1]) if boxes else None
+        points, labels, box, reported = self._prompts_in_labels_frame()
         if not len(points) and box is None and self._refining is None:
+            if reported:
+                return
             self._say("Add a point or draw a box first.")
             return
         session = self.session
@@ -386,10 +384,62 @@ class PromptWidget(Container):
 
         self._decoder.submit(predict, on_returned=self._on_candidates, on_error=self._on_worker_error)
 
+    def _prompts_in_labels_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+        """Points (y, x) with labels and the last box (xyxy) in the target labels' own pixels
+        (a slide window's layer sits at its slide offset). Prompts outside the labels are
+        removed from the layers and reported once (the last value says whether)."""
+        to_labels = self._binding.layer.world_to_data
+        world = [self.points_layer.data_to_world(p) for p in self.points_layer.data]
+        points_yx = np.asarray([to_labels(p)[-2:] for p in world], float).reshape(-1, 2)
+        points, labels = prompt_from_points(points_yx, self.points_layer.features.get("positive"))
+        height, width = self.session.shape_yx
+        inside = (points[:, 0] >= 0) & (points[:, 0] < height) & (points[:, 1] >= 0) & (points[:, 1] < width)
+        problems = []
+        if not inside.all():
+            bad = points[~inside]
+            problems.append(
+                f"{len(bad)} point(s) outside the image (height {height}, width {width}) removed: "
+                + ", ".join(f"(y={y:.0f}, x={x:.0f})" for y, x in bad[:3])
+            )
+            self._drop_points(~inside)
+            points, labels = points[inside], labels[inside]
+        box = None
+        if len(self.boxes_layer.data):
+            corners = np.asarray([to_labels(self.boxes_layer.data_to_world(v))[-2:] for v in self.boxes_layer.data[-1]])
+            box = box_from_shape(corners)
+            clipped = np.clip(box, 0, [width, height, width, height])
+            if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+                problems.append(
+                    f"box {np.round(box).astype(int).tolist()} (x0, y0, x1, y1) lies outside the image; removed"
+                )
+                with self.boxes_layer.events.data.blocker():
+                    self.boxes_layer.data = []
+                box = None
+            else:
+                box = clipped
+        if problems:
+            self._say("; ".join(problems) + ".", error=True)
+        return points, labels, box, bool(problems)
+
+    def _drop_points(self, drop: np.ndarray) -> None:
+        layer = self.points_layer
+        layer.selected_data = set(np.flatnonzero(drop).tolist())
+        layer.remove_selected()  # keeps the features (and their defaults) in step
+
     def _on_candidates(self, candidates: Any) -> None:
         self._show_candidate()
         scores = ", ".join(f"{s:.2f}" for s in candidates.scores)
-        self._say(f"{len(candidates)} candidate(s) from {candidates.source}; scores {scores}.")
+        key = KEYS["commit"].key
+        message = f"{len(candidates)} candidate(s) from {candidates.source}; scores {scores}. {key} commits."
+        candidate = self.session.candidate if self.session is not None else None
+        if candidate is not None and candidate.mean() > MOST_OF_IMAGE:
+            self._say(
+                f"The candidate covers {candidate.mean():.0%} of the image: probably not one object. "
+                "Add a negative point (Shift+click) or draw a tighter box.",
+                error=True,
+            )
+            return
+        self._say(message)
 
     def _on_next_candidate(self, *_: Any) -> None:
         if self.session is None or self.session.candidates is None:
@@ -399,8 +449,26 @@ class PromptWidget(Container):
         self._show_candidate()
         self._say(f"Candidate {index + 1} of {len(self.session.candidates)}.")
 
+    def _areas(self) -> dict[int, int]:
+        ids, counts = np.unique(self.session.labels_yx, return_counts=True)
+        return {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i}
+
+    def _report_commit(self, result: Any, before: dict[int, int]) -> None:
+        """Say what the commit did; name instances it covered completely (they keep their row
+        with 0 px, flagged in the Instances table; undo brings them back)."""
+        after = self._areas()
+        hidden = sorted(i for i in before if i not in after and i in self.session.table.index)
+        skipped = f", {result.skipped_px} px under other instances kept" if result.skipped_px else ""
+        message = f"Committed instance {result.instance_id} ({result.painted_px} px{skipped})."
+        if hidden:
+            message += (
+                f" It covers instance(s) {', '.join(map(str, hidden))} completely: they have 0 px now"
+                f" (flagged in the Instances table; {KEYS['undo'].key} undoes)."
+            )
+        self._say(message, error=bool(hidden))
+
     def _on_commit(self, *_: Any) -> Any:
-        from napari_instseg.core.session import CommitError
+        from napari_instseg.core.errors import InstsegError
 
         session = self.session
         if session is None or session.candidate is None:
@@ -412,17 +480,17 @@ class PromptWidget(Container):
                 result = self._refining
                 self._say(f"Instance {result} refined.")
             else:
+                before = self._areas()
                 result = self._binding.run(
                     "commit",
                     category=self.category_combo.value,
                     in_front=self.in_front_check.value,
                     amodal=self.amodal_check.value,
+                    reviewed=True,
                 )
-                self._say(
-                    f"Committed instance {result.instance_id} ({result.painted_px} px"
-                    f"{f', {result.skipped_px} px under other instances kept' if result.skipped_px else ''})."
-                )
-        except CommitError as exc:
+                self._binding.layer.selected_label = result.instance_id
+                self._report_commit(result, before)
+        except InstsegError as exc:
             self._say(str(exc), error=True)
             return None
         self._refining = None
@@ -453,7 +521,7 @@ class PromptWidget(Container):
         self._review("reject")
 
     def _on_outline_from_candidate(self, *_: Any) -> None:
-        from napari_instseg.core.session import CommitError
+        from napari_instseg.core.errors import InstsegError
 
         session = self._bind_session()
         selected = int(self._binding.layer.selected_label) if self._binding is not None else 0
@@ -462,7 +530,7 @@ class PromptWidget(Container):
             return
         try:
             self._binding.run("set_amodal", selected, session.candidate)
-        except CommitError as exc:
+        except InstsegError as exc:
             self._say(str(exc), error=True)
             return
         self._clear_prompts()
@@ -491,8 +559,28 @@ class PromptWidget(Container):
         self.points_layer.feature_defaults["positive"] = not negative
 
     # -- layer events ----------------------------------------------------------------------
-    def _remember_shift(self, layer: Any, event: Any) -> None:
-        self._shift_down = "Shift" in {str(m) for m in getattr(event, "modifiers", ())}
+    def _on_press(self, layer: Any, event: Any) -> Any:
+        """Mouse press on the prompt layer: remember Shift (a negative point); a drag draws a
+        box prompt (shown as it is drawn) instead of a point."""
+        self._shift_down = "Shift" in [getattr(k, "name", str(k)) for k in getattr(event, "modifiers", ())]
+        start_world, start_px = np.asarray(event.position, float), np.asarray(event.pos, float)
+        self._dragged_box = False
+        yield
+        while event.type == "mouse_move":
+            if np.linalg.norm(np.asarray(event.pos, float) - start_px) > DRAG_PX:
+                self._dragged_box = True
+                event.handled = True
+                self._show_box(start_world, np.asarray(event.position, float))
+            yield
+        if self._dragged_box:
+            self._show_box(start_world, np.asarray(event.position, float))
+            self._on_segment()
+
+    def _show_box(self, corner_a: np.ndarray, corner_b: np.ndarray) -> None:
+        (y0, x0), (y1, x1) = corner_a[-2:], corner_b[-2:]
+        rectangle = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
+        with self.boxes_layer.events.data.blocker():
+            self.boxes_layer.data = [np.array([self.boxes_layer.world_to_data(v)[-2:] for v in rectangle])]
 
     def _on_points_changed(self, event: Any) -> None:
         if str(getattr(event, "action", "added")) not in ("added", "ActionType.ADDED"):
@@ -511,7 +599,7 @@ class PromptWidget(Container):
 
     # -- helpers ---------------------------------------------------------------------------
     def _review(self, action: str) -> None:
-        from napari_instseg.core.session import CommitError
+        from napari_instseg.core.errors import InstsegError
 
         session = self._bind_session()
         if session is None:
@@ -520,7 +608,7 @@ class PromptWidget(Container):
         selected = int(self._binding.layer.selected_label)
         try:
             outcome = self._binding.run(action, selected) or "rejected"
-        except CommitError as exc:
+        except InstsegError as exc:
             self._say(str(exc), error=True)
             return
         self._say(f"Instance {selected}: {outcome}.")
@@ -534,6 +622,8 @@ class PromptWidget(Container):
             self.viewer.layers[CANDIDATE_NAME].data = data
         else:
             self.viewer.add_labels(data, name=CANDIDATE_NAME, opacity=0.6)
+        if self._binding is not None:  # a slide window's labels sit at their slide offset
+            self.viewer.layers[CANDIDATE_NAME].translate = self._binding.layer.translate
         self.viewer.layers.selection.active = self.points_layer
 
     def _clear_prompts(self) -> None:
@@ -558,6 +648,12 @@ class PromptWidget(Container):
         from napari.utils.notifications import show_error, show_info
 
         (show_error if error else show_info)(message)
+
+
+def _no_drag_pan(layer: Any) -> None:
+    """In add mode a drag on the prompt layer draws a box, so it must not pan the view."""
+    if str(layer.mode) == "add":
+        layer.mouse_pan = False
 
 
 def _pixels(layer: Any, region: Any) -> np.ndarray:

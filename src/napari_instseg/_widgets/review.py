@@ -16,7 +16,18 @@ from napari_instseg._widgets._workers import run_worker
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ReviewWidget", "layer_to_coco"]
+__all__ = ["ReviewWidget", "fresh_report_dir", "layer_to_coco"]
+
+
+def fresh_report_dir(outdir: Path) -> Path:
+    """``outdir``, or ``outdir-2``, ``outdir-3``... when it already holds a review queue, so a
+    second QA run never overwrites the verdicts given in the first."""
+    if not (outdir / "review_queue.json").exists():
+        return outdir
+    n = 2
+    while (outdir.parent / f"{outdir.name}-{n}").exists():
+        n += 1
+    return outdir.parent / f"{outdir.name}-{n}"
 
 
 def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
@@ -103,8 +114,10 @@ class ReviewWidget(Container):
             self.status.value = "Choose a reference and a candidate labels layer."
             return
         gt, dt = layer_to_coco(reference), layer_to_coco(candidate)
-        outdir = Path(self.outdir_edit.value)
-        self.status.value = "Running QA..."
+        chosen = Path(self.outdir_edit.value)
+        outdir = fresh_report_dir(chosen)
+        kept = f" (the earlier report and its verdicts stay in {chosen})" if outdir != chosen else ""
+        self.status.value = f"Running QA into {outdir}{kept}..."
 
         def done(report: Any) -> None:
             self._worker = None
@@ -114,7 +127,7 @@ class ReviewWidget(Container):
                 (f"AP {overall['AP']:.3f}, AP50 {overall['AP50']:.3f}; report: {report.html_path}")
                 if overall["AP"] is not None
                 else f"report: {report.html_path}"
-            )
+            ) + kept
             self.queue_edit.value = str(report.queue_paths[0])
             self._on_load_queue()
 
@@ -170,10 +183,15 @@ class ReviewWidget(Container):
         self.reason_edit.value = str(item["reason"] or "")
 
     def _labels_for(self, file_name: str) -> Any:
+        """The layer holding the queue's instances: the queue samples the reference, so the
+        reference layer first; another layer only when it alone carries ``file_name``."""
+        reference = self.reference_combo.value
+        if reference is not None:
+            return reference
         for _, layer in self._labels_layers():
             if (layer.metadata.get(IMAGE_KEY) or {}).get("file_name") == file_name:
                 return layer
-        return self.reference_combo.value
+        return None
 
     def _on_verdict(self, outcome: str) -> None:
         from napari_instseg.core.qa.sampling import write_queue

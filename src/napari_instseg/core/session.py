@@ -219,6 +219,7 @@ class AnnotationSession:
         occlusion: str | None = None,
         source: str | None = None,
         amodal: bool = False,
+        reviewed: bool = False,
     ) -> CommitResult:
         """Commit a mask (default: the current candidate) as a new instance with a new id.
 
@@ -227,7 +228,10 @@ class AnnotationSession:
         ``in_front`` the mask is written whole and gets a ``z_order`` above every other
         instance. With ``amodal`` the mask is the object's full outline: it is kept, and the
         visible labels are recomposited by ``z_order`` (the occluded fraction and tier follow).
-        Masks from a model start as ``pre-label`` and their proposal is kept.
+        Masks from a model start as ``pre-label`` and their proposal is kept, unless
+        ``reviewed``: a person committed the candidate they saw, so it is ``accepted`` by
+        them at once and is no pre-label (no proposal is kept; QA's pre-label figures leave
+        it out).
 
         Raises
         ------
@@ -244,6 +248,7 @@ class AnnotationSession:
             occlusion=occlusion,
             source=source,
             amodal=amodal,
+            reviewed=reviewed,
         )
         self._do(edit, refresh_occlusion=True)
         self.candidates, self.candidate_index = None, 0
@@ -286,6 +291,7 @@ class AnnotationSession:
         occlusion: str | None = None,
         source: str | None = None,
         amodal: bool = False,
+        reviewed: bool = False,
     ) -> tuple[Edit, CommitResult]:
         """The edit a commit of ``mask`` makes (the commit rules live here), not yet applied."""
         source = source or (self.candidates.source if from_candidates and self.candidates else "manual")
@@ -299,7 +305,7 @@ class AnnotationSession:
             occlusion_manual=occlusion is not None,
             z_order=z_order,
             source=source,
-            review="pre-label" if source in MODEL_SOURCES else "accepted",
+            review="pre-label" if source in MODEL_SOURCES and not reviewed else "accepted",
             annotator=self.annotator,
             created=now,
             modified=now,
@@ -324,7 +330,7 @@ class AnnotationSession:
             )
         row["time_s"] = self._active_time()
         prelabels = {}
-        if source in MODEL_SOURCES:
+        if source in MODEL_SOURCES and not reviewed:
             score = (
                 float(self.candidates.scores[self.candidate_index])
                 if from_candidates and self.candidates
