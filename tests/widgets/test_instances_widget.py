@@ -247,3 +247,34 @@ def test_a_store_held_elsewhere_shows_who_and_refuses_edits(make_napari_viewer, 
     assert "refused" in instances.status.value and f"process {holder['pid']}" in instances.status.value
     assert from_features(viewer.layers["cells labels"].features).loc[1, "occlusion"] == "none"
     assert not viewer.layers["cells labels"].editable  # no painting either
+
+
+def test_reopen_a_store_without_a_reader_dialog_image_and_file_name_restored(make_napari_viewer, tmp_path, monkeypatch):
+    import json
+
+    import tifffile
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    image = np.zeros((96, 96), np.uint8)
+    image[_disk((96, 96), (40, 40), 10)] = 200
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "cells.tif"))  # napari's own tiff reader
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt")
+    prompt.backend_combo.value = "classic"
+    assert prompt.image_combo.value is viewer.layers["cells"]  # preselected: the only image
+    prompt._on_new_labels()
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()
+    prompt.points_layer.add([[40, 40]])
+    assert prompt._on_commit() is not None
+    prompt._binding.close()
+    viewer.close()
+
+    again = make_napari_viewer()
+    # as File > Open and drag-and-drop do (plugin=None): no "which reader?" question
+    again.open(str(tmp_path / "cells.zarr"), plugin=None)
+    assert [layer.name for layer in again.layers] == ["cells", "cells labels"]
+    out = tmp_path / "cells.json"
+    again.layers["cells labels"].save(str(out), plugin=PLUGIN)
+    assert json.loads(out.read_text())["images"][0]["file_name"] == "cells.tif"

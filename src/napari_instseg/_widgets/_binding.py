@@ -65,6 +65,7 @@ class LayerSession:
         self.store_message = ""
         if layer.metadata.get(STORE_KEY):  # read from a store: keep saving to it
             self.store_message = self.attach_store(layer.metadata[STORE_KEY])
+            prefer_our_reader(layer.metadata[STORE_KEY])
 
     # -- binding -------------------------------------------------------------------------------
     def _session_from_layer(self) -> Any:
@@ -105,6 +106,7 @@ class LayerSession:
             _carry_side_records(store, self.session)
         self.store, self._owns_store = store, True
         self.layer.metadata = {**self.layer.metadata, STORE_KEY: str(target.resolve())}
+        prefer_our_reader(target)
         self._adopt(store.session(annotator=self.session.annotator))
         self._set_read_only(bool(store.read_only), str(store.lock_message or f"{target} is open read-only"))
         if store.read_only:
@@ -177,6 +179,26 @@ class LayerSession:
         result = getattr(self.session, action)(*args, **kwargs)
         self.sync()
         return result
+
+
+PLUGIN_NAME = "napari-instseg"
+
+
+def prefer_our_reader(store_path: str | os.PathLike[str]) -> None:
+    """Make napari open this store with napari-instseg's reader, without asking.
+
+    napari's own reader also claims ``*.zarr``, so opening a store would ask which reader to
+    use (or take napari's, showing a grey uint32 image). napari remembers a reader per path
+    pattern (``settings.plugins.extension2reader``, what its "remember this choice" box
+    writes); the store's own path is registered, so no other zarr is affected.
+    """
+    from napari.settings import get_settings
+
+    folder = os.path.realpath(str(store_path))
+    pattern = folder + os.sep
+    readers = get_settings().plugins.extension2reader
+    if readers.get(pattern) != PLUGIN_NAME:
+        get_settings().plugins.extension2reader = {**readers, pattern: PLUGIN_NAME}
 
 
 def _carry_side_records(store: Any, session: Any) -> None:

@@ -18,7 +18,8 @@ from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QV
 
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
-from napari_instseg._widgets._layers import labels_layers
+from napari_instseg._widgets._layers import labels_layers, preselect
+from napari_instseg._widgets._layout import collapsible, compact, tooltips
 from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 if TYPE_CHECKING:
@@ -79,12 +80,12 @@ class InstancesWidget(QWidget):
         self.tier_combo = ComboBox(label="set tier", choices=list(OCCLUSION_TIERS))
         buttons = {
             "apply": "Apply category + tier",
-            "toggle_crowd": f"Crowd on / off ({KEYS['toggle_crowd'].key})",
-            "bring_forward": f"Bring forward ({KEYS['bring_forward'].key})",
-            "send_backward": f"Send backward ({KEYS['send_backward'].key})",
+            "toggle_crowd": "Crowd",
+            "bring_forward": "Forward",
+            "send_backward": "Backward",
             "delete": "Delete",
-            "undo": f"Undo ({KEYS['undo'].key})",
-            "redo": f"Redo ({KEYS['redo'].key})",
+            "undo": "Undo",
+            "redo": "Redo",
             "edit_outline": "Paint amodal outline",
             "apply_outline": "Apply outline",
         }
@@ -92,28 +93,65 @@ class InstancesWidget(QWidget):
         self.status = Label(value="")
         self.notice = Label(value="")
         self.help = Label(value=help_text(list(INSTANCE_ACTIONS)))
-        self.controls = Container(
-            widgets=[
-                self.notice,
-                self.labels_combo,
-                self.tier_filter,
-                self.review_filter,
-                self.category_filter,
-                self.category_combo,
-                self.tier_combo,
-                *self.buttons.values(),
-                self.status,
-                self.help,
-            ]
-        )
+        rows = [
+            Container(
+                widgets=[self.buttons[n] for n in ("toggle_crowd", "bring_forward", "send_backward")],
+                layout="horizontal",
+                labels=False,
+            ),
+            Container(widgets=[self.buttons[n] for n in ("delete", "undo", "redo")], layout="horizontal", labels=False),
+        ]
+        self.controls = Container(widgets=[self.notice, self.labels_combo, *rows, self.status])
+        self.notice.visible = False
+        self.sections = [
+            collapsible("Filter rows", [self.tier_filter, self.review_filter, self.category_filter]),
+            collapsible("Set category and tier", [self.category_combo, self.tier_combo, self.buttons["apply"]]),
+            collapsible("Amodal outline", [self.buttons["edit_outline"], self.buttons["apply_outline"]]),
+            collapsible("Keys", [self.help]),
+        ]
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        self.table.setMinimumHeight(12 * 22)  # at least ten rows, always
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.controls.native)
-        layout.addWidget(self.table)
+        for section in self.sections:
+            layout.addWidget(section)
+        layout.addWidget(self.table, 1)
+        self._set_tooltips()
+        compact(self)
+
+    def _set_tooltips(self) -> None:
+        k = {name: KEYS[name].key for name in KEYS}
+        b = self.buttons
+        tooltips(
+            {
+                self.labels_combo: "The labels layer whose instances are listed.",
+                self.tier_filter: "Show only instances of this occlusion tier.",
+                self.review_filter: "Show only instances in this review state.",
+                self.category_filter: "Show only instances of this category.",
+                self.category_combo: "Category to set on the selected instance.",
+                self.tier_combo: "Occlusion tier to set on the selected instance (marked as set by hand).",
+                b["apply"]: "Set the category and tier above on the selected instance.",
+                b["toggle_crowd"]: f"Crowd (a group of objects) on / off ({k['toggle_crowd']}).",
+                b["bring_forward"]: f"Bring the selected instance one step nearer ({k['bring_forward']}).",
+                b["send_backward"]: f"Send the selected instance one step back ({k['send_backward']}).",
+                b["delete"]: "Delete the selected instance (undoable).",
+                b["undo"]: f"Undo the last action ({k['undo']}).",
+                b["redo"]: f"Redo ({k['redo']}).",
+                b["edit_outline"]: "Paint the full (amodal) outline of the selected instance in a scratch layer.",
+                b["apply_outline"]: "Use the painted outline: the occluded fraction and tier follow.",
+                self.status: "What the last action did.",
+                self.notice: "A store opened read-only: another process holds it.",
+                self.help: "The panel's keys.",
+                self.table: "One row per instance; click a row to select and centre it. Red: no pixel left.",
+            }
+        )
         self._connect()
         offer(self.viewer, {name: getattr(self, f"_on_{name}") for name in INSTANCE_ACTIONS})
         self._refresh_choices()
@@ -142,6 +180,7 @@ class InstancesWidget(QWidget):
 
     def _refresh_choices(self, *_: Any) -> None:
         self.labels_combo.reset_choices()
+        preselect(self.labels_combo)
         if self.labels_combo.value is not None and self._binding is None:
             self._bind()
 

@@ -23,7 +23,8 @@ from napari_instseg._adapters import (
 )
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
-from napari_instseg._widgets._layers import image_layers, labels_layers
+from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
+from napari_instseg._widgets._layout import collapsible, compact, tooltips
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class PromptWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self._binding: Any = None
         self._prompter: Any = None
@@ -100,55 +101,89 @@ class PromptWidget(Container):
         from napari_instseg.core.prompting import default_backend
         from napari_instseg.core.prompting.checkpoints import MODELS
 
+        self.notice = Label(value="")
         self.image_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        self.labels_combo = ComboBox(label="target labels", choices=self._labels_layers, nullable=True)
+        self.labels_combo = ComboBox(label="labels", choices=self._labels_layers, nullable=True)
         self.new_labels_button = PushButton(text="New labels layer")
         self.backend_combo = ComboBox(label="backend", choices=["sam2", "classic"], value=default_backend())
         self.model_combo = ComboBox(label="SAM 2 model", choices=list(MODELS), value="tiny")
         self.checkpoint_edit = FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True)
         self.device_combo = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.category_combo = ComboBox(label="category", choices=self._category_choices)
-        self.in_front_check = CheckBox(text="put in front (may cover committed instances)", value=False)
-        self.amodal_check = CheckBox(text="amodal: the mask is the full outline (the object lies behind)", value=False)
-        self.outline_button = PushButton(text="Use candidate as outline of selected")
-        self.store_edit = FileEdit(label="annotation store", mode="w", filter="*.zarr", nullable=True)
+        self.in_front_check = CheckBox(text="put in front", value=False)
+        self.amodal_check = CheckBox(text="amodal (full outline)", value=False)
+        self.outline_button = PushButton(text="Candidate = outline of selected")
+        self.store_edit = FileEdit(label="store", mode="w", filter="*.zarr", nullable=True)
         self.store_button = PushButton(text="Save to store (open or create)")
-        self.negative_check = CheckBox(text="next clicks are negative (T)", value=False)
-        self.segment_button = PushButton(text="Segment (Shift-S)")
-        self.next_button = PushButton(text="Next candidate (Shift-N)")
-        self.commit_button = PushButton(text="Commit (Shift-C)")
-        self.clear_button = PushButton(text="Clear (Esc)")
-        self.refine_button = PushButton(text="Refine selected instance")
-        self.accept_button = PushButton(text="Accept selected (Shift-A)")
-        self.reject_button = PushButton(text="Reject selected (Shift-R)")
+        self.negative_check = CheckBox(text=f"negative clicks ({KEYS['toggle_polarity'].key})", value=False)
+        self.segment_button = PushButton(text="Segment")
+        self.next_button = PushButton(text="Next mask")
+        self.commit_button = PushButton(text=f"Commit ({KEYS['commit'].key})")
+        self.clear_button = PushButton(text=f"Clear ({KEYS['clear'].key})")
+        self.refine_button = PushButton(text="Refine selected")
+        self.accept_button = PushButton(text=f"Accept selected ({KEYS['accept'].key})")
+        self.reject_button = PushButton(text=f"Reject selected ({KEYS['reject'].key})")
         self.status = Label(value="")
         self.help = Label(value=GESTURES + "\n" + help_text(list(PROMPT_ACTIONS)))
         self.extend(
             [
+                self.notice,
                 self.image_combo,
                 self.labels_combo,
                 self.new_labels_button,
-                self.backend_combo,
-                self.model_combo,
-                self.checkpoint_edit,
-                self.device_combo,
                 self.category_combo,
-                self.in_front_check,
-                self.amodal_check,
-                self.outline_button,
-                self.store_edit,
-                self.store_button,
-                self.negative_check,
-                self.segment_button,
-                self.next_button,
-                self.commit_button,
-                self.clear_button,
-                self.refine_button,
-                self.accept_button,
-                self.reject_button,
+                Container(widgets=[self.commit_button, self.clear_button], layout="horizontal", labels=False),
+                Container(widgets=[self.next_button, self.segment_button], layout="horizontal", labels=False),
+                Container(widgets=[self.in_front_check, self.amodal_check], layout="horizontal", labels=False),
                 self.status,
-                self.help,
             ]
+        )
+        self.notice.visible = False
+        sections = [
+            collapsible(
+                "Review and refine",
+                [self.accept_button, self.reject_button, self.refine_button, self.outline_button, self.negative_check],
+            ),
+            collapsible("Model", [self.backend_combo, self.model_combo, self.checkpoint_edit, self.device_combo]),
+            collapsible("Save to a store", [self.store_edit, self.store_button]),
+            collapsible("Keys and gestures", [self.help]),
+        ]
+        for section in sections:
+            self.native.layout().addWidget(section)
+        self.native.layout().addStretch(1)
+        self._sections = sections
+        self._set_tooltips()
+        compact(self.native)
+
+    def _set_tooltips(self) -> None:
+        k = {name: KEYS[name].key for name in KEYS}
+        tooltips(
+            {
+                self.image_combo: "The image to segment (chosen for you when there is one).",
+                self.labels_combo: "The labels layer that receives committed instances.",
+                self.new_labels_button: "Add an empty labels layer the size of the image and make it the target.",
+                self.category_combo: "Category of the next committed instance (add categories in the Instances tab).",
+                self.commit_button: f"Commit the candidate as a new instance, reviewed by you ({k['commit']}).",
+                self.clear_button: f"Drop the prompts and the candidate ({k['clear']}).",
+                self.next_button: f"Show the next candidate mask SAM 2 proposed ({k['next_candidate']}).",
+                self.segment_button: f"Segment again from the current prompts ({k['segment']}).",
+                self.in_front_check: "Commit in front: the new instance may cover instances committed before.",
+                self.amodal_check: "The mask is the whole outline of an object lying behind others (amodal rule).",
+                self.accept_button: f"Accept the selected pre-label as it is ({k['accept']}).",
+                self.reject_button: f"Reject the selected pre-label: its pixels are cleared ({k['reject']}).",
+                self.refine_button: "Re-segment the selected instance from its own mask plus your clicks.",
+                self.outline_button: "Use the candidate (a box around the whole object) as the selected instance's outline.",
+                self.negative_check: f"Clicks add negative points (Shift+click always does; {k['toggle_polarity']}).",
+                self.backend_combo: "sam2: SAM 2 (needs a checkpoint); classic: no model, works offline.",
+                self.model_combo: "SAM 2.1 model size (larger: slower, better).",
+                self.checkpoint_edit: "SAM 2 checkpoint file (*.pt).",
+                self.device_combo: "Where SAM 2 runs (auto: GPU when there is one).",
+                self.store_edit: "Annotation store folder (*.zarr): opened, or created from this layer.",
+                self.store_button: "Save every action to the store from now on (crash-safe).",
+                self.status: "What the last action did.",
+                self.notice: "A store opened read-only: another process holds it.",
+                self.help: "The panel's keys (napari > Preferences > Shortcuts lists them too).",
+            }
         )
         self.new_labels_button.changed.connect(self._on_new_labels)
         self.segment_button.changed.connect(self._on_segment)
@@ -203,6 +238,8 @@ class PromptWidget(Container):
     def _refresh_choices(self, *_: Any) -> None:
         self.image_combo.reset_choices()
         self.labels_combo.reset_choices()
+        preselect(self.image_combo)
+        preselect(self.labels_combo)
         self.category_combo.reset_choices()
 
     def _ensure_points_layer(self) -> Any:
@@ -250,9 +287,18 @@ class PromptWidget(Container):
         if self._binding is None or self._binding.layer is not layer:
             self._binding = layer_session(layer)
             self.category_combo.reset_choices()
+            self._binding.changed.connect(self._show_notice, unique=True)
+            self._show_notice()
             if self._binding.notice:
                 self._say(self._binding.notice, error=True)
         return self._binding.session
+
+    def _show_notice(self) -> None:
+        """Keep the binding's persistent notice (a read-only store) in view."""
+        notice = "" if self._binding is None else self._binding.notice
+        self.notice.value = notice
+        self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
+        self.notice.visible = bool(notice)
 
     def _forget_prompter(self) -> None:
         self._prompter, self._prompter_config = None, None

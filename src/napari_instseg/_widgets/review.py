@@ -10,7 +10,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
-from napari_instseg._widgets._layers import labels_layers
+from napari_instseg._widgets._layers import labels_layers, preselect
+from napari_instseg._widgets._layout import compact, tooltips
 from napari_instseg._widgets._workers import run_worker
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class ReviewWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self.queue: Any = None
         self.queue_path: Path | None = None
@@ -97,6 +98,25 @@ class ReviewWidget(Container):
         self.next_button.changed.connect(lambda *_: self.go(self.index + 1))
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
         self.viewer.layers.events.removed.connect(self._refresh_choices)
+        self._refresh_choices()
+        tooltips(
+            {
+                self.reference_combo: "The reference (final, reviewed) labels.",
+                self.candidate_combo: "The labels to evaluate against the reference.",
+                self.outdir_edit: "Folder for the report; a new folder when it already holds a review queue.",
+                self.run_button: "Mask AP per tier, a stratified review sample and an HTML report (in the background).",
+                self.queue_edit: "A review_queue.json written by QA.",
+                self.load_button: "Load the queue and go to its first item without a verdict.",
+                self.item_label: "The queue item in view.",
+                self.reason_edit: "Why the item fails (required for Fail).",
+                self.pass_button: "The item passes; saved at once.",
+                self.fail_button: "The item fails (give a reason); saved at once.",
+                self.previous_button: "Previous queue item.",
+                self.next_button: "Next queue item.",
+                self.status: "What the last action did.",
+            }
+        )
+        compact(self.native)
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
         return labels_layers(self.viewer)
@@ -104,6 +124,11 @@ class ReviewWidget(Container):
     def _refresh_choices(self, *_: Any) -> None:
         self.reference_combo.reset_choices()
         self.candidate_combo.reset_choices()
+        preselect(self.reference_combo)
+        if self.candidate_combo.value is None:  # a second labels layer, not the reference
+            others = [v for v in self.candidate_combo.choices if v is not None and v is not self.reference_combo.value]
+            if others:
+                self.candidate_combo.value = others[-1]
 
     # -- QA ----------------------------------------------------------------------------------------
     def _on_run_qa(self, *_: Any) -> None:
