@@ -278,3 +278,35 @@ def test_reopen_a_store_without_a_reader_dialog_image_and_file_name_restored(mak
     out = tmp_path / "cells.json"
     again.layers["cells labels"].save(str(out), plugin=PLUGIN)
     assert json.loads(out.read_text())["images"][0]["file_name"] == "cells.tif"
+
+
+def test_categories_added_in_the_gui_go_with_the_store_and_the_annotator_is_remembered(
+    viewer_with_widgets, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NAPARI_INSTSEG_CONFIG", str(tmp_path / "config"))
+    _, prompt, instances = viewer_with_widgets
+    instances.annotator_edit.value = "dr-jones"
+    from napari_instseg._widgets._settings import remembered_annotator
+
+    assert remembered_annotator() == "dr-jones"  # the next napari session starts with it
+    instances.new_category_edit.value = "mitosis"
+    instances.new_color_edit.value = "#ff00ff"
+    instances._on_add_category()
+    assert "mitosis" in [c.name for c in prompt.session.protocol.categories]
+    assert any("mitosis" in str(choice) for choice in prompt.category_combo.choices) or [
+        c for c in prompt.category_combo.choices if c == 2
+    ]
+    prompt.category_combo.value = 2
+    a = prompt._binding.run("commit", _disk((96, 96), (20, 20), 8), category=2).instance_id
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()  # the store is created with the protocol as it is now
+    with AnnotationStore.open(tmp_path / "cells.zarr", read_only=True) as saved:
+        assert saved.protocol.category(2).name == "mitosis" and saved.protocol.category(2).color == "#ff00ff"
+        assert saved.table.loc[a, "category_id"] == 2 and saved.table.loc[a, "annotator"] == "dr-jones"
+    protocol_file = tmp_path / "protocol.json"
+    from napari_instseg.core.protocol import Category, Protocol
+
+    Protocol(categories=(Category(1, "tumour cell"), Category(2, "lymphocyte")), name="TIL study").save(protocol_file)
+    instances.protocol_edit.value = str(protocol_file)
+    instances._on_load_protocol()
+    assert prompt.session.protocol.name == "TIL study"

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, protocol_from_metadata, touched_ids_from_paint
+from napari_instseg._adapters import (
+    IMAGE_KEY,
+    PROTOCOL_KEY,
+    STORE_KEY,
+    protocol_from_metadata,
+    touched_ids_from_paint,
+)
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import from_features, to_features
 
@@ -74,7 +80,9 @@ class LayerSession:
         layer = self.layer
         table = from_features(layer.features) if "index" in layer.features.columns else None
         protocol = protocol_from_metadata(layer.metadata, layer.features)
-        return AnnotationSession(np.asarray(layer.data), table, protocol, annotator=os.environ.get("USER", ""))
+        from napari_instseg._widgets._settings import remembered_annotator
+
+        return AnnotationSession(np.asarray(layer.data), table, protocol, annotator=remembered_annotator())
 
     def _adopt(self, session: Any) -> None:
         prompter = getattr(self.session, "prompter", None)
@@ -130,6 +138,24 @@ class LayerSession:
         self.notice = f"READ-ONLY: {message}. Edits are refused; close the other session to edit." if read_only else ""
         self.layer.editable = not read_only
         self.changed.emit()
+
+    def set_protocol(self, protocol: Any) -> str:
+        """Use ``protocol`` (categories, rules) for this layer; saved with the store when the
+        store can take it. Returns a message for the user."""
+        if self.read_only:
+            raise ReadOnlyError(f"protocol change refused: {self.notice}")
+        self.session.protocol = protocol
+        self.layer.metadata = {**self.layer.metadata, PROTOCOL_KEY: protocol.to_dict()}
+        saved = ""
+        if self.store is not None:
+            setter = getattr(self.store, "set_protocol", None)
+            if setter is None:
+                saved = " The store keeps its old protocol (this store version cannot change it)."
+            else:
+                setter(protocol)
+                saved = " Saved with the store."
+        self.changed.emit()
+        return f"Protocol {protocol.name!r}: {len(protocol.categories)} categories.{saved}"
 
     def use_session(self, session: Any, store: Any) -> None:
         """Show and edit an existing session (a slide window's) whose store someone else owns."""

@@ -10,10 +10,11 @@ napari's own features table shows the same values.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from napari_instseg._widgets._binding import layer_session
@@ -89,7 +90,15 @@ class InstancesWidget(QWidget):
             "edit_outline": "Paint amodal outline",
             "apply_outline": "Apply outline",
         }
+        buttons["load_protocol"] = "Load protocol"
+        buttons["add_category"] = "Add category"
         self.buttons = {name: PushButton(text=text) for name, text in buttons.items()}
+        from napari_instseg._widgets._settings import remembered_annotator
+
+        self.annotator_edit = LineEdit(label="annotator", value=remembered_annotator())
+        self.protocol_edit = FileEdit(label="protocol", mode="r", filter="*.json", nullable=True)
+        self.new_category_edit = LineEdit(label="new category")
+        self.new_color_edit = LineEdit(label="colour", value="#1f77b4")
         self.status = Label(value="")
         self.notice = Label(value="")
         self.help = Label(value=help_text(list(INSTANCE_ACTIONS)))
@@ -107,6 +116,17 @@ class InstancesWidget(QWidget):
             collapsible("Filter rows", [self.tier_filter, self.review_filter, self.category_filter]),
             collapsible("Set category and tier", [self.category_combo, self.tier_combo, self.buttons["apply"]]),
             collapsible("Amodal outline", [self.buttons["edit_outline"], self.buttons["apply_outline"]]),
+            collapsible(
+                "Categories and annotator",
+                [
+                    self.annotator_edit,
+                    self.protocol_edit,
+                    self.buttons["load_protocol"],
+                    self.new_category_edit,
+                    self.new_color_edit,
+                    self.buttons["add_category"],
+                ],
+            ),
             collapsible("Keys", [self.help]),
         ]
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
@@ -146,6 +166,12 @@ class InstancesWidget(QWidget):
                 b["redo"]: f"Redo ({k['redo']}).",
                 b["edit_outline"]: "Paint the full (amodal) outline of the selected instance in a scratch layer.",
                 b["apply_outline"]: "Use the painted outline: the occluded fraction and tier follow.",
+                self.annotator_edit: "Your name, written on what you commit and review; remembered next time.",
+                self.protocol_edit: "A protocol file (JSON): categories, occlusion rule, tiers, QA rates.",
+                b["load_protocol"]: "Use the protocol file for this layer (and its store).",
+                self.new_category_edit: "Name of a category to add.",
+                self.new_color_edit: "Its display colour, #rrggbb.",
+                b["add_category"]: "Add the category (next free id) to this layer's protocol.",
                 self.status: "What the last action did.",
                 self.notice: "A store opened read-only: another process holds it.",
                 self.help: "The panel's keys.",
@@ -164,6 +190,7 @@ class InstancesWidget(QWidget):
         for combo in (self.tier_filter, self.review_filter, self.category_filter):
             combo.changed.connect(lambda *_: self.refresh())
         self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.annotator_edit.changed.connect(self._on_annotator)
         for name, button in self.buttons.items():
             button.changed.connect(lambda *_, name=name: getattr(self, f"_on_{name}")())
 
@@ -191,6 +218,8 @@ class InstancesWidget(QWidget):
         self._binding = None if layer is None else layer_session(layer)
         if self._binding is not None:
             self._binding.changed.connect(self.refresh)
+            if self.annotator_edit.value.strip():
+                self._binding.session.annotator = self.annotator_edit.value.strip()
         self.category_combo.reset_choices()
         self.category_filter.reset_choices()
         self.refresh()
@@ -355,6 +384,55 @@ class InstancesWidget(QWidget):
         self._say(
             f"{done} {edit.op} of instance(s) {', '.join(map(str, edit.ids))}." if edit else f"Nothing to {action}."
         )
+
+    def _on_annotator(self, name: str) -> None:
+        from napari_instseg._widgets._settings import save_setting
+
+        save_setting("annotator", name.strip())
+        if self.session is not None:
+            self.session.annotator = name.strip()
+
+    def _on_load_protocol(self) -> None:
+        from napari_instseg.core.errors import InstsegError
+        from napari_instseg.core.protocol import load_protocol
+
+        path = self.protocol_edit.value
+        if self._binding is None or path in (None, Path(""), Path(".")):
+            self._say("Choose a labels layer and a protocol file.", error=True)
+            return
+        try:
+            self._say(self._binding.set_protocol(load_protocol(path)))
+        except (InstsegError, OSError) as exc:
+            self._say(f"Cannot use {path}: {exc}", error=True)
+            return
+        self._refresh_categories()
+
+    def _on_add_category(self) -> None:
+        import dataclasses
+
+        from napari_instseg.core.errors import InstsegError
+        from napari_instseg.core.protocol import Category
+
+        name = self.new_category_edit.value.strip()
+        if self._binding is None or not name:
+            self._say("Choose a labels layer and give the category a name.", error=True)
+            return
+        protocol = self.session.protocol
+        category = Category(max(protocol.category_ids) + 1, name, "", self.new_color_edit.value.strip() or None)
+        try:
+            new = dataclasses.replace(protocol, categories=(*protocol.categories, category))
+            message = self._binding.set_protocol(new)
+        except (InstsegError, ValueError) as exc:
+            self._say(f"Category {name!r} not added: {exc}", error=True)
+            return
+        self._say(f"Category {name!r} (id {category.id}) added. {message}")
+        self.new_category_edit.value = ""
+        self._refresh_categories()
+
+    def _refresh_categories(self) -> None:
+        self.category_combo.reset_choices()
+        self.category_filter.reset_choices()
+        self.refresh()
 
     def _on_edit_outline(self) -> None:
         """Open a scratch layer holding the selected instance's outline (or its visible mask) to paint."""

@@ -296,6 +296,8 @@ class PromptWidget(Container):
     def _show_notice(self) -> None:
         """Keep the binding's persistent notice (a read-only store) in view."""
         notice = "" if self._binding is None else self._binding.notice
+        if [c[1] for c in self._category_choices()] != list(self.category_combo.choices):
+            self.category_combo.reset_choices()  # the protocol changed (a category was added)
         self.notice.value = notice
         self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
         self.notice.visible = bool(notice)
