@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
@@ -96,7 +97,9 @@ class InstancesWidget(QWidget):
         from napari_instseg._widgets._settings import remembered_annotator
 
         self.annotator_edit = LineEdit(label="annotator", value=remembered_annotator())
-        self.protocol_edit = FileEdit(label="protocol", mode="r", filter="*.json", nullable=True)
+        self.protocol_edit = FileEdit(
+            label="protocol", mode=FileDialogMode.EXISTING_FILE, filter="*.json", nullable=True
+        )
         self.new_category_edit = LineEdit(label="new category")
         self.new_color_edit = LineEdit(label="colour", value="#1f77b4")
         self.status = Label(value="")
@@ -134,8 +137,10 @@ class InstancesWidget(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(22)
+        header = self.table.verticalHeader()
+        if header is not None:
+            header.setVisible(False)
+            header.setDefaultSectionSize(22)
         self.table.setMinimumHeight(12 * 22)  # at least ten rows, always
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -288,13 +293,18 @@ class InstancesWidget(QWidget):
 
     def row_ids(self) -> list[int]:
         """Instance ids of the shown rows, in order."""
-        return [int(self.table.item(r, 0).text()) for r in range(self.table.rowCount())]
+        return [int(self._cell(r)) for r in range(self.table.rowCount())]
+
+    def _cell(self, row: int) -> str:
+        item = self.table.item(row, 0)
+        return "" if item is None else item.text()
 
     def selected_id(self) -> int | None:
         """The instance of the selected row, or of the layer's selected label."""
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        model = self.table.selectionModel()
+        rows = model.selectedRows() if model is not None else []
         if rows:
-            return int(self.table.item(rows[0].row(), 0).text())
+            return int(self._cell(rows[0].row()))
         if self._binding is not None and int(self._binding.layer.selected_label) in self.session.table.index:
             return int(self._binding.layer.selected_label)
         return None
@@ -401,7 +411,7 @@ class InstancesWidget(QWidget):
             self._say("Choose a labels layer and a protocol file.", error=True)
             return
         try:
-            self._say(self._binding.set_protocol(load_protocol(path)))
+            self._say(self._binding.set_protocol(load_protocol(str(path))))
         except (InstsegError, OSError) as exc:
             self._say(f"Cannot use {path}: {exc}", error=True)
             return

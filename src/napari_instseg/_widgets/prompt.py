@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 
 from napari_instseg._adapters import (
@@ -65,7 +66,7 @@ def _import_sam2() -> None:
     import sam2.sam2_image_predictor  # noqa: F401
 
 
-class PromptWidget(Container):
+class PromptWidget(Container):  # type: ignore[type-arg]
     """Prompt SAM 2 or the classic backend with points and boxes; commit and review instances.
 
     Parameters
@@ -107,13 +108,15 @@ class PromptWidget(Container):
         self.new_labels_button = PushButton(text="New labels layer")
         self.backend_combo = ComboBox(label="backend", choices=["sam2", "classic"], value=default_backend())
         self.model_combo = ComboBox(label="SAM 2 model", choices=list(MODELS), value="tiny")
-        self.checkpoint_edit = FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True)
+        self.checkpoint_edit = FileEdit(
+            label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", nullable=True
+        )
         self.device_combo = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.category_combo = ComboBox(label="category", choices=self._category_choices)
         self.in_front_check = CheckBox(text="put in front", value=False)
         self.amodal_check = CheckBox(text="amodal (full outline)", value=False)
         self.outline_button = PushButton(text="Candidate = outline of selected")
-        self.store_edit = FileEdit(label="store", mode="w", filter="*.zarr", nullable=True)
+        self.store_edit = FileEdit(label="store", mode=FileDialogMode.OPTIONAL_FILE, filter="*.zarr", nullable=True)
         self.store_button = PushButton(text="Save to store (open or create)")
         self.negative_check = CheckBox(text=f"negative clicks ({KEYS['toggle_polarity'].key})", value=False)
         self.segment_button = PushButton(text="Segment")
@@ -312,7 +315,7 @@ class PromptWidget(Container):
     def _config(self) -> tuple[Any, ...]:
         device = None if self.device_combo.value == "auto" else self.device_combo.value
         checkpoint = self.checkpoint_edit.value
-        checkpoint = str(checkpoint) if checkpoint not in (None, Path(""), Path(".")) else None
+        checkpoint = str(checkpoint) if checkpoint not in (None, Path(""), Path(".")) else None  # type: ignore[assignment]
         return (self.backend_combo.value, self.model_combo.value, checkpoint, device)
 
     def _make_prompter(self) -> Any:
@@ -330,7 +333,7 @@ class PromptWidget(Container):
             on_mismatch="recompute",
         )
         if backend == "sam2":
-            prompter.predictor  # noqa: B018 - build the model now, off the UI thread
+            prompter.predictor  # type: ignore[attr-defined]  # noqa: B018 - build the model now, off the UI thread
         return prompter
 
     def image_key(self, layer: Any, region: Any = None) -> Any:
@@ -341,7 +344,8 @@ class PromptWidget(Container):
         if region is not None:
             level0 = layer.data[0] if layer.multiscale else layer.data
             source = getattr(getattr(layer, "source", None), "path", None) or layer.name
-            return ImageKey(f"slide:{source}:{tuple(level0.shape)}", tuple(int(v) for v in region))
+            y0, x0, y1, x1 = (int(v) for v in region)
+            return ImageKey(f"slide:{source}:{tuple(level0.shape)}", (y0, x0, y1, x1))
         path = getattr(getattr(layer, "source", None), "path", None)
         if path and Path(path).is_file():
             stat = Path(path).stat()

@@ -34,7 +34,7 @@ POSITION_KEY = "instseg_review_position"
 MODEL_SOURCES = ("sam2", "classic")
 
 
-class PrelabelReviewWidget(Container):
+class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
     """Review the pre-labels of a labels layer, one key per decision.
 
     Parameters
@@ -154,7 +154,8 @@ class PrelabelReviewWidget(Container):
         review = self.session.table["review"]
         pending = [i for i in items if review.get(i) == "pre-label"]
         later = [i for i in pending if i > after or (inclusive and i == after)]
-        return (later or pending or [None])[0]
+        chosen = later or pending
+        return chosen[0] if chosen else None
 
     def go(self, instance_id: int | None) -> None:
         """Show ``instance_id``: select it, zoom to it, say where the pass is."""
