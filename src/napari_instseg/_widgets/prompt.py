@@ -394,7 +394,11 @@ class PromptWidget(Container):  # type: ignore[type-arg]
                 prepare,
                 on_returned=done,
                 on_error=self._on_worker_error,
-                progress=f"Encoding {image_layer.name} ({config[0]})",
+                progress=(
+                    f"Encoding {image_layer.name} ({config[0]})"
+                    if self._prompter_config == config
+                    else f"Loading {config[0]} and encoding {image_layer.name}"
+                ),
             )
             or None
         )
