@@ -52,6 +52,17 @@ HIDDEN_COLOR = "#d62728"
 """Row colour of an instance with no visible pixel left (covered by one put in front)."""
 
 
+def _areas(labels_yx: np.ndarray) -> dict[int, int]:
+    """Pixels per instance id (bincount when ids are small: one pass, no sort)."""
+    top = int(labels_yx.max()) if labels_yx.size else 0
+    if top < 4 * labels_yx.size + 1_000_000:
+        counts = np.bincount(labels_yx.ravel(), minlength=top + 1)
+        ids = np.flatnonzero(counts)
+        return dict(zip(ids.tolist(), counts[ids].tolist(), strict=True))
+    ids, counts = np.unique(labels_yx, return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist(), strict=True))
+
+
 def viewer_camera(viewer: Any) -> Any:
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
@@ -260,8 +271,7 @@ class InstancesWidget(QWidget):
 
             names = {c.id: c.name for c in self.session.protocol.categories}
             rows = self.visible_rows()
-            ids, counts = np.unique(self.session.labels_yx, return_counts=True)
-            areas = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+            areas = _areas(self.session.labels_yx)
             self.table.setRowCount(len(rows))
             for r, (instance_id, row) in enumerate(rows.iterrows()):
                 fraction = row["occluded_fraction"]

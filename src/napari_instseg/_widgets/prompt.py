@@ -505,15 +505,25 @@ class PromptWidget(Container):  # type: ignore[type-arg]
         self._show_candidate()
         self._say(f"Candidate {index + 1} of {len(self.session.candidates)}.")
 
-    def _areas(self) -> dict[int, int]:
-        ids, counts = np.unique(self.session.labels_yx, return_counts=True)
-        return {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i}
+    def _ids_under_candidate(self) -> set[int]:
+        """Instances the candidate overlaps when it goes in front (only those can vanish)."""
+        from napari_instseg.core.edits import bbox_of
 
-    def _report_commit(self, result: Any, before: dict[int, int]) -> None:
+        mask = self.session.candidate
+        if not self.in_front_check.value or mask is None:
+            return set()
+        box = bbox_of(mask)
+        if box is None:
+            return set()
+        y0, x0, y1, x1 = box
+        crop = self.session.labels_yx[y0:y1, x0:x1]
+        return {int(i) for i in np.unique(crop[mask[y0:y1, x0:x1]])} - {0}
+
+    def _report_commit(self, result: Any, under: set[int]) -> None:
         """Say what the commit did; name instances it covered completely (they keep their row
         with 0 px, flagged in the Instances table; undo brings them back)."""
-        after = self._areas()
-        hidden = sorted(i for i in before if i not in after and i in self.session.table.index)
+        labels = self.session.labels_yx
+        hidden = sorted(i for i in under if not (labels == i).any())
         skipped = f", {result.skipped_px} px under other instances kept" if result.skipped_px else ""
         message = f"Committed instance {result.instance_id} ({result.painted_px} px{skipped})."
         if hidden:
@@ -536,7 +546,7 @@ class PromptWidget(Container):  # type: ignore[type-arg]
                 result = self._refining
                 self._say(f"Instance {result} refined.")
             else:
-                before = self._areas()
+                under = self._ids_under_candidate()
                 result = self._binding.run(
                     "commit",
                     category=self.category_combo.value,
@@ -545,7 +555,7 @@ class PromptWidget(Container):  # type: ignore[type-arg]
                     reviewed=True,
                 )
                 self._binding.layer.selected_label = result.instance_id
-                self._report_commit(result, before)
+                self._report_commit(result, under)
         except InstsegError as exc:
             self._say(str(exc), error=True)
             return None
