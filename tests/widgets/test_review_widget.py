@@ -84,3 +84,17 @@ def test_a_second_qa_run_keeps_the_verdicts_and_highlights_the_reference(viewer_
     assert viewer.layers["reference"].selected_label == item["instance_id"]
     assert viewer.layers["reference"].show_selected_label
     assert not candidate.show_selected_label
+
+
+def test_the_qa_queue_is_reviewed_with_the_keys(viewer_and_widget, qtbot):
+    from _canvas import key, show_at_size
+
+    viewer, widget, out = viewer_and_widget
+    show_at_size(viewer, qtbot)
+    key(viewer, qtbot, "Y", "Shift")  # pass, saved, next
+    key(viewer, qtbot, "Right", "Shift")  # skip one
+    widget.reason_edit.value = "misses the tip"
+    key(viewer, qtbot, "R", "Shift")  # fail with the reason given
+    saved = json.loads((out / "review_queue.json").read_text())["items"]
+    assert saved[0]["outcome"] == "pass" and saved[1]["outcome"] == ""
+    assert saved[2]["outcome"] == "fail" and saved[2]["reason"] == "misses the tip"

@@ -10,6 +10,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
+from napari_instseg._widgets._keys import KEYS, offer
 from napari_instseg._widgets._layers import labels_layers, preselect
 from napari_instseg._widgets._layout import compact, tooltips
 from napari_instseg._widgets._workers import run_worker
@@ -60,6 +61,13 @@ class ReviewWidget(Container):
         self.index = 0
         self.report: Any = None
         self._worker: Any = None
+        self._keys_offered = False
+        self._key_handlers = {
+            "accept": self._on_pass,
+            "reject": self._on_fail,
+            "next_item": self._on_next,
+            "previous_item": self._on_previous,
+        }
         self.reference_combo = ComboBox(label="reference labels", choices=self._labels_layers, nullable=True)
         self.candidate_combo = ComboBox(label="candidate labels", choices=self._labels_layers, nullable=True)
         self.outdir_edit = FileEdit(label="report folder", mode="d", value=str(Path.cwd() / "qa-report"))
@@ -109,10 +117,10 @@ class ReviewWidget(Container):
                 self.load_button: "Load the queue and go to its first item without a verdict.",
                 self.item_label: "The queue item in view.",
                 self.reason_edit: "Why the item fails (required for Fail).",
-                self.pass_button: "The item passes; saved at once.",
-                self.fail_button: "The item fails (give a reason); saved at once.",
-                self.previous_button: "Previous queue item.",
-                self.next_button: "Next queue item.",
+                self.pass_button: f"The item passes; saved at once ({KEYS['accept'].key}).",
+                self.fail_button: f"The item fails (give a reason); saved at once ({KEYS['reject'].key}).",
+                self.previous_button: f"Previous queue item ({KEYS['previous_item'].key}).",
+                self.next_button: f"Next queue item ({KEYS['next_item'].key}).",
                 self.status: "What the last action did.",
             }
         )
@@ -181,7 +189,22 @@ class ReviewWidget(Container):
         self.queue_path = Path(path)
         self.queue = read_queue(self.queue_path)
         pending = np.flatnonzero(self.queue["outcome"].to_numpy() == "")
+        if not self._keys_offered:  # Shift+Y pass, Shift+R fail, Shift+Right / Left step
+            offer(self.viewer, self._key_handlers)
+            self._keys_offered = True
         self.go(int(pending[0]) if pending.size else 0)
+
+    def _on_pass(self) -> None:
+        self._on_verdict("pass")
+
+    def _on_fail(self) -> None:
+        self._on_verdict("fail")
+
+    def _on_next(self) -> None:
+        self.go(self.index + 1)
+
+    def _on_previous(self) -> None:
+        self.go(self.index - 1)
 
     def go(self, index: int) -> None:
         """Show item ``index``: zoom to its box and select its instance in the labels layer."""
