@@ -115,3 +115,19 @@ def test_plugin_keys_clash_with_nothing_napari_binds(prompting):
     from napari.utils.action_manager import action_manager
 
     assert all(f"napari-instseg:{name}" in action_manager._actions for name in KEYS)
+
+
+def test_a_candidate_covering_most_of_the_image_is_flagged(prompting, qtbot):
+    from napari.utils.notifications import notification_manager
+
+    from napari_instseg.core.prompting.base import Candidates
+
+    viewer, widget = prompting
+    click(viewer, qtbot, (90, 90))  # a real prompt first, then a huge candidate in its place
+    said = []
+    notification_manager.notification_ready.connect(lambda n: said.append(n.message))
+    huge = np.ones((1, 128, 128), bool)
+    huge[0, :10] = False
+    widget.session.candidates = Candidates.sorted(huge, [0.9], "classic")
+    widget._on_candidates(widget.session.candidates)
+    assert any("covers 92% of the image" in m for m in said), said

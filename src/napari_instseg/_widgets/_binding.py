@@ -162,6 +162,8 @@ class LayerSession:
         self.flush()
         self.store, self._owns_store = store, False
         self._adopt(session)
+        read_only = bool(getattr(store, "read_only", False))
+        self._set_read_only(read_only, str(getattr(store, "lock_message", "") or "the store is open read-only"))
 
     def close(self) -> None:
         """Record pending paint and release the store's lock (if this binding opened it)."""
