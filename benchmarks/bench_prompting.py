@@ -2,7 +2,7 @@
 
 1. Prompt -> committed mask through the plugin's session (``AnnotationSession.prompt`` +
    ``commit``: candidate sorting, the never-overwrite rule, the table row, the pre-label
-   history) versus bare ``SAM2ImagePredictor.predict`` with the same point. Target <= 1.15x.
+   history) versus bare ``SAM2ImagePredictor.predict`` with the same point. Target <= 1.1x.
 2. Loading a cached embedding (zarr on disk, fp16) versus running the image encoder.
    Target <= 5 % of the encoder time.
 
@@ -68,14 +68,14 @@ def main() -> None:
             session.labels_yx[:] = 0  # an empty canvas each time: every commit writes its mask
             start = time.perf_counter()
             session.prompt(points_yx=[[y, x]])
-            session.commit()
+            session.commit(reviewed=True)  # as the Prompt panel commits a candidate a person saw
             plugin.append(time.perf_counter() - start)
 
     t_bare, t_plugin = statistics.median(bare), statistics.median(plugin)
     print(f"device: {args.device}; image 512 x 512 RGB; {args.repeats} prompts")
     print(f"bare SAM2ImagePredictor.predict:    {t_bare * 1000:8.1f} ms (median)")
     print(f"plugin prompt -> committed mask:     {t_plugin * 1000:8.1f} ms (median)")
-    print(f"plugin / bare:                       {t_plugin / t_bare:8.3f}x  (target <= 1.15x)")
+    print(f"plugin / bare:                       {t_plugin / t_bare:8.3f}x  (target <= 1.1x)")
     print(f"image encoder:                       {t_encode * 1000:8.0f} ms (median)")
     print(f"cached embedding load:               {t_load * 1000:8.1f} ms (median)")
     print(f"cache load / encoder:                {t_load / t_encode:8.1%}   (target <= 5 %)")

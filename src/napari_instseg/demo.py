@@ -186,16 +186,27 @@ def save_screenshot(image: np.ndarray, labels_yx: np.ndarray, path: Path) -> tup
 
 
 def open_in_napari(result: DemoResult) -> None:
-    """Open napari with the demo's image, its pre-labels and the Prompt widget docked."""
+    """Open napari with the demo's image, its pre-labels and the plugin's tabbed panel docked."""
     import napari
 
+    viewer = napari.Viewer()
+    show_demo(viewer, result.image, result.session)
+    napari.run()
+
+
+def show_demo(viewer: Any, image: np.ndarray, session: Any) -> Any:
+    """Put the demo's image and pre-labels in ``viewer`` with the tabbed "Instance
+    Segmentation" panel, in a 1600 x 1000 window where the canvas keeps most of the width.
+    Returns the panel."""
     from napari_instseg._adapters import labels_layer_kwargs
 
-    viewer = napari.Viewer()
-    viewer.add_image(result.image, name="IHC tile", rgb=True)
-    kwargs = labels_layer_kwargs("IHC tile instances", result.session.table, result.session.protocol)
-    viewer.add_labels(result.session.labels_yx, **kwargs)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-instseg", "Prompt")
-    widget.image_combo.value = viewer.layers["IHC tile"]
-    widget.labels_combo.value = viewer.layers["IHC tile instances"]
-    napari.run()
+    viewer.add_image(image, name="IHC tile", rgb=image.ndim == 3)
+    kwargs = labels_layer_kwargs("IHC tile instances", session.table, session.protocol)
+    viewer.add_labels(session.labels_yx, **kwargs)
+    _, panel = viewer.window.add_plugin_dock_widget("napari-instseg", "Instance Segmentation")
+    panel.prompt.image_combo.value = viewer.layers["IHC tile"]
+    panel.prompt.labels_combo.value = viewer.layers["IHC tile instances"]
+    panel.review_mode.labels_combo.value = viewer.layers["IHC tile instances"]
+    viewer.window._qt_window.resize(1600, 1000)
+    viewer.reset_view()
+    return panel

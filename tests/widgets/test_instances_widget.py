@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _canvas import key, show_at_size
 
 from napari_instseg._widgets._binding import PAINT_SAVE_DELAY_MS
 from napari_instseg._widgets.instances import viewer_camera
@@ -41,7 +42,7 @@ def test_table_shows_instances_and_a_click_selects_and_centres(viewer_with_widge
     b = _commit(prompt, _disk((96, 96), (70, 60), 8), source="sam2")
     assert instances.row_ids() == [a, b]
     header = [instances.table.horizontalHeaderItem(c).text() for c in range(instances.table.columnCount())]
-    assert header == ["id", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator"]
+    assert header == ["id", "px", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator"]
     instances.select(b)
     layer = prompt.labels_combo.value
     assert layer.selected_label == b
@@ -79,16 +80,21 @@ def test_retag_reorder_delete_undo_redo_reach_the_features(viewer_with_widgets):
     assert from_features(layer.features).loc[a, "z_order"] == 1
 
 
-def test_tier_keys_in_the_visible_rule(viewer_with_widgets):
-    _, prompt, instances = viewer_with_widgets
+def test_tier_keys_in_the_visible_rule(viewer_with_widgets, qtbot):
+    viewer, prompt, instances = viewer_with_widgets
+    show_at_size(viewer, qtbot)
     layer = prompt.labels_combo.value
     a = _commit(prompt, _disk((96, 96), (20, 20), 8))
     layer.selected_label = a
     instances.table.clearSelection()
-    keys = {str(binding).replace("+", "-"): func for binding, func in layer.keymap.items()}
-    keys["Alt-H"](layer)  # the key binding itself, as pressing Alt+H calls it
+    assert viewer.layers.selection.active.name == "prompts"  # while prompting
+    key(viewer, qtbot, "3", "Alt")  # real key presses on the canvas
     assert from_features(layer.features).loc[a, "occlusion"] == "heavy"
-    keys["Alt-P"](layer)
+    key(viewer, qtbot, "2", "Alt")
+    assert from_features(layer.features).loc[a, "occlusion"] == "partial"
+    key(viewer, qtbot, "Z", "Alt")  # undo works while the prompt layer is active
+    assert from_features(layer.features).loc[a, "occlusion"] == "heavy"
+    key(viewer, qtbot, "Y", "Alt")
     assert from_features(layer.features).loc[a, "occlusion"] == "partial"
 
 
@@ -201,3 +207,108 @@ def test_napari_own_undo_of_a_stroke_is_recorded_before_the_next_action(viewer_w
     np.testing.assert_array_equal(prompt.session.labels_yx, layer.data)
     assert [e.op for e in prompt.session.undo_stack[-3:]] == ["paint", "paint", "commit"]
     assert b in from_features(layer.features).index
+
+
+def test_save_to_store_keeps_the_proposals_of_earlier_prelabels(viewer_with_widgets, tmp_path, qtbot):
+    _, prompt, _ = viewer_with_widgets
+    layer = prompt.labels_combo.value
+    a = _commit(prompt, _disk((96, 96), (20, 20), 8), source="sam2")  # a pre-label before saving
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()
+    with AnnotationStore.open(tmp_path / "cells.zarr", read_only=True) as saved:
+        assert a in saved.read_side("prelabel")
+    layer.brush_size = 4
+    layer.paint((20, 32), a)  # a correction after saving
+    prompt._binding.flush()
+    row = from_features(layer.features).loc[a]
+    assert row["review"] == "corrected" and 0 < row["prelabel_iou"] < 1
+
+
+def test_a_store_held_elsewhere_shows_who_and_refuses_edits(make_napari_viewer, tmp_path, monkeypatch):
+    import json
+    import os
+    import socket
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    labels = np.zeros((96, 96), np.uint32)
+    labels[_disk((96, 96), (20, 20), 8)] = 1
+    path = tmp_path / "cells.zarr"
+    AnnotationStore.create(path, labels, image={"file_name": "cells.tif"}).close()
+    holder = {"pid": os.getppid(), "host": socket.gethostname()}  # a live process, not us
+    (path / "instseg" / "lock").write_text(json.dumps(holder))
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin=PLUGIN)
+    _, instances = viewer.window.add_plugin_dock_widget(PLUGIN, "Instances")
+    instances.labels_combo.value = viewer.layers["cells labels"]
+    assert f"process {holder['pid']}" in instances.notice.value and not instances.notice.native.isHidden()
+    instances.select(1)
+    instances.tier_combo.value = "heavy"
+    instances._on_apply()
+    assert "refused" in instances.status.value and f"process {holder['pid']}" in instances.status.value
+    assert from_features(viewer.layers["cells labels"].features).loc[1, "occlusion"] == "none"
+    assert not viewer.layers["cells labels"].editable  # no painting either
+
+
+def test_reopen_a_store_without_a_reader_dialog_image_and_file_name_restored(make_napari_viewer, tmp_path, monkeypatch):
+    import json
+
+    import tifffile
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    image = np.zeros((96, 96), np.uint8)
+    image[_disk((96, 96), (40, 40), 10)] = 200
+    tifffile.imwrite(tmp_path / "cells.tif", image)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "cells.tif"))  # napari's own tiff reader
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt")
+    prompt.backend_combo.value = "classic"
+    assert prompt.image_combo.value is viewer.layers["cells"]  # preselected: the only image
+    prompt._on_new_labels()
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()
+    prompt.points_layer.add([[40, 40]])
+    assert prompt._on_commit() is not None
+    prompt._binding.close()
+    viewer.close()
+
+    again = make_napari_viewer()
+    # as File > Open and drag-and-drop do (plugin=None): no "which reader?" question
+    again.open(str(tmp_path / "cells.zarr"), plugin=None)
+    assert [layer.name for layer in again.layers] == ["cells", "cells labels"]
+    out = tmp_path / "cells.json"
+    again.layers["cells labels"].save(str(out), plugin=PLUGIN)
+    assert json.loads(out.read_text())["images"][0]["file_name"] == "cells.tif"
+
+
+def test_categories_added_in_the_gui_go_with_the_store_and_the_annotator_is_remembered(
+    viewer_with_widgets, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NAPARI_INSTSEG_CONFIG", str(tmp_path / "config"))
+    _, prompt, instances = viewer_with_widgets
+    instances.annotator_edit.value = "dr-jones"
+    from napari_instseg._widgets._settings import remembered_annotator
+
+    assert remembered_annotator() == "dr-jones"  # the next napari session starts with it
+    instances.new_category_edit.value = "mitosis"
+    instances.new_color_edit.value = "#ff00ff"
+    instances._on_add_category()
+    assert "mitosis" in [c.name for c in prompt.session.protocol.categories]
+    assert any("mitosis" in str(choice) for choice in prompt.category_combo.choices) or [
+        c for c in prompt.category_combo.choices if c == 2
+    ]
+    prompt.category_combo.value = 2
+    a = prompt._binding.run("commit", _disk((96, 96), (20, 20), 8), category=2).instance_id
+    prompt.store_edit.value = str(tmp_path / "cells.zarr")
+    prompt._on_store()  # the store is created with the protocol as it is now
+    with AnnotationStore.open(tmp_path / "cells.zarr", read_only=True) as saved:
+        assert saved.protocol.category(2).name == "mitosis" and saved.protocol.category(2).color == "#ff00ff"
+        assert saved.table.loc[a, "category_id"] == 2 and saved.table.loc[a, "annotator"] == "dr-jones"
+    protocol_file = tmp_path / "protocol.json"
+    from napari_instseg.core.protocol import AnnotationProtocol, Category
+
+    AnnotationProtocol(categories=(Category(1, "tumour cell"), Category(2, "lymphocyte")), name="TIL study").save(
+        protocol_file
+    )
+    instances.protocol_edit.value = str(protocol_file)
+    instances._on_load_protocol()
+    assert prompt.session.protocol.name == "TIL study"

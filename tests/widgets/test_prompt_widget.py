@@ -41,7 +41,7 @@ def test_dock_widget_resolves_through_the_manifest(make_napari_viewer, nothreads
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt")
     assert "prompts" in viewer.layers and "boxes" in viewer.layers
-    for key in ("Shift-S", "Shift-C", "Shift-A", "Shift-R"):
+    for key in ("Shift+S", "Shift+C", "Shift+Y", "Shift+R"):
         assert key in widget.help.value
     assert "Shift+click: negative point" in widget.help.value
 
@@ -58,7 +58,8 @@ def test_click_candidate_commit_new_id_and_features_row(widget_and_viewer):
     assert labels_layer.data[90, 90] == 1
     table = from_features(labels_layer.features)
     assert table.index.tolist() == [1]
-    assert table.loc[1, "source"] == "classic" and table.loc[1, "review"] == "pre-label"
+    # a person committed the candidate they saw: reviewed by them, no pre-label to review
+    assert table.loc[1, "source"] == "classic" and table.loc[1, "review"] == "accepted"
     assert len(widget.points_layer.data) == 0 and not viewer.layers["candidate"].data.any()
 
 
@@ -116,9 +117,9 @@ def test_accept_reject_and_painting_marks_corrected(widget_and_viewer, qtbot):
     widget, _ = widget_and_viewer
     labels = widget.labels_combo.value
     _click(widget, 90, 90)
-    a = widget._on_commit().instance_id
+    a = widget._binding.run("commit").instance_id  # as a batch run commits: pre-labels
     _click(widget, 40, 40)
-    b = widget._on_commit().instance_id
+    b = widget._binding.run("commit").instance_id
     labels.selected_label = a
     widget._on_accept()
     labels.selected_label = b
@@ -181,7 +182,7 @@ def test_refine_keeps_the_id_and_marks_the_prelabel_corrected(widget_and_viewer)
     widget, _ = widget_and_viewer
     labels = widget.labels_combo.value
     widget.boxes_layer.add_rectangles(np.array([[84, 84], [84, 96], [96, 96], [96, 84]], float))
-    first = widget._on_commit().instance_id
+    first = widget._binding.run("commit").instance_id  # a pre-label, as a batch run makes
     before = (labels.data == first).sum()
     labels.selected_label = first
     widget._on_refine()

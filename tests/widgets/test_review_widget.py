@@ -66,3 +66,37 @@ def test_stepping_zooms_selects_and_saves_each_verdict(viewer_and_widget):
     assert saved[1]["outcome"] == "pass" and widget.index == 2
     widget.go(0)
     assert "-> fail" in widget.item_label.value
+
+
+def test_a_second_qa_run_keeps_the_verdicts_and_highlights_the_reference(viewer_and_widget, qtbot):
+    viewer, widget, out = viewer_and_widget
+    widget.reason_edit.value = "too loose"
+    widget._on_verdict("fail")
+    # the candidate layer carries the same file name and lies first in the layer list
+    candidate = viewer.layers["candidate"]
+    candidate.metadata = {**candidate.metadata, "instseg_image": {"file_name": "tile.tif"}}
+    viewer.layers.move(viewer.layers.index(candidate), 0)
+    widget.report = None
+    widget._on_run_qa()
+    qtbot.waitUntil(lambda: widget.report is not None, timeout=60_000)
+    first = json.loads((out / "review_queue.json").read_text())["items"]
+    assert first[0]["outcome"] == "fail" and first[0]["reason"] == "too loose"
+    assert widget.queue_path.parent == out.parent / "qa-2"
+    item = widget.queue.iloc[widget.index]
+    assert viewer.layers["reference"].selected_label == item["instance_id"]
+    assert viewer.layers["reference"].show_selected_label
+    assert not candidate.show_selected_label
+
+
+def test_the_qa_queue_is_reviewed_with_the_keys(viewer_and_widget, qtbot):
+    from _canvas import key, show_at_size
+
+    viewer, widget, out = viewer_and_widget
+    show_at_size(viewer, qtbot)
+    key(viewer, qtbot, "Y", "Shift")  # pass, saved, next
+    key(viewer, qtbot, "Right", "Shift")  # skip one
+    widget.reason_edit.value = "misses the tip"
+    key(viewer, qtbot, "R", "Shift")  # fail with the reason given
+    saved = json.loads((out / "review_queue.json").read_text())["items"]
+    assert saved[0]["outcome"] == "pass" and saved[1]["outcome"] == ""
+    assert saved[2]["outcome"] == "fail" and saved[2]["reason"] == "misses the tip"

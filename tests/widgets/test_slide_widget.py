@@ -58,3 +58,34 @@ def test_prompt_in_a_window_and_a_seam_object_keeps_its_id(slide_viewer):
     widget.show_window((1000, 2100))  # the tile to the right: the halo shows the same object
     window = viewer.layers["slide window"]
     assert result.instance_id in np.unique(window.data)
+
+
+def test_real_clicks_prompt_in_a_window_away_from_the_slide_origin(slide_viewer, qtbot):
+    """A window at x = 1984 (slide pixels): the click is a slide position, the prompt is made
+    in the window's own pixels, and the committed instance lands in the store at its place."""
+    from _canvas import click, key, show_at_size
+
+    from napari_instseg._widgets.instances import viewer_camera
+
+    viewer, widget, store_path = slide_viewer
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt")
+    prompt.backend_combo.value = "classic"
+    prompt.image_combo.value = viewer.layers["slide"]
+    widget.tile_spin.value = 512
+    widget.show_window((1100, 2100))  # a window far from the origin, 640 x 640 px
+    window = viewer.layers["slide window"]
+    assert tuple(window.translate) == (1024 - 64, 2048 - 64)
+    prompt.labels_combo.value = window
+    viewer.layers.selection.active = prompt.points_layer
+    show_at_size(viewer, qtbot)
+    camera = viewer_camera(viewer)
+    camera.center, camera.zoom = (1100, 2100), 2.0
+    qtbot.wait(50)
+    click(viewer, qtbot, (1032, 2062))  # the nucleus across the seam (slide pixels)
+    assert prompt.session.candidate is not None, prompt.status.value
+    assert prompt.session.candidate[1032 - 960, 2062 - 1984]
+    key(viewer, qtbot, "C", "Shift")
+    instance = int(window.data[1032 - 960, 2062 - 1984])
+    assert instance > 0
+    with AnnotationStore.open(store_path, read_only=True) as saved:
+        assert saved.read_labels((1032, 2062, 1033, 2063))[0, 0] == instance

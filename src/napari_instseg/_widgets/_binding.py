@@ -18,10 +18,22 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
-from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, protocol_from_metadata, touched_ids_from_paint
+from napari_instseg._adapters import (
+    IMAGE_KEY,
+    PROTOCOL_KEY,
+    STORE_KEY,
+    protocol_from_metadata,
+    touched_ids_from_paint,
+)
+from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import from_features, to_features
 
-__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "layer_session"]
+__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "ReadOnlyError", "layer_session"]
+
+
+class ReadOnlyError(InstsegError, PermissionError):
+    """An edit of a layer whose store another process holds (opened read-only)."""
+
 
 PAINT_SAVE_DELAY_MS = 1000
 """A paint stroke is recorded (and saved to the store) at most this long after it ends."""
@@ -45,6 +57,8 @@ class LayerSession:
 
         self.layer = layer
         self.store: Any = None
+        self.notice = ""
+        """A persistent warning for the panels (a read-only store, naming who holds it)."""
         self._owns_store = False
         self.session: Any = None
         self._dirty: set[int] = set()
@@ -57,6 +71,7 @@ class LayerSession:
         self.store_message = ""
         if layer.metadata.get(STORE_KEY):  # read from a store: keep saving to it
             self.store_message = self.attach_store(layer.metadata[STORE_KEY])
+            prefer_our_reader(layer.metadata[STORE_KEY])
 
     # -- binding -------------------------------------------------------------------------------
     def _session_from_layer(self) -> Any:
@@ -65,7 +80,9 @@ class LayerSession:
         layer = self.layer
         table = from_features(layer.features) if "index" in layer.features.columns else None
         protocol = protocol_from_metadata(layer.metadata, layer.features)
-        return AnnotationSession(np.asarray(layer.data), table, protocol, annotator=os.environ.get("USER", ""))
+        from napari_instseg._widgets._settings import remembered_annotator
+
+        return AnnotationSession(np.asarray(layer.data), table, protocol, annotator=remembered_annotator())
 
     def _adopt(self, session: Any) -> None:
         prompter = getattr(self.session, "prompter", None)
@@ -87,22 +104,66 @@ class LayerSession:
         if is_store(target):
             store = AnnotationStore.open(target)
         else:
-            image = dict(self.layer.metadata.get(IMAGE_KEY) or {"file_name": f"{self.layer.name}.tif"})
             store = AnnotationStore.create(
-                target, self.session.labels_yx, self.session.protocol, image=image, table=self.session.table
+                target,
+                self.session.labels_yx,
+                self.session.protocol,
+                image=self._image_record(),
+                table=self.session.table,
             )
+            _carry_side_records(store, self.session)
         self.store, self._owns_store = store, True
         self.layer.metadata = {**self.layer.metadata, STORE_KEY: str(target.resolve())}
+        prefer_our_reader(target)
         self._adopt(store.session(annotator=self.session.annotator))
+        self._set_read_only(bool(store.read_only), str(store.lock_message or f"{target} is open read-only"))
         if store.read_only:
-            return f"{store.lock_message}: changes will not be saved."
+            return self.notice
         return f"Saving to {target} as you annotate."
+
+    def _image_record(self) -> dict[str, Any]:
+        """The COCO image record of the layer: from its metadata, else the image layer it
+        annotates (same shape, prefer the one named in the labels layer's name)."""
+        record = self.layer.metadata.get(IMAGE_KEY)
+        if record and record.get("file_name"):
+            return dict(record)
+        return {"file_name": image_file_name(self.layer)}
+
+    @property
+    def read_only(self) -> bool:
+        """True when the layer's store is held by another process (edits are refused)."""
+        return bool(self.store is not None and self.store.read_only)
+
+    def _set_read_only(self, read_only: bool, message: str) -> None:
+        self.notice = f"READ-ONLY: {message}. Edits are refused; close the other session to edit." if read_only else ""
+        self.layer.editable = not read_only
+        self.changed.emit()
+
+    def set_protocol(self, protocol: Any) -> str:
+        """Use ``protocol`` (categories, rules) for this layer; saved with the store when the
+        store can take it. Returns a message for the user."""
+        if self.read_only:
+            raise ReadOnlyError(f"protocol change refused: {self.notice}")
+        self.session.protocol = protocol
+        self.layer.metadata = {**self.layer.metadata, PROTOCOL_KEY: protocol.to_dict()}
+        saved = ""
+        if self.store is not None:
+            setter = getattr(self.store, "set_protocol", None)
+            if setter is None:
+                saved = " The store keeps its old protocol (this store version cannot change it)."
+            else:
+                setter(protocol)
+                saved = " Saved with the store."
+        self.changed.emit()
+        return f"Protocol {protocol.name!r}: {len(protocol.categories)} categories.{saved}"
 
     def use_session(self, session: Any, store: Any) -> None:
         """Show and edit an existing session (a slide window's) whose store someone else owns."""
         self.flush()
         self.store, self._owns_store = store, False
         self._adopt(session)
+        read_only = bool(getattr(store, "read_only", False))
+        self._set_read_only(read_only, str(getattr(store, "lock_message", "") or "the store is open read-only"))
 
     def close(self) -> None:
         """Record pending paint and release the store's lock (if this binding opened it)."""
@@ -125,7 +186,7 @@ class LayerSession:
         edits napari makes without a ``paint`` event (its own Ctrl-Z / Ctrl-Shift-Z).
         """
         self._timer.stop()
-        if self.session is None:
+        if self.session is None or self.read_only:
             return
         dirty, self._dirty = self._dirty, set()
         if self.session.labels_edited(dirty - {0}) is not None:
@@ -140,10 +201,85 @@ class LayerSession:
 
     def run(self, action: str, *args: Any, **kwargs: Any) -> Any:
         """Call a session action (after recording pending paint), then sync the layer."""
+        if self.read_only:
+            raise ReadOnlyError(f"{action.replace('_', ' ')} refused: {self.notice}")
         self.flush()
         result = getattr(self.session, action)(*args, **kwargs)
         self.sync()
         return result
+
+
+PLUGIN_NAME = "napari-instseg"
+
+
+def prefer_our_reader(store_path: str | os.PathLike[str]) -> None:
+    """Make napari open this store with napari-instseg's reader, without asking.
+
+    napari's own reader also claims ``*.zarr``, so opening a store would ask which reader to
+    use (or take napari's, showing a grey uint32 image). napari remembers a reader per path
+    pattern (``settings.plugins.extension2reader``, what its "remember this choice" box
+    writes); the store's own path is registered, so no other zarr is affected.
+    """
+    from napari.settings import get_settings
+
+    folder = os.path.realpath(str(store_path))
+    pattern = folder + os.sep
+    readers = get_settings().plugins.extension2reader
+    if readers.get(pattern) != PLUGIN_NAME:
+        get_settings().plugins.extension2reader = {**readers, pattern: PLUGIN_NAME}
+
+
+def _carry_side_records(store: Any, session: Any) -> None:
+    """Save the session's pre-label proposals and amodal outlines in a store just created from
+    its labels and table (the store starts with neither), as one undoable action."""
+    from napari_instseg.core.edits import Edit
+
+    if not session.prelabels and not session.amodal:
+        return
+    ids = tuple(sorted({*session.prelabels, *session.amodal}))
+    edit = Edit(
+        "import",
+        ids,
+        prelabels_before=dict.fromkeys(session.prelabels),
+        prelabels_after=dict(session.prelabels),
+        amodal_before=dict.fromkeys(session.amodal),
+        amodal_after=dict(session.amodal),
+        next_id=int(session.ids.next_id),
+    )
+    store.record("do", edit)
+
+
+def image_file_name(layer: Any) -> str:
+    """The file name of the image a labels layer annotates: the image layer's source file
+    when napari read it from one, else ``<image layer name>.tif``; the labels layer's own
+    name only when no image layer of its shape is open."""
+    viewer = _viewer_of(layer)
+    shape_yx = tuple(layer.data.shape[-2:])
+    candidates = []
+    if viewer is not None:
+        from napari.layers import Image
+
+        for other in viewer.layers:
+            if isinstance(other, Image) and not other.multiscale:
+                other_yx = tuple(other.data.shape[:2] if other.rgb else other.data.shape[-2:])
+                if other_yx == shape_yx:
+                    candidates.append(other)
+    if not candidates:
+        return f"{layer.name}.tif"
+    named = [c for c in candidates if layer.name.startswith(c.name)]
+    image = (named or candidates)[0]
+    path = getattr(getattr(image, "source", None), "path", None)
+    return Path(path).name if path else f"{image.name}.tif"
+
+
+def _viewer_of(layer: Any) -> Any:
+    try:
+        from napari import current_viewer
+
+        viewer = current_viewer()
+    except ImportError:  # pragma: no cover
+        return None
+    return viewer if viewer is not None and layer in viewer.layers else None
 
 
 def layer_session(layer: Any) -> LayerSession:

@@ -10,14 +10,18 @@ napari's own features table shows the same values.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
 from napari_instseg._widgets._binding import layer_session
-from napari_instseg._widgets._layers import labels_layers
+from napari_instseg._widgets._keys import KEYS, help_text, offer
+from napari_instseg._widgets._layers import labels_layers, preselect
+from napari_instseg._widgets._layout import collapsible, compact, tooltips
 from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 if TYPE_CHECKING:
@@ -25,21 +29,38 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTANCE_SHORTCUTS", "TABLE_COLUMNS", "InstancesWidget"]
 
-TABLE_COLUMNS = ("id", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator")
+TABLE_COLUMNS = ("id", "px", "category", "occlusion", "visible", "crowd", "z", "source", "review", "annotator")
 OUTLINE_LAYER = "amodal outline"
 ALL = "all"
 
-INSTANCE_SHORTCUTS = {
-    "Alt-Up": ("bring_forward", "bring the selected instance forward"),
-    "Alt-Down": ("send_backward", "send the selected instance backward"),
-    "Alt-N": ("tier_none", "tier: none"),
-    "Alt-P": ("tier_partial", "tier: partial"),
-    "Alt-H": ("tier_heavy", "tier: heavy"),
-    "Alt-C": ("toggle_crowd", "toggle the crowd bit"),
-    "Alt-Z": ("undo", "undo the last action"),
-    "Alt-Y": ("redo", "redo"),
-}
-"""Key -> (widget action, description); bound on the target labels layer."""
+INSTANCE_ACTIONS = (
+    "bring_forward",
+    "send_backward",
+    "tier_none",
+    "tier_partial",
+    "tier_heavy",
+    "toggle_crowd",
+    "undo",
+    "redo",
+)
+"""The plugin actions (see :mod:`._keys`) this panel answers, whatever layer is active."""
+
+INSTANCE_SHORTCUTS = {KEYS[name].key: (name, KEYS[name].description) for name in INSTANCE_ACTIONS}
+"""Key -> (widget action, description), registered through napari's action manager."""
+
+HIDDEN_COLOR = "#d62728"
+"""Row colour of an instance with no visible pixel left (covered by one put in front)."""
+
+
+def _areas(labels_yx: np.ndarray) -> dict[int, int]:
+    """Pixels per instance id (bincount when ids are small: one pass, no sort)."""
+    top = int(labels_yx.max()) if labels_yx.size else 0
+    if top < 4 * labels_yx.size + 1_000_000:
+        counts = np.bincount(labels_yx.ravel(), minlength=top + 1)
+        ids = np.flatnonzero(counts)
+        return dict(zip(ids.tolist(), counts[ids].tolist(), strict=True))
+    ids, counts = np.unique(labels_yx, return_counts=True)
+    return dict(zip(ids.tolist(), counts.tolist(), strict=True))
 
 
 def viewer_camera(viewer: Any) -> Any:
@@ -72,40 +93,109 @@ class InstancesWidget(QWidget):
         self.tier_combo = ComboBox(label="set tier", choices=list(OCCLUSION_TIERS))
         buttons = {
             "apply": "Apply category + tier",
-            "toggle_crowd": "Crowd on / off (Alt-C)",
-            "bring_forward": "Bring forward (Alt-Up)",
-            "send_backward": "Send backward (Alt-Down)",
+            "toggle_crowd": "Crowd",
+            "bring_forward": "Forward",
+            "send_backward": "Backward",
             "delete": "Delete",
-            "undo": "Undo (Alt-Z)",
-            "redo": "Redo (Alt-Y)",
+            "undo": "Undo",
+            "redo": "Redo",
             "edit_outline": "Paint amodal outline",
             "apply_outline": "Apply outline",
         }
+        buttons["load_protocol"] = "Load protocol"
+        buttons["add_category"] = "Add category"
         self.buttons = {name: PushButton(text=text) for name, text in buttons.items()}
-        self.status = Label(value="")
-        self.help = Label(value="\n".join(f"{k}: {d}" for k, (_, d) in INSTANCE_SHORTCUTS.items()))
-        self.controls = Container(
-            widgets=[
-                self.labels_combo,
-                self.tier_filter,
-                self.review_filter,
-                self.category_filter,
-                self.category_combo,
-                self.tier_combo,
-                *self.buttons.values(),
-                self.status,
-                self.help,
-            ]
+        from napari_instseg._widgets._settings import remembered_annotator
+
+        self.annotator_edit = LineEdit(label="annotator", value=remembered_annotator())
+        self.protocol_edit = FileEdit(
+            label="protocol", mode=FileDialogMode.EXISTING_FILE, filter="*.json", nullable=True
         )
+        self.new_category_edit = LineEdit(label="new category")
+        self.new_color_edit = LineEdit(label="colour", value="#1f77b4")
+        self.status = Label(value="")
+        self.notice = Label(value="")
+        self.help = Label(value=help_text(list(INSTANCE_ACTIONS)))
+        rows = [
+            Container(
+                widgets=[self.buttons[n] for n in ("toggle_crowd", "bring_forward", "send_backward")],
+                layout="horizontal",
+                labels=False,
+            ),
+            Container(widgets=[self.buttons[n] for n in ("delete", "undo", "redo")], layout="horizontal", labels=False),
+        ]
+        self.controls = Container(widgets=[self.notice, self.labels_combo, *rows, self.status])
+        self.notice.visible = False
+        self.sections = [
+            collapsible("Filter rows", [self.tier_filter, self.review_filter, self.category_filter]),
+            collapsible("Set category and tier", [self.category_combo, self.tier_combo, self.buttons["apply"]]),
+            collapsible("Amodal outline", [self.buttons["edit_outline"], self.buttons["apply_outline"]]),
+            collapsible(
+                "Categories and annotator",
+                [
+                    self.annotator_edit,
+                    self.protocol_edit,
+                    self.buttons["load_protocol"],
+                    self.new_category_edit,
+                    self.new_color_edit,
+                    self.buttons["add_category"],
+                ],
+            ),
+            collapsible("Keys", [self.help]),
+        ]
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        header = self.table.verticalHeader()
+        if header is not None:
+            header.setVisible(False)
+            header.setDefaultSectionSize(22)
+        self.table.setMinimumHeight(12 * 22)  # at least ten rows, always
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.controls.native)
-        layout.addWidget(self.table)
+        for section in self.sections:
+            layout.addWidget(section)
+        layout.addWidget(self.table, 1)
+        self._set_tooltips()
+        compact(self)
+
+    def _set_tooltips(self) -> None:
+        k = {name: KEYS[name].key for name in KEYS}
+        b = self.buttons
+        tooltips(
+            {
+                self.labels_combo: "The labels layer whose instances are listed.",
+                self.tier_filter: "Show only instances of this occlusion tier.",
+                self.review_filter: "Show only instances in this review state.",
+                self.category_filter: "Show only instances of this category.",
+                self.category_combo: "Category to set on the selected instance.",
+                self.tier_combo: "Occlusion tier to set on the selected instance (marked as set by hand).",
+                b["apply"]: "Set the category and tier above on the selected instance.",
+                b["toggle_crowd"]: f"Crowd (a group of objects) on / off ({k['toggle_crowd']}).",
+                b["bring_forward"]: f"Bring the selected instance one step nearer ({k['bring_forward']}).",
+                b["send_backward"]: f"Send the selected instance one step back ({k['send_backward']}).",
+                b["delete"]: "Delete the selected instance (undoable).",
+                b["undo"]: f"Undo the last action ({k['undo']}).",
+                b["redo"]: f"Redo ({k['redo']}).",
+                b["edit_outline"]: "Paint the full (amodal) outline of the selected instance in a scratch layer.",
+                b["apply_outline"]: "Use the painted outline: the occluded fraction and tier follow.",
+                self.annotator_edit: "Your name, written on what you commit and review; remembered next time.",
+                self.protocol_edit: "A protocol file (JSON): categories, occlusion rule, tiers, QA rates.",
+                b["load_protocol"]: "Use the protocol file for this layer (and its store).",
+                self.new_category_edit: "Name of a category to add.",
+                self.new_color_edit: "Its display colour, #rrggbb.",
+                b["add_category"]: "Add the category (next free id) to this layer's protocol.",
+                self.status: "What the last action did.",
+                self.notice: "A store opened read-only: another process holds it.",
+                self.help: "The panel's keys.",
+                self.table: "One row per instance; click a row to select and centre it. Red: no pixel left.",
+            }
+        )
         self._connect()
+        offer(self.viewer, {name: getattr(self, f"_on_{name}") for name in INSTANCE_ACTIONS})
         self._refresh_choices()
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -116,6 +206,7 @@ class InstancesWidget(QWidget):
         for combo in (self.tier_filter, self.review_filter, self.category_filter):
             combo.changed.connect(lambda *_: self.refresh())
         self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.annotator_edit.changed.connect(self._on_annotator)
         for name, button in self.buttons.items():
             button.changed.connect(lambda *_, name=name: getattr(self, f"_on_{name}")())
 
@@ -132,6 +223,7 @@ class InstancesWidget(QWidget):
 
     def _refresh_choices(self, *_: Any) -> None:
         self.labels_combo.reset_choices()
+        preselect(self.labels_combo)
         if self.labels_combo.value is not None and self._binding is None:
             self._bind()
 
@@ -142,9 +234,8 @@ class InstancesWidget(QWidget):
         self._binding = None if layer is None else layer_session(layer)
         if self._binding is not None:
             self._binding.changed.connect(self.refresh)
-            for key, (action, _) in INSTANCE_SHORTCUTS.items():
-                handler = getattr(self, f"_on_{action}")
-                layer.bind_key(key, lambda _layer, handler=handler: handler(), overwrite=True)
+            if self.annotator_edit.value.strip():
+                self._binding.session.annotator = self.annotator_edit.value.strip()
         self.category_combo.reset_choices()
         self.category_filter.reset_choices()
         self.refresh()
@@ -171,14 +262,24 @@ class InstancesWidget(QWidget):
         selected = self.selected_id()
         self.table.blockSignals(True)
         self.table.setRowCount(0)
+        notice = "" if self._binding is None else self._binding.notice
+        self.notice.value = notice
+        self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
+        self.notice.visible = bool(notice)
         if self.session is not None:
+            from qtpy.QtGui import QColor
+
             names = {c.id: c.name for c in self.session.protocol.categories}
             rows = self.visible_rows()
+            areas = _areas(self.session.labels_yx)
             self.table.setRowCount(len(rows))
             for r, (instance_id, row) in enumerate(rows.iterrows()):
                 fraction = row["occluded_fraction"]
+                area = int(areas.get(int(instance_id), 0))
+                hidden = area == 0 and row["review"] != "rejected"
                 values = (
                     instance_id,
+                    f"{area}{' hidden!' if hidden else ''}",
                     names.get(int(row["category_id"]), row["category_id"]),
                     f"{row['occlusion']}{' (manual)' if row['occlusion_manual'] else ''}",
                     "" if np.isnan(fraction) else f"{1 - fraction:.0%}",
@@ -189,20 +290,31 @@ class InstancesWidget(QWidget):
                     row["annotator"],
                 )
                 for c, value in enumerate(values):
-                    self.table.setItem(r, c, QTableWidgetItem(str(value)))
+                    item = QTableWidgetItem(str(value))
+                    if hidden:
+                        item.setForeground(QColor(HIDDEN_COLOR))
+                        item.setToolTip(
+                            "No visible pixel left: covered by an instance put in front. Undo, or delete it."
+                        )
+                    self.table.setItem(r, c, item)
                 if instance_id == selected:
                     self.table.selectRow(r)
         self.table.blockSignals(False)
 
     def row_ids(self) -> list[int]:
         """Instance ids of the shown rows, in order."""
-        return [int(self.table.item(r, 0).text()) for r in range(self.table.rowCount())]
+        return [int(self._cell(r)) for r in range(self.table.rowCount())]
+
+    def _cell(self, row: int) -> str:
+        item = self.table.item(row, 0)
+        return "" if item is None else item.text()
 
     def selected_id(self) -> int | None:
         """The instance of the selected row, or of the layer's selected label."""
-        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        model = self.table.selectionModel()
+        rows = model.selectedRows() if model is not None else []
         if rows:
-            return int(self.table.item(rows[0].row(), 0).text())
+            return int(self._cell(rows[0].row()))
         if self._binding is not None and int(self._binding.layer.selected_label) in self.session.table.index:
             return int(self._binding.layer.selected_label)
         return None
@@ -236,9 +348,15 @@ class InstancesWidget(QWidget):
         try:
             self._binding.run(action, instance_id, *args, **kwargs)
         except InstsegError as exc:
-            self.status.value = str(exc)
+            self._say(str(exc), error=True)
             return
-        self.status.value = f"Instance {instance_id}: {action.replace('_', ' ')}."
+        self._say(f"Instance {instance_id}: {action.replace('_', ' ')}.")
+
+    def _say(self, message: str, *, error: bool = False) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self.status.value = message
+        (show_warning if error else show_info)(message)
 
     def _on_apply(self) -> None:
         self._act("retag", category=self.category_combo.value, occlusion=self.tier_combo.value)
@@ -267,14 +385,74 @@ class InstancesWidget(QWidget):
         self._act("delete")
 
     def _on_undo(self) -> None:
-        if self._binding is not None:
-            edit = self._binding.run("undo")
-            self.status.value = f"Undid {edit.op}." if edit else "Nothing to undo."
+        self._step("undo", "Undid")
 
     def _on_redo(self) -> None:
-        if self._binding is not None:
-            edit = self._binding.run("redo")
-            self.status.value = f"Redid {edit.op}." if edit else "Nothing to redo."
+        self._step("redo", "Redid")
+
+    def _step(self, action: str, done: str) -> None:
+        from napari_instseg.core.errors import InstsegError
+
+        if self._binding is None:
+            self._say("Choose a labels layer first.", error=True)
+            return
+        try:
+            edit = self._binding.run(action)
+        except InstsegError as exc:
+            self._say(str(exc), error=True)
+            return
+        self._say(
+            f"{done} {edit.op} of instance(s) {', '.join(map(str, edit.ids))}." if edit else f"Nothing to {action}."
+        )
+
+    def _on_annotator(self, name: str) -> None:
+        from napari_instseg._widgets._settings import save_setting
+
+        save_setting("annotator", name.strip())
+        if self.session is not None:
+            self.session.annotator = name.strip()
+
+    def _on_load_protocol(self) -> None:
+        from napari_instseg.core.errors import InstsegError
+        from napari_instseg.core.protocol import load_protocol
+
+        path = self.protocol_edit.value
+        if self._binding is None or path in (None, Path(""), Path(".")):
+            self._say("Choose a labels layer and a protocol file.", error=True)
+            return
+        try:
+            self._say(self._binding.set_protocol(load_protocol(str(path))))
+        except (InstsegError, OSError) as exc:
+            self._say(f"Cannot use {path}: {exc}", error=True)
+            return
+        self._refresh_categories()
+
+    def _on_add_category(self) -> None:
+        import dataclasses
+
+        from napari_instseg.core.errors import InstsegError
+        from napari_instseg.core.protocol import Category
+
+        name = self.new_category_edit.value.strip()
+        if self._binding is None or not name:
+            self._say("Choose a labels layer and give the category a name.", error=True)
+            return
+        protocol = self.session.protocol
+        category = Category(max(protocol.category_ids) + 1, name, "", self.new_color_edit.value.strip() or None)
+        try:
+            new = dataclasses.replace(protocol, categories=(*protocol.categories, category))
+            message = self._binding.set_protocol(new)
+        except (InstsegError, ValueError) as exc:
+            self._say(f"Category {name!r} not added: {exc}", error=True)
+            return
+        self._say(f"Category {name!r} (id {category.id}) added. {message}")
+        self.new_category_edit.value = ""
+        self._refresh_categories()
+
+    def _refresh_categories(self) -> None:
+        self.category_combo.reset_choices()
+        self.category_filter.reset_choices()
+        self.refresh()
 
     def _on_edit_outline(self) -> None:
         """Open a scratch layer holding the selected instance's outline (or its visible mask) to paint."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, PushButton
 
 from napari_instseg._adapters import (
@@ -22,7 +23,9 @@ from napari_instseg._adapters import (
     protocol_from_metadata,
 )
 from napari_instseg._widgets._binding import layer_session
-from napari_instseg._widgets._layers import image_layers, labels_layers
+from napari_instseg._widgets._keys import KEYS, help_text, offer
+from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
+from napari_instseg._widgets._layout import collapsible, compact, tooltips
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
 if TYPE_CHECKING:
@@ -38,21 +41,21 @@ CANDIDATE_NAME = "candidate"
 POSITIVE_COLOR = "#2ca02c"
 NEGATIVE_COLOR = "#d62728"
 
-SHORTCUTS = {
-    "Shift-S": ("segment", "segment from the prompts"),
-    "Shift-C": ("commit", "commit the candidate as a new instance"),
-    "Escape": ("clear", "clear prompts and candidate"),
-    "Shift-N": ("next_candidate", "next candidate mask"),
-    "Shift-A": ("accept", "accept the selected pre-label"),
-    "Shift-R": ("reject", "reject the selected pre-label"),
-    "T": ("toggle_polarity", "toggle positive / negative clicks"),
-}
-"""Key -> (widget action, description); bound on the prompt, box and target labels layers."""
+PROMPT_ACTIONS = ("commit", "segment", "clear", "next_candidate", "toggle_polarity", "accept", "reject")
+"""The plugin actions (see :mod:`._keys`) this panel answers."""
+
+SHORTCUTS = {KEYS[name].key: (name, KEYS[name].description) for name in PROMPT_ACTIONS}
+"""Key -> (widget action, description), registered through napari's action manager."""
 
 GESTURES = (
-    "Click (points layer, add mode): positive point.  Shift+click: negative point.  "
-    "Draw a rectangle on the 'boxes' layer: box prompt."
+    "Click: positive point. Shift+click: negative point. Drag: box. The candidate shows at once; Shift+C commits it."
 )
+
+DRAG_PX = 5
+"""A press that moves more than this many canvas pixels draws a box instead of a point."""
+
+MOST_OF_IMAGE = 0.5
+"""A candidate covering more than this fraction of the image is flagged."""
 
 
 def _import_sam2() -> None:
@@ -65,7 +68,7 @@ def _import_sam2() -> None:
     import sam2.sam2_image_predictor  # noqa: F401
 
 
-class PromptWidget(Container):
+class PromptWidget(Container):  # type: ignore[type-arg]
     """Prompt SAM 2 or the classic backend with points and boxes; commit and review instances.
 
     Parameters
@@ -75,7 +78,7 @@ class PromptWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self._binding: Any = None
         from napari_instseg.core.prompting.lifecycle import PrompterHolder
@@ -84,6 +87,7 @@ class PromptWidget(Container):
         self.native.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
         self._image_key: Any = None
         self._shift_down = False
+        self._dragged_box = False
         self._decoder = SingleSlot()
         self._encoding = None
         self._refining: int | None = None
@@ -92,8 +96,7 @@ class PromptWidget(Container):
         self._connect_layer_list()
         self.points_layer = self._ensure_points_layer()
         self.boxes_layer = self._ensure_boxes_layer()
-        self._bind_keys(self.points_layer)
-        self._bind_keys(self.boxes_layer)
+        offer(self.viewer, {name: getattr(self, f"_on_{name}") for name in PROMPT_ACTIONS})
         self._refresh_choices()
         self._warm_up_backend()
 
@@ -102,56 +105,91 @@ class PromptWidget(Container):
         from napari_instseg.core.prompting import default_backend
         from napari_instseg.core.prompting.registry import BACKENDS, DEFAULT_SIZE, DEVICES, MODEL_SIZES
 
+        self.notice = Label(value="")
         self.image_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        self.labels_combo = ComboBox(label="target labels", choices=self._labels_layers, nullable=True)
+        self.labels_combo = ComboBox(label="labels", choices=self._labels_layers, nullable=True)
         self.new_labels_button = PushButton(text="New labels layer")
         self.backend_combo = ComboBox(label="backend", choices=list(BACKENDS), value=default_backend())
         self.model_combo = ComboBox(label="SAM 2 model", choices=list(MODEL_SIZES), value=DEFAULT_SIZE)
-        self.checkpoint_edit = FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True)
+        self.checkpoint_edit = FileEdit(
+            label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", nullable=True
+        )
         self.device_combo = ComboBox(label="device", choices=["auto", *DEVICES], value="auto")
         self.category_combo = ComboBox(label="category", choices=self._category_choices)
-        self.in_front_check = CheckBox(text="put in front (may cover committed instances)", value=False)
-        self.amodal_check = CheckBox(text="amodal: the mask is the full outline (the object lies behind)", value=False)
-        self.outline_button = PushButton(text="Use candidate as outline of selected")
-        self.store_edit = FileEdit(label="annotation store", mode="w", filter="*.zarr", nullable=True)
+        self.in_front_check = CheckBox(text="put in front", value=False)
+        self.amodal_check = CheckBox(text="amodal (full outline)", value=False)
+        self.outline_button = PushButton(text="Candidate = outline of selected")
+        self.store_edit = FileEdit(label="store", mode=FileDialogMode.OPTIONAL_FILE, filter="*.zarr", nullable=True)
         self.store_button = PushButton(text="Save to store (open or create)")
-        self.negative_check = CheckBox(text="next clicks are negative (T)", value=False)
-        self.segment_button = PushButton(text="Segment (Shift-S)")
-        self.next_button = PushButton(text="Next candidate (Shift-N)")
-        self.commit_button = PushButton(text="Commit (Shift-C)")
-        self.clear_button = PushButton(text="Clear (Esc)")
-        self.refine_button = PushButton(text="Refine selected instance")
-        self.accept_button = PushButton(text="Accept selected (Shift-A)")
-        self.reject_button = PushButton(text="Reject selected (Shift-R)")
+        self.negative_check = CheckBox(text=f"negative clicks ({KEYS['toggle_polarity'].key})", value=False)
+        self.segment_button = PushButton(text="Segment")
+        self.next_button = PushButton(text="Next mask")
+        self.commit_button = PushButton(text=f"Commit ({KEYS['commit'].key})")
+        self.clear_button = PushButton(text=f"Clear ({KEYS['clear'].key})")
+        self.refine_button = PushButton(text="Refine selected")
+        self.accept_button = PushButton(text=f"Accept selected ({KEYS['accept'].key})")
+        self.reject_button = PushButton(text=f"Reject selected ({KEYS['reject'].key})")
         self.status = Label(value="")
-        help_lines = [GESTURES] + [f"{key}: {desc}" for key, (_, desc) in SHORTCUTS.items()]
-        self.help = Label(value="\n".join(help_lines))
+        self.help = Label(value=GESTURES + "\n" + help_text(list(PROMPT_ACTIONS)))
         self.extend(
             [
+                self.notice,
                 self.image_combo,
                 self.labels_combo,
                 self.new_labels_button,
-                self.backend_combo,
-                self.model_combo,
-                self.checkpoint_edit,
-                self.device_combo,
                 self.category_combo,
-                self.in_front_check,
-                self.amodal_check,
-                self.outline_button,
-                self.store_edit,
-                self.store_button,
-                self.negative_check,
-                self.segment_button,
-                self.next_button,
-                self.commit_button,
-                self.clear_button,
-                self.refine_button,
-                self.accept_button,
-                self.reject_button,
+                Container(widgets=[self.commit_button, self.clear_button], layout="horizontal", labels=False),
+                Container(widgets=[self.next_button, self.segment_button], layout="horizontal", labels=False),
+                Container(widgets=[self.in_front_check, self.amodal_check], layout="horizontal", labels=False),
                 self.status,
-                self.help,
             ]
+        )
+        self.notice.visible = False
+        sections = [
+            collapsible(
+                "Review and refine",
+                [self.accept_button, self.reject_button, self.refine_button, self.outline_button, self.negative_check],
+            ),
+            collapsible("Model", [self.backend_combo, self.model_combo, self.checkpoint_edit, self.device_combo]),
+            collapsible("Save to a store", [self.store_edit, self.store_button]),
+            collapsible("Keys and gestures", [self.help]),
+        ]
+        for section in sections:
+            self.native.layout().addWidget(section)
+        self.native.layout().addStretch(1)
+        self._sections = sections
+        self._set_tooltips()
+        compact(self.native)
+
+    def _set_tooltips(self) -> None:
+        k = {name: KEYS[name].key for name in KEYS}
+        tooltips(
+            {
+                self.image_combo: "The image to segment (chosen for you when there is one).",
+                self.labels_combo: "The labels layer that receives committed instances.",
+                self.new_labels_button: "Add an empty labels layer the size of the image and make it the target.",
+                self.category_combo: "Category of the next committed instance (add categories in the Instances tab).",
+                self.commit_button: f"Commit the candidate as a new instance, reviewed by you ({k['commit']}).",
+                self.clear_button: f"Drop the prompts and the candidate ({k['clear']}).",
+                self.next_button: f"Show the next candidate mask SAM 2 proposed ({k['next_candidate']}).",
+                self.segment_button: f"Segment again from the current prompts ({k['segment']}).",
+                self.in_front_check: "Commit in front: the new instance may cover instances committed before.",
+                self.amodal_check: "The mask is the whole outline of an object lying behind others (amodal rule).",
+                self.accept_button: f"Accept the selected pre-label as it is ({k['accept']}).",
+                self.reject_button: f"Reject the selected pre-label: its pixels are cleared ({k['reject']}).",
+                self.refine_button: "Re-segment the selected instance from its own mask plus your clicks.",
+                self.outline_button: "Use the candidate (a box around the whole object) as the selected instance's outline.",
+                self.negative_check: f"Clicks add negative points (Shift+click always does; {k['toggle_polarity']}).",
+                self.backend_combo: "sam2: SAM 2 (needs a checkpoint); classic: no model, works offline.",
+                self.model_combo: "SAM 2.1 model size (larger: slower, better).",
+                self.checkpoint_edit: "SAM 2 checkpoint file (*.pt).",
+                self.device_combo: "Where SAM 2 runs (auto: GPU when there is one).",
+                self.store_edit: "Annotation store folder (*.zarr): opened, or created from this layer.",
+                self.store_button: "Save every action to the store from now on (crash-safe).",
+                self.status: "What the last action did.",
+                self.notice: "A store opened read-only: another process holds it.",
+                self.help: "The panel's keys (napari > Preferences > Shortcuts lists them too).",
+            }
         )
         self.new_labels_button.changed.connect(self._on_new_labels)
         self.segment_button.changed.connect(self._on_segment)
@@ -206,6 +244,8 @@ class PromptWidget(Container):
     def _refresh_choices(self, *_: Any) -> None:
         self.image_combo.reset_choices()
         self.labels_combo.reset_choices()
+        preselect(self.image_combo)
+        preselect(self.labels_combo)
         self.category_combo.reset_choices()
 
     def _ensure_points_layer(self) -> Any:
@@ -222,7 +262,9 @@ class PromptWidget(Container):
         )
         layer.feature_defaults["positive"] = True
         layer.mode = "add"
-        layer.mouse_drag_callbacks.insert(0, self._remember_shift)
+        layer.mouse_drag_callbacks.insert(0, self._on_press)
+        layer.mouse_pan = False  # a drag draws a box; the wheel zooms, Space + drag pans
+        layer.events.mode.connect(lambda *_: _no_drag_pan(layer))
         layer.events.data.connect(self._on_points_changed)
         return layer
 
@@ -235,11 +277,6 @@ class PromptWidget(Container):
         layer.mode = "add_rectangle"
         layer.events.data.connect(self._on_boxes_changed)
         return layer
-
-    def _bind_keys(self, layer: Any) -> None:
-        for key, (action, _) in SHORTCUTS.items():
-            handler = getattr(self, f"_on_{action}")
-            layer.bind_key(key, lambda _layer, handler=handler: handler(), overwrite=True)
 
     # -- session and prompter ------------------------------------------------------------
     @property
@@ -255,9 +292,21 @@ class PromptWidget(Container):
             return None
         if self._binding is None or self._binding.layer is not layer:
             self._binding = layer_session(layer)
-            self._bind_keys(layer)
             self.category_combo.reset_choices()
+            self._binding.changed.connect(self._show_notice, unique=True)
+            self._show_notice()
+            if self._binding.notice:
+                self._say(self._binding.notice, error=True)
         return self._binding.session
+
+    def _show_notice(self) -> None:
+        """Keep the binding's persistent notice (a read-only store) in view."""
+        notice = "" if self._binding is None else self._binding.notice
+        if [c[1] for c in self._category_choices()] != list(self.category_combo.choices):
+            self.category_combo.reset_choices()  # the protocol changed (a category was added)
+        self.notice.value = notice
+        self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
+        self.notice.visible = bool(notice)
 
     def _forget_prompter(self) -> None:
         self._prompters.clear()
@@ -269,8 +318,10 @@ class PromptWidget(Container):
     def _config(self) -> Any:
         from napari_instseg.core.prompting.lifecycle import PrompterConfig
 
+        checkpoint = self.checkpoint_edit.value
+        checkpoint = str(checkpoint) if checkpoint not in (None, Path(""), Path(".")) else None
         return PrompterConfig.from_settings(
-            self.backend_combo.value, self.model_combo.value, self.checkpoint_edit.value, self.device_combo.value
+            self.backend_combo.value, self.model_combo.value, checkpoint, self.device_combo.value
         )
 
     def image_key(self, layer: Any, region: Any = None) -> Any:
@@ -327,7 +378,11 @@ class PromptWidget(Container):
                 prepare,
                 on_returned=done,
                 on_error=self._on_worker_error,
-                progress=f"Encoding {image_layer.name} ({config.backend})",
+                progress=(
+                    f"Encoding {image_layer.name} ({config.backend})"
+                    if self._prompters.current(config) is not None
+                    else f"Loading {config.backend} and encoding {image_layer.name}"
+                ),
             )
             or None
         )
@@ -351,10 +406,10 @@ class PromptWidget(Container):
         self._prepare(self._predict_from_layers)
 
     def _predict_from_layers(self) -> None:
-        points, labels = prompt_from_points(self.points_layer.data, self.points_layer.features.get("positive"))
-        boxes = list(self.boxes_layer.data)
-        box = box_from_shape(boxes[-1]) if boxes else None
+        points, labels, box, reported = self._prompts_in_labels_frame()
         if not len(points) and box is None and self._refining is None:
+            if reported:
+                return
             self._say("Add a point or draw a box first.")
             return
         session = self.session
@@ -380,10 +435,62 @@ class PromptWidget(Container):
 
         self._decoder.submit(predict, on_returned=show, on_error=self._on_worker_error)
 
+    def _prompts_in_labels_frame(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+        """Points (y, x) with labels and the last box (xyxy) in the target labels' own pixels
+        (a slide window's layer sits at its slide offset). Prompts outside the labels are
+        removed from the layers and reported once (the last value says whether)."""
+        to_labels = self._binding.layer.world_to_data
+        world = [self.points_layer.data_to_world(p) for p in self.points_layer.data]
+        points_yx = np.asarray([to_labels(p)[-2:] for p in world], float).reshape(-1, 2)
+        points, labels = prompt_from_points(points_yx, self.points_layer.features.get("positive"))
+        height, width = self.session.shape_yx
+        inside = (points[:, 0] >= 0) & (points[:, 0] < height) & (points[:, 1] >= 0) & (points[:, 1] < width)
+        problems = []
+        if not inside.all():
+            bad = points[~inside]
+            problems.append(
+                f"{len(bad)} point(s) outside the image (height {height}, width {width}) removed: "
+                + ", ".join(f"(y={y:.0f}, x={x:.0f})" for y, x in bad[:3])
+            )
+            self._drop_points(~inside)
+            points, labels = points[inside], labels[inside]
+        box = None
+        if len(self.boxes_layer.data):
+            corners = np.asarray([to_labels(self.boxes_layer.data_to_world(v))[-2:] for v in self.boxes_layer.data[-1]])
+            box = box_from_shape(corners)
+            clipped = np.clip(box, 0, [width, height, width, height])
+            if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+                problems.append(
+                    f"box {np.round(box).astype(int).tolist()} (x0, y0, x1, y1) lies outside the image; removed"
+                )
+                with self.boxes_layer.events.data.blocker():
+                    self.boxes_layer.data = []
+                box = None
+            else:
+                box = clipped
+        if problems:
+            self._say("; ".join(problems) + ".", error=True)
+        return points, labels, box, bool(problems)
+
+    def _drop_points(self, drop: np.ndarray) -> None:
+        layer = self.points_layer
+        layer.selected_data = set(np.flatnonzero(drop).tolist())
+        layer.remove_selected()  # keeps the features (and their defaults) in step
+
     def _on_candidates(self, candidates: Any) -> None:
         self._show_candidate()
         scores = ", ".join(f"{s:.2f}" for s in candidates.scores)
-        self._say(f"{len(candidates)} candidate(s) from {candidates.source}; scores {scores}.")
+        key = KEYS["commit"].key
+        message = f"{len(candidates)} candidate(s) from {candidates.source}; scores {scores}. {key} commits."
+        candidate = self.session.candidate if self.session is not None else None
+        if candidate is not None and candidate.mean() > MOST_OF_IMAGE:
+            self._say(
+                f"The candidate covers {candidate.mean():.0%} of the image: probably not one object. "
+                "Add a negative point (Shift+click) or draw a tighter box.",
+                error=True,
+            )
+            return
+        self._say(message)
 
     def _on_next_candidate(self, *_: Any) -> None:
         if self.session is None or self.session.candidates is None:
@@ -393,8 +500,36 @@ class PromptWidget(Container):
         self._show_candidate()
         self._say(f"Candidate {index + 1} of {len(self.session.candidates)}.")
 
+    def _ids_under_candidate(self) -> set[int]:
+        """Instances the candidate overlaps when it goes in front (only those can vanish)."""
+        from napari_instseg.core.edits import bbox_of
+
+        mask = self.session.candidate
+        if not self.in_front_check.value or mask is None:
+            return set()
+        box = bbox_of(mask)
+        if box is None:
+            return set()
+        y0, x0, y1, x1 = box
+        crop = self.session.labels_yx[y0:y1, x0:x1]
+        return {int(i) for i in np.unique(crop[mask[y0:y1, x0:x1]])} - {0}
+
+    def _report_commit(self, result: Any, under: set[int]) -> None:
+        """Say what the commit did; name instances it covered completely (they keep their row
+        with 0 px, flagged in the Instances table; undo brings them back)."""
+        labels = self.session.labels_yx
+        hidden = sorted(i for i in under if not (labels == i).any())
+        skipped = f", {result.skipped_px} px under other instances kept" if result.skipped_px else ""
+        message = f"Committed instance {result.instance_id} ({result.painted_px} px{skipped})."
+        if hidden:
+            message += (
+                f" It covers instance(s) {', '.join(map(str, hidden))} completely: they have 0 px now"
+                f" (flagged in the Instances table; {KEYS['undo'].key} undoes)."
+            )
+        self._say(message, error=bool(hidden))
+
     def _on_commit(self, *_: Any) -> Any:
-        from napari_instseg.core.session import CommitError
+        from napari_instseg.core.errors import InstsegError
 
         session = self.session
         if session is None or session.candidate is None:
@@ -406,17 +541,17 @@ class PromptWidget(Container):
                 result = self._refining
                 self._say(f"Instance {result} refined.")
             else:
+                under = self._ids_under_candidate()
                 result = self._binding.run(
                     "commit",
                     category=self.category_combo.value,
                     in_front=self.in_front_check.value,
                     amodal=self.amodal_check.value,
+                    reviewed=True,
                 )
-                self._say(
-                    f"Committed instance {result.instance_id} ({result.painted_px} px"
-                    f"{f', {result.skipped_px} px under other instances kept' if result.skipped_px else ''})."
-                )
-        except CommitError as exc:
+                self._binding.layer.selected_label = result.instance_id
+                self._report_commit(result, under)
+        except InstsegError as exc:
             self._say(str(exc), error=True)
             return None
         self._refining = None
@@ -447,7 +582,7 @@ class PromptWidget(Container):
         self._review("reject")
 
     def _on_outline_from_candidate(self, *_: Any) -> None:
-        from napari_instseg.core.session import CommitError
+        from napari_instseg.core.errors import InstsegError
 
         session = self._bind_session()
         selected = int(self._binding.layer.selected_label) if self._binding is not None else 0
@@ -456,7 +591,7 @@ class PromptWidget(Container):
             return
         try:
             self._binding.run("set_amodal", selected, session.candidate)
-        except CommitError as exc:
+        except InstsegError as exc:
             self._say(str(exc), error=True)
             return
         self._clear_prompts()
@@ -484,8 +619,28 @@ class PromptWidget(Container):
         self.points_layer.feature_defaults["positive"] = not negative
 
     # -- layer events ----------------------------------------------------------------------
-    def _remember_shift(self, layer: Any, event: Any) -> None:
-        self._shift_down = "Shift" in {str(m) for m in getattr(event, "modifiers", ())}
+    def _on_press(self, layer: Any, event: Any) -> Any:
+        """Mouse press on the prompt layer: remember Shift (a negative point); a drag draws a
+        box prompt (shown as it is drawn) instead of a point."""
+        self._shift_down = "Shift" in [getattr(k, "name", str(k)) for k in getattr(event, "modifiers", ())]
+        start_world, start_px = np.asarray(event.position, float), np.asarray(event.pos, float)
+        self._dragged_box = False
+        yield
+        while event.type == "mouse_move":
+            if np.linalg.norm(np.asarray(event.pos, float) - start_px) > DRAG_PX:
+                self._dragged_box = True
+                event.handled = True
+                self._show_box(start_world, np.asarray(event.position, float))
+            yield
+        if self._dragged_box:
+            self._show_box(start_world, np.asarray(event.position, float))
+            self._on_segment()
+
+    def _show_box(self, corner_a: np.ndarray, corner_b: np.ndarray) -> None:
+        (y0, x0), (y1, x1) = corner_a[-2:], corner_b[-2:]
+        rectangle = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], float)
+        with self.boxes_layer.events.data.blocker():
+            self.boxes_layer.data = [np.array([self.boxes_layer.world_to_data(v)[-2:] for v in rectangle])]
 
     def _on_points_changed(self, event: Any) -> None:
         if str(getattr(event, "action", "added")) not in ("added", "ActionType.ADDED"):
@@ -504,7 +659,7 @@ class PromptWidget(Container):
 
     # -- helpers ---------------------------------------------------------------------------
     def _review(self, action: str) -> None:
-        from napari_instseg.core.session import CommitError
+        from napari_instseg.core.errors import InstsegError
 
         session = self._bind_session()
         if session is None:
@@ -513,7 +668,7 @@ class PromptWidget(Container):
         selected = int(self._binding.layer.selected_label)
         try:
             outcome = self._binding.run(action, selected) or "rejected"
-        except CommitError as exc:
+        except InstsegError as exc:
             self._say(str(exc), error=True)
             return
         self._say(f"Instance {selected}: {outcome}.")
@@ -527,6 +682,8 @@ class PromptWidget(Container):
             self.viewer.layers[CANDIDATE_NAME].data = data
         else:
             self.viewer.add_labels(data, name=CANDIDATE_NAME, opacity=0.6)
+        if self._binding is not None:  # a slide window's labels sit at their slide offset
+            self.viewer.layers[CANDIDATE_NAME].translate = self._binding.layer.translate
         self.viewer.layers.selection.active = self.points_layer
 
     def _clear_prompts(self) -> None:
@@ -551,6 +708,12 @@ class PromptWidget(Container):
         from napari.utils.notifications import show_error, show_info
 
         (show_error if error else show_info)(message)
+
+
+def _no_drag_pan(layer: Any) -> None:
+    """In add mode a drag on the prompt layer draws a box, so it must not pan the view."""
+    if str(layer.mode) == "add":
+        layer.mouse_pan = False
 
 
 def _pixels(layer: Any, region: Any) -> np.ndarray:

@@ -10,13 +10,26 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
 
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
-from napari_instseg._widgets._layers import labels_layers
+from napari_instseg._widgets._keys import KEYS, offer
+from napari_instseg._widgets._layers import labels_layers, preselect
+from napari_instseg._widgets._layout import compact, tooltips
 from napari_instseg._widgets._workers import run_worker
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ReviewWidget", "layer_to_coco"]
+__all__ = ["ReviewWidget", "fresh_report_dir", "layer_to_coco"]
+
+
+def fresh_report_dir(outdir: Path) -> Path:
+    """``outdir``, or ``outdir-2``, ``outdir-3``... when it already holds a review queue, so a
+    second QA run never overwrites the verdicts given in the first."""
+    if not (outdir / "review_queue.json").exists():
+        return outdir
+    n = 2
+    while (outdir.parent / f"{outdir.name}-{n}").exists():
+        n += 1
+    return outdir.parent / f"{outdir.name}-{n}"
 
 
 def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
@@ -41,13 +54,20 @@ class ReviewWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self.queue: Any = None
         self.queue_path: Path | None = None
         self.index = 0
         self.report: Any = None
         self._worker: Any = None
+        self._keys_offered = False
+        self._key_handlers = {
+            "accept": self._on_pass,
+            "reject": self._on_fail,
+            "next_item": self._on_next,
+            "previous_item": self._on_previous,
+        }
         self.reference_combo = ComboBox(label="reference labels", choices=self._labels_layers, nullable=True)
         self.candidate_combo = ComboBox(label="candidate labels", choices=self._labels_layers, nullable=True)
         self.outdir_edit = FileEdit(label="report folder", mode="d", value=str(Path.cwd() / "qa-report"))
@@ -86,6 +106,25 @@ class ReviewWidget(Container):
         self.next_button.changed.connect(lambda *_: self.go(self.index + 1))
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
         self.viewer.layers.events.removed.connect(self._refresh_choices)
+        self._refresh_choices()
+        tooltips(
+            {
+                self.reference_combo: "The reference (final, reviewed) labels.",
+                self.candidate_combo: "The labels to evaluate against the reference.",
+                self.outdir_edit: "Folder for the report; a new folder when it already holds a review queue.",
+                self.run_button: "Mask AP per tier, a stratified review sample and an HTML report (in the background).",
+                self.queue_edit: "A review_queue.json written by QA.",
+                self.load_button: "Load the queue and go to its first item without a verdict.",
+                self.item_label: "The queue item in view.",
+                self.reason_edit: "Why the item fails (required for Fail).",
+                self.pass_button: f"The item passes; saved at once ({KEYS['accept'].key}).",
+                self.fail_button: f"The item fails (give a reason); saved at once ({KEYS['reject'].key}).",
+                self.previous_button: f"Previous queue item ({KEYS['previous_item'].key}).",
+                self.next_button: f"Next queue item ({KEYS['next_item'].key}).",
+                self.status: "What the last action did.",
+            }
+        )
+        compact(self.native)
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
         return labels_layers(self.viewer)
@@ -93,6 +132,11 @@ class ReviewWidget(Container):
     def _refresh_choices(self, *_: Any) -> None:
         self.reference_combo.reset_choices()
         self.candidate_combo.reset_choices()
+        preselect(self.reference_combo)
+        if self.candidate_combo.value is None:  # a second labels layer, not the reference
+            others = [v for v in self.candidate_combo.choices if v is not None and v is not self.reference_combo.value]
+            if others:
+                self.candidate_combo.value = others[-1]
 
     # -- QA ----------------------------------------------------------------------------------------
     def _on_run_qa(self, *_: Any) -> None:
@@ -103,8 +147,10 @@ class ReviewWidget(Container):
             self.status.value = "Choose a reference and a candidate labels layer."
             return
         gt, dt = layer_to_coco(reference), layer_to_coco(candidate)
-        outdir = Path(self.outdir_edit.value)
-        self.status.value = "Running QA..."
+        chosen = Path(self.outdir_edit.value)
+        outdir = fresh_report_dir(chosen)
+        kept = f" (the earlier report and its verdicts stay in {chosen})" if outdir != chosen else ""
+        self.status.value = f"Running QA into {outdir}{kept}..."
 
         def done(report: Any) -> None:
             self._worker = None
@@ -114,7 +160,7 @@ class ReviewWidget(Container):
                 (f"AP {overall['AP']:.3f}, AP50 {overall['AP50']:.3f}; report: {report.html_path}")
                 if overall["AP"] is not None
                 else f"report: {report.html_path}"
-            )
+            ) + kept
             self.queue_edit.value = str(report.queue_paths[0])
             self._on_load_queue()
 
@@ -143,7 +189,22 @@ class ReviewWidget(Container):
         self.queue_path = Path(path)
         self.queue = read_queue(self.queue_path)
         pending = np.flatnonzero(self.queue["outcome"].to_numpy() == "")
+        if not self._keys_offered:  # Shift+Y pass, Shift+R fail, Shift+Right / Left step
+            offer(self.viewer, self._key_handlers)
+            self._keys_offered = True
         self.go(int(pending[0]) if pending.size else 0)
+
+    def _on_pass(self) -> None:
+        self._on_verdict("pass")
+
+    def _on_fail(self) -> None:
+        self._on_verdict("fail")
+
+    def _on_next(self) -> None:
+        self.go(self.index + 1)
+
+    def _on_previous(self) -> None:
+        self.go(self.index - 1)
 
     def go(self, index: int) -> None:
         """Show item ``index``: zoom to its box and select its instance in the labels layer."""
@@ -170,10 +231,15 @@ class ReviewWidget(Container):
         self.reason_edit.value = str(item["reason"] or "")
 
     def _labels_for(self, file_name: str) -> Any:
+        """The layer holding the queue's instances: the queue samples the reference, so the
+        reference layer first; another layer only when it alone carries ``file_name``."""
+        reference = self.reference_combo.value
+        if reference is not None:
+            return reference
         for _, layer in self._labels_layers():
             if (layer.metadata.get(IMAGE_KEY) or {}).get("file_name") == file_name:
                 return layer
-        return self.reference_combo.value
+        return None
 
     def _on_verdict(self, outcome: str) -> None:
         from napari_instseg.core.qa.sampling import write_queue

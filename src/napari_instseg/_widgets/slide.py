@@ -16,7 +16,8 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
 
 from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs
-from napari_instseg._widgets._layers import image_layers
+from napari_instseg._widgets._layers import image_layers, preselect
+from napari_instseg._widgets._layout import compact, tooltips
 
 if TYPE_CHECKING:
     import napari
@@ -38,7 +39,7 @@ class SlideWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self.store: Any = None
         self.window: Any = None
@@ -65,8 +66,26 @@ class SlideWidget(Container):
         self.open_button.changed.connect(self._on_open_store)
         self.here_button.changed.connect(self._on_window_here)
         self.next_button.changed.connect(self._on_next_tile)
-        self.viewer.layers.events.inserted.connect(lambda *_: self.slide_combo.reset_choices())
-        self.viewer.layers.events.removed.connect(lambda *_: self.slide_combo.reset_choices())
+        self.viewer.layers.events.inserted.connect(self._refresh_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_choices)
+        self._refresh_choices()
+        tooltips(
+            {
+                self.slide_combo: "The slide (a multiscale image layer).",
+                self.store_edit: "The slide's label store (*.zarr): opened, or created at the slide's size.",
+                self.open_button: "Open or create the store and show the first working window.",
+                self.tile_spin: "Working window size in slide pixels (level 0).",
+                self.halo_spin: "Margin around the tile, so objects on a seam show whole.",
+                self.here_button: "Move the working window to the tile at the centre of the view.",
+                self.next_button: "Save this window and move to the next tile.",
+                self.status: "Where the working window is.",
+            }
+        )
+        compact(self.native)
+
+    def _refresh_choices(self, *_: Any) -> None:
+        self.slide_combo.reset_choices()
+        preselect(self.slide_combo)
 
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
         return image_layers(self.viewer)
@@ -93,6 +112,9 @@ class SlideWidget(Container):
             if is_store(path)
             else AnnotationStore.create(path, shape, image={"file_name": self.slide_combo.value.name})
         )
+        from napari_instseg._widgets._binding import prefer_our_reader
+
+        prefer_our_reader(path)
         note = f" ({self.store.lock_message})" if self.store.read_only else ""
         self.status.value = f"Store {path}: {self.store.n_instances} instances{note}."
         self.show_window((0, 0))

@@ -44,8 +44,12 @@ def commit_edit(
     occlusion: str | None = None,
     source: str | None = None,
     amodal: bool = False,
+    reviewed: bool = False,
 ) -> tuple[Edit, CommitResult]:
     """The edit a commit of ``mask`` makes (not yet applied) and what it writes.
+
+    A model's mask starts as ``pre-label`` with its proposal kept, unless ``reviewed``: a
+    person committed the candidate they saw, so it is ``accepted`` at once and no pre-label.
 
     Raises
     ------
@@ -64,7 +68,7 @@ def commit_edit(
         occlusion_manual=occlusion is not None,
         z_order=z_order,
         source=source,
-        review="pre-label" if source in MODEL_SOURCES else "accepted",
+        review="pre-label" if source in MODEL_SOURCES and not reviewed else "accepted",
         annotator=session.annotator,
         created=now,
         modified=now,
@@ -84,7 +88,7 @@ def commit_edit(
         )
     row["time_s"] = session.active_time.book()
     prelabels: dict[int, Any] = {}
-    if source in MODEL_SOURCES:
+    if source in MODEL_SOURCES and not reviewed:
         score = state.current_score if from_candidates else float("nan")
         prelabels[instance_id] = PrelabelRecord(_proposal(region, after, instance_id), source, score)
     edit = Edit(

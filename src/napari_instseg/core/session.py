@@ -158,6 +158,7 @@ class AnnotationSession(SessionState):
         occlusion: str | None = None,
         source: str | None = None,
         amodal: bool = False,
+        reviewed: bool = False,
     ) -> CommitResult:
         """Commit a mask (default: the current candidate) as a new instance with a new id.
 
@@ -166,7 +167,10 @@ class AnnotationSession(SessionState):
         ``in_front`` the mask is written whole and gets a ``z_order`` above every other
         instance. With ``amodal`` the mask is the object's full outline: it is kept, and the
         visible labels are recomposited by ``z_order`` (the occluded fraction and tier follow).
-        Masks from a model start as ``pre-label`` and their proposal is kept.
+        Masks from a model start as ``pre-label`` and their proposal is kept, unless
+        ``reviewed``: a person committed the candidate they saw, so it is ``accepted`` by
+        them at once and is no pre-label (no proposal is kept; QA's pre-label figures leave
+        it out).
 
         Raises
         ------
@@ -183,6 +187,7 @@ class AnnotationSession(SessionState):
             occlusion=occlusion,
             source=source,
             amodal=amodal,
+            reviewed=reviewed,
         )
         self._do(edit, refresh_occlusion=True)
         self.prompt_state.clear()

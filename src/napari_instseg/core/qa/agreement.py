@@ -163,7 +163,10 @@ def prelabel_stats(
         given, pre-label Mask AP@0.5 against the final set is reported too.
     """
     frame = _attribute_table(final)
-    model = frame[frame["source"].isin(MODEL_SOURCES)]
+    # a model mask a person committed from the candidate they saw (accepted, no proposal kept)
+    # was never a pre-label: only batch / automatic pre-labels count (docs/napari.md)
+    interactive = (frame["review"] == "accepted") & frame["prelabel_iou"].isna()
+    model = frame[frame["source"].isin(MODEL_SOURCES) & ~interactive]
     out: dict[str, Any] = {"overall": _acceptance(model)}
     out["per_class"] = {str(k): _acceptance(g) for k, g in model.groupby("category")}
     out["per_tier"] = {str(k): _acceptance(g) for k, g in model.groupby("occlusion")}
