@@ -90,7 +90,7 @@ def test_beats_the_detector_it_replaces(dsb):
     for image, truth in [dsb, _he("08")]:
         old = detect_nuclei(image).labels_yx
         new = classic_auto_labels(image)
-        assert mask_ap50(truth, new.labels_yx, new.scores) > mask_ap50(truth, old, {i: 1.0 for i in np.unique(old)})
+        assert mask_ap50(truth, new.labels_yx, new.scores) > mask_ap50(truth, old, dict.fromkeys(np.unique(old), 1.0))
 
 
 def test_flat_and_bad_images():

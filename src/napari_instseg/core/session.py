@@ -40,7 +40,7 @@ from napari_instseg.core.prompting.base import Candidates, ImageKey, Prompt, Pro
 
 __all__ = ["AnnotationSession", "CommitError", "CommitResult", "EditSink", "PrelabelRecord", "iou"]
 
-MODEL_SOURCES = ("sam2", "classic")
+MODEL_SOURCES = ("sam2", "classic", "sam2-auto", "classic-auto")
 """Sources whose instances start as pre-labels and need a person's review."""
 
 IDLE_CAP_S = 60.0
@@ -249,16 +249,21 @@ class AnnotationSession:
         self.candidates, self.candidate_index = None, 0
         return result
 
-    def commit_many(self, masks: Iterable[ArrayLike], **kwargs: Any) -> tuple[list[CommitResult], int]:
+    def commit_many(
+        self, masks: Iterable[ArrayLike], *, scores: Iterable[float] | None = None, **kwargs: Any
+    ) -> tuple[list[CommitResult], int]:
         """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
-        one undo step and one save. Returns the results and how many masks fell entirely on
-        earlier instances (skipped)."""
+        one undo step and one save. ``scores`` (one per mask) are the model's own quality
+        estimates, kept with the pre-label proposals. Returns the results and how many masks
+        fell entirely on earlier instances (skipped)."""
         labels_before = self.labels_yx.copy()
         edits, results, covered = [], [], 0
+        score_of = iter(scores) if scores is not None else None
         try:
             for mask in masks:
+                score = next(score_of, None) if score_of is not None else None
                 try:
-                    edit, result = self._commit_edit(self._mask_to_commit(mask), False, **kwargs)
+                    edit, result = self._commit_edit(self._mask_to_commit(mask), False, score=score, **kwargs)
                 except CommitError:
                     covered += 1
                     continue
@@ -286,6 +291,7 @@ class AnnotationSession:
         occlusion: str | None = None,
         source: str | None = None,
         amodal: bool = False,
+        score: float | None = None,
     ) -> tuple[Edit, CommitResult]:
         """The edit a commit of ``mask`` makes (the commit rules live here), not yet applied."""
         source = source or (self.candidates.source if from_candidates and self.candidates else "manual")
@@ -325,11 +331,12 @@ class AnnotationSession:
         row["time_s"] = self._active_time()
         prelabels = {}
         if source in MODEL_SOURCES:
-            score = (
-                float(self.candidates.scores[self.candidate_index])
-                if from_candidates and self.candidates
-                else float("nan")
-            )
+            if score is None:
+                score = (
+                    float(self.candidates.scores[self.candidate_index])
+                    if from_candidates and self.candidates
+                    else float("nan")
+                )
             proposal = CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
             if region is not None:
                 y0, x0, _, _ = region
