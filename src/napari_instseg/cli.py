@@ -50,6 +50,9 @@ def _build_parser() -> argparse.ArgumentParser:
     prompts = pre.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--points", help="CSV with y,x[,label][,object] (label 1 positive, 0 negative)")
     prompts.add_argument("--boxes", help="CSV with x0,y0,x1,y1 in pixels (any corner order)")
+    prompts.add_argument(
+        "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
+    )
     pre.add_argument(
         "--backend",
         choices=("sam2", "classic"),
@@ -65,6 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
     pre.add_argument("-o", "--output", required=True, help="COCO JSON file to write")
     pre.set_defaults(func=_cmd_prelabel)
+    from napari_instseg.commands.auto import add_auto_arguments
+
+    add_auto_arguments(pre)
 
     slide = sub.add_parser("prelabel-slide", help="pre-label a whole slide tile by tile on dask, into a store")
     slide.add_argument("slide", help="OME-Zarr, zarr, OME-TIFF or SVS slide")
@@ -74,6 +80,9 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--boxes", help="CSV of x0,y0,x1,y1 in level-0 pixels")
     source.add_argument(
         "--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles"
+    )
+    source.add_argument(
+        "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
     )
     slide.add_argument("--backend", choices=("sam2", "classic"), default=None)
     slide.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny")
@@ -196,6 +205,10 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from napari_instseg.core.protocol import Protocol, load_protocol
     from napari_instseg.core.session import AnnotationSession
 
+    if args.auto:
+        from napari_instseg.commands.auto import prelabel_auto
+
+        return prelabel_auto(args, _progress_bar("tiles", "tile"))
     protocol = load_protocol(args.protocol) if args.protocol else Protocol.default()
     image = read_image(args.image)
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
@@ -382,6 +395,7 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         args.store,
         prompts,
         detect=args.detect,
+        auto=args.auto,
         config=config,
         scheduler=args.scheduler,
         workers=args.workers,

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.edits import CroppedMask
 
-__all__ = ["AutoObject", "Tile", "objects_from_labels", "paint_objects", "stitch", "tile_grid"]
+__all__ = ["AutoObject", "Tile", "anchored", "objects_from_labels", "paint_objects", "stitch", "tile_grid"]
 
 Region = tuple[int, int, int, int]
 
@@ -120,7 +120,7 @@ def _inside(point_yx: tuple[float, float], region: Region) -> bool:
     return region[0] <= y < region[2] and region[1] <= x < region[3]
 
 
-def _anchored(tile: Tile, objects: Sequence[AutoObject]) -> list[AutoObject]:
+def anchored(tile: Tile, objects: Sequence[AutoObject]) -> list[AutoObject]:
     """The tile's objects moved to image coordinates, those anchored in its core."""
     dy, dx = tile.origin_yx
     moved = (obj.shifted(dy, dx) for obj in objects)
@@ -172,7 +172,7 @@ def stitch(tiled: Sequence[tuple[Tile, Sequence[AutoObject]]], *, merge_overlap:
     objects: list[AutoObject] = []
     owner: list[int] = []
     for k, (tile, tile_objects) in enumerate(ordered):
-        kept = _anchored(tile, tile_objects)
+        kept = anchored(tile, tile_objects)
         objects.extend(kept)
         owner.extend([k] * len(kept))
     parent = list(range(len(objects)))
