@@ -335,9 +335,10 @@ def _export_store(args: argparse.Namespace) -> int:
     image = dict(store.image)
     file_name = image.pop("file_name", None) or f"{Path(args.labels).stem}.tif"
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
-    item = AnnotatedImage(
-        store.read_labels(), store.table, file_name, image.get("id"), extra, amodal=store.read_side("amodal")
-    )
+    prelabels = store.read_side("prelabel")
+    scores = {i: r.score for i, r in prelabels.items() if r is not None and r.score == r.score}  # NaN: none
+    labels, amodal = store.read_labels(), store.read_side("amodal")
+    item = AnnotatedImage(labels, store.table, file_name, image.get("id"), extra, amodal=amodal, scores=scores)
     exported = export_coco([item], store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")

@@ -64,3 +64,7 @@ def test_prelabel_slide_auto_commits_each_object_once(tmp_path):
     assert main([*argv, "--halo", "32"]) == 0  # rerun: tiles done are skipped, nothing doubled
     with AnnotationStore.open(store, read_only=True) as opened:
         assert len(opened.table) == len(table)
+    exported = tmp_path / "slide.json"
+    assert main(["export", str(store), "-o", str(exported)]) == 0
+    anns = json.loads(exported.read_text())["annotations"]
+    assert len(anns) == len(table) and all(0 <= a["score"] <= 1 for a in anns)

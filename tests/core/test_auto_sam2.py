@@ -12,9 +12,9 @@ from napari_instseg.core.prompting.auto import (
     AutoSettings,
     ClassicAutoSegmenter,
     Sam2AutoSegmenter,
-    add_scores,
     auto_objects,
     commit_auto,
+    prelabel_scores,
 )
 from napari_instseg.core.prompting.base import ImageKey
 from napari_instseg.core.prompting.cache import EmbeddingCache
@@ -112,7 +112,10 @@ def test_commit_is_one_undo_step_never_over_committed_and_keeps_scores(image):
     assert set(rows["source"]) == {"classic-auto"} and set(rows["review"]) == {"pre-label"}
     scores = [session.prelabels[i].score for i in summary.instance_ids]
     assert all(0 <= s <= 1 for s in scores) and scores == sorted(scores, reverse=True)
-    coco = add_scores(export_coco([AnnotatedImage(session.labels_yx, session.table, "ihc.png")]).coco, session)
+    item = AnnotatedImage(session.labels_yx, session.table, "ihc.png", scores=prelabel_scores(session))
+    coco = export_coco([item]).coco
+    manual_ann = next(a for a in coco["annotations"] if a["instance_id"] == 1)
+    assert manual_ann["score"] == 1.0
     assert all("score" in a for a in coco["annotations"])
     assert stratified_ap(coco, coco)["overall"].AP50 >= 0.999
     session.undo()

@@ -42,9 +42,9 @@ def prelabel_auto(args: argparse.Namespace, progress: Any) -> int:
         PRESETS,
         ClassicAutoSegmenter,
         Sam2AutoSegmenter,
-        add_scores,
         auto_objects,
         commit_auto,
+        prelabel_scores,
     )
     from napari_instseg.core.protocol import Protocol, load_protocol
     from napari_instseg.core.session import AnnotationSession
@@ -78,8 +78,9 @@ def prelabel_auto(args: argparse.Namespace, progress: Any) -> int:
     category = int(args.category) if args.category and args.category.isdigit() else args.category
     source = "sam2-auto" if backend == "sam2" else "classic-auto"
     summary = commit_auto(session, objects, source, category=category)
-    exported = export_coco([AnnotatedImage(session.labels_yx, session.table, Path(args.image).name)], protocol)
-    save_coco(add_scores(exported.coco, session), args.output)
+    item = AnnotatedImage(session.labels_yx, session.table, Path(args.image).name, scores=prelabel_scores(session))
+    exported = export_coco([item], protocol)
+    save_coco(exported.coco, args.output)
     print(summary)
     print(f"wrote {args.output}: {exported.summary}")
     return 0

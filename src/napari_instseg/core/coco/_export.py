@@ -52,6 +52,9 @@ class AnnotatedImage:
         Full (amodal) outlines by instance id, written as ``amodal_segmentation`` (RLE),
         ``amodal_bbox`` and ``amodal_area`` (KINS / COCOA style; ``segmentation`` stays the
         visible mask, so standard COCOeval scores visible masks).
+    scores : mapping of int to float
+        Model scores by instance id (pre-labels); when given, every annotation gets a
+        ``score`` (1.0 where an instance has none), so ``qa`` can rank them.
     """
 
     labels_yx: NDArray[np.integer]
@@ -60,6 +63,7 @@ class AnnotatedImage:
     image_id: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     amodal: Mapping[int, Any] = field(default_factory=dict)
+    scores: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ def _export_one(
     record.update({k: v for k, v in item.metadata.items() if k not in record})
     annotations, counts = _annotations(labels_yx, runs, table, image_id, first_ann_id, segmentation)
     _add_amodal(annotations, item.amodal, labels_yx.shape)
+    for annotation in annotations if item.scores else ():
+        annotation["score"] = float(item.scores.get(annotation["instance_id"], 1.0))
     summary = ExportSummary(
         n_images=1,
         n_annotations=len(annotations),

@@ -47,6 +47,7 @@ __all__ = [
     "commit_auto",
     "iter_auto_tiles",
     "make_auto_segmenter",
+    "prelabel_scores",
 ]
 
 AUTO_SOURCES = {"sam2": "sam2-auto", "classic": "classic-auto"}
@@ -418,24 +419,11 @@ def _clipped(
     return (fy0, fx0, fy1, fx1), crop
 
 
-def scores_by_instance(session: Any) -> dict[int, dict[str, float]]:
-    """``score`` (and nothing else) of every pre-label of ``session`` with a finite score."""
+def prelabel_scores(session: Any) -> dict[int, float]:
+    """Model score of every pre-label proposal of ``session`` that has one (by instance id),
+    for :class:`~napari_instseg.core.coco.AnnotatedImage` ``scores`` (so ``qa`` ranks them)."""
     out = {}
     for instance_id, record in session.prelabels.items():
         if record is not None and np.isfinite(record.score):
-            out[int(instance_id)] = {"score": float(record.score)}
+            out[int(instance_id)] = float(record.score)
     return out
-
-
-def add_scores(coco: dict[str, Any], session: Any, default: float = 1.0) -> dict[str, Any]:
-    """A copy of a COCO dict exported from ``session`` with a ``score`` on every annotation.
-
-    Pre-labels carry their model score; other instances (made or reviewed by a person) get
-    ``default``. ``qa`` ranks candidates by this score.
-    """
-    scores = scores_by_instance(session)
-    annotations = []
-    for ann in coco.get("annotations", []):
-        record = scores.get(int(ann.get("instance_id", -1)))
-        annotations.append(dict(ann, score=record["score"] if record else default))
-    return dict(coco, annotations=annotations)
