@@ -79,3 +79,23 @@ def test_prelabel_only_the_view(viewer_and_widget, qtbot, monkeypatch):
     outside = np.ones(labels.shape, bool)
     outside[y0:y1, x0:x1] = False
     assert not labels[outside].any()
+
+
+def test_prelabel_a_slide_window_reads_its_region(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    data = pytest.importorskip("stardist.data")
+    image, _ = data.test_image_nuclei_2d(return_mask=True)
+    slide = np.zeros((1024, 1024), image.dtype)
+    slide[512:, 512:] = image  # the nuclei are in the bottom-right window only
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(slide, name="slide")
+    region = (512, 512, 1024, 1024)
+    window = viewer.add_labels(
+        np.zeros((512, 512), np.uint32), name="slide window", translate=(512, 512), metadata={"instseg_window": region}
+    )
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything")
+    widget.image_combo.value = viewer.layers["slide"]
+    widget.labels_combo.value = window
+    widget.backend_combo.value = "classic"
+    _click(widget.run_button)
+    assert window.data.max() > 80 and widget.last_summary.n_committed == window.data.max()

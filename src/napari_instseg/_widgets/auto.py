@@ -35,7 +35,7 @@ EXTENTS = ("image", "view")
 the part of it visible in the canvas."""
 
 
-class AutoWidget(Container):
+class AutoWidget(Container):  # type: ignore[type-arg]
     """Pre-label everything with SAM 2's automatic masks or the classic automatic mode.
 
     Parameters
