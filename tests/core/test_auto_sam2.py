@@ -120,3 +120,21 @@ def test_commit_is_one_undo_step_never_over_committed_and_keeps_scores(image):
     assert stratified_ap(coco, coco)["overall"].AP50 >= 0.999
     session.undo()
     assert set(np.unique(session.labels_yx)) == {0, 1} and len(session.table) == 1
+
+
+@pytest.mark.slow
+def test_cli_prelabel_auto_with_sam2(sam2_checkpoint, image, tmp_path):
+    import json
+
+    import tifffile
+
+    from napari_instseg.cli import main
+
+    path = tmp_path / "ihc.tif"
+    tifffile.imwrite(path, image)
+    out = tmp_path / "auto.json"
+    argv = ["prelabel", str(path), "--auto", "objects", "--backend", "sam2", "--checkpoint", str(sam2_checkpoint)]
+    assert main([*argv, "--auto-points", "2", "--device", "cpu", "-o", str(out)]) == 0
+    coco = json.loads(out.read_text())  # random weights: how many masks pass the filters means nothing
+    assert coco["images"][0]["width"] == 256
+    assert all(a["attributes"]["source"] == "sam2-auto" and "score" in a for a in coco["annotations"])

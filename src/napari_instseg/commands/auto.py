@@ -7,6 +7,7 @@ option lands here); this module registers no command of its own.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ def add_auto_arguments(parser: argparse.ArgumentParser) -> None:
         help="automatic mode: tile size in pixels (default: 1024 sam2, 512 classic)",
     )
     parser.add_argument("--auto-halo", type=int, default=64, help="automatic mode: halo in pixels (default: 64)")
+    parser.add_argument(
+        "--auto-points", type=int, default=None, help="SAM 2 automatic mode: points per side (default: the preset's)"
+    )
     parser.add_argument(
         "--auto-workers", type=int, default=1, help="automatic mode: tiles in parallel on dask threads (default: 1)"
     )
@@ -55,6 +59,8 @@ def prelabel_auto(args: argparse.Namespace, progress: Any) -> int:
     path = Path(args.image).resolve()
     identity = f"file:{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
     settings = PRESETS[args.auto]
+    if getattr(args, "auto_points", None):
+        settings = replace(settings, points_per_side=args.auto_points)
     segmenter: Any = ClassicAutoSegmenter()
     if backend == "sam2":
 
