@@ -81,6 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
     prompts = pre.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--points", help="CSV with y,x[,label][,object] (label 1 positive, 0 negative)")
     prompts.add_argument("--boxes", help="CSV with x0,y0,x1,y1 in pixels (any corner order)")
+    prompts.add_argument(
+        "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
+    )
     pre.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -96,6 +99,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
     pre.add_argument("-o", "--output", required=True, help="COCO .json file to write (never an input)")
     pre.set_defaults(func=_cmd_prelabel)
+    from napari_instseg.commands.auto import add_auto_arguments
+
+    add_auto_arguments(pre)
 
     slide = sub.add_parser("prelabel-slide", help="pre-label a whole slide tile by tile on dask, into a store")
     slide.add_argument("slide", help="OME-Zarr, zarr, OME-TIFF or SVS slide")
@@ -105,6 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--boxes", help="CSV of x0,y0,x1,y1 in level-0 pixels")
     source.add_argument(
         "--detect", action="store_true", help="prompt with the classical nuclei detector on tissue tiles"
+    )
+    source.add_argument(
+        "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
     )
     slide.add_argument(
         "--backend", choices=BACKENDS, default=None, help="default: sam2 when a checkpoint is configured, else classic"
@@ -270,6 +279,10 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
         suffixes=(".json",),
         what="-o",
     )
+    if args.auto:
+        from napari_instseg.commands.auto import prelabel_auto
+
+        return prelabel_auto(args, _progress_bar("tiles", "tile"))
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     category = int(args.category) if args.category and args.category.isdigit() else args.category
     if isinstance(category, int):
@@ -533,9 +546,10 @@ def _export_store(args: argparse.Namespace) -> int:
     image: dict[str, Any] = dict(store.image)
     file_name = str(image.pop("file_name", None) or f"{Path(args.labels).stem}.tif")
     extra = {k: v for k, v in image.items() if k not in ("id", "height", "width")}
-    item = AnnotatedImage(
-        store.read_labels(), store.table, file_name, image.get("id"), extra, amodal=store.read_side("amodal")
-    )
+    prelabels = store.read_side("prelabel")
+    scores = {i: r.score for i, r in prelabels.items() if r is not None and r.score == r.score}  # NaN: none
+    labels, amodal = store.read_labels(), store.read_side("amodal")
+    item = AnnotatedImage(labels, store.table, file_name, image.get("id"), extra, amodal=amodal, scores=scores)
     exported = export_coco([item], store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
     print(f"wrote {args.output}: {exported.summary}")
@@ -610,6 +624,7 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         args.store,
         prompts,
         detect=args.detect,
+        auto=args.auto,
         config=config,
         scheduler=args.scheduler,
         workers=args.workers,

@@ -54,6 +54,7 @@ class BatchConfig:
     object_px: int = 32
     category: int | str | None = None
     cache_path: str | None = None
+    auto: str | None = None  # pre-label everything with this preset (sam2 or classic automatic mode)
 
     def prompter_config(self) -> PrompterConfig:
         """The prompter settings (``cache_path`` None: no embedding cache)."""
@@ -158,6 +159,8 @@ def segment_tile(
     slide = open_slide(source)
     image = slide.read_region(window.region_yx)
     y0, x0 = window.origin_yx
+    if config.auto:
+        return _auto_tile(source, window, image, config)
     if detect:
         ty0, tx0, ty1, tx1 = window.tile_yx
         centres = detect_nuclei(image).centroids_yx
@@ -182,12 +185,32 @@ def segment_tile(
     return out
 
 
+def _auto_tile(
+    source: str, window: Window, image: np.ndarray, config: BatchConfig
+) -> list[tuple[CroppedMask, float, str]]:
+    """Worker task of the automatic mode: every object anchored in the tile (not its halo),
+    in window coordinates, so neighbouring tiles never propose the same object twice."""
+    from napari_instseg.core.prompting.auto import PRESETS, ClassicAutoSegmenter, Sam2AutoSegmenter
+    from napari_instseg.core.stitch import Tile, anchored
+
+    segmenter: Any = (
+        Sam2AutoSegmenter(_prompter(config), PRESETS[config.auto or "cells"])
+        if config.backend == "sam2"
+        else ClassicAutoSegmenter()
+    )
+    objects = segmenter(image, ImageKey(source, window.region_yx))
+    y0, x0 = window.origin_yx
+    kept = anchored(Tile((0, 0), window.tile_yx, window.region_yx), objects)
+    return [(obj.shifted(-y0, -x0).mask, obj.score, segmenter.source) for obj in kept]
+
+
 def prelabel_slide(
     slide_path: str | os.PathLike[str],
     store_path: str | os.PathLike[str],
     prompts: Sequence[Prompt] | None = None,
     *,
     detect: bool = False,
+    auto: str | None = None,
     config: BatchConfig | None = None,
     scheduler: Any = "threads",
     workers: int | None = None,
@@ -203,6 +226,10 @@ def prelabel_slide(
         Point / box prompts in level-0 slide pixels; each goes to the tile holding it.
     detect : bool
         Prompt with the classical nuclei detector on every tile with tissue instead.
+    auto : {'cells', 'objects'}, optional
+        Pre-label everything on every tile with tissue (the backend's automatic mode with
+        this preset); each object is kept by the tile holding its centre, so halo overlaps
+        never duplicate it.
     config : BatchConfig
     scheduler : "threads", a ``distributed.Client``, or a scheduler address
         Where the tiles run (dask's local threaded scheduler by default).
@@ -214,6 +241,9 @@ def prelabel_slide(
     from napari_instseg.core.store import AnnotationStore, StoreError, is_store
 
     config = config or BatchConfig()
+    if auto:
+        config = replace(config, auto=auto)
+    detect = detect or bool(config.auto)
     if prompts is None and not detect:
         raise ValueError("Give prompts, or detect=True.")
     slide = open_slide(slide_path)
@@ -324,11 +354,16 @@ def _commit_tile(
     """Commit one tile's masks as one saved action per source; (committed, covered)."""
     session = store.window_session(window.region_yx, annotator="batch")
     by_source: dict[str, list[Any]] = {}
-    for mask, _score, source in masks:
-        by_source.setdefault(source, []).append(mask.full(window.shape_yx))
+    for mask, score, source in masks:
+        by_source.setdefault(source, []).append((mask, score))
     committed = covered = 0
-    for source, full_masks in by_source.items():
-        results, skipped = session.commit_many(full_masks, source=source, category=config.category)
+    for source, pairs in by_source.items():
+        if source.endswith("-auto"):  # automatic masks: best first, their scores kept
+            pairs = sorted(pairs, key=lambda pair: -pair[1])
+        full_masks = (mask.full(window.shape_yx) for mask, _ in pairs)
+        results, skipped = session.commit_many(
+            full_masks, scores=[score for _, score in pairs], source=source, category=config.category
+        )
         committed += len(results)
         covered += skipped
     return committed, covered

@@ -45,11 +45,13 @@ def commit_edit(
     source: str | None = None,
     amodal: bool = False,
     reviewed: bool = False,
+    score: float | None = None,
 ) -> tuple[Edit, CommitResult]:
     """The edit a commit of ``mask`` makes (not yet applied) and what it writes.
 
     A model's mask starts as ``pre-label`` with its proposal kept, unless ``reviewed``: a
     person committed the candidate they saw, so it is ``accepted`` at once and no pre-label.
+    ``score`` is the model's own quality estimate of the mask (default: the candidate's).
 
     Raises
     ------
@@ -89,7 +91,8 @@ def commit_edit(
     row["time_s"] = session.active_time.book()
     prelabels: dict[int, Any] = {}
     if source in MODEL_SOURCES and not reviewed:
-        score = state.current_score if from_candidates else float("nan")
+        if score is None:
+            score = state.current_score if from_candidates else float("nan")
         prelabels[instance_id] = PrelabelRecord(_proposal(region, after, instance_id), source, score)
     edit = Edit(
         "commit",

@@ -41,8 +41,8 @@ __all__ = [
     "validate_table",
 ]
 
-SOURCES = ("manual", "sam2", "classic", "import")
-"""Where an instance came from."""
+SOURCES = ("manual", "sam2", "classic", "import", "sam2-auto", "classic-auto")
+"""Where an instance came from (``*-auto``: the automatic "pre-label everything" modes)."""
 
 REVIEW_STATES = ("pre-label", "accepted", "corrected", "rejected")
 """Review state: a model's proposal starts as ``pre-label`` until a person reviews it."""

@@ -193,17 +193,22 @@ class AnnotationSession(SessionState):
         self.prompt_state.clear()
         return result
 
-    def commit_many(self, masks: Iterable[ArrayLike], **kwargs: Any) -> tuple[list[CommitResult], int]:
+    def commit_many(
+        self, masks: Iterable[ArrayLike], *, scores: Iterable[float] | None = None, **kwargs: Any
+    ) -> tuple[list[CommitResult], int]:
         """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
-        one undo step and one save. Returns the results and how many masks fell entirely on
-        earlier instances (skipped)."""
+        one undo step and one save. ``scores`` (one per mask) are the model's own quality
+        estimates, kept with the pre-label proposals. Returns the results and how many masks
+        fell entirely on earlier instances (skipped)."""
         labels_before = self.labels_yx.copy()
         ids_before = IdAllocator(self.ids.next_id)  # restored when the save fails
         edits, results, covered = [], [], 0
+        score_of = iter(scores) if scores is not None else None
         try:
             for mask in masks:
+                score = next(score_of, None) if score_of is not None else None
                 try:
-                    edit, result = commit_edit(self, self._mask_to_commit(mask), False, **kwargs)
+                    edit, result = commit_edit(self, self._mask_to_commit(mask), False, score=score, **kwargs)
                 except CommitError:
                     covered += 1
                     continue

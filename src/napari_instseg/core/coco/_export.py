@@ -63,6 +63,9 @@ class AnnotatedImage:
         keys and ``attributes`` as they came in), with only the table values that changed
         since the import written over it; an edited one keeps its annotation id and
         attributes and gets its edited (visible) mask; a deleted one is left out.
+    scores : mapping of int to float
+        Model scores by instance id (pre-labels); when given, every annotation gets a
+        ``score`` (1.0 where an instance has none), so ``qa`` can rank them.
     """
 
     labels_yx: NDArray[np.integer]
@@ -72,6 +75,7 @@ class AnnotatedImage:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     amodal: Mapping[int, Any] = field(default_factory=dict)
     originals: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    scores: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,8 @@ def _export_one(
     record.update({k: v for k, v in item.metadata.items() if k not in record})
     annotations, counts = _annotations(labels_yx, runs, table, image_id, first_ann_id, segmentation)
     _add_amodal(annotations, item.amodal, labels_yx.shape)
+    for annotation in annotations if item.scores else ():
+        annotation["score"] = float(item.scores.get(annotation["instance_id"], 1.0))
     summary = ExportSummary(
         n_images=1,
         n_annotations=len(annotations),

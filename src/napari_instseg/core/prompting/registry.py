@@ -6,7 +6,7 @@ from __future__ import annotations
 from napari_instseg.core.prompting.base import PromptError
 from napari_instseg.core.prompting.checkpoints import MODELS
 
-__all__ = ["BACKENDS", "DEFAULT_SIZE", "DEVICES", "MODEL_SIZES", "MODEL_SOURCES", "require_backend"]
+__all__ = ["AUTO_SOURCES", "BACKENDS", "DEFAULT_SIZE", "DEVICES", "MODEL_SIZES", "MODEL_SOURCES", "require_backend"]
 
 BACKENDS: tuple[str, ...] = ("sam2", "classic")
 """Prompting backends: SAM 2 (needs the ``sam2`` extra and a checkpoint) and the classical
@@ -18,7 +18,10 @@ MODEL_SIZES: tuple[str, ...] = tuple(MODELS)
 DEFAULT_SIZE = "tiny"
 """The SAM 2.1 size used when none is chosen."""
 
-MODEL_SOURCES: tuple[str, ...] = BACKENDS
+AUTO_SOURCES: tuple[str, ...] = tuple(f"{b}-auto" for b in BACKENDS)
+"""Sources of automatic (everything) pre-labels: ``sam2-auto``, ``classic-auto``."""
+
+MODEL_SOURCES: tuple[str, ...] = BACKENDS + AUTO_SOURCES
 """Instance sources that are a model's proposals: they start as pre-labels and need review."""
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")

@@ -214,6 +214,7 @@ class Sam2Prompter:
         self._shape_yx: tuple[int, int] | None = None
         self.last_from_cache = False
         self.last_set_image_s = 0.0
+        self.current_key: ImageKey | None = None  # key of the image the predictor holds
 
     @property
     def model_id(self) -> str:
@@ -274,12 +275,14 @@ class Sam2Prompter:
             if self.cache is not None and key is not None:
                 self.cache.save(key, self.meta(shape_yx), self.features())
         self._shape_yx = shape_yx
+        self.current_key = key
         self.last_set_image_s = time.perf_counter() - start
 
     def encode(self, image: NDArray[np.generic]) -> None:
         """Run the image encoder (the slow part: seconds on a CPU)."""
         import torch
 
+        self.current_key = None
         with torch.inference_mode():
             self.predictor.set_image(as_rgb_uint8(image))
         self._shape_yx = (int(image.shape[0]), int(image.shape[1]))
@@ -300,6 +303,7 @@ class Sam2Prompter:
 
         predictor = self.predictor
         predictor.reset_predictor()
+        self.current_key = None
 
         def tensor(name: str) -> Any:
             return torch.as_tensor(np.asarray(features.arrays[name], dtype=np.float32), device=predictor.device)

@@ -1,0 +1,230 @@
+"""Dock widget "Pre-label everything": every object of the image, the view or the slide window.
+
+Thin by design: the pixels of the chosen extent go to the core's tiled runner
+(:func:`napari_instseg.core.prompting.auto.iter_auto_tiles`) in a napari thread worker that
+yields after every tile (a progress bar, and Cancel stops it between tiles); the stitched
+objects are committed on the UI thread through the labels layer's session
+(:func:`napari_instseg.core.prompting.auto.commit_auto`): ``pre-label`` instances, never over
+committed ones, one undo step per run.
+
+With the SAM 2 backend the prompter of the labels layer's session (the Prompt widget's) is
+reused when it already holds the image, so the image is not encoded a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
+
+from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._layers import image_layers, labels_layers
+from napari_instseg._widgets._workers import nothreads
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["AutoWidget"]
+
+logger = logging.getLogger(__name__)
+
+EXTENTS = ("image", "view")
+"""What is pre-labelled: the whole labels layer (a slide window when the layer is one), or
+the part of it visible in the canvas."""
+
+
+class AutoWidget(Container):  # type: ignore[type-arg]
+    """Pre-label everything with SAM 2's automatic masks or the classic automatic mode.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer to work in (napari injects it).
+    """
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._worker: Any = None
+        self._prompter: Any = None
+        self._prompter_config: tuple[Any, ...] | None = None
+        self.last_summary: Any = None
+        self._build_controls()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(lambda *_: self.reset_choices())
+
+    def _build_controls(self) -> None:
+        from napari_instseg.core.prompting import default_backend
+
+        self.image_combo = ComboBox(label="image", choices=lambda *_: image_layers(self.viewer), nullable=True)
+        self.labels_combo = ComboBox(
+            label="target labels", choices=lambda *_: labels_layers(self.viewer), nullable=True
+        )
+        self.backend_combo = ComboBox(label="backend", choices=["classic", "sam2"], value=default_backend())
+        self.preset_combo = ComboBox(label="preset", choices=["cells", "objects"], value="cells")
+        self.extent_combo = ComboBox(label="extent", choices=list(EXTENTS), value="image")
+        self.tile_spin = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=1024)
+        self.halo_spin = SpinBox(label="halo (px)", min=0, max=1024, step=8, value=64)
+        self.run_button = PushButton(text="Pre-label everything")
+        self.cancel_button = PushButton(text="Cancel")
+        self.cancel_button.enabled = False
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.image_combo,
+                self.labels_combo,
+                self.backend_combo,
+                self.preset_combo,
+                self.extent_combo,
+                self.tile_spin,
+                self.halo_spin,
+                self.run_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
+        self.run_button.changed.connect(self._on_run)
+        self.cancel_button.changed.connect(self._on_cancel)
+
+    # -- what to pre-label -------------------------------------------------------------------
+    def _frame(self, labels_layer: Any) -> tuple[int, int, int, int]:
+        """(y0, x0, y1, x1) to pre-label, in the labels layer's own pixels."""
+        height, width = labels_layer.data.shape[:2]
+        if self.extent_combo.value != "view":
+            return 0, 0, height, width
+        corners = np.asarray(labels_layer.corner_pixels)[:, -2:]  # visible data, layer pixels
+        (y0, x0), (y1, x1) = corners[0], corners[1] + 1
+        frame = (max(int(y0), 0), max(int(x0), 0), min(int(y1), height), min(int(x1), width))
+        if frame[2] <= frame[0] or frame[3] <= frame[1]:
+            raise ValueError(f"The view shows none of {labels_layer.name} (visible corners {corners.tolist()}).")
+        return frame
+
+    def _pixels(self, image_layer: Any, labels_layer: Any, frame: tuple[int, int, int, int]) -> np.ndarray:
+        """The image pixels under ``frame`` of the labels layer (a slide window: its region)."""
+        level0 = image_layer.data[0] if image_layer.multiscale else image_layer.data
+        oy, ox = 0, 0
+        region = labels_layer.metadata.get("instseg_window")
+        if region is not None:
+            oy, ox = int(region[0]), int(region[1])
+        y0, x0, y1, x1 = frame
+        return np.asarray(level0[oy + y0 : oy + y1, ox + x0 : ox + x1])
+
+    def _identity(self, image_layer: Any, labels_layer: Any) -> str:
+        """The cache identity the Prompt widget uses for this image (same keys, same cache)."""
+        from napari_instseg._widgets.prompt import PromptWidget
+
+        region = labels_layer.metadata.get("instseg_window")
+        return str(PromptWidget.image_key(None, image_layer, region).identity)  # type: ignore[arg-type]
+
+    # -- segmenter --------------------------------------------------------------------------
+    def _segmenter(self, session: Any) -> Any:
+        """The automatic segmenter (SAM 2: the session's prompter when it has one)."""
+        from napari_instseg.core.prompting.auto import PRESETS, ClassicAutoSegmenter, Sam2AutoSegmenter
+
+        if self.backend_combo.value == "classic":
+            return ClassicAutoSegmenter()
+        prompter = session.prompter if getattr(session.prompter, "name", "") == "sam2" else self._prompter
+        if prompter is None:
+            from napari_instseg.core.prompting import make_prompter
+            from napari_instseg.core.prompting.checkpoints import cache_dir
+
+            prompter = make_prompter("sam2", cache_path=cache_dir().parent / "embeddings.zarr", on_mismatch="recompute")
+            self._prompter = prompter
+        return Sam2AutoSegmenter(prompter, PRESETS[self.preset_combo.value])
+
+    # -- actions -----------------------------------------------------------------------------
+    def _on_run(self, *_: Any) -> Any:
+        """Start pre-labelling in a worker (returns the worker; None when run inline)."""
+        image_layer, labels_layer = self.image_combo.value, self.labels_combo.value
+        if image_layer is None or labels_layer is None:
+            self._say("Choose an image layer and a target labels layer.")
+            return None
+        if self._worker is not None:
+            self._say("Already pre-labelling; Cancel first.")
+            return None
+        binding = layer_session(labels_layer)
+        try:
+            frame = self._frame(labels_layer)
+        except ValueError as exc:
+            self._say(str(exc), error=True)
+            return None
+        image = self._pixels(image_layer, labels_layer, frame)
+        if image.shape[:2] != (frame[2] - frame[0], frame[3] - frame[1]):
+            self._say(f"Image {image_layer.name} does not cover labels {labels_layer.name} there.", error=True)
+            return None
+        segmenter = self._segmenter(binding.session)
+        identity = self._identity(image_layer, labels_layer) if frame[:2] == (0, 0) else None
+        tile, halo = int(self.tile_spin.value), int(self.halo_spin.value)
+        n_tiles = len(range(0, image.shape[0], tile)) * len(range(0, image.shape[1], tile))
+        tiles = self._tiles(image, segmenter, tile, halo, identity)
+        self._say(f"Pre-labelling {labels_layer.name} ({n_tiles} tile(s), {self.backend_combo.value})...")
+        return self._start(tiles, n_tiles, binding, segmenter.source, frame)
+
+    @staticmethod
+    def _tiles(image: np.ndarray, segmenter: Any, tile: int, halo: int, identity: str | None) -> Any:
+        from napari_instseg.core.prompting.auto import iter_auto_tiles
+
+        def run() -> Any:
+            results = []
+            for result in iter_auto_tiles(image, segmenter, tile_px=tile, halo_px=halo, identity=identity):
+                results.append((result.tile, result.objects))
+                yield result.done
+            return results
+
+        return run
+
+    def _start(self, tiles: Any, n_tiles: int, binding: Any, source: str, frame: tuple[int, ...]) -> Any:
+        def done(results: Any) -> None:
+            self._finish(results, binding, source, frame)
+
+        if nothreads():
+            generator = tiles()
+            try:
+                while True:
+                    next(generator)
+            except StopIteration as stop:
+                done(stop.value)
+            return None
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(tiles, _progress={"total": n_tiles, "desc": "Pre-labelling tiles"}, _start_thread=False)
+        worker.returned.connect(done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled, self.cancel_button.enabled = False, True
+        worker.start()
+        return worker
+
+    def _finish(self, results: Any, binding: Any, source: str, frame: tuple[int, ...]) -> None:
+        """Stitch and commit (UI thread): one undo step."""
+        from napari_instseg.core.prompting.auto import commit_auto
+        from napari_instseg.core.stitch import stitch
+
+        objects = [obj.shifted(frame[0], frame[1]) for obj in stitch(results)]
+        binding.flush()
+        summary = commit_auto(binding.session, objects, source)
+        binding.sync()
+        self.last_summary = summary
+        self._say(f"{summary}.")
+
+    def _on_cancel(self, *_: Any) -> None:
+        if self._worker is not None:
+            self._worker.quit()
+            self._say("Pre-labelling cancelled: nothing committed.")
+
+    def _on_finished(self, *_: Any) -> None:
+        self._worker = None
+        self.run_button.enabled, self.cancel_button.enabled = True, False
+
+    def _on_error(self, exc: Exception) -> None:
+        self._say(f"{type(exc).__name__}: {exc}", error=True)
+        logger.debug("worker error", exc_info=exc)
+
+    def _say(self, message: str, *, error: bool = False) -> None:
+        self.status.value = message
+        from napari.utils.notifications import show_error, show_info
+
+        (show_error if error else show_info)(message)

@@ -1,0 +1,101 @@
+"""The "Pre-label everything" dock widget at 1600 x 1000, driven with real Qt clicks (Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_instseg.core.instances import from_features
+
+PLUGIN = "napari-instseg"
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    data = pytest.importorskip("stardist.data")
+    image, _ = data.test_image_nuclei_2d(return_mask=True)
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(np.zeros(image.shape, np.uint32), name="labels")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything", tabify=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    widget.image_combo.value = viewer.layers["nuclei"]
+    widget.labels_combo.value = viewer.layers["labels"]
+    widget.backend_combo.value = "classic"
+    return viewer, widget
+
+
+def _click(button):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    QTest.mouseClick(button.native, Qt.MouseButton.LeftButton)
+
+
+def test_prelabel_the_image_in_a_worker_then_undo_in_one_step(viewer_and_widget, qtbot):
+    viewer, widget = viewer_and_widget
+    layer = viewer.layers["labels"]
+    assert widget.native.isVisible() and widget.run_button.native.width() > 50
+    widget.tile_spin.value = 256  # four tiles with a halo, stitched
+    _click(widget.run_button)
+    qtbot.waitUntil(lambda: widget._worker is None and widget.last_summary is not None, timeout=60000)
+    table = from_features(layer.features)
+    assert len(table) > 80 and set(table["source"]) == {"classic-auto"} and set(table["review"]) == {"pre-label"}
+    assert "committed as pre-labels (classic-auto)" in widget.status.value
+    from napari_instseg._widgets._binding import layer_session
+
+    session = layer_session(layer).session
+    assert all(0 <= session.prelabels[i].score <= 1 for i in table.index)
+    layer_session(layer).run("undo")
+    assert layer.data.max() == 0 and len(from_features(layer.features)) == 0
+    # a second run works the same
+    _click(widget.run_button)
+    qtbot.waitUntil(lambda: widget._worker is None and len(from_features(layer.features)) > 80, timeout=60000)
+
+
+def test_cancel_commits_nothing(viewer_and_widget, qtbot):
+    viewer, widget = viewer_and_widget
+    widget.tile_spin.value = 64  # 64 tiles: time to cancel
+    widget.halo_spin.value = 16
+    _click(widget.run_button)
+    assert widget.cancel_button.enabled
+    _click(widget.cancel_button)
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
+    assert viewer.layers["labels"].data.max() == 0 and "cancelled" in widget.status.value
+
+
+def test_prelabel_only_the_view(viewer_and_widget, qtbot, monkeypatch):
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    viewer, widget = viewer_and_widget
+    viewer.scene.camera.center = (128, 128)
+    viewer.scene.camera.zoom = 4.0
+    qtbot.wait(200)  # the canvas redraws and the layer's visible corners follow
+    widget.extent_combo.value = "view"
+    y0, x0, y1, x1 = widget._frame(viewer.layers["labels"])
+    assert 0 < y1 - y0 < 512 and 0 < x1 - x0 < 512
+    _click(widget.run_button)
+    labels = viewer.layers["labels"].data
+    assert labels.max() > 3
+    outside = np.ones(labels.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert not labels[outside].any()
+
+
+def test_prelabel_a_slide_window_reads_its_region(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    data = pytest.importorskip("stardist.data")
+    image, _ = data.test_image_nuclei_2d(return_mask=True)
+    slide = np.zeros((1024, 1024), image.dtype)
+    slide[512:, 512:] = image  # the nuclei are in the bottom-right window only
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(slide, name="slide")
+    region = (512, 512, 1024, 1024)
+    window = viewer.add_labels(
+        np.zeros((512, 512), np.uint32), name="slide window", translate=(512, 512), metadata={"instseg_window": region}
+    )
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything")
+    widget.image_combo.value = viewer.layers["slide"]
+    widget.labels_combo.value = window
+    widget.backend_combo.value = "classic"
+    _click(widget.run_button)
+    assert window.data.max() > 80 and widget.last_summary.n_committed == window.data.max()
