@@ -31,7 +31,7 @@ REVIEW_ACTIONS = ("accept", "reject", "edit", "finish", "next_item", "previous_i
 POSITION_KEY = "instseg_review_position"
 """Labels-layer metadata: the instance id the review pass was at."""
 
-MODEL_SOURCES = ("sam2", "classic")
+from napari_instseg.core.prompting.registry import MODEL_SOURCES  # noqa: E402
 
 
 class PrelabelReviewWidget(Container):  # type: ignore[type-arg]

@@ -198,7 +198,7 @@ def _auto_tile(
         if config.backend == "sam2"
         else ClassicAutoSegmenter()
     )
-    objects = segmenter(image, ImageKey(source, window.region_yx))
+    objects = segmenter(image, slide_tile_key(source, window.region_yx))
     y0, x0 = window.origin_yx
     kept = anchored(Tile((0, 0), window.tile_yx, window.region_yx), objects)
     return [(obj.shifted(-y0, -x0).mask, obj.score, segmenter.source) for obj in kept]

@@ -29,7 +29,7 @@ __all__ = [
     "throughput_report",
 ]
 
-MODEL_SOURCES = ("sam2", "classic")
+from napari_instseg.core.prompting.registry import MODEL_SOURCES
 
 
 def export_item(project: Project, item: WorkItem, segmentation: str = "rle") -> CocoExport:
