@@ -226,7 +226,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from napari_instseg.demo import run_demo
 
     check_output_dir(args.outdir, what="-o")
-    result = run_demo(args.outdir, progress=_progress_bar("pre-labelling", "nucleus"))
+    result = run_demo(args.outdir, progress=progress_bar("pre-labelling", "nucleus"))
     print(result.summary)
     print(f"done in {result.seconds:.1f} s")
     if not args.headless and _has_display():
@@ -242,7 +242,7 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
 
 
-def _progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:
+def progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback drawing a tqdm bar on stderr."""
     from tqdm import tqdm
 
@@ -282,7 +282,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     if args.auto:
         from napari_instseg.commands.auto import prelabel_auto
 
-        return prelabel_auto(args, _progress_bar("tiles", "tile"))
+        return prelabel_auto(args, progress_bar("tiles", "tile"))
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     category = int(args.category) if args.category and args.category.isdigit() else args.category
     if isinstance(category, int):
@@ -302,7 +302,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     session = AnnotationSession(np.zeros(image.shape[:2], np.uint32), protocol=protocol, prompter=prompter)
     key = file_image_key(args.image, image.shape[:2])
     session, summary = prelabel_image(
-        image, prompts, prompter, session, key=key, category=category, progress=_progress_bar("prompts", "prompt")
+        image, prompts, prompter, session, key=key, category=category, progress=progress_bar("prompts", "prompt")
     )
     exported = export_coco([AnnotatedImage(session.labels_yx, session.table, Path(args.image).name)], protocol)
     save_coco(exported.coco, args.output)
@@ -347,7 +347,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     gt = load_coco_json(args.gt)
     dt = read_json_file(args.dt, what="candidates: a COCO results list or a COCO instances file")
     outcomes = read_queue(args.outcomes) if args.outcomes else None
-    bar = _progress_bar("QA", "step")
+    bar = progress_bar("QA", "step")
     report = run_qa(
         gt,
         dt,
@@ -389,7 +389,7 @@ def _cmd_fetch_weights(args: argparse.Namespace) -> int:
 
     if args.dest is not None:
         check_output_dir(args.dest, what="--dest")  # before a download of up to 900 MB
-    path = fetch_weights(args.size, args.dest, progress=_progress_bar("download", "B"))
+    path = fetch_weights(args.size, args.dest, progress=progress_bar("download", "B"))
     print(f"saved {path}")
     return 0
 
@@ -628,7 +628,7 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         config=config,
         scheduler=args.scheduler,
         workers=args.workers,
-        progress=_progress_bar("tiles", "tile"),
+        progress=progress_bar("tiles", "tile"),
     )
     print(summary)
     return 0

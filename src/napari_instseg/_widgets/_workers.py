@@ -40,7 +40,7 @@ def run_worker(
         return None
     from napari.qt.threading import create_worker
 
-    _ensure_worker_stack()
+    ensure_worker_stack()
     kwargs: dict[str, Any] = {"_start_thread": False}
     if progress:
         kwargs["_progress"] = {"total": 0, "desc": progress}
@@ -54,7 +54,7 @@ def run_worker(
 WORKER_STACK_BYTES = 16 * 1024 * 1024
 
 
-def _ensure_worker_stack() -> None:
+def ensure_worker_stack() -> None:
     """Give pool threads a 16 MiB stack: importing torch / triton in a worker thread with
     Qt's default stack overflows it (a segmentation fault on first SAM 2 use)."""
     from qtpy.QtCore import QThreadPool

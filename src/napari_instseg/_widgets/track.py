@@ -242,9 +242,9 @@ class TrackWidget(Container):
             return None
         from napari.qt.threading import create_worker
 
-        from napari_instseg._widgets._workers import _ensure_worker_stack
+        from napari_instseg._widgets._workers import ensure_worker_stack
 
-        _ensure_worker_stack()
+        ensure_worker_stack()
         self.worker = create_worker(self._job, *args, _start_thread=False, _progress={"total": 0, "desc": "tracking"})
         self.worker.yielded.connect(self._on_yielded)
         self.worker.errored.connect(self._on_error)

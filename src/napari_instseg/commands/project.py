@@ -229,9 +229,9 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _progress(desc: str, unit: str) -> Any:
-    from napari_instseg.cli import _progress_bar
+    from napari_instseg.cli import progress_bar
 
-    return _progress_bar(desc, unit)
+    return progress_bar(desc, unit)
 
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:

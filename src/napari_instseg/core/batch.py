@@ -407,14 +407,14 @@ def _run(
     from dask.base import compute
     from dask.delayed import delayed
 
-    _import_segmentation_modules()
+    import_segmentation_modules()
     tasks = [delayed(segment_tile)(source, window, tile_prompts, config, detect) for _, window, tile_prompts in chunk]
     if scheduler in (None, "threads"):
         return list(compute(*tasks, scheduler="threads", num_workers=workers))
     return list(compute(*tasks, scheduler=scheduler))
 
 
-def _import_segmentation_modules() -> None:
+def import_segmentation_modules() -> None:
     """Import scikit-image's lazily loaded submodules once, before threads race to do it
     (two threads importing one of them at once can see it half-initialised)."""
     import importlib

@@ -16,7 +16,7 @@ import pandas as pd
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.prompting.base import Prompt, PromptError
 
-__all__ = ["PromptFileError", "read_boxes_csv", "read_points_csv"]
+__all__ = ["PromptFileError", "read_boxes_csv", "read_points_csv", "read_prompt_table"]
 
 
 class PromptFileError(InstsegError, ValueError):
@@ -28,7 +28,8 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _read(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
+def read_prompt_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
+    """Read a prompt CSV (columns lower-cased) that must hold ``required``; PromptFileError otherwise."""
     target = Path(path)
     try:
         frame = pd.read_csv(target)
@@ -82,7 +83,7 @@ def _point_labels(frame: pd.DataFrame, target: Path) -> pd.Series:
 
 def read_points_csv(path: str | os.PathLike[str]) -> list[Prompt]:
     """Return one :class:`Prompt` per object from a points CSV (``y,x[,label][,object]``)."""
-    frame = _read(path, ("y", "x"))
+    frame = read_prompt_table(path, ("y", "x"))
     labels = _point_labels(frame, Path(path))
     groups = frame["object"] if "object" in frame.columns else pd.Series(np.arange(len(frame)), index=frame.index)
     prompts = []
@@ -96,7 +97,7 @@ def read_points_csv(path: str | os.PathLike[str]) -> list[Prompt]:
 
 def read_boxes_csv(path: str | os.PathLike[str]) -> list[Prompt]:
     """Return one box :class:`Prompt` per row of a boxes CSV (``x0,y0,x1,y1``)."""
-    frame = _read(path, ("x0", "y0", "x1", "y1"))
+    frame = read_prompt_table(path, ("x0", "y0", "x1", "y1"))
     prompts = []
     for row, box in enumerate(frame[["x0", "y0", "x1", "y1"]].to_numpy(), start=2):
         if box[0] == box[2] or box[1] == box[3]:

@@ -132,10 +132,10 @@ def prelabel_project(
     """
     import os
 
-    from napari_instseg.core.batch import _import_segmentation_modules
+    from napari_instseg.core.batch import import_segmentation_modules
 
     config = config or ProjectPrelabelConfig()
-    _import_segmentation_modules()
+    import_segmentation_modules()
     todo = _todo(project)
     fresh, resumed, locked = [], 0, 0
     for item in todo:  # an interrupted run may have saved the store but not the manifest row

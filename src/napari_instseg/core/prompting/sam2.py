@@ -34,6 +34,7 @@ __all__ = [
     "Sam2Prompter",
     "auto_device",
     "avoid_llvm_clash",
+    "diagnose_checkpoint",
     "load_sam2_model",
     "require_sam2",
     "sam2_available",
@@ -138,10 +139,10 @@ def load_sam2_model(size: str, checkpoint: str | os.PathLike[str], device: str) 
     try:
         return build_sam2(spec.config, ckpt_path=str(path), device=device)
     except Exception as exc:  # torch raises several types; all mean "not this checkpoint"
-        raise CheckpointError(_diagnose_checkpoint(path, spec.config, exc)) from exc
+        raise CheckpointError(diagnose_checkpoint(path, spec.config, exc)) from exc
 
 
-def _diagnose_checkpoint(path: Path, config: str, exc: Exception) -> str:
+def diagnose_checkpoint(path: Path, config: str, exc: Exception) -> str:
     """Explain why ``path`` could not be loaded into the model of ``config``."""
     import torch
 

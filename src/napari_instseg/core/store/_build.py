@@ -27,13 +27,13 @@ _BUILD = re.compile(r"^\.(?P<name>.+)\.creating-(?P<pid>\d+)-[0-9a-f]+$")
 
 def clean_stale_builds(target: Path) -> None:
     """Remove half-built siblings of ``target`` left by processes that died while creating."""
-    from napari_instseg.core.store._lock import _alive
+    from napari_instseg.core.store._lock import process_alive
 
     if not target.parent.is_dir():
         return
     for entry in target.parent.iterdir():
         found = _BUILD.match(entry.name)
-        if found and found["name"] == target.name and not _alive(int(found["pid"])):
+        if found and found["name"] == target.name and not process_alive(int(found["pid"])):
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -125,13 +125,13 @@ def _open_parts(path: Path, report: StoreReport) -> tuple[Any, Any] | None:
 
 def _problems(path: Path, labels: Any, db: Any) -> list[str]:
     problems = []
-    problems += [f"damaged row of instance {i} (checksum)" for i in _damaged_rows(db)]
-    problems += [f"damaged {k} record of instance {i} (checksum)" for k, i in _damaged_side(db)]
-    problems += [f"journal record {s} is damaged ({why})" for s, why in _damaged_records(db)]
-    for (cy, cx), found in _bad_chunks(path, labels, db).items():
+    problems += [f"damaged row of instance {i} (checksum)" for i in damaged_rows(db)]
+    problems += [f"damaged {k} record of instance {i} (checksum)" for k, i in damaged_side(db)]
+    problems += [f"journal record {s} is damaged ({why})" for s, why in damaged_records(db)]
+    for (cy, cx), found in bad_chunks(path, labels, db).items():
         problems.append(f"label chunk ({cy}, {cx}) is {'missing' if found is None else 'damaged (checksum)'}")
     row_ids = {int(r[0]) for r in db.conn.execute("SELECT id FROM instances")}
-    lost = sorted(_label_ids(labels) - row_ids)
+    lost = sorted(label_ids(labels) - row_ids)
     if lost:
         problems.append(f"{len(lost)} labelled instance(s) have no table row (ids {lost[:10]})")
     meta = db.meta()
@@ -143,13 +143,13 @@ def _problems(path: Path, labels: Any, db: Any) -> list[str]:
         found = int(db.conn.execute(sql).fetchone()[0])
         if meta.get(key) != found:
             problems.append(f"the state says {key} = {meta.get(key)!r}, the store holds {found}")
-    top = max(row_ids | _label_ids(labels) | {0})
+    top = max(row_ids | label_ids(labels) | {0})
     if not isinstance(meta.get("next_id"), int) or meta["next_id"] <= top:
         problems.append(f"the state's next id {meta.get('next_id')!r} is not above the largest id {top}")
     return problems
 
 
-def _damaged_rows(db: Any) -> list[int]:
+def damaged_rows(db: Any) -> list[int]:
     from napari_instseg.core.store._codec import ROW_COLUMNS, row_crc
 
     bad = []
@@ -159,7 +159,7 @@ def _damaged_rows(db: Any) -> list[int]:
     return bad
 
 
-def _damaged_side(db: Any) -> list[tuple[str, int]]:
+def damaged_side(db: Any) -> list[tuple[str, int]]:
     from napari_instseg.core.store._db import side_crc
 
     bad = []
@@ -171,7 +171,7 @@ def _damaged_side(db: Any) -> list[tuple[str, int]]:
     return bad
 
 
-def _damaged_records(db: Any) -> list[tuple[int, str]]:
+def damaged_records(db: Any) -> list[tuple[int, str]]:
     from napari_instseg.core.store._codec import crc32, decode_edit
 
     bad = []
@@ -191,7 +191,7 @@ def _damaged_records(db: Any) -> list[tuple[int, str]]:
     return bad
 
 
-def _bad_chunks(path: Path, labels: Any, db: Any) -> dict[tuple[int, int], int | None]:
+def bad_chunks(path: Path, labels: Any, db: Any) -> dict[tuple[int, int], int | None]:
     from napari_instseg.core.store._base import chunk_crc
 
     bad = {}
@@ -202,7 +202,7 @@ def _bad_chunks(path: Path, labels: Any, db: Any) -> dict[tuple[int, int], int |
     return bad
 
 
-def _label_ids(labels: Any, tile: int = 4096) -> set[int]:
+def label_ids(labels: Any, tile: int = 4096) -> set[int]:
     import pandas as pd
 
     ids: set[int] = set()
@@ -241,7 +241,7 @@ def repair_store(path: str | os.PathLike[str], *, unlock: bool = False) -> Store
     StoreError
         When ``path`` is no store, or another process is writing it.
     """
-    from napari_instseg.core.store import _lock
+    from napari_instseg.core.store import _lock as lock_file
     from napari_instseg.core.store._base import StoreError, is_store, read_version
 
     target = Path(path)
@@ -249,9 +249,9 @@ def repair_store(path: str | os.PathLike[str], *, unlock: bool = False) -> Store
         raise StoreError(f"{target} is not a napari-instseg annotation store.")
     report = StoreReport(str(target))
     lock_path = target / "instseg" / "lock"
-    if unlock and _lock.break_lock(lock_path):
+    if unlock and lock_file.break_lock(lock_path):
         report.repaired.append("removed the exclusive-create lock file of a holder that is gone")
-    lock, message = _lock.acquire(lock_path)
+    lock, message = lock_file.acquire(lock_path)
     if lock is None:
         raise StoreError(f"{message}; close it there before repairing.")
     try:
@@ -308,7 +308,7 @@ def _rebuild_database(path: Path, labels: Any, report: StoreReport) -> None:
     from napari_instseg.core.store._base import STORE_VERSION
     from napari_instseg.core.store._build import insert_rows, record_chunks
     from napari_instseg.core.store._db import DB_NAME, Database
-    from napari_instseg.core.store._upgrade import _scan_boxes
+    from napari_instseg.core.store._upgrade import scan_boxes
 
     db_path = path / "instseg" / DB_NAME
     for suffix in ("", "-wal", "-shm"):  # copied to the backup first
@@ -317,7 +317,7 @@ def _rebuild_database(path: Path, labels: Any, report: StoreReport) -> None:
 
     attrs: dict[str, Any] = dict(zarr.open_group(str(path), mode="r").attrs)
     protocol = AnnotationProtocol.from_dict(attrs["protocol"])
-    boxes = _scan_boxes(labels)
+    boxes = scan_boxes(labels)
     rows = table_for_ids(sorted(boxes), None, defaults={"category_id": protocol.categories[0].id})
     db = Database.create(db_path)
     try:

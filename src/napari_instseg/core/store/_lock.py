@@ -123,10 +123,10 @@ def _is_stale(holder: dict[str, object]) -> bool:
     pid = holder.get("pid")
     if not isinstance(pid, int) or not holder.get("host"):
         return True
-    return holder.get("host") == socket.gethostname() and not _alive(pid)
+    return holder.get("host") == socket.gethostname() and not process_alive(pid)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:

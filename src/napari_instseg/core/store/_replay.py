@@ -65,9 +65,9 @@ def _replay(db: Database, report: StoreReport) -> _Replay:
 def _void_damaged_pending(db: Database, report: StoreReport) -> None:
     """Set aside interrupted (pending) actions whose record cannot be replayed; the intact
     ones are completed by the next open, as always."""
-    from napari_instseg.core.store._doctor import _damaged_records
+    from napari_instseg.core.store._doctor import damaged_records
 
-    damaged = dict(_damaged_records(db))
+    damaged = dict(damaged_records(db))
     for seq, kind, target in db.pending():
         source = seq if kind == "do" else target
         if seq in damaged or source in damaged or source is None:
@@ -79,14 +79,14 @@ def _void_damaged_pending(db: Database, report: StoreReport) -> None:
 
 def repair_database(path: Path, labels: Any, db: Database, report: StoreReport) -> None:
     """Repair chunks, rows, side records and state from the journal (see the doctor)."""
-    from napari_instseg.core.store._doctor import _bad_chunks, _damaged_rows, _damaged_side
+    from napari_instseg.core.store._doctor import bad_chunks, damaged_rows, damaged_side
 
     _void_damaged_pending(db, report)
     replay = _replay(db, report)
-    bad_chunks = _bad_chunks(path, labels, db)
-    _rebuild_chunks(path, labels, db, replay, bad_chunks, report)
-    _repair_rows(labels, db, replay, set(_damaged_rows(db)), report)
-    _repair_side(db, replay, set(_damaged_side(db)), report)
+    damaged_chunks = bad_chunks(path, labels, db)
+    _rebuild_chunks(path, labels, db, replay, damaged_chunks, report)
+    _repair_rows(labels, db, replay, set(damaged_rows(db)), report)
+    _repair_side(db, replay, set(damaged_side(db)), report)
     _repair_state(labels, db, replay, report)
 
 
@@ -128,14 +128,14 @@ def _rebuild_chunks(
 
 def _repair_rows(labels: Any, db: Database, replay: _Replay, damaged: set[int], report: StoreReport) -> None:
     from napari_instseg.core.instances import new_row
-    from napari_instseg.core.store._doctor import _label_ids
-    from napari_instseg.core.store._upgrade import _scan_boxes
+    from napari_instseg.core.store._doctor import label_ids
+    from napari_instseg.core.store._upgrade import scan_boxes
 
     stored = {int(r[0]) for r in db.conn.execute("SELECT id FROM instances")}
-    missing = sorted(_label_ids(labels) - stored)
+    missing = sorted(label_ids(labels) - stored)
     if not missing and not damaged:
         return
-    boxes = _scan_boxes(labels)
+    boxes = scan_boxes(labels)
     rows: dict[int, dict[str, Any] | None] = {}
     for instance_id in [*missing, *sorted(damaged)]:
         known = replay.rows.get(instance_id)
@@ -162,10 +162,10 @@ def _repair_side(db: Database, replay: _Replay, damaged: set[tuple[str, int]], r
 
 
 def _repair_state(labels: Any, db: Database, replay: _Replay, report: StoreReport) -> None:
-    from napari_instseg.core.store._doctor import _label_ids
+    from napari_instseg.core.store._doctor import label_ids
 
     meta = db.meta()
-    top = max({int(r[0]) for r in db.conn.execute("SELECT id FROM instances")} | _label_ids(labels) | {0})
+    top = max({int(r[0]) for r in db.conn.execute("SELECT id FROM instances")} | label_ids(labels) | {0})
     counts = {
         "n_rows": int(db.conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0]),
         "n_prelabel": int(db.conn.execute("SELECT COUNT(*) FROM side WHERE kind = 'prelabel'").fetchone()[0]),

@@ -61,7 +61,7 @@ from numpy.typing import NDArray
 from napari_instseg.core.edits import Edit
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
-from napari_instseg.core.store import _lock
+from napari_instseg.core.store import _lock as lock_file
 from napari_instseg.core.store._base import (
     CHUNK_PX,
     STORE_FORMAT,
@@ -90,7 +90,9 @@ class AnnotationStore:
     annotate with every action persisted before it returns.
     """
 
-    def __init__(self, path: Path, *, read_only: bool, lock_message: str = "", lock: _lock.Lock | None = None) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool, lock_message: str = "", lock: lock_file.Lock | None = None
+    ) -> None:
         import zarr
 
         self.path = path
@@ -187,7 +189,7 @@ class AnnotationStore:
             raise StoreError(f"{target} is a version-{version} store; this napari-instseg reads up to {STORE_VERSION}.")
         needs_writer = not read_only or version < STORE_VERSION or _needs_recovery(target)
         try:
-            lock, message = _lock.acquire(_lock_path(target)) if needs_writer else (None, "")
+            lock, message = lock_file.acquire(_lock_path(target)) if needs_writer else (None, "")
         except OSError as exc:  # read-only media: no lock file can be made
             if not read_only:
                 raise StoreError(
@@ -625,7 +627,7 @@ class _Sink:
             self.remember(seq, edit)
 
 
-def _release(db: Database, lock: _lock.Lock | None) -> None:
+def _release(db: Database, lock: lock_file.Lock | None) -> None:
     """Close the database and give the lock back (idempotent)."""
     db.close()
     if lock is not None:

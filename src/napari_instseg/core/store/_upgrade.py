@@ -116,7 +116,7 @@ def _build_db(path: Path, target: Path) -> None:
     frame = frame.set_index("id") if len(frame) else frame.set_index(pd.Index([], name="id"))
     table = validate_table(frame, source=f"{inst / 'table.json'}")
     labels = zarr.open_group(str(path), mode="r")["labels"]
-    boxes = _scan_boxes(labels)
+    boxes = scan_boxes(labels)
     db = Database.create(target)
     try:
         with db.transaction():
@@ -139,7 +139,7 @@ def _build_db(path: Path, target: Path) -> None:
         db.close()
 
 
-def _scan_boxes(labels: Any) -> dict[int, tuple[int, int, int, int]]:
+def scan_boxes(labels: Any) -> dict[int, tuple[int, int, int, int]]:
     """Boxes of every id, reading the labels one tile at a time."""
     from napari_instseg.core.store._geometry import label_boxes
 

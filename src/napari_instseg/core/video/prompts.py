@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from napari_instseg.core.prompting.base import Prompt, PromptError
-from napari_instseg.core.prompts_io import PromptFileError, _read
+from napari_instseg.core.prompts_io import PromptFileError, read_prompt_table
 
 __all__ = ["TrackPrompt", "read_track_boxes_csv", "read_track_points_csv"]
 
@@ -58,7 +58,7 @@ def read_track_points_csv(path: str | os.PathLike[str], n_frames: int | None = N
         Naming the file, row and column of a missing or bad value.
     """
     target = Path(path)
-    frame = _read(target, ("frame", "y", "x"))
+    frame = read_prompt_table(target, ("frame", "y", "x"))
     frames = _frames(frame, target, n_frames)
     labels = frame["label"] if "label" in frame.columns else pd.Series(1, index=frame.index)
     out = []
@@ -74,7 +74,7 @@ def read_track_points_csv(path: str | os.PathLike[str], n_frames: int | None = N
 def read_track_boxes_csv(path: str | os.PathLike[str], n_frames: int | None = None) -> list[TrackPrompt]:
     """One :class:`TrackPrompt` per row from ``frame,x0,y0,x1,y1[,object]``."""
     target = Path(path)
-    frame = _read(target, ("frame", "x0", "y0", "x1", "y1"))
+    frame = read_prompt_table(target, ("frame", "x0", "y0", "x1", "y1"))
     frames = _frames(frame, target, n_frames)
     keys = _objects(frame).tolist()
     boxes = frame[["x0", "y0", "x1", "y1"]].to_numpy()

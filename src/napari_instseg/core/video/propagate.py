@@ -124,7 +124,7 @@ def load_sam2_video_predictor(
     CheckpointError
         When the file cannot be loaded into the model (the message says why).
     """
-    from napari_instseg.core.prompting.sam2 import _diagnose_checkpoint, avoid_llvm_clash
+    from napari_instseg.core.prompting.sam2 import diagnose_checkpoint, avoid_llvm_clash
 
     avoid_llvm_clash()
     from sam2.build_sam import build_sam2_video_predictor
@@ -141,7 +141,7 @@ def load_sam2_video_predictor(
                 spec.config, ckpt_path=str(path), device=device, hydra_overrides_extra=overrides
             )
     except Exception as exc:  # torch raises several types; all mean "not this checkpoint"
-        raise CheckpointError(_diagnose_checkpoint(path, spec.config, exc)) from exc
+        raise CheckpointError(diagnose_checkpoint(path, spec.config, exc)) from exc
     if not _has_cuda_extension():
         predictor.fill_hole_area = 0  # hole filling needs sam2's CUDA extension; it warns per frame
     return predictor
