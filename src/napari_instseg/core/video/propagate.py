@@ -124,7 +124,7 @@ def load_sam2_video_predictor(
     CheckpointError
         When the file cannot be loaded into the model (the message says why).
     """
-    from napari_instseg.core.prompting.sam2 import diagnose_checkpoint, avoid_llvm_clash
+    from napari_instseg.core.prompting.sam2 import avoid_llvm_clash, diagnose_checkpoint
 
     avoid_llvm_clash()
     from sam2.build_sam import build_sam2_video_predictor
