@@ -18,7 +18,9 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``project`` and its sub-commands."""
     project = subparsers.add_parser("project", help="projects: many images, phases, annotators, one export")
-    sub = project.add_subparsers(dest="project_command", required=True, metavar="ACTION")
+    sub = project.add_subparsers(
+        dest="project_command", required=True, metavar="ACTION", help="what to do with the project"
+    )
 
     init = sub.add_parser("init", help="make a project folder referencing images (never copied)")
     init.add_argument("dir", help="new project folder (must not exist, or be empty)")

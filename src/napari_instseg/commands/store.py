@@ -13,7 +13,7 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     """Add the ``store`` command with its ``check`` and ``repair`` actions."""
     parser = subparsers.add_parser("store", help="check or repair an annotation store (STORE.zarr)")
-    actions = parser.add_subparsers(dest="store_action", required=True)
+    actions = parser.add_subparsers(dest="store_action", required=True, metavar="ACTION", help="check or repair")
     check = actions.add_parser("check", help="check every chunk, row, side and journal record (exit 2 on problems)")
     check.add_argument("store", help="the annotation store (STORE.zarr)")
     check.set_defaults(func=_cmd_check)

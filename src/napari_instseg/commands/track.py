@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from napari_instseg.core.prompting.registry import DEFAULT_SIZE, MODEL_SIZES
+
 __all__ = ["register"]
 
 
@@ -26,8 +28,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     prompts.add_argument("--points", help="CSV with frame,y,x[,label][,object]")
     prompts.add_argument("--boxes", help="CSV with frame,x0,y0,x1,y1[,object]")
     track.add_argument("--frames", type=frame_range, help="first:last frame to track, inclusive (default: all)")
-    track.add_argument("--direction", choices=("forward", "backward", "both"), default="both")
-    track.add_argument("--model", choices=("tiny", "small", "base_plus", "large"), default="tiny", help="SAM 2.1 size")
+    track.add_argument(
+        "--direction",
+        choices=("forward", "backward", "both"),
+        default="both",
+        help="propagate from the prompted frames forward, backward or both ways (default: both)",
+    )
+    track.add_argument("--model", choices=MODEL_SIZES, default=DEFAULT_SIZE, help="SAM 2.1 size")
     track.add_argument(
         "--checkpoint", help="SAM 2 checkpoint (.pt); default: $NAPARI_INSTSEG_SAM2_CHECKPOINT or the user cache"
     )
