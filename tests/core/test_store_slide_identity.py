@@ -34,7 +34,7 @@ def test_prelabel_slide_refuses_another_slides_store(tmp_path, capsys):
     slide_b, _ = _slide(tmp_path / "b.zarr", (256, 512), 2)  # same shape, other pixels
     slide_c, _ = _slide(tmp_path / "c.zarr", (512, 256), 1)  # the same slide size, turned
     points = tmp_path / "p.csv"
-    points.write_text("y,x\n40,300\n")
+    points.write_text("y,x\n40,200\n")  # inside both shapes: the store check speaks, not the prompt check
     store = tmp_path / "s.zarr"
     assert _prelabel(slide_a, store, points) == 0
     with AnnotationStore.open(store, read_only=True) as opened:

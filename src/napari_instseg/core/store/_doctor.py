@@ -241,7 +241,7 @@ def repair_store(path: str | os.PathLike[str], *, unlock: bool = False) -> Store
     StoreError
         When ``path`` is no store, or another process is writing it.
     """
-    from napari_instseg.core.store import _lock as lock_file
+    import napari_instseg.core.store._lock as lock_file
     from napari_instseg.core.store._base import StoreError, is_store, read_version
 
     target = Path(path)

@@ -61,7 +61,7 @@ from numpy.typing import NDArray
 from napari_instseg.core.edits import Edit
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
-from napari_instseg.core.store import _lock as lock_file
+import napari_instseg.core.store._lock as lock_file
 from napari_instseg.core.store._base import (
     CHUNK_PX,
     STORE_FORMAT,

@@ -5,4 +5,4 @@ Importing this package imports neither torch nor sam2.
 
 from __future__ import annotations
 
-__all__: list[str] = []  # the modules are the API: frames, prompts, propagate, tracking, tracks
+__all__ = ["frames", "prompts", "propagate", "tracking", "tracks"]  # the modules are the API
