@@ -58,10 +58,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+import napari_instseg.core.store._lock as lock_file
 from napari_instseg.core.edits import Edit
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
-import napari_instseg.core.store._lock as lock_file
 from napari_instseg.core.store._base import (
     CHUNK_PX,
     STORE_FORMAT,
