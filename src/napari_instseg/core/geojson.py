@@ -105,6 +105,9 @@ class GeoJSONImport:
         The FeatureCollection's keys other than ``features`` (None for a plain array).
     origin_yx : (int, int)
         Level-0 position of the label image's top-left pixel.
+    by_class_name : bool
+        True when categories came from the class names (the protocol was built from the file);
+        False when ``category_id`` decided where present (a protocol was given).
     """
 
     labels_yx: NDArray[np.uint32]
@@ -116,6 +119,7 @@ class GeoJSONImport:
     overlaps: pd.DataFrame = field(default_factory=pd.DataFrame)
     container: dict[str, Any] | None = None
     origin_yx: tuple[int, int] = (0, 0)
+    by_class_name: bool = False
 
     @property
     def passthrough(self) -> list[dict[str, Any]]:
@@ -279,10 +283,10 @@ def protocol_from_features(features: Sequence[Mapping[str, Any]], *, name: str =
     return AnnotationProtocol(categories=categories, name=name)
 
 
-def _category_of(properties: Mapping[str, Any], protocol: AnnotationProtocol, where: str, *, given: bool) -> int:
-    """The category: ``category_id`` with a given protocol (checked before), else the class name."""
+def _category_of(properties: Mapping[str, Any], protocol: AnnotationProtocol, where: str, *, by_id: bool) -> int:
+    """The category: ``category_id`` when ``by_id`` and present (checked before), else the class name."""
     category_id = properties.get("category_id")
-    if given and category_id is not None:
+    if by_id and category_id is not None:
         return int(category_id)
     class_name = _class_name(properties.get("classification"))
     if class_name is None:
@@ -372,6 +376,7 @@ def import_geojson(
     *,
     origin_yx: tuple[int, int] = (0, 0),
     source: str = "GeoJSON",
+    by_class_name: bool | None = None,
 ) -> GeoJSONImport:
     """Import QuPath GeoJSON into a label image of ``shape_yx`` placed at ``origin_yx``.
 
@@ -388,6 +393,9 @@ def import_geojson(
         Level-0 position of the label image's top-left pixel.
     source : str
         Name used in error messages.
+    by_class_name : bool, optional
+        Categories from the class names only (``category_id`` is then only type-checked);
+        default: when no protocol is given. A replay of an import passes the import's value.
 
     Raises
     ------
@@ -417,9 +425,9 @@ def import_geojson(
         document = load_geojson(document)
     features, container = features_of(document, source)
     _check_shape(shape_yx, source)
-    given = protocol is not None
+    by_class_name = protocol is None if by_class_name is None else by_class_name
     protocol = protocol or protocol_from_features(features)
-    category_ids = protocol.category_ids if given else None
+    category_ids = None if by_class_name else protocol.category_ids
     for k, feature in enumerate(features):
         if _is_area(feature):
             check_area_properties(feature.get("properties") or {}, f"{source}: features[{k}]", category_ids)
@@ -435,7 +443,7 @@ def import_geojson(
     fraction = occluded_fraction(areas - composite.lost_px, areas)
     tiers = protocol.tiers.tiers_of(fraction)
     rows = [
-        _row_from(p, _category_of(p, protocol, w, given=given), float(fr), str(t))
+        _row_from(p, _category_of(p, protocol, w, by_id=not by_class_name), float(fr), str(t))
         for p, w, fr, t in zip(properties, where, fraction, tiers, strict=True)
     ]
     table = _table(instance_ids.tolist(), rows)
@@ -449,6 +457,7 @@ def import_geojson(
         overlaps=overlap_frame(composite.front_ids, composite.back_ids, composite.pixels),
         container=container,
         origin_yx=(int(origin_yx[0]), int(origin_yx[1])),
+        by_class_name=by_class_name,
     )
 
 
