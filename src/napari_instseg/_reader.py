@@ -48,31 +48,61 @@ def get_reader(path: str | list[str]) -> Reader | None:
     if lower.endswith(TIFF_SUFFIXES):
         return read_slide if _is_tiff_slide(path) else None
     if lower.endswith((".json", ".geojson")):
-        from napari_instseg.core.geojson import is_geojson_document
+        return _json_reader(path, geojson_suffix=lower.endswith(".geojson"))
+    return None
 
-        parsed = _parse_json(path)
-        if _is_coco(parsed):
-            return lambda p: _read_coco_dict(p, parsed)
-        if is_geojson_document(parsed):
-            return lambda p: read_geojson(p, parsed)
+
+_UNPARSED = object()
+_PEEK_BYTES = 64 * 1024
+
+
+def _json_reader(path: str, *, geojson_suffix: bool) -> Reader | None:
+    """The COCO or GeoJSON reader for a JSON file, by parsing it.
+
+    A file that parses claims a reader when it is a COCO object (``images`` / ``annotations``
+    at the top) or GeoJSON features. A file that does not parse (invalid, nested too deeply,
+    not UTF-8) is claimed only when it shows itself as ours (a ``.geojson`` suffix, or COCO /
+    GeoJSON keys in its first 64 KiB): the reader then raises the clear error of the import;
+    every other file gets None.
+    """
+    from napari_instseg.core.geojson import is_geojson_document
+
+    parsed = _parse_json(path)
+    if parsed is _UNPARSED:
+        head = _head(path)
+        if geojson_suffix:
+            return read_geojson
+        if b'"images"' in head or b'"annotations"' in head:
+            return read_coco
+        return read_geojson if b'"FeatureCollection"' in head or b'"features"' in head else None
+    if _is_coco(parsed):
+        return lambda p: _read_coco_dict(p, parsed)
+    if is_geojson_document(parsed):
+        return lambda p: read_geojson(p, parsed)
     return None
 
 
 def _parse_json(path: str) -> Any:
-    """The parsed JSON document, or None when the file is not JSON."""
+    """The parsed JSON document, or ``_UNPARSED`` when the file cannot be read as JSON."""
     try:
         with open(path, "rb") as handle:
             return json.load(handle)
-    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
+    except (OSError, ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        return _UNPARSED
+
+
+def _head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(_PEEK_BYTES)
+    except OSError:
+        return b""
 
 
 def _is_coco(document: Any) -> bool:
-    return (
-        isinstance(document, dict)
-        and isinstance(document.get("images"), list)
-        and isinstance(document.get("annotations"), list)
-    )
+    """A JSON object with COCO's ``images`` and ``annotations`` (a malformed one is claimed too:
+    its import gives the clear error)."""
+    return isinstance(document, dict) and "annotations" in document and "images" in document
 
 
 def _is_tiff_slide(path: str) -> bool:
@@ -171,7 +201,7 @@ def read_geojson(path: str | list[str], document: Any = None) -> list[LayerData]
     path = path[0] if isinstance(path, list) else path
     document = load_geojson(path) if document is None else document
     features, _container = features_of(document, path)
-    bbox = area_bbox_yx(features)
+    bbox = area_bbox_yx(features, path)
     shape_yx = _image_shape_beside(Path(path)) or _open_image_shape() or (bbox[2:] if bbox else (1, 1))
     y0, x0, y1, x1 = bbox or (0, 0, 1, 1)
     y0, x0 = min(max(y0, 0), shape_yx[0] - 1), min(max(x0, 0), shape_yx[1] - 1)

@@ -178,13 +178,15 @@ class Case:
     call: Callable[[Path], Any] | None = None
     subprocess: bool = False
     may_write: tuple[str, ...] = ()  # outputs that a resumable command may have started
+    accepted: bool = False  # once refused, now valid input (real-world files): exit 0, inputs unchanged
 
 
 CASES: list[Case] = []
 
 
 def case(id: str, argv: list[str] | None, fragment: str, **files_and_options: Any) -> None:
-    options = {k: files_and_options.pop(k) for k in ("call", "subprocess", "may_write") if k in files_and_options}
+    keys = ("call", "subprocess", "may_write", "accepted")
+    options = {k: files_and_options.pop(k) for k in keys if k in files_and_options}
     files = {k.replace("___", "/").replace("__", "."): v for k, v in files_and_options.items()}
     CASES.append(Case(id, argv, fragment, files, **options))
 
@@ -297,11 +299,12 @@ case(
     "categories[0]: expected an object with a 64-bit integer",
     x__json=mutated(lambda c: c["categories"][0].update(id=2**64)),
 )
-case(
+case(  # COCO ids start at 0 (napari-SAM4IS writes category 0; pycocotools loads it): valid
     "coco/category-id-zero",
     IMPORT,
-    "categories do not form a valid taxonomy",
+    "",
     x__json=mutated(lambda c: (c["categories"][0].update(id=0), [a.update(category_id=0) for a in c["annotations"]])),
+    accepted=True,
 )
 case(
     "coco/category-duplicate-name",
@@ -309,7 +312,13 @@ case(
     "duplicate category name",
     x__json=mutated(lambda c: c["categories"].append({"id": 2, "name": "nucleus"})),
 )
-case("coco/category-bad-color", IMPORT, "color", x__json=mutated(lambda c: c["categories"][0].update(color="red")))
+case(  # COCO defines no category colour; third-party tools write names or lists: ignored, kept in the file
+    "coco/category-bad-color",
+    IMPORT,
+    "",
+    x__json=mutated(lambda c: c["categories"][0].update(color="red")),
+    accepted=True,
+)
 case(
     "coco/info-protocol-not-valid",
     IMPORT,
@@ -1032,24 +1041,32 @@ case(
     labels__tif=labels_tif,
     p__json={"categories": []},
 )
-case(
+case(  # COCO ids start at 0: valid
     "protocol/category-id-zero",
     EXPORT_PROTOCOL,
-    "categories[0].id: expected a positive integer",
+    "",
     labels__tif=labels_tif,
     p__json={"categories": [{"id": 0, "name": "a"}]},
+    accepted=True,
+)
+case(
+    "protocol/category-id-negative",
+    EXPORT_PROTOCOL,
+    "p.json.categories[0].id: expected a non-negative integer (COCO ids from 0), got -1",
+    labels__tif=labels_tif,
+    p__json={"categories": [{"id": -1, "name": "a"}]},
 )
 case(
     "protocol/category-id-list",
     EXPORT_PROTOCOL,
-    "categories[0].id: expected a positive integer",
+    "categories[0].id: expected a non-negative integer (COCO ids from 0), got [1]",
     labels__tif=labels_tif,
     p__json={"categories": [{"id": [1], "name": "a"}]},
 )
 case(
     "protocol/category-id-beyond-int64",
     EXPORT_PROTOCOL,
-    "categories[0].id",
+    "p.json.categories[0].id: 1180591620717411303424 does not fit a 64-bit integer",
     labels__tif=labels_tif,
     p__json={"categories": [{"id": 2**70, "name": "a"}]},
 )
@@ -1849,6 +1866,13 @@ case(
 case(
     "reader/deep-nesting", None, "nested too deeply", x__json=b'{"images": ' + deep_json(), call=read_with_napari_reader
 )
+case(  # a malformed COCO object is claimed (not declined in silence): its import names the problem
+    "reader/images-not-list",
+    None,
+    "'images' is not a list",
+    x__json=mutated(lambda c: c.update(images={})),
+    call=read_with_napari_reader,
+)
 case(
     "reader/category-list",
     None,
@@ -1867,11 +1891,13 @@ case(
 # --- GeoJSON import (Python API) ---------------------------------------------------------------
 
 
-def geojson_call(collection: Any, shape_yx: Any = (20, 30)) -> Callable[[Path], Any]:
-    def call(_path: Path) -> Any:
-        from napari_instseg.core.geojson import geojson_to_labels
+def geojson_call(collection: Any, shape_yx: Any = (20, 30), *, protocol: bool = True) -> Callable[[Path], Any]:
+    """geojson_to_labels (the default protocol given), or import_geojson with a protocol built from the file."""
 
-        return geojson_to_labels(collection, shape_yx)
+    def call(_path: Path) -> Any:
+        from napari_instseg.core.geojson import geojson_to_labels, import_geojson
+
+        return geojson_to_labels(collection, shape_yx) if protocol else import_geojson(collection, shape_yx)
 
     return call
 
@@ -1889,7 +1915,74 @@ def fc(*features: Any) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": list(features)}
 
 
-case("geojson/not-a-collection", None, "expected a GeoJSON FeatureCollection", call=geojson_call({"type": "Feature"}))
+def geojson_kept(document: Any, instance_ids: list[int | None], protocol: bool = True) -> Callable[[Path], Any]:
+    """An accepted document: imported, with these instance ids per feature (None: passed through)."""
+
+    def call(_path: Path) -> Any:
+        from napari_instseg.core.geojson import import_geojson
+        from napari_instseg.core.protocol import AnnotationProtocol
+
+        imported = import_geojson(document, (20, 30), AnnotationProtocol.default() if protocol else None)
+        assert imported.instance_ids == instance_ids, imported.instance_ids
+        features = document if isinstance(document, list) else document.get("features", [document])
+        assert imported.features == features
+        return imported
+
+    return call
+
+
+def geojson_file_call(name: str) -> Callable[[Path], Any]:
+    def call(path: Path) -> Any:
+        from napari_instseg.core.geojson import import_geojson
+
+        return import_geojson(path / name, (20, 30))
+
+    return call
+
+
+case(
+    "geojson/not-a-collection",
+    None,
+    "expected a GeoJSON FeatureCollection, a Feature or a JSON array of features, got 'Polygon'",
+    call=geojson_call({"type": "Polygon", "coordinates": []}),
+)
+case("geojson/top-level-number", None, "GeoJSON: expected a GeoJSON FeatureCollection", call=geojson_call(5))
+# QuPath exports: a single Feature, a plain array, features without geometry, Points: kept, never an error
+case("geojson/single-feature-without-geometry", None, "", call=geojson_kept({"type": "Feature"}, [None]), accepted=True)
+case("geojson/plain-array", None, "", call=geojson_kept([feature(), feature()], [1, 2]), accepted=True)
+case(
+    "geojson/array-feature-null",
+    None,
+    "GeoJSON: features[1]: expected a Feature object, got None",
+    call=geojson_call([feature(), None]),
+)
+case(
+    "geojson/geometry-string",
+    None,
+    "features[0].geometry: expected a geometry object or null, got 'abc'",
+    call=geojson_call(fc({"type": "Feature", "geometry": "abc"})),
+)
+case(
+    "geojson/point-coordinates-garbage",
+    None,
+    "",
+    call=geojson_kept(fc(feature(["a", None], kind="Point"), feature()), [None, 1]),
+    accepted=True,
+)
+case(
+    "geojson/file-deep-nesting",
+    None,
+    "x.geojson: JSON nested too deeply",
+    x__geojson=b'{"type": "FeatureCollection", "features": ' + deep_json(),
+    call=geojson_file_call("x.geojson"),
+)
+case(
+    "geojson/file-not-json",
+    None,
+    "x.geojson: not valid JSON (line 1",
+    x__geojson=b'{"type": ',
+    call=geojson_file_call("x.geojson"),
+)
 case(
     "geojson/features-not-list",
     None,
@@ -1903,17 +1996,19 @@ case(
     call=geojson_call({"type": "FeatureCollection", "features": "abc"}),
 )
 case("geojson/feature-null", None, "features[0]: expected a Feature object, got None", call=geojson_call(fc(None)))
-case(
+case(  # a feature without geometry is kept as it came (QuPath writes such objects)
     "geojson/geometry-missing",
     None,
-    "features[0].geometry: expected a Polygon or MultiPolygon object",
-    call=geojson_call(fc({"type": "Feature"})),
+    "",
+    call=geojson_kept(fc({"type": "Feature"}, feature()), [None, 1]),
+    accepted=True,
 )
-case(
+case(  # QuPath's calibration Points: kept, passed through on export
     "geojson/geometry-point",
     None,
-    "features[0]: geometry type 'Point' is not Polygon",
-    call=geojson_call(fc(feature([1, 2], kind="Point"))),
+    "",
+    call=geojson_kept(fc(feature([1, 2], kind="Point"), feature([[0, 0], [5, 5]], kind="LineString")), [None, None]),
+    accepted=True,
 )
 case(
     "geojson/coordinates-null",
@@ -1987,11 +2082,30 @@ case(
     "features[1].properties.instance_id: 4 is also the id of features[0]",
     call=geojson_call(fc(feature(properties={"instance_id": 4}), feature(properties={"instance_id": 4}))),
 )
-case(
+case(  # ids kept where given; the others numbered after the largest given id
     "geojson/instance-id-collides-with-auto",
     None,
-    "features[1]: instance id 1 is already used",
-    call=geojson_call(fc(feature(), feature(properties={"instance_id": 1}))),
+    "",
+    call=geojson_kept(fc(feature(), feature(properties={"instance_id": 1})), [2, 1]),
+    accepted=True,
+)
+case(
+    "geojson/instance-id-zero",
+    None,
+    "features[0].properties.instance_id: expected an integer in [1, 2**32 - 1], got 0",
+    call=geojson_call(fc(feature(properties={"instance_id": 0}))),
+)
+case(
+    "geojson/instance-id-2^32",
+    None,
+    "features[0].properties.instance_id: expected an integer in [1, 2**32 - 1], got 4294967296",
+    call=geojson_call(fc(feature(properties={"instance_id": 2**32}))),
+)
+case(
+    "geojson/instance-id-bool",
+    None,
+    "features[0].properties.instance_id: expected an integer in [1, 2**32 - 1], got True",
+    call=geojson_call(fc(feature(properties={"instance_id": True}))),
 )
 case(
     "geojson/category-id-string",
@@ -2006,16 +2120,41 @@ case(
     call=geojson_call(fc(feature(properties={"category_id": 9}))),
 )
 case(
-    "geojson/classification-unknown",
+    "geojson/category-id-string-no-protocol",
     None,
-    "Category 'tumour' is not in protocol",
-    call=geojson_call(fc(feature(properties={"classification": {"name": "tumour"}}))),
+    "features[0].properties.category_id: expected a non-negative integer, got 'x'",
+    call=geojson_call(fc(feature(properties={"category_id": "x"})), protocol=False),
 )
 case(
+    "geojson/classification-unknown",
+    None,
+    "features[0].properties.classification: class 'tumour' is not in the protocol (classes: ['nucleus'])",
+    call=geojson_call(fc(feature(properties={"classification": {"name": "tumour"}}))),
+)
+case(  # a string classification is QuPath's too; a class the given protocol lacks is still refused
     "geojson/classification-string",
     None,
-    "properties.classification: expected an object",
+    "features[0].properties.classification: class 'tumour' is not in the protocol",
     call=geojson_call(fc(feature(properties={"classification": "tumour"}))),
+)
+case(
+    "geojson/classification-string-known",
+    None,
+    "",
+    call=geojson_kept(fc(feature(properties={"classification": "nucleus"})), [1]),
+    accepted=True,
+)
+case(
+    "geojson/classification-number",
+    None,
+    "features[0].properties.classification: expected a class name or an object with a name, got 5",
+    call=geojson_call(fc(feature(properties={"classification": 5}))),
+)
+case(
+    "geojson/classification-name-list",
+    None,
+    "features[0].properties.classification: expected a class name or an object with a name",
+    call=geojson_call(fc(feature(properties={"classification": {"name": ["a"]}}))),
 )
 case(
     "geojson/properties-list",
@@ -2026,7 +2165,7 @@ case(
 case(
     "geojson/z-order-float",
     None,
-    "features[0].properties.z_order: expected an integer, got 1.5",
+    "features[0].properties.z_order: expected an integer (int64), got 1.5",
     call=geojson_call(fc(feature(properties={"z_order": 1.5}))),
 )
 case(
@@ -2034,6 +2173,30 @@ case(
     None,
     "features[0].properties.annotator: expected a string, number or boolean",
     call=geojson_call(fc(feature(properties={"annotator": ["a"]}))),
+)
+case(
+    "geojson/z-order-beyond-int64",
+    None,
+    "features[0].properties.z_order: expected an integer (int64), got 1180591620717411303424",
+    call=geojson_call(fc(feature(properties={"z_order": 2**70}))),
+)
+case(
+    "geojson/iscrowd-object",
+    None,
+    "features[0].properties.iscrowd: expected a string, number or boolean",
+    call=geojson_call(fc(feature(properties={"iscrowd": {"a": 1}}))),
+)
+case(
+    "geojson/properties-string-point",
+    None,
+    "features[0].properties: expected an object, got 'abc'",
+    call=geojson_call(fc(feature([1, 2], properties="abc", kind="Point"))),
+)
+case(
+    "geojson/multipolygon-empty-part",
+    None,
+    "features[0].geometry.coordinates[0]: expected a non-empty list of rings",
+    call=geojson_call(fc(feature([[]], kind="MultiPolygon"))),
 )
 case("geojson/occlusion-unknown", None, "occlusion", call=geojson_call(fc(feature(properties={"occlusion": "bogus"}))))
 case("geojson/shape-huge", None, "needs", call=geojson_call(fc(feature()), (10**9, 10**9)))
@@ -2132,13 +2295,19 @@ def _run(case: Case, root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[in
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_hostile_input_is_refused_clearly_and_nothing_changes(case: Case, tmp_path: Path, capsys) -> None:
+def test_hostile_input_is_refused_clearly_and_nothing_changes(case: Case, tmp_path: Path, capsys, request) -> None:
     root = tmp_path / "case"
     root.mkdir()
     _write_files(root, case.files)
     capsys.readouterr()
     before = _snapshot(root)
     code, err = _run(case, root, capsys)
+    if case.accepted:  # valid input now: it goes in, and no input is touched
+        request.node.user_properties.append(("accepted", True))
+        after = _snapshot(root)
+        assert code == 0, f"exit status {code}, stderr:\n{err}"
+        assert {k: after.get(k) for k in before} == before, "files changed (an input)"
+        return
     after = _snapshot(root, skip=case.may_write)
     assert code == 2, f"exit status {code}, stderr:\n{err}"
     assert code >= 0, f"crashed with signal {-code}"

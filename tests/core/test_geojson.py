@@ -75,7 +75,7 @@ def test_bad_geojson_is_named():
     }
     labels, table = geojson_to_labels(point, (10, 10))  # a Point is kept aside, never an error
     assert not labels.any() and table.empty
-    with pytest.raises(GeoJSONError, match=r"features\[0\] is not a GeoJSON Feature"):
+    with pytest.raises(GeoJSONError, match=r"features\[0\]: expected a Feature object, got 3"):
         geojson_to_labels({"type": "FeatureCollection", "features": [3]}, (10, 10))
 
 
@@ -89,3 +89,44 @@ def test_cli_exports_geojson_from_a_store(tmp_path, annotated):
     collection = json.loads((tmp_path / "s.geojson").read_text())
     assert sorted(f["properties"]["instance_id"] for f in collection["features"]) == [4, 9, 12]
     assert all(shapely.geometry.shape(f["geometry"]).is_valid for f in collection["features"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "claimed"),
+    [
+        ("deep.json", b"[" * 100_000 + b"]" * 100_000, False),  # not ours: None, never RecursionError
+        ("notes.json", b'{"a": ', False),
+        ("deep.geojson", b'{"type": "FeatureCollection", "features": ' + b"[" * 100_000, True),
+        ("cut.json", b'{"type": "FeatureCollection", "features": [', True),
+    ],
+)
+def test_reader_on_broken_json_declines_or_gives_a_clear_error(tmp_path, name, content, claimed):
+    from napari_instseg._reader import get_reader
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    reader = get_reader(str(path))
+    assert (reader is not None) == claimed
+    if reader is not None:
+        with pytest.raises(GeoJSONError, match=rf"{name}: (JSON nested too deeply|not valid JSON)"):
+            reader(str(path))
+
+
+def test_ids_kept_where_given_and_malformed_area_features_named():
+    from napari_instseg.core.geojson import import_geojson
+
+    ring = [[2, 2], [10, 2], [10, 10], [2, 10], [2, 2]]
+
+    def area(**properties):
+        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": properties}
+
+    imported = import_geojson([area(), area(instance_id=7), area()], (20, 20))
+    assert imported.instance_ids == [8, 7, 9]
+    with pytest.raises(
+        GeoJSONError, match=r"x: features\[1\]\.properties\.instance_id: 7 is also the id of features\[0\]"
+    ):
+        import_geojson([area(instance_id=7), area(instance_id=7)], (20, 20), source="x")
+    with pytest.raises(GeoJSONError, match=r"features\[0\]\.properties\.annotator: expected a string"):
+        import_geojson([area(annotator=["a"])], (20, 20))
+    measured = area(measurements={"Area": 64.0}, color=[255, 0, 0], classification="Tumor")
+    assert import_geojson([measured], (20, 20)).protocol.categories[0].name == "Tumor"

@@ -176,3 +176,22 @@ def test_reader_declines_what_is_not_feature_geojson(tmp_path, text):
     path = tmp_path / "x.geojson"
     path.write_text(text)
     assert get_reader(str(path)) is None
+
+
+def test_category_ids_of_another_taxonomy_follow_the_class_name_and_come_back(tmp_path, capsys):
+    """Without --protocol the class name decides (a file's ``category_id`` may belong to another
+    taxonomy); the export's replay uses the same rule, so nothing changes on the way back."""
+    square = [[[2, 2], [12, 2], [12, 12], [2, 12], [2, 2]]]
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": square},
+            "properties": {"classification": {"name": "Tumor"}, "category_id": 7, "instance_id": 3},
+        }
+    ]
+    path = tmp_path / "other.geojson"
+    path.write_text(json.dumps(features))
+    imported = import_geojson(load_geojson(path), (20, 20))
+    assert imported.by_class_name and imported.table.loc[3, "category_id"] == 1
+    _, back = _import_export(tmp_path, path, capsys, extra=["--shape", "20", "20"])
+    assert back == features

@@ -54,7 +54,7 @@ def test_tiled_pyramids_of_every_codec_read_pixel_exact(tmp_path, compression):
 
 
 def test_corrupt_slides_give_slide_error_naming_the_file(tmp_path):
-    with pytest.raises(SlideError, match=r"broken\.svs: not a readable TIFF"):
+    with pytest.raises(SlideError, match=r"broken\.svs: cannot open the slide: not a readable TIFF"):
         open_slide(BROKEN_SVS)
     raw = CMU_SVS.read_bytes()
     truncated = tmp_path / "truncated.svs"
@@ -65,7 +65,9 @@ def test_corrupt_slides_give_slide_error_naming_the_file(tmp_path):
     offset, n_bytes = page.dataoffsets[0], page.databytecounts[0]
     garbled = tmp_path / "garbled.svs"
     garbled.write_bytes(raw[:offset] + b"\0" * n_bytes + raw[offset + n_bytes :])
-    with pytest.raises(SlideError, match=r"garbled\.svs: level 0 cannot be decoded \(compression JPEG\)"):
+    with pytest.raises(
+        SlideError, match=r"garbled\.svs: cannot read level 0 region .*level 0 cannot be decoded \(compression JPEG\)"
+    ):
         open_slide(garbled)
 
 

@@ -105,6 +105,9 @@ class GeoJSONImport:
         The FeatureCollection's keys other than ``features`` (None for a plain array).
     origin_yx : (int, int)
         Level-0 position of the label image's top-left pixel.
+    by_class_name : bool
+        True when categories came from the class names (the protocol was built from the file);
+        False when ``category_id`` decided where present (a protocol was given).
     """
 
     labels_yx: NDArray[np.uint32]
@@ -116,6 +119,7 @@ class GeoJSONImport:
     overlaps: pd.DataFrame = field(default_factory=pd.DataFrame)
     container: dict[str, Any] | None = None
     origin_yx: tuple[int, int] = (0, 0)
+    by_class_name: bool = False
 
     @property
     def passthrough(self) -> list[dict[str, Any]]:
@@ -132,13 +136,21 @@ class GeoJSONImport:
             vertices: Any = (
                 [coords] if geometry.get("type") == "Point" else coords if geometry.get("type") == "MultiPoint" else []
             )
-            for vertex in vertices or []:
+            for vertex in vertices if isinstance(vertices, list) else []:
+                if not _is_xy(vertex):
+                    continue  # a malformed point is passed through, not shown
                 points.append((float(vertex[1]), float(vertex[0])))
                 props = dict(feature.get("properties") or {})
                 props["class"] = _class_name(props.get("classification")) or ""
                 props["feature_id"] = str(feature.get("id", ""))
                 properties.append(props)
         return np.asarray(points, dtype=float).reshape(-1, 2), properties
+
+
+def _is_xy(vertex: Any) -> bool:
+    from napari_instseg.core.geojson_checks import is_finite_number
+
+    return isinstance(vertex, list) and len(vertex) >= 2 and all(is_finite_number(v) for v in vertex[:2])
 
 
 def load_geojson(path: str | os.PathLike[str]) -> Any:
@@ -151,13 +163,27 @@ def load_geojson(path: str | os.PathLike[str]) -> Any:
         raise GeoJSONError(f"{target}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
     except UnicodeDecodeError as exc:
         raise GeoJSONError(f"{target}: not a UTF-8 JSON text: {exc}") from exc
+    except RecursionError as exc:
+        raise GeoJSONError(f"{target}: JSON nested too deeply to read.") from exc
+    except ValueError as exc:  # e.g. an integer literal too long to convert
+        raise GeoJSONError(f"{target}: cannot read JSON: {exc}") from exc
+    except OSError as exc:
+        raise GeoJSONError(f"{target}: cannot read the file: {exc}") from exc
 
 
 def features_of(document: Any, source: str = "GeoJSON") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The features of a FeatureCollection, a plain feature array or a single Feature.
 
     Returns the features and the collection's other keys (None for a plain array).
+
+    Raises
+    ------
+    GeoJSONError
+        When the document is none of these, ``features`` is not a list, or a feature is not an
+        object with a geometry object (or null) and properties object (or null), naming it.
     """
+    from napari_instseg.core.geojson_checks import check_feature
+
     features: Any
     container: dict[str, Any] | None
     if isinstance(document, list):
@@ -166,14 +192,16 @@ def features_of(document: Any, source: str = "GeoJSON") -> tuple[list[dict[str, 
         features = document.get("features")
         container = {k: v for k, v in document.items() if k != "features"}
         if not isinstance(features, list):
-            raise GeoJSONError(f"{source}: a FeatureCollection whose 'features' is not a list.")
+            raise GeoJSONError(f"{source}: 'features' must be a list, got {type(features).__name__}.")
     elif isinstance(document, Mapping) and document.get("type") == "Feature":
         features, container = [document], {"type": "FeatureCollection"}
     else:
-        raise GeoJSONError(f"{source}: expected a GeoJSON FeatureCollection or a JSON array of features.")
+        kind = document.get("type") if isinstance(document, Mapping) else type(document).__name__
+        raise GeoJSONError(
+            f"{source}: expected a GeoJSON FeatureCollection, a Feature or a JSON array of features, got {kind!r}."
+        )
     for i, feature in enumerate(features):
-        if not isinstance(feature, Mapping) or not isinstance(feature.get("geometry", {}) or {}, Mapping):
-            raise GeoJSONError(f"{source}: features[{i}] is not a GeoJSON Feature object.")
+        check_feature(feature, f"{source}: features[{i}]")
     return [dict(f) for f in features], container
 
 
@@ -188,13 +216,19 @@ def is_geojson_document(document: Any) -> bool:
     )
 
 
-def area_bbox_yx(features: Sequence[Mapping[str, Any]]) -> tuple[int, int, int, int] | None:
-    """(y0, x0, y1, x1) in whole level-0 pixels around every area feature (None if there is none)."""
+def area_bbox_yx(features: Sequence[Mapping[str, Any]], source: str = "GeoJSON") -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) in whole level-0 pixels around every area feature (None if there is none).
+
+    Raises
+    ------
+    GeoJSONError
+        For malformed coordinates of an area feature, naming the feature and the point.
+    """
     lows, highs = [], []
     for k, feature in enumerate(features):
         if not _is_area(feature):
             continue
-        for rings in _rings_of(feature.get("geometry") or {}, f"features[{k}]"):
+        for rings in _rings_of(feature.get("geometry") or {}, f"{source}: features[{k}]"):
             for ring in rings:
                 if ring.size:
                     lows.append(ring.min(axis=0))
@@ -249,10 +283,11 @@ def protocol_from_features(features: Sequence[Mapping[str, Any]], *, name: str =
     return AnnotationProtocol(categories=categories, name=name)
 
 
-def _category_of(properties: Mapping[str, Any], protocol: AnnotationProtocol, where: str) -> int:
-    given = properties.get("category_id")
-    if isinstance(given, int) and not isinstance(given, bool) and given in protocol.category_ids:
-        return given
+def _category_of(properties: Mapping[str, Any], protocol: AnnotationProtocol, where: str, *, by_id: bool) -> int:
+    """The category: ``category_id`` when ``by_id`` and present (checked before), else the class name."""
+    category_id = properties.get("category_id")
+    if by_id and category_id is not None:
+        return int(category_id)
     class_name = _class_name(properties.get("classification"))
     if class_name is None:
         names = [c.name for c in protocol.categories]
@@ -261,28 +296,20 @@ def _category_of(properties: Mapping[str, Any], protocol: AnnotationProtocol, wh
         return protocol.category_by_name(class_name).id
     except (ProtocolError, KeyError, ValueError) as exc:
         known = [c.name for c in protocol.categories]
-        raise GeoJSONError(f"{where}: class {class_name!r} is not in the protocol (classes: {known}).") from exc
+        raise GeoJSONError(
+            f"{where}.properties.classification: class {class_name!r} is not in the protocol (classes: {known})."
+        ) from exc
 
 
 def _rings_of(geometry: Mapping[str, Any], where: str) -> list[list[NDArray[np.float64]]]:
-    """Polygons as lists of (n, 2) x, y rings; GeoJSONError for malformed coordinates."""
-    coords = geometry.get("coordinates")
+    """Polygons as lists of (n, 2) x, y rings; GeoJSONError naming the point for malformed
+    coordinates (``where`` names the feature)."""
+    from napari_instseg.core.geojson_checks import check_area_geometry
+
+    check_area_geometry(geometry, f"{where}.geometry")
+    coords = geometry["coordinates"]
     polygons = [coords] if geometry.get("type") == "Polygon" else coords
-    if not isinstance(polygons, list):
-        raise GeoJSONError(f"{where}: 'coordinates' must be a list.")
-    out = []
-    for polygon in polygons:
-        rings = []
-        for ring in polygon if isinstance(polygon, list) else []:
-            try:
-                xy = np.asarray(ring, dtype=float)
-            except (TypeError, ValueError) as exc:
-                raise GeoJSONError(f"{where}: a ring is not a list of [x, y] numbers.") from exc
-            if xy.ndim != 2 or xy.shape[1] < 2 or not np.isfinite(xy[:, :2]).all():
-                raise GeoJSONError(f"{where}: a ring is not a list of finite [x, y] numbers.")
-            rings.append(xy[:, :2])
-        out.append(rings)
-    return out
+    return [[np.asarray(ring, dtype=float)[:, :2] for ring in polygon] for polygon in polygons]
 
 
 def _own_mask(
@@ -318,12 +345,18 @@ def _own_mask(
     return np.sort((xs + x0).astype(np.int64) * height + (ys + y0))
 
 
-def _instance_ids(features: Sequence[Mapping[str, Any]]) -> list[int | None]:
+def _instance_ids(features: Sequence[Mapping[str, Any]], source: str) -> list[int | None]:
+    """Per feature: its instance id (None for a non-area feature).
+
+    ``properties.instance_id`` is kept where given (checked before: an integer in
+    [1, 2**32 - 1]); two features with the same one are an error; area features without one
+    are numbered after the largest given id, in file order.
+    """
+    from napari_instseg.core.geojson_checks import check_instance_ids
+
     given = [(f.get("properties") or {}).get("instance_id") if _is_area(f) else None for f in features]
-    usable = [g for g in given if isinstance(g, int) and not isinstance(g, bool) and 0 < g < 2**32]
-    if len(usable) != len(set(usable)) or len(usable) != sum(_is_area(f) for f in features):
-        usable, given = [], [None] * len(features)
-    next_id = max(usable, default=0) + 1
+    check_instance_ids(given, [f"{source}: features[{k}]" for k in range(len(features))])
+    next_id = max((g for g in given if g is not None), default=0) + 1
     out: list[int | None] = []
     for feature, value in zip(features, given, strict=True):
         if not _is_area(feature):
@@ -343,6 +376,7 @@ def import_geojson(
     *,
     origin_yx: tuple[int, int] = (0, 0),
     source: str = "GeoJSON",
+    by_class_name: bool | None = None,
 ) -> GeoJSONImport:
     """Import QuPath GeoJSON into a label image of ``shape_yx`` placed at ``origin_yx``.
 
@@ -359,14 +393,30 @@ def import_geojson(
         Level-0 position of the label image's top-left pixel.
     source : str
         Name used in error messages.
+    by_class_name : bool, optional
+        Categories from the class names only (``category_id`` is then only type-checked);
+        default: when no protocol is given. A replay of an import passes the import's value.
 
     Raises
     ------
     GeoJSONError
-        When the document holds no feature list, or an area feature has malformed
-        coordinates or a class the given protocol lacks.
+        Naming the feature, the field and the value: when the document holds no feature list;
+        a feature is not an object or its properties are not one; an area feature has
+        malformed coordinates (null, not numbers, NaN / infinite, a ring of fewer than 3
+        points, the wrong nesting depth), an ``instance_id`` that is not an integer in
+        [1, 2**32 - 1] or is also another feature's, a ``z_order`` that is not an integer, a
+        list or object where one of our scalar tags belongs, or - with a given protocol - a
+        ``category_id`` or class the protocol lacks. Non-area features never fail the import.
+
+    Notes
+    -----
+    ``properties.instance_id`` is kept where given; area features without one are numbered
+    after the largest given id, in file order. With a given protocol, ``category_id`` (when
+    present) decides the category, else the class name; without one, the class name does
+    (``category_id`` must still be a non-negative integer).
     """
     from napari_instseg.core.coco._import import cropped_from_pixels, overlap_frame
+    from napari_instseg.core.geojson_checks import check_area_properties
     from napari_instseg.core.occlusion import occluded_fraction
     from napari_instseg.core.rle import composite_pixels
 
@@ -375,10 +425,15 @@ def import_geojson(
         document = load_geojson(document)
     features, container = features_of(document, source)
     _check_shape(shape_yx, source)
+    by_class_name = protocol is None if by_class_name is None else by_class_name
     protocol = protocol or protocol_from_features(features)
-    ids = _instance_ids(features)
+    category_ids = None if by_class_name else protocol.category_ids
+    for k, feature in enumerate(features):
+        if _is_area(feature):
+            check_area_properties(feature.get("properties") or {}, f"{source}: features[{k}]", category_ids)
+    ids = _instance_ids(features, source)
     area = [(k, f) for k, f in enumerate(features) if ids[k] is not None]
-    where = [f"{source}: features[{k}] (id {f.get('id', '-')})" for k, f in area]
+    where = [f"{source}: features[{k}]" for k, _ in area]
     pixels = [_own_mask(f.get("geometry") or {}, shape_yx, origin_yx, w) for (_, f), w in zip(area, where, strict=True)]
     instance_ids = np.array([ids[k] for k, _ in area], dtype=np.int64)
     properties = [f.get("properties") or {} for _, f in area]
@@ -388,7 +443,7 @@ def import_geojson(
     fraction = occluded_fraction(areas - composite.lost_px, areas)
     tiers = protocol.tiers.tiers_of(fraction)
     rows = [
-        _row_from(p, _category_of(p, protocol, w), float(fr), str(t))
+        _row_from(p, _category_of(p, protocol, w, by_id=not by_class_name), float(fr), str(t))
         for p, w, fr, t in zip(properties, where, fraction, tiers, strict=True)
     ]
     table = _table(instance_ids.tolist(), rows)
@@ -402,6 +457,7 @@ def import_geojson(
         overlaps=overlap_frame(composite.front_ids, composite.back_ids, composite.pixels),
         container=container,
         origin_yx=(int(origin_yx[0]), int(origin_yx[1])),
+        by_class_name=by_class_name,
     )
 
 

@@ -6,7 +6,8 @@ Layout of ``napari-instseg import X.geojson -o OUTDIR``::
       protocol.json            the given protocol, or one built from the file's classes and colours
       geojson_source.json      every feature as it came in (file order), the instance id of each
                                area feature (null for Points, LineStrings...), the container,
-                               the image size and origin
+                               the image size and origin, and whether categories came from the
+                               class names (no protocol given) or from category_id
       <stem>_labels.tif        visible labels: the composite of the own masks (paint_order)
       <stem>_instances.csv     instance table
       <stem>_overlaps.csv      per instance: own area, visible area, what covers it, what it covers
@@ -95,6 +96,7 @@ def write_geojson_folder(
         "container": imported.container,
         "features": imported.features,
         "instance_ids": imported.instance_ids,
+        "by_class_name": imported.by_class_name,
     }
     atomic_write_text(folder / SOURCE_NAME, json.dumps(record, allow_nan=False))
 
@@ -123,6 +125,7 @@ def export_geojson_folder(outdir: str | os.PathLike[str], protocol: AnnotationPr
         instance_ids=record["instance_ids"],
         container=record["container"],
         origin_yx=(int(record["origin_yx"][0]), int(record["origin_yx"][1])),
+        by_class_name=bool(record.get("by_class_name", False)),
     )
     return export_geojson(labels, table, protocol, original)
 
@@ -149,6 +152,7 @@ def export_geojson(
         protocol,
         origin_yx=original.origin_yx,
         source="import replay",
+        by_class_name=original.by_class_name,
     )
     diff = labels_yx != replay.labels_yx
     edited = (set(np.unique(labels_yx[diff]).tolist()) | set(np.unique(replay.labels_yx[diff]).tolist())) - {0}

@@ -327,10 +327,10 @@ def _validate_categories(categories: tuple[Category, ...], source: str) -> None:
         where = f"{source}.categories[{i}]"
         if not isinstance(cat, Category):
             raise ProtocolError(f"{where}: expected a Category, got {type(cat).__name__}.")
-        if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or not 0 <= cat.id < 2**63:
-            raise ProtocolError(
-                f"{where}.id: expected a non-negative integer (COCO ids from 0, fitting int64), got {cat.id!r}."
-            )
+        if not isinstance(cat.id, (int, np.integer)) or isinstance(cat.id, bool) or cat.id < 0:
+            raise ProtocolError(f"{where}.id: expected a non-negative integer (COCO ids from 0), got {cat.id!r}.")
+        if cat.id >= 2**63:
+            raise ProtocolError(f"{where}.id: {cat.id} does not fit a 64-bit integer (COCO ids from 0 to 2**63 - 1).")
         if not isinstance(cat.name, str) or not cat.name.strip():
             raise ProtocolError(f"{where}.name: expected a non-empty string, got {cat.name!r}.")
         if not isinstance(cat.supercategory, str):

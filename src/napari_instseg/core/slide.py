@@ -193,7 +193,9 @@ def _open_tiff(path: Path) -> Slide:
         store = tifffile.imread(path, aszarr=True, series=0)
         node = zarr.open(store, mode="r")
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, struct.error) as exc:
-        raise SlideError(f"{path}: not a readable TIFF / SVS file ({type(exc).__name__}: {exc}).") from exc
+        raise SlideError(
+            f"{path}: cannot open the slide: not a readable TIFF / SVS file ({type(exc).__name__}: {exc})."
+        ) from exc
     levels: list[Any] = (
         [node] if isinstance(node, zarr.Array) else [node[k] for k in sorted(node.array_keys(), key=int)]
     )
@@ -216,7 +218,8 @@ def _check_decodable(slide: Slide, compression: Any) -> None:
             name = getattr(compression, "name", compression)
             hint = " Install it: pip install imagecodecs." if "imagecodecs" in str(exc) else ""
             raise SlideError(
-                f"{slide.source}: level {level} cannot be decoded (compression {name}): "
+                f"{slide.source}: cannot read level {level} region (y0, x0, y1, x1) = (0, 0, 1, 1): "
+                f"level {level} cannot be decoded (compression {name}): "
                 f"{type(exc).__name__}: {exc}.{hint}"
             ) from exc
 
