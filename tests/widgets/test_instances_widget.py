@@ -224,18 +224,24 @@ def test_save_to_store_keeps_the_proposals_of_earlier_prelabels(viewer_with_widg
     assert row["review"] == "corrected" and 0 < row["prelabel_iou"] < 1
 
 
-def test_a_store_held_elsewhere_shows_who_and_refuses_edits(make_napari_viewer, tmp_path, monkeypatch):
-    import json
-    import os
+def test_a_store_held_elsewhere_shows_who_and_refuses_edits(make_napari_viewer, tmp_path, monkeypatch, request):
     import socket
+    import subprocess
+    import sys
 
     monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
     labels = np.zeros((96, 96), np.uint32)
     labels[_disk((96, 96), (20, 20), 8)] = 1
     path = tmp_path / "cells.zarr"
     AnnotationStore.create(path, labels, image={"file_name": "cells.tif"}).close()
-    holder = {"pid": os.getppid(), "host": socket.gethostname()}  # a live process, not us
-    (path / "instseg" / "lock").write_text(json.dumps(holder))
+    code = (  # another live process holds the store's writer lock
+        "import sys, time; from napari_instseg.core.store import AnnotationStore;"
+        "s = AnnotationStore.open(sys.argv[1]); print(s.read_only, flush=True); time.sleep(120)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    request.addfinalizer(lambda: (child.kill(), child.wait()))
+    assert child.stdout.readline().strip() == "False"
+    holder = {"pid": child.pid, "host": socket.gethostname()}
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin=PLUGIN)
     _, instances = viewer.window.add_plugin_dock_widget(PLUGIN, "Instances")

@@ -186,7 +186,7 @@ def test_prelabel_review_in_the_panel_then_export(panel, project_dir, tmp_path):
         assert set(table["review"]) == {"pre-label"}
         for instance_id in table.index:  # accept every pre-label with the Prompt widget's key
             labels.selected_label = int(instance_id)
-            _key_on_canvas(viewer, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+            _key_on_canvas(viewer, Qt.Key.Key_Y, Qt.KeyboardModifier.ShiftModifier)
         assert set(layer_table(labels)["review"]) == {"accepted"}
         if expected == 1:  # and a missed object, added with the Prompt widget, lands in the store
             labels.selected_label = 0
@@ -194,7 +194,7 @@ def test_prelabel_review_in_the_panel_then_export(panel, project_dir, tmp_path):
             added = prompt._on_commit()
             assert added is not None and added.instance_id in layer_table(labels).index
             labels.selected_label = added.instance_id  # a model's mask is a pre-label too: accept it
-            _key_on_canvas(viewer, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+            _key_on_canvas(viewer, Qt.Key.Key_Y, Qt.KeyboardModifier.ShiftModifier)
         keys.append(prompt.image_key(widget.image_layer))
         QTest.mouseClick(widget.submit_button, Qt.MouseButton.LeftButton)
     assert keys[0] != keys[1]  # the Prompt widget never mistakes one tile for the other
