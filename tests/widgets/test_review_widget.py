@@ -57,13 +57,13 @@ def test_stepping_zooms_selects_and_saves_each_verdict(viewer_and_widget):
     np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (y + h / 2, x + w / 2))
     assert viewer.layers["reference"].selected_label == first["instance_id"]
     widget._on_verdict("fail")  # a fail needs a reason
-    assert "Say why" in widget.status.value and widget.index == 0
+    assert "Say why" in widget.status.value and widget.item_index == 0
     widget.reason_edit.value = "boundary too loose"
     widget._on_verdict("fail")
     widget._on_verdict("pass")
     saved = json.loads((out / "review_queue.json").read_text())["items"]
     assert saved[0]["outcome"] == "fail" and saved[0]["reason"] == "boundary too loose"
-    assert saved[1]["outcome"] == "pass" and widget.index == 2
+    assert saved[1]["outcome"] == "pass" and widget.item_index == 2
     widget.go(0)
     assert "-> fail" in widget.item_label.value
 
@@ -82,7 +82,7 @@ def test_a_second_qa_run_keeps_the_verdicts_and_highlights_the_reference(viewer_
     first = json.loads((out / "review_queue.json").read_text())["items"]
     assert first[0]["outcome"] == "fail" and first[0]["reason"] == "too loose"
     assert widget.queue_path.parent == out.parent / "qa-2"
-    item = widget.queue.iloc[widget.index]
+    item = widget.queue.iloc[widget.item_index]
     assert viewer.layers["reference"].selected_label == item["instance_id"]
     assert viewer.layers["reference"].show_selected_label
     assert not candidate.show_selected_label

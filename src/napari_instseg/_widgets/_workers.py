@@ -60,6 +60,8 @@ def ensure_worker_stack() -> None:
     from qtpy.QtCore import QThreadPool
 
     pool = QThreadPool.globalInstance()
+    if pool is None:  # Qt returns None only while it shuts down: nothing to configure
+        return
     if pool.stackSize() < WORKER_STACK_BYTES:
         pool.setStackSize(WORKER_STACK_BYTES)
 

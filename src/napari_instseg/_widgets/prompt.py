@@ -318,8 +318,8 @@ class PromptWidget(Container):  # type: ignore[type-arg]
     def _config(self) -> Any:
         from napari_instseg.core.prompting.lifecycle import PrompterConfig
 
-        checkpoint = self.checkpoint_edit.value
-        checkpoint = str(checkpoint) if checkpoint not in (None, Path(""), Path(".")) else None
+        chosen = self.checkpoint_edit.value
+        checkpoint = str(chosen) if chosen not in (None, Path(""), Path(".")) else None
         return PrompterConfig.from_settings(
             self.backend_combo.value, self.model_combo.value, checkpoint, self.device_combo.value
         )

@@ -4,10 +4,11 @@ queue (zoom to each instance, pass / fail with a reason; every verdict saved at 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, Widget
 
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
 from napari_instseg._widgets._keys import KEYS, offer
@@ -44,7 +45,7 @@ def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
     return export_coco([AnnotatedImage(np.asarray(layer.data), table, file_name, image_id)], protocol).coco
 
 
-class ReviewWidget(Container):
+class ReviewWidget(Container[Widget]):
     """QA of a candidate Labels layer against a reference one, and the review of its sample.
 
     Parameters
@@ -58,7 +59,7 @@ class ReviewWidget(Container):
         self.viewer = napari_viewer
         self.queue: Any = None
         self.queue_path: Path | None = None
-        self.index = 0
+        self.item_index = 0
         self.report: Any = None
         self._worker: Any = None
         self._keys_offered = False
@@ -70,9 +71,13 @@ class ReviewWidget(Container):
         }
         self.reference_combo = ComboBox(label="reference labels", choices=self._labels_layers, nullable=True)
         self.candidate_combo = ComboBox(label="candidate labels", choices=self._labels_layers, nullable=True)
-        self.outdir_edit = FileEdit(label="report folder", mode="d", value=str(Path.cwd() / "qa-report"))
+        self.outdir_edit = FileEdit(
+            label="report folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=Path.cwd() / "qa-report"
+        )
         self.run_button = PushButton(text="Run QA on these layers")
-        self.queue_edit = FileEdit(label="review queue", mode="r", filter="*.json", nullable=True)
+        self.queue_edit = FileEdit(
+            label="review queue", mode=FileDialogMode.EXISTING_FILE, filter="*.json", nullable=True
+        )
         self.load_button = PushButton(text="Load queue")
         self.item_label = Label(value="")
         self.reason_edit = LineEdit(label="reason")
@@ -102,8 +107,8 @@ class ReviewWidget(Container):
         self.load_button.changed.connect(self._on_load_queue)
         self.pass_button.changed.connect(lambda *_: self._on_verdict("pass"))
         self.fail_button.changed.connect(lambda *_: self._on_verdict("fail"))
-        self.previous_button.changed.connect(lambda *_: self.go(self.index - 1))
-        self.next_button.changed.connect(lambda *_: self.go(self.index + 1))
+        self.previous_button.changed.connect(lambda *_: self.go(self.item_index - 1))
+        self.next_button.changed.connect(lambda *_: self.go(self.item_index + 1))
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
         self.viewer.layers.events.removed.connect(self._refresh_choices)
         self._refresh_choices()
@@ -147,7 +152,7 @@ class ReviewWidget(Container):
             self.status.value = "Choose a reference and a candidate labels layer."
             return
         gt, dt = layer_to_coco(reference), layer_to_coco(candidate)
-        chosen = Path(self.outdir_edit.value)
+        chosen = Path(cast("Path", self.outdir_edit.value))  # a directory: one path, never None
         outdir = fresh_report_dir(chosen)
         kept = f" (the earlier report and its verdicts stay in {chosen})" if outdir != chosen else ""
         self.status.value = f"Running QA into {outdir}{kept}..."
@@ -161,7 +166,7 @@ class ReviewWidget(Container):
                 if overall["AP"] is not None
                 else f"report: {report.html_path}"
             ) + kept
-            self.queue_edit.value = str(report.queue_paths[0])
+            self.queue_edit.value = Path(report.queue_paths[0])
             self._on_load_queue()
 
         def failed(exc: Exception) -> None:
@@ -182,8 +187,8 @@ class ReviewWidget(Container):
     def _on_load_queue(self, *_: Any) -> None:
         from napari_instseg.core.qa.sampling import read_queue
 
-        path = self.queue_edit.value
-        if path in (None, Path(""), Path(".")) or not Path(path).is_file():
+        path = cast("Path | None", self.queue_edit.value)  # mode "r": one path or None
+        if path is None or path in (Path(""), Path(".")) or not Path(path).is_file():
             self.status.value = "Choose a review_queue.json."
             return
         self.queue_path = Path(path)
@@ -201,17 +206,17 @@ class ReviewWidget(Container):
         self._on_verdict("fail")
 
     def _on_next(self) -> None:
-        self.go(self.index + 1)
+        self.go(self.item_index + 1)
 
     def _on_previous(self) -> None:
-        self.go(self.index - 1)
+        self.go(self.item_index - 1)
 
     def go(self, index: int) -> None:
         """Show item ``index``: zoom to its box and select its instance in the labels layer."""
         if self.queue is None or not len(self.queue):
             return
-        self.index = int(np.clip(index, 0, len(self.queue) - 1))
-        item = self.queue.iloc[self.index]
+        self.item_index = int(np.clip(index, 0, len(self.queue) - 1))
+        item = self.queue.iloc[self.item_index]
         x, y, w, h = (float(v) for v in item["bbox_xywh"])
         layer = self._labels_for(item["file_name"])
         from napari_instseg._widgets.instances import viewer_camera
@@ -224,7 +229,7 @@ class ReviewWidget(Container):
             layer.show_selected_label = True
         reviewed = int((self.queue["outcome"] != "").sum())
         self.item_label.value = (
-            f"item {self.index + 1} of {len(self.queue)} ({reviewed} reviewed): ann "
+            f"item {self.item_index + 1} of {len(self.queue)} ({reviewed} reviewed): ann "
             f"{item['ann_id']}, {item['category']}, {item['occlusion']}, {item['stratum']}"
             + (f" -> {item['outcome']}" if item["outcome"] else "")
         )
@@ -244,14 +249,14 @@ class ReviewWidget(Container):
     def _on_verdict(self, outcome: str) -> None:
         from napari_instseg.core.qa.sampling import write_queue
 
-        if self.queue is None:
+        if self.queue is None or self.queue_path is None:
             self.status.value = "Load a review queue first."
             return
         if outcome == "fail" and not self.reason_edit.value.strip():
             self.status.value = "Say why it fails (reason)."
             return
-        self.queue.loc[self.index, "outcome"] = outcome
-        self.queue.loc[self.index, "reason"] = self.reason_edit.value.strip()
+        self.queue.loc[self.item_index, "outcome"] = outcome
+        self.queue.loc[self.item_index, "reason"] = self.reason_edit.value.strip()
         write_queue(self.queue, self.queue_path.parent, stem=self.queue_path.stem)  # saved at once
-        self.status.value = f"ann {self.queue.loc[self.index, 'ann_id']}: {outcome}."
-        self.go(self.index + 1)
+        self.status.value = f"ann {self.queue.loc[self.item_index, 'ann_id']}: {outcome}."
+        self.go(self.item_index + 1)

@@ -10,10 +10,11 @@ are unique across the slide, and objects crossing a seam keep their id (the halo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox, Widget
 
 from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs
 from napari_instseg._widgets._layers import image_layers, preselect
@@ -29,7 +30,7 @@ WINDOW_KEY = "instseg_window"
 """Labels-layer metadata: the window's region (y0, x0, y1, x1) in slide pixels."""
 
 
-class SlideWidget(Container):
+class SlideWidget(Container[Widget]):
     """Open a slide's label store and move a working window over the slide.
 
     Parameters
@@ -44,7 +45,9 @@ class SlideWidget(Container):
         self.store: Any = None
         self.window: Any = None
         self.slide_combo = ComboBox(label="slide image", choices=self._image_layers, nullable=True)
-        self.store_edit = FileEdit(label="label store", mode="w", filter="*.zarr", nullable=True)
+        self.store_edit = FileEdit(
+            label="label store", mode=FileDialogMode.OPTIONAL_FILE, filter="*.zarr", nullable=True
+        )
         self.open_button = PushButton(text="Open / create store")
         self.tile_spin = SpinBox(label="tile (px)", value=1024, min=128, max=8192, step=128)
         self.halo_spin = SpinBox(label="halo (px)", value=64, min=0, max=1024, step=16)
@@ -99,8 +102,8 @@ class SlideWidget(Container):
     def _on_open_store(self, *_: Any) -> None:
         from napari_instseg.core.store import AnnotationStore, is_store
 
-        path = self.store_edit.value
-        if self.slide_combo.value is None or path in (None, Path(""), Path(".")):
+        path = cast("Path | None", self.store_edit.value)  # mode "w": one path or None
+        if self.slide_combo.value is None or path is None or path in (Path(""), Path(".")):
             self.status.value = "Choose the slide image layer and a store path (*.zarr)."
             return
         if self.store is not None:

@@ -13,11 +13,13 @@ the labels, and each finished frame is copied into the layer on the UI thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.types import FileDialogMode
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, Widget
 
 from napari_instseg._adapters import labels_layer_kwargs
 from napari_instseg._widgets._workers import nothreads
@@ -25,12 +27,14 @@ from napari_instseg._widgets._workers import nothreads
 if TYPE_CHECKING:
     import napari
 
+    from napari_instseg.core.video.tracking import TrackProgress
+
 __all__ = ["POINTS_LAYER", "TrackWidget"]
 
 POINTS_LAYER = "track prompts"
 
 
-class TrackWidget(Container):
+class TrackWidget(Container[Widget]):
     """Propagate prompted objects through a stack with SAM 2 (one id per object).
 
     Parameters
@@ -57,12 +61,16 @@ class TrackWidget(Container):
         self.first_spin = SpinBox(label="first frame", value=0, min=0, max=1_000_000)
         self.last_spin = SpinBox(label="last frame", value=0, min=0, max=1_000_000)
         self.model_combo = ComboBox(label="SAM 2.1 size", choices=["tiny", "small", "base_plus", "large"], value="tiny")
-        self.checkpoint_edit = FileEdit(label="checkpoint", mode="r", filter="*.pt", nullable=True)
+        self.checkpoint_edit = FileEdit(
+            label="checkpoint", mode=FileDialogMode.EXISTING_FILE, filter="*.pt", nullable=True
+        )
         self.size_spin = SpinBox(label="model input (px)", value=1024, min=64, max=1024, step=64)
         self.propagate_button = PushButton(text="Propagate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.undo_button = PushButton(text="Undo propagation")
-        self.export_edit = FileEdit(label="COCO video", mode="w", filter="*.json", nullable=True)
+        self.export_edit = FileEdit(
+            label="COCO video", mode=FileDialogMode.OPTIONAL_FILE, filter="*.json", nullable=True
+        )
         self.export_button = PushButton(text="Export COCO video")
         self.progress = ProgressBar(label="frames", value=0, min=0, max=1)
         self.status = Label(value="Click objects on a frame, then Propagate.")
@@ -124,10 +132,11 @@ class TrackWidget(Container):
         )
         layer.mode = "add"
 
-        @layer.mouse_drag_callbacks.append
         def _negative_with_shift(layer: Any, event: Any) -> None:
             shift = "Shift" in [getattr(k, "name", str(k)) for k in event.modifiers]
             layer.feature_defaults["positive"] = not shift
+
+        layer.mouse_drag_callbacks.append(_negative_with_shift)
 
         return layer
 
@@ -221,7 +230,7 @@ class TrackWidget(Container):
             prompts = self.prompts()
             if self.propagator is None:
                 size = None if self.size_spin.value == 1024 else int(self.size_spin.value)
-                checkpoint = self.checkpoint_edit.value or None
+                checkpoint = cast("Path | None", self.checkpoint_edit.value) or None  # mode "r": one path
                 self.propagator = VideoPropagator(self.model_combo.value, checkpoint, image_size=size)
         except InstsegError as exc:
             self.status.value = str(exc)
@@ -268,7 +277,10 @@ class TrackWidget(Container):
                 if obj is not None and obj not in tracks:
                     tracks[obj] = stack.new_track(source="sam2")
                 items.append(ObjectPrompt(tracks[obj] if obj is not None else instance_id, t, prompt))
-            run = propagate_tracks(stack, propagator, items, direction=direction, frames=frames)
+            run = cast(  # a generator (close() stops SAM 2 early), annotated as an Iterator
+                "Generator[TrackProgress, None, None]",
+                propagate_tracks(stack, propagator, items, direction=direction, frames=frames),
+            )
             try:
                 for step in run:
                     yield step
@@ -311,13 +323,11 @@ class TrackWidget(Container):
         self.status.value = "Propagation undone."
 
     def _on_export(self, *_: Any) -> None:
-        from pathlib import Path
-
         from napari_instseg.core.coco import save_coco
         from napari_instseg.core.coco.video import export_coco_video
 
-        path = self.export_edit.value
-        if self.image_combo.value is None or path in (None, Path(""), Path(".")):
+        path = cast("Path | None", self.export_edit.value)  # mode "w": one path or None
+        if self.image_combo.value is None or path is None or path in (Path(""), Path(".")):
             self.status.value = "Choose the stack and a COCO file (*.json) to write."
             return
         exported = export_coco_video(self._ensure_stack(), name=self.image_combo.value.name)
