@@ -32,6 +32,8 @@ __all__ = [
     "BatchSummary",
     "auto_tiling",
     "check_store_belongs",
+    "connected",
+    "import_segmentation_modules",
     "prelabel_slide",
     "slide_identity",
     "tissue_tiles",
@@ -379,7 +381,7 @@ def _batch_results(
     chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     if not chunks:
         return
-    with _connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
+    with connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_run, chunks[0], source, config, detect, target, workers)
         for k, chunk in enumerate(chunks):
             results = pending.result()
@@ -389,7 +391,7 @@ def _batch_results(
 
 
 @contextlib.contextmanager
-def _connected(scheduler: Any) -> Iterator[Any]:
+def connected(scheduler: Any) -> Iterator[Any]:
     """A client for a scheduler address (closed afterwards); other schedulers as they are."""
     if isinstance(scheduler, str) and scheduler != "threads":
         from distributed import Client

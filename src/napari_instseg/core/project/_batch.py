@@ -13,7 +13,6 @@ Calibration images are never pre-labelled (annotators there work independently).
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -196,10 +195,12 @@ def _rounds(
     """Rounds of images with their masks; the next round computes while the driver commits."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from napari_instseg.core.batch import connected
+
     chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
     if not chunks:
         return
-    with _connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
+    with connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
         paths = [[str(project.image_path(it)) for it in chunk] for chunk in chunks]
         pending = pool.submit(_compute, paths[0], config, target, workers)
         for k, chunk in enumerate(chunks):
@@ -217,17 +218,6 @@ def _compute(paths: list[str], config: Any, scheduler: Any, workers: int | None)
     if scheduler in (None, "threads"):
         return list(compute(*tasks, scheduler="threads", num_workers=workers))
     return list(compute(*tasks, scheduler=scheduler))
-
-
-@contextlib.contextmanager
-def _connected(scheduler: Any) -> Iterator[Any]:
-    if isinstance(scheduler, str) and scheduler != "threads":
-        from distributed import Client
-
-        with Client(scheduler) as client:
-            yield client
-    else:
-        yield scheduler
 
 
 def image_exists(project: Project, item: WorkItem) -> bool:
