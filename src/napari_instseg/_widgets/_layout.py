@@ -48,7 +48,7 @@ def collapsible(title: str, widgets: list[Any], *, tooltip: str = "") -> Any:
     inner.native.setContentsMargins(0, 0, 0, 0)
     section.addWidget(inner.native)
     section.setToolTip(tooltip or f"Show or hide: {title}")
-    section._inner = inner  # keep the magicgui container alive with its section
+    setattr(section, "_inner", inner)  # noqa: B010 - keep the magicgui container alive with its section
     compact(inner.native)
     return section
 

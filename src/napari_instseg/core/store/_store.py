@@ -59,7 +59,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 import napari_instseg.core.store._lock as lock_file
-from napari_instseg.core.edits import Edit
+from napari_instseg.core.edits import Edit, apply_edit
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
 from napari_instseg.core.store._base import (
@@ -454,15 +454,12 @@ class AnnotationStore:
 
     def _apply(self, seq: int, kind: str, edit: Edit, target: int | None) -> None:
         """Steps 2 and 3 of a save (see the module docstring); idempotent."""
-        after = kind != "undo"
-        labels = edit.labels_after if after else edit.labels_before
-        crcs = self._write_region(edit.region_yx, labels)
-        rows = edit.rows_after if after else edit.rows_before
-        sides = {
-            "prelabel": edit.prelabels_after if after else edit.prelabels_before,
-            "amodal": edit.amodal_after if after else edit.amodal_before,
-        }
-        boxes = boxes_of(edit.region_yx, labels, sides)
+        parts = _EditParts()
+        apply_edit(edit, parts, after=kind != "undo")  # what the action changes: the project's one rule
+        labels = parts.labels
+        crcs = self._write_region(parts.region_yx, labels)
+        rows, sides = parts.rows, parts.sides
+        boxes = boxes_of(parts.region_yx, labels, sides)
         self._io("apply")
         with self._db.transaction() as conn:
             n_rows = self._db.put_rows(rows, {})
@@ -625,6 +622,26 @@ class _Sink:
         seq = self.store.record(kind, shifted, target=target)
         if kind == "do":
             self.remember(seq, edit)
+
+
+class _EditParts:
+    """An :class:`~napari_instseg.core.edits.EditTarget` that only collects what an edit
+    writes, so the store can write it in its own order (label chunks, then one transaction)."""
+
+    def __init__(self) -> None:
+        self.region_yx: tuple[int, int, int, int] | None = None
+        self.labels: NDArray[np.uint32] | None = None
+        self.rows: dict[int, dict[str, Any] | None] = {}
+        self.sides: dict[str, dict[int, Any]] = {"prelabel": {}, "amodal": {}}
+
+    def write_labels(self, region_yx: tuple[int, int, int, int], labels: NDArray[np.uint32]) -> None:
+        self.region_yx, self.labels = region_yx, labels
+
+    def write_rows(self, rows: dict[int, dict[str, Any] | None]) -> None:
+        self.rows = dict(rows)
+
+    def write_side(self, kind: str, values: dict[int, Any]) -> None:
+        self.sides[kind] = dict(values)
 
 
 def _release(db: Database, lock: lock_file.Lock | None) -> None:
