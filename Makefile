@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_prompting.py
 	$(VENV)/bin/python benchmarks/bench_qa.py
 	$(VENV)/bin/python benchmarks/bench_slide.py
+	$(VENV)/bin/python benchmarks/bench_store_scale.py
+	xvfb-run -a $(VENV)/bin/python benchmarks/bench_project.py
+	$(VENV)/bin/python benchmarks/bench_auto.py
+	$(VENV)/bin/python benchmarks/bench_video.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .hypothesis docs/api
