@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +122,9 @@ def fetch_weights(
     CheckpointError
         When the download fails (no internet), saying where to put the file by hand.
     """
+    import urllib.error  # only here: importing urllib costs start-up time of every command
+    import urllib.request
+
     spec = model_spec(size)
     folder = Path(dest_dir) if dest_dir else cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
