@@ -113,12 +113,20 @@ def _vertical_run_starts(labels_yx: NDArray[np.integer]) -> NDArray[np.int64]:
 def _grouped_by_id(
     values: NDArray[np.integer], position: NDArray[np.int64], ends: NDArray[np.int64], n_pixels: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Runs ordered by (id, position), given in position order."""
-    bits = max(int(n_pixels - 1).bit_length(), 1)
-    if bits + int(values.max(initial=0)).bit_length() <= 64:  # one packed key: id high, position low
-        order = np.argsort((values.astype(np.uint64) << np.uint64(bits)) | position.astype(np.uint64))
-    else:
-        order = np.argsort(values, kind="stable")
+    """Runs ordered by (id, position), given in position order.
+
+    A stable sort by id keeps each id's runs in position order. It is done as a least
+    significant digit radix sort on 16-bit digits (numpy's stable sort of 16-bit keys is a
+    radix sort): one pass for ids below 2**16, two below 2**32 — several times faster than a
+    comparison sort of packed (id, position) keys.
+    """
+    del n_pixels  # the order needs no position bits: the input is in position order already
+    order = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
+    high = values >> 16
+    for shift in (0, 16):
+        digit = ((high >> shift) & 0xFFFF).astype(np.uint16)
+        if digit.any():
+            order = order[np.argsort(digit[order], kind="stable")]
     return values[order].astype(np.int64), position[order], ends[order]
 
 
