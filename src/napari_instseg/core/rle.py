@@ -80,14 +80,19 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     height, width = labels_yx.shape
     labels_yx = np.ascontiguousarray(labels_yx)
     starts_c = _vertical_run_starts(labels_yx)
-    column = starts_c % width
+    values = labels_yx.ravel()[starts_c]  # gathered in memory order, before the reordering
+    row, column = np.divmod(starts_c, width)
+    del starts_c
     by_column = np.argsort(column.astype(np.uint16 if width <= 1 << 16 else np.uint32), kind="stable")
-    starts_c = starts_c[by_column]
-    position = column[by_column] * height + starts_c // width  # ascending: column-major order
+    column *= height
+    column += row
+    del row
+    position = column[by_column]  # ascending: column-major order
+    values = values[by_column]
+    del column, by_column
     ends = np.empty_like(position)
     ends[:-1] = position[1:]
     ends[-1] = height * width
-    values = labels_yx.ravel()[starts_c]
     foreground = values != 0
     values, position, ends = values[foreground], position[foreground], ends[foreground]
     ids, starts, ends = _grouped_by_id(values, position, ends, height * width)
