@@ -239,9 +239,10 @@ def _encode_counts(counts: NDArray[np.int64], first: NDArray[np.int64]) -> tuple
     Returns the concatenated ASCII text and the character offset of every instance in it.
     """
     position = np.arange(counts.size) - np.repeat(first[:-1], np.diff(first))
-    values = counts.copy()
+    small = counts.size == 0 or int(counts.max()) < 2**31  # half the memory traffic below
+    values = counts.astype(np.int32) if small else counts.copy()
     delta = position > 2
-    values[delta] -= counts[np.flatnonzero(delta) - 2]
+    values[delta] -= values[np.flatnonzero(delta) - 2] if small else counts[np.flatnonzero(delta) - 2]
     # 5-bit groups until the rest is 0 (or -1, for negative values) and the sign bit agrees;
     # each round handles only the values that still need a character
     rounds = max(2, (int(np.abs(values).max(initial=0)).bit_length() + 1) // 5 + 2)
