@@ -48,6 +48,9 @@ INSTANCE_ACTIONS = (
 INSTANCE_SHORTCUTS = {KEYS[name].key: (name, KEYS[name].description) for name in INSTANCE_ACTIONS}
 """Key -> (widget action, description), registered through napari's action manager."""
 
+PAGE_ROWS = 200
+"""Rows the table shows at once: a slide with 10^6 instances stays responsive (page through)."""
+
 HIDDEN_COLOR = "#d62728"
 """Row colour of an instance with no visible pixel left (covered by one put in front)."""
 
@@ -83,6 +86,7 @@ class InstancesWidget(QWidget):
         self.viewer = napari_viewer
         self._binding: Any = None
         self._outline_id: int | None = None
+        self._page = 0
         self.labels_combo = ComboBox(label="labels", choices=self._labels_layers, nullable=True)
         self.tier_filter = ComboBox(label="tier", choices=[ALL, *OCCLUSION_TIERS], value=ALL)
         self.review_filter = ComboBox(
@@ -102,6 +106,8 @@ class InstancesWidget(QWidget):
             "edit_outline": "Paint amodal outline",
             "apply_outline": "Apply outline",
         }
+        buttons["prev_page"] = "< Previous"
+        buttons["next_page"] = "Next >"
         buttons["load_protocol"] = "Load protocol"
         buttons["add_category"] = "Add category"
         self.buttons = {name: PushButton(text=text) for name, text in buttons.items()}
@@ -114,6 +120,7 @@ class InstancesWidget(QWidget):
         self.new_category_edit = LineEdit(label="new category")
         self.new_color_edit = LineEdit(label="colour", value="#1f77b4")
         self.status = Label(value="")
+        self.page_label = Label(value="")
         self.notice = Label(value="")
         self.help = Label(value=help_text(list(INSTANCE_ACTIONS)))
         rows = [
@@ -124,7 +131,13 @@ class InstancesWidget(QWidget):
             ),
             Container(widgets=[self.buttons[n] for n in ("delete", "undo", "redo")], layout="horizontal", labels=False),
         ]
-        self.controls = Container(widgets=[self.notice, self.labels_combo, *rows, self.status])
+        pager_parts: list[Any] = [self.buttons["prev_page"], self.page_label, self.buttons["next_page"]]
+        pager = Container(
+            widgets=pager_parts,
+            layout="horizontal",
+            labels=False,
+        )
+        self.controls = Container(widgets=[self.notice, self.labels_combo, *rows, self.status, pager])
         self.notice.visible = False
         self.sections = [
             collapsible("Filter rows", [self.tier_filter, self.review_filter, self.category_filter]),
@@ -189,6 +202,9 @@ class InstancesWidget(QWidget):
                 self.new_color_edit: "Its display colour, #rrggbb.",
                 b["add_category"]: "Add the category (next free id) to this layer's protocol.",
                 self.status: "What the last action did.",
+                self.page_label: "Which rows of the filtered table are shown, and counts by tier and review state.",
+                b["prev_page"]: f"Show the previous {PAGE_ROWS} rows.",
+                b["next_page"]: f"Show the next {PAGE_ROWS} rows.",
                 self.notice: "A store opened read-only: another process holds it.",
                 self.help: "The panel's keys.",
                 self.table: "One row per instance; click a row to select and centre it. Red: no pixel left.",
@@ -204,7 +220,7 @@ class InstancesWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_choices)
         self.labels_combo.changed.connect(lambda *_: self._bind())
         for combo in (self.tier_filter, self.review_filter, self.category_filter):
-            combo.changed.connect(lambda *_: self.refresh())
+            combo.changed.connect(lambda *_: self._on_filter())
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.annotator_edit.changed.connect(self._on_annotator)
         for name, button in self.buttons.items():
@@ -257,8 +273,25 @@ class InstancesWidget(QWidget):
             table = table[table["category_id"] == self.category_filter.value]
         return table
 
+    def _on_filter(self) -> None:
+        self._page = 0
+        self.refresh()
+
+    def _on_prev_page(self) -> None:
+        self._page = max(0, self._page - 1)
+        self.refresh()
+
+    def _on_next_page(self) -> None:
+        self._page += 1  # refresh clamps to the last page
+        self.refresh()
+
+    @property
+    def page(self) -> int:
+        """The shown page of the filtered table (0-based, :data:`PAGE_ROWS` rows each)."""
+        return self._page
+
     def refresh(self) -> None:
-        """Rebuild the rows from the session's table (keeping the selection)."""
+        """Rebuild the shown page of rows from the session's table (keeping the selection)."""
         selected = self.selected_id()
         self.table.blockSignals(True)
         self.table.setRowCount(0)
@@ -266,40 +299,72 @@ class InstancesWidget(QWidget):
         self.notice.value = notice
         self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
         self.notice.visible = bool(notice)
-        if self.session is not None:
-            from qtpy.QtGui import QColor
-
-            names = {c.id: c.name for c in self.session.protocol.categories}
+        if self.session is None:
+            self.page_label.value = ""
+        else:
             rows = self.visible_rows()
-            areas = _areas(self.session.labels_yx)
-            self.table.setRowCount(len(rows))
-            for r, (instance_id, row) in enumerate(rows.iterrows()):
-                fraction = row["occluded_fraction"]
-                area = int(areas.get(int(instance_id), 0))
-                hidden = area == 0 and row["review"] != "rejected"
-                values = (
-                    instance_id,
-                    f"{area}{' hidden!' if hidden else ''}",
-                    names.get(int(row["category_id"]), row["category_id"]),
-                    f"{row['occlusion']}{' (manual)' if row['occlusion_manual'] else ''}",
-                    "" if np.isnan(fraction) else f"{1 - fraction:.0%}",
-                    "yes" if row["iscrowd"] else "",
-                    int(row["z_order"]),
-                    row["source"],
-                    row["review"],
-                    row["annotator"],
-                )
-                for c, value in enumerate(values):
-                    item = QTableWidgetItem(str(value))
-                    if hidden:
-                        item.setForeground(QColor(HIDDEN_COLOR))
-                        item.setToolTip(
-                            "No visible pixel left: covered by an instance put in front. Undo, or delete it."
-                        )
-                    self.table.setItem(r, c, item)
-                if instance_id == selected:
-                    self.table.selectRow(r)
+            n_pages = max(1, -(-len(rows) // PAGE_ROWS))
+            self._page = min(max(self._page, 0), n_pages - 1)
+            start = self._page * PAGE_ROWS
+            page = rows.iloc[start : start + PAGE_ROWS]
+            self._fill(page, selected)
+            self.buttons["prev_page"].enabled = self._page > 0
+            self.buttons["next_page"].enabled = self._page < n_pages - 1
+            self.page_label.value = self._page_text(start, len(page), len(rows))
         self.table.blockSignals(False)
+
+    def _page_text(self, start: int, shown: int, total: int) -> str:
+        span = f"rows {start + 1:,}\u2013{start + shown:,} of {total:,}" if shown else f"no rows of {total:,}"
+        counts = [", ".join(f"{k} {v:,}" for k, v in self._counts(by).items()) for by in ("occlusion", "review")]
+        return f"{span}\n" + " | ".join(c for c in counts if c)
+
+    def _counts(self, by: str) -> dict[Any, int]:
+        """Instances per value of ``by`` over the whole layer: from the store when one is
+        attached (an indexed query), else from the in-memory table."""
+        store = None if self._binding is None else self._binding.store
+        if store is not None:
+            import sqlite3
+
+            from napari_instseg.core.errors import InstsegError
+
+            try:
+                return dict(store.count_instances(by))
+            except (InstsegError, sqlite3.Error):  # a closed store: count the table instead
+                pass
+        counts = self.session.table[by].value_counts(sort=False)
+        return {k: int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+
+    def _fill(self, page: Any, selected: int | None) -> None:
+        """Put one page of rows in the table (a few hundred at most)."""
+        from qtpy.QtGui import QColor
+
+        names = {c.id: c.name for c in self.session.protocol.categories}
+        areas = _areas(self.session.labels_yx)
+        self.table.setRowCount(len(page))
+        for r, (instance_id, row) in enumerate(page.iterrows()):
+            fraction = row["occluded_fraction"]
+            area = int(areas.get(int(instance_id), 0))
+            hidden = area == 0 and row["review"] != "rejected"
+            values = (
+                instance_id,
+                f"{area}{' hidden!' if hidden else ''}",
+                names.get(int(row["category_id"]), row["category_id"]),
+                f"{row['occlusion']}{' (manual)' if row['occlusion_manual'] else ''}",
+                "" if np.isnan(fraction) else f"{1 - fraction:.0%}",
+                "yes" if row["iscrowd"] else "",
+                int(row["z_order"]),
+                row["source"],
+                row["review"],
+                row["annotator"],
+            )
+            for c, value in enumerate(values):
+                item = QTableWidgetItem(str(value))
+                if hidden:
+                    item.setForeground(QColor(HIDDEN_COLOR))
+                    item.setToolTip("No visible pixel left: covered by an instance put in front. Undo, or delete it.")
+                self.table.setItem(r, c, item)
+            if instance_id == selected:
+                self.table.selectRow(r)
 
     def row_ids(self) -> list[int]:
         """Instance ids of the shown rows, in order."""
@@ -320,7 +385,12 @@ class InstancesWidget(QWidget):
         return None
 
     def select(self, instance_id: int) -> None:
-        """Select an instance's row (as a click does)."""
+        """Select an instance's row (as a click does), turning to its page when it is on another."""
+        if instance_id not in self.row_ids() and self.session is not None:
+            position = np.flatnonzero(self.visible_rows().index.to_numpy() == instance_id)
+            if position.size:
+                self._page = int(position[0]) // PAGE_ROWS
+                self.refresh()
         for r, row_id in enumerate(self.row_ids()):
             if row_id == instance_id:
                 self.table.selectRow(r)
