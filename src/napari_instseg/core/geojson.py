@@ -26,7 +26,6 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -154,21 +153,14 @@ def _is_xy(vertex: Any) -> bool:
 
 
 def load_geojson(path: str | os.PathLike[str]) -> Any:
-    """Parse a GeoJSON file; GeoJSONError naming the file and position when it is not JSON."""
-    target = Path(path)
+    """Parse a GeoJSON file; GeoJSONError naming the file and position when it is not JSON
+    (the project's one JSON reader, :func:`~napari_instseg.core.coco._validate.read_json_file`)."""
+    from napari_instseg.core.coco._validate import read_json_file
+
     try:
-        with target.open("rb") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise GeoJSONError(f"{target}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
-    except UnicodeDecodeError as exc:
-        raise GeoJSONError(f"{target}: not a UTF-8 JSON text: {exc}") from exc
-    except RecursionError as exc:
-        raise GeoJSONError(f"{target}: JSON nested too deeply to read.") from exc
-    except ValueError as exc:  # e.g. an integer literal too long to convert
-        raise GeoJSONError(f"{target}: cannot read JSON: {exc}") from exc
+        return read_json_file(path, error=GeoJSONError, what="a GeoJSON file")
     except OSError as exc:
-        raise GeoJSONError(f"{target}: cannot read the file: {exc}") from exc
+        raise GeoJSONError(f"{path}: cannot read the file: {exc}") from exc
 
 
 def features_of(document: Any, source: str = "GeoJSON") -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
