@@ -35,27 +35,15 @@ def qa_files(tmp_path_factory):
     return folder, gt, dt
 
 
+def _qa_argv(folder, out, *extra, dt="dt.json"):
+    """``napari-instseg qa`` arguments for the fixture's files, writing to ``out``."""
+    return ["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / dt), "-o", str(out), *extra]
+
+
 def test_qa_cli_writes_report_json_summary_and_queue(qa_files, capsys):
     folder, gt, dt = qa_files
     out = folder / "out"
-    assert (
-        main(
-            [
-                "qa",
-                "--gt",
-                str(folder / "gt.json"),
-                "--dt",
-                str(folder / "dt.json"),
-                "-o",
-                str(out),
-                "--images",
-                str(folder / "images"),
-                "--max-dets",
-                "500",
-            ]
-        )
-        == 0
-    )
+    assert main(_qa_argv(folder, out, "--images", str(folder / "images"), "--max-dets", "500")) == 0
     report = json.loads((out / "report.json").read_text())
     expected = prepare(gt, dt)
     assert report["overall"]["AP"] == pytest.approx(scores_of(expected).AP, abs=1e-12)
@@ -73,23 +61,7 @@ def test_qa_cli_writes_report_json_summary_and_queue(qa_files, capsys):
 def test_full_coco_candidates_score_one_and_prelabel_section(qa_files):
     folder, _, _ = qa_files
     out = folder / "self"
-    assert (
-        main(
-            [
-                "qa",
-                "--gt",
-                str(folder / "gt.json"),
-                "--dt",
-                str(folder / "full.json"),
-                "-o",
-                str(out),
-                "--stratify-by",
-                "occlusion",
-                "category",
-            ]
-        )
-        == 0
-    )
+    assert main(_qa_argv(folder, out, "--stratify-by", "occlusion", "category", dt="full.json")) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["AP"] == pytest.approx(1.0)
     assert report["prelabels"]["overall"]["acceptance_rate"] == pytest.approx(1.0)
@@ -102,26 +74,11 @@ def test_review_outcomes_feed_the_report(qa_files):
 
     folder, _, _ = qa_files
     out = folder / "reviewed"
-    main(["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "dt.json"), "-o", str(out)])
+    main(_qa_argv(folder, out))
     queue = read_queue(out / "review_queue.json")
     queue["outcome"] = ["fail" if i % 3 == 0 else "pass" for i in range(len(queue))]
     write_queue(queue, out, stem="reviewed")
-    assert (
-        main(
-            [
-                "qa",
-                "--gt",
-                str(folder / "gt.json"),
-                "--dt",
-                str(folder / "dt.json"),
-                "-o",
-                str(out),
-                "--outcomes",
-                str(out / "reviewed.json"),
-            ]
-        )
-        == 0
-    )
+    assert main(_qa_argv(folder, out, "--outcomes", str(out / "reviewed.json"))) == 0
     report = json.loads((out / "report.json").read_text())
     rows = report["review_outcomes"]["occlusion"]
     assert sum(r["reviewed"] for r in rows) == len(queue)
@@ -134,19 +91,7 @@ def test_html_report_opens_in_headless_chromium_with_its_plots(qa_files):
     assert chromium, "Chromium is missing: run scripts/system-deps.sh (make test does)"
     folder, _, _ = qa_files
     out = folder / "html"
-    main(
-        [
-            "qa",
-            "--gt",
-            str(folder / "gt.json"),
-            "--dt",
-            str(folder / "dt.json"),
-            "-o",
-            str(out),
-            "--images",
-            str(folder / "images"),
-        ]
-    )
+    main(_qa_argv(folder, out, "--images", str(folder / "images")))
     html = (out / "report.html").read_text()
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
     with tempfile.TemporaryDirectory() as profile:
@@ -178,8 +123,7 @@ def test_report_plots_leave_matplotlib_global_state_alone(qa_files, tmp_path):
     """The report draws with matplotlib's object API: no pyplot import, no backend switch
     (safe in a napari worker thread)."""
     folder, _, _ = qa_files
-    args = ["qa", "--gt", str(folder / "gt.json"), "--dt", str(folder / "dt.json"), "-o", str(tmp_path / "out")]
-    args += ["--images", str(folder / "images")]
+    args = _qa_argv(folder, tmp_path / "out", "--images", str(folder / "images"))
     code = (
         "import sys, matplotlib; backend = matplotlib.rcParams._get_backend_or_none()\n"
         "from napari_instseg.cli import main\n"
