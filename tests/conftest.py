@@ -16,6 +16,13 @@ from napari_instseg.core.instances import make_rows
 from napari_instseg.core.protocol import AnnotationProtocol, Category
 
 
+@pytest.fixture(autouse=True)
+def _cli_leaves_napari_settings_alone(monkeypatch):
+    """Commands that make stores record them in napari's reader settings; not from tests
+    (tests/widgets/test_reader_preference.py turns it on with settings of its own)."""
+    monkeypatch.setenv("NAPARI_INSTSEG_READER_PREFERENCE", "0")
+
+
 @pytest.fixture
 def protocol() -> AnnotationProtocol:
     """Two categories with supercategories, visible rule."""

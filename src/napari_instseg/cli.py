@@ -207,12 +207,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     from napari_instseg.core.errors import InstsegError
 
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except InstsegError as exc:
         return _fail(args.command, str(exc))
     except OSError as exc:  # missing file, a folder given for a file, no permission, disk full...
         where = f": {exc.filename}" if exc.filename else ""
         return _fail(args.command, f"{exc.strerror or exc}{where}")
+    _prefer_our_reader(args)
+    return code
+
+
+def _prefer_our_reader(args: argparse.Namespace) -> None:
+    """Let napari open the stores this command made or used with our reader, without the
+    "which reader?" dialog (see :mod:`napari_instseg._reader_preference` for why)."""
+    store = getattr(args, "store", None)
+    project_dir = getattr(args, "dir", None) if args.command == "project" else None
+    if store or project_dir:
+        from napari_instseg._reader_preference import register_after_command
+
+        register_after_command(store, project_dir)
 
 
 def _fail(command: str, message: str) -> int:

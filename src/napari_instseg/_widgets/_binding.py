@@ -25,6 +25,7 @@ from napari_instseg._adapters import (
     protocol_from_metadata,
     touched_ids_from_paint,
 )
+from napari_instseg._reader_preference import prefer_our_reader
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import from_features, to_features
 
@@ -207,26 +208,6 @@ class LayerSession:
         result = getattr(self.session, action)(*args, **kwargs)
         self.sync()
         return result
-
-
-PLUGIN_NAME = "napari-instseg"
-
-
-def prefer_our_reader(store_path: str | os.PathLike[str]) -> None:
-    """Make napari open this store with napari-instseg's reader, without asking.
-
-    napari's own reader also claims ``*.zarr``, so opening a store would ask which reader to
-    use (or take napari's, showing a grey uint32 image). napari remembers a reader per path
-    pattern (``settings.plugins.extension2reader``, what its "remember this choice" box
-    writes); the store's own path is registered, so no other zarr is affected.
-    """
-    from napari.settings import get_settings
-
-    folder = os.path.realpath(str(store_path))
-    pattern = folder + os.sep
-    readers = get_settings().plugins.extension2reader
-    if readers.get(pattern) != PLUGIN_NAME:
-        get_settings().plugins.extension2reader = {**readers, pattern: PLUGIN_NAME}
 
 
 def _carry_side_records(store: Any, session: Any) -> None:

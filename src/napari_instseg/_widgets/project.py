@@ -324,6 +324,9 @@ class ProjectWidget(QWidget):
         if self.project is not None:
             self.project.close()
         self.project = Project.open(path)
+        from napari_instseg._reader_preference import prefer_our_reader_for, project_stores_pattern
+
+        prefer_our_reader_for([project_stores_pattern(self.project.path)])  # File > Open of a store: no dialog
         self.path_edit.setText(str(self.project.path))
         self._on_filter()
 

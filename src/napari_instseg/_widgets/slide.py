@@ -115,7 +115,7 @@ class SlideWidget(Container[Widget]):
             if is_store(path)
             else AnnotationStore.create(path, shape, image={"file_name": self.slide_combo.value.name})
         )
-        from napari_instseg._widgets._binding import prefer_our_reader
+        from napari_instseg._reader_preference import prefer_our_reader
 
         prefer_our_reader(path)
         note = f" ({self.store.lock_message})" if self.store.read_only else ""
