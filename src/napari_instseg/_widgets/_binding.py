@@ -141,21 +141,24 @@ class LayerSession:
         self.changed.emit()
 
     def set_protocol(self, protocol: Any) -> str:
-        """Use ``protocol`` (categories, rules) for this layer; saved with the store when the
-        store can take it. Returns a message for the user."""
+        """Use ``protocol`` (categories, rules) for this layer, saved in its store first when
+        one is attached (a failed save changes nothing). Returns a message for the user.
+
+        Raises
+        ------
+        ReadOnlyError
+            When another process holds the store.
+        StoreError
+            When the store could not save it (nothing changed then).
+        """
         if self.read_only:
             raise ReadOnlyError(f"protocol change refused: {self.notice}")
+        if self.store is not None:
+            self.store.set_protocol(protocol)
         self.session.protocol = protocol
         self.layer.metadata = {**self.layer.metadata, PROTOCOL_KEY: protocol.to_dict()}
-        saved = ""
-        if self.store is not None:
-            setter = getattr(self.store, "set_protocol", None)
-            if setter is None:
-                saved = " The store keeps its old protocol (this store version cannot change it)."
-            else:
-                setter(protocol)
-                saved = " Saved with the store."
         self.changed.emit()
+        saved = " Saved with the store." if self.store is not None else ""
         return f"Protocol {protocol.name!r}: {len(protocol.categories)} categories.{saved}"
 
     def use_session(self, session: Any, store: Any) -> None:

@@ -68,6 +68,9 @@ def quick_problems(store: AnnotationStore) -> list[str]:
     for cy, cx in conn.execute("SELECT cy, cx FROM chunks WHERE crc IS NOT NULL").fetchall():
         if not chunk_file(store._labels, store.path, cy, cx).is_file():
             problems.append(f"label chunk ({cy}, {cx}) is missing")
+    from napari_instseg.core.store._protocol import protocol_problems
+
+    problems += protocol_problems(meta, dict(store._root.attrs).get("protocol"))
     return problems
 
 
@@ -143,6 +146,11 @@ def _problems(path: Path, labels: Any, db: Any) -> list[str]:
         found = int(db.conn.execute(sql).fetchone()[0])
         if meta.get(key) != found:
             problems.append(f"the state says {key} = {meta.get(key)!r}, the store holds {found}")
+    import zarr
+
+    from napari_instseg.core.store._protocol import protocol_problems
+
+    problems += protocol_problems(meta, dict(zarr.open_group(str(path), mode="r").attrs).get("protocol"))
     top = max(row_ids | label_ids(labels) | {0})
     if not isinstance(meta.get("next_id"), int) or meta["next_id"] <= top:
         problems.append(f"the state's next id {meta.get('next_id')!r} is not above the largest id {top}")
@@ -293,10 +301,14 @@ def _repair(path: Path, report: StoreReport) -> None:
     if not ok:
         _rebuild_database(path, labels, report)
         return
+    from napari_instseg.core.store._protocol import repair_protocol
     from napari_instseg.core.store._replay import repair_database
 
     try:
         repair_database(path, labels, db, report)
+        done = repair_protocol(zarr.open_group(str(path), mode="r+"), db.meta())
+        if done:
+            report.repaired.append(done)
     finally:
         db.close()
 

@@ -4,6 +4,7 @@ Layout::
 
     STORE.zarr/
       zarr.json              group attributes: format, version 2, shape, image record, protocol
+                             (a changed protocol is journaled: ``_protocol.py``)
       labels/                uint32 (y, x) array in 256 x 256 chunks (one file per chunk)
       instseg/store.sqlite   instance rows (+ R-tree on their boxes), journal, undo / redo
                              stacks, proposals and amodal masks, label-chunk checksums
@@ -444,6 +445,20 @@ class AnnotationStore:
                 self._roll_back(seq, kind, edit, exc)
             return seq
 
+    def set_protocol(self, protocol: AnnotationProtocol) -> None:
+        """Make ``protocol`` (categories, colours, rules) the store's protocol, saved before
+        returning: journaled, atomic and checksummed like an action (see
+        :mod:`napari_instseg.core.store._protocol`); a reopened store reads it back.
+
+        Raises
+        ------
+        StoreError
+            When the store is read-only, or the save failed (nothing was saved then).
+        """
+        from napari_instseg.core.store._protocol import set_protocol
+
+        set_protocol(self, protocol)
+
     def bulk_write(self, origin_yx: tuple[int, int], labels_tile: Any, table: pd.DataFrame | None = None) -> int:
         """Write a tile of new instances in one transaction, without undo (the bulk path for
         building a slide's store; see :mod:`napari_instseg.core.store._bulk`). Returns the
@@ -516,6 +531,9 @@ class AnnotationStore:
                     f"`napari-instseg store repair {self.path}` to set the record aside (a backup is kept)."
                 ) from None
             self._apply(seq, kind, edit, target)
+        from napari_instseg.core.store._protocol import recover_protocol
+
+        recover_protocol(self)
 
     def _write_region(self, region: Region | None, labels: NDArray[np.uint32] | None) -> dict[tuple[int, int], Any]:
         """Write ``labels`` at ``region`` chunk by chunk; the new CRC of each chunk file."""
@@ -663,11 +681,12 @@ def _needs_recovery(store: Path) -> bool:
         try:
             pending = conn.execute("SELECT 1 FROM journal WHERE state = 'pending' LIMIT 1").fetchone()
             bulk = conn.execute("SELECT value FROM meta WHERE key = 'bulk_pending'").fetchone()
+            protocol = conn.execute("SELECT 1 FROM meta WHERE key = 'protocol_pending'").fetchone()
         finally:
             conn.close()
     except sqlite3.Error:
         return False  # opening says what is wrong
-    return pending is not None or (bulk is not None and bulk[0] != "null")
+    return pending is not None or (bulk is not None and bulk[0] != "null") or protocol is not None
 
 
 def _lock_path(store: Path) -> Path:
