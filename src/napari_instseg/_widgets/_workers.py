@@ -7,10 +7,13 @@ without an event loop).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SingleSlot", "nothreads", "run_worker"]
+from napari_instseg.core.errors import InstsegError
+
+__all__ = ["Cancelled", "ProgressRun", "SingleSlot", "nothreads", "run_worker"]
 
 
 def nothreads() -> bool:
@@ -41,12 +44,10 @@ def run_worker(
     from napari.qt.threading import create_worker
 
     ensure_worker_stack()
-    kwargs: dict[str, Any] = {"_start_thread": False}
+    kwargs: dict[str, Any] = {"_start_thread": False, "_connect": {"returned": on_returned, "errored": on_error}}
     if progress:
         kwargs["_progress"] = {"total": 0, "desc": progress}
-    worker = create_worker(func, *args, **kwargs)
-    worker.returned.connect(on_returned)
-    worker.errored.connect(on_error)
+    worker = create_worker(func, *args, **kwargs)  # errored handled: not re-raised in Qt's loop too
     worker.start()
     return worker
 
@@ -120,3 +121,139 @@ class SingleSlot:
         )
         if worker is not None and self.running is True:
             self.running = worker
+
+
+class Cancelled(InstsegError):
+    """The person cancelled a batch run; raised in the worker at the core's next progress report."""
+
+
+class ProgressRun:
+    """One cancellable batch run with a determinate progress bar, in the panel and in napari's
+    activity dock (``napari.utils.progress``).
+
+    ``func(*args, progress=report, **kwargs)`` runs in a napari thread worker; the core calls
+    ``report(done, total[, what])`` between images / tiles. Each report moves both bars (on
+    the UI thread, through a queued Qt signal) and, once Cancel was pressed, raises
+    :class:`Cancelled` there, so the core stops between two units of work and its ``finally``
+    blocks run (a store is closed with every finished tile saved).
+
+    Parameters
+    ----------
+    bar : magicgui ProgressBar
+        The panel's bar (shown while a run is on).
+    cancel_button : magicgui PushButton
+        Enabled while a run is on; pressing it cancels.
+    desc : str
+        What the run does (napari's activity dock shows it).
+    """
+
+    def __init__(self, bar: Any, cancel_button: Any, desc: str) -> None:
+        self.bar, self.cancel_button, self.desc = bar, cancel_button, desc
+        self.worker: Any = None
+        self.pbar: Any = None
+        self.reports: list[tuple[int, int, str]] = []
+        self._cancel = threading.Event()
+        self._relay: Any = None
+        self._running = False
+        self.bar.visible = False
+        self.cancel_button.enabled = False
+        self.cancel_button.changed.connect(self.cancel)
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until the run returned, failed or was cancelled."""
+        return self._running
+
+    def cancel(self, *_: Any) -> None:
+        """Ask the run to stop at the core's next progress report."""
+        if self._running:
+            self._cancel.set()
+            self.cancel_button.enabled = False
+
+    def start(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        on_returned: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        on_cancelled: Callable[[Cancelled], None],
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``func(*args, progress=..., **kwargs)``; returns the worker (None when inline)."""
+        from napari.utils import progress
+
+        self._cancel.clear()
+        self._running, self.reports = True, []
+        self.bar.min, self.bar.max, self.bar.value = 0, 1, 0
+        self.bar.visible, self.cancel_button.enabled = True, True
+        self.pbar = progress(total=0, desc=self.desc)
+
+        def finish(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+            def done(value: Any) -> None:
+                self._end()
+                handler(value)
+
+            return done
+
+        def failed(exc: Exception) -> None:
+            self._end()
+            (on_cancelled if isinstance(exc, Cancelled) else on_error)(exc)  # type: ignore[arg-type]
+
+        if nothreads():  # inline: the bars move as the core reports; Cancel is seen at the next report
+            return run_worker(
+                lambda: func(*args, progress=self._step, **kwargs), on_returned=finish(on_returned), on_error=failed
+            )
+        self._relay = _relay(self._step)
+        emit = self._relay.step.emit
+
+        def report(done: int, total: int, what: str = "") -> None:  # the worker thread
+            if self._cancel.is_set():
+                raise Cancelled(f"{self.desc}: cancelled after {done} of {total}")
+            emit(int(done), int(total), str(what))
+
+        from napari.qt.threading import create_worker
+
+        ensure_worker_stack()
+        connect = {"returned": finish(on_returned), "errored": failed}
+        self.worker = create_worker(func, *args, progress=report, _start_thread=False, _connect=connect, **kwargs)
+        self.worker.start()
+        return self.worker
+
+    def _step(self, done: int, total: int, what: str = "") -> None:
+        """Move both bars (UI thread)."""
+        if not self._running:
+            return
+        if nothreads() and self._cancel.is_set():
+            raise Cancelled(f"{self.desc}: cancelled after {done} of {total}")
+        self.reports.append((done, total, what))
+        self.bar.max, self.bar.value = max(int(total), 1), min(int(done), max(int(total), 1))
+        self.bar.label = f"{done} / {total}" + (f" {what}" if what else "")
+        pbar = self.pbar  # updating it may process events (and end the run)
+        if pbar is not None:
+            if what:
+                pbar.set_description(f"{self.desc}: {what}")
+            if pbar.total != total:
+                pbar.total = total
+            pbar.update(done - pbar.n)
+
+    def _end(self) -> None:
+        self._running = False
+        self.worker = None
+        self.cancel_button.enabled = False
+        self.bar.visible = False
+        if self.pbar is not None:
+            self.pbar.close()
+            self.pbar = None
+
+
+def _relay(slot: Callable[[int, int, str], None]) -> Any:
+    """A QObject living on the UI thread whose ``step`` signal, emitted from a worker thread,
+    calls ``slot`` on the UI thread (Qt's queued connection)."""
+    from qtpy.QtCore import QObject, Signal
+
+    class Relay(QObject):
+        step = Signal(int, int, str)
+
+    relay = Relay()
+    relay.step.connect(slot)
+    return relay

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from magicgui.types import FileDialogMode
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, Widget
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, Widget
 
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
 from napari_instseg._widgets._keys import KEYS, offer
 from napari_instseg._widgets._layers import labels_layers, preselect
 from napari_instseg._widgets._layout import compact, tooltips
-from napari_instseg._widgets._workers import run_worker
+from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
     import napari
@@ -31,6 +31,22 @@ def fresh_report_dir(outdir: Path) -> Path:
     while (outdir.parent / f"{outdir.name}-{n}").exists():
         n += 1
     return outdir.parent / f"{outdir.name}-{n}"
+
+
+REPORT_FILES = ("report.json", "report.html", "summary.md", "review_queue.json", "review_queue.csv")
+"""What a QA run writes into its folder."""
+
+
+def _remove_new_report_files(outdir: Path, before: set[str], existed: bool) -> str:
+    """After a cancelled QA run: remove the report files it wrote (each was written whole)
+    and its folder when it made it; the files that were there before are left alone."""
+    for name in REPORT_FILES:
+        if name not in before:
+            (outdir / name).unlink(missing_ok=True)
+    if not existed and outdir.is_dir() and not any(outdir.iterdir()):
+        outdir.rmdir()
+        return f" ({outdir} removed)"
+    return f" ({outdir} as before)"
 
 
 def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
@@ -61,7 +77,6 @@ class ReviewWidget(Container[Widget]):
         self.queue_path: Path | None = None
         self.item_index = 0
         self.report: Any = None
-        self._worker: Any = None
         self._keys_offered = False
         self._key_handlers = {
             "accept": self._on_pass,
@@ -75,6 +90,9 @@ class ReviewWidget(Container[Widget]):
             label="report folder", mode=FileDialogMode.EXISTING_DIRECTORY, value=Path.cwd() / "qa-report"
         )
         self.run_button = PushButton(text="Run QA on these layers")
+        self.progress = ProgressBar(label="QA", value=0, min=0, max=1)
+        self.cancel_button = PushButton(text="Cancel QA")
+        self.qa_run = ProgressRun(self.progress, self.cancel_button, "QA")
         self.queue_edit = FileEdit(
             label="review queue", mode=FileDialogMode.EXISTING_FILE, filter="*.json", nullable=True
         )
@@ -92,6 +110,8 @@ class ReviewWidget(Container[Widget]):
                 self.candidate_combo,
                 self.outdir_edit,
                 self.run_button,
+                self.progress,
+                self.cancel_button,
                 self.queue_edit,
                 self.load_button,
                 self.item_label,
@@ -118,6 +138,8 @@ class ReviewWidget(Container[Widget]):
                 self.candidate_combo: "The labels to evaluate against the reference.",
                 self.outdir_edit: "Folder for the report; a new folder when it already holds a review queue.",
                 self.run_button: "Mask AP per tier, a stratified review sample and an HTML report (in the background).",
+                self.progress: "QA's progress: IoUs, Mask AP per tier, pre-labels, review sample, plots, files.",
+                self.cancel_button: "Stop QA between two steps; nothing of the unfinished report is kept.",
                 self.queue_edit: "A review_queue.json written by QA.",
                 self.load_button: "Load the queue and go to its first item without a verdict.",
                 self.item_label: "The queue item in view.",
@@ -155,10 +177,14 @@ class ReviewWidget(Container[Widget]):
         chosen = Path(cast("Path", self.outdir_edit.value))  # a directory: one path, never None
         outdir = fresh_report_dir(chosen)
         kept = f" (the earlier report and its verdicts stay in {chosen})" if outdir != chosen else ""
+        if self.qa_run.running:
+            self.status.value = "QA is running; Cancel it first."
+            return
         self.status.value = f"Running QA into {outdir}{kept}..."
+        existed = outdir.exists()
+        before = {name for name in REPORT_FILES if (outdir / name).exists()}
 
         def done(report: Any) -> None:
-            self._worker = None
             self.report = report
             overall = report.data["overall"]
             self.status.value = (
@@ -170,18 +196,13 @@ class ReviewWidget(Container[Widget]):
             self._on_load_queue()
 
         def failed(exc: Exception) -> None:
-            self._worker = None
             self.status.value = f"QA failed: {type(exc).__name__}: {exc}"
 
-        self._worker = run_worker(
-            run_qa,
-            gt,
-            dt,
-            outdir,
-            on_returned=done,
-            on_error=failed,
-            progress="QA: Mask AP per tier, review sample, report",
-        )
+        def cancelled(exc: Exception) -> None:
+            removed = _remove_new_report_files(outdir, before, existed)
+            self.status.value = f"QA cancelled ({exc}); nothing kept{removed}."
+
+        self.qa_run.start(run_qa, gt, dt, outdir, on_returned=done, on_error=failed, on_cancelled=cancelled)
 
     # -- review --------------------------------------------------------------------------------------
     def _on_load_queue(self, *_: Any) -> None:

@@ -14,20 +14,23 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from magicgui.types import FileDialogMode
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, SpinBox, Widget
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox, Widget
 
 from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs
 from napari_instseg._widgets._layers import image_layers, preselect
 from napari_instseg._widgets._layout import compact, tooltips
+from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["WINDOW_KEY", "WINDOW_LAYER", "SlideWidget"]
+__all__ = ["PRELABEL_MODES", "WINDOW_KEY", "WINDOW_LAYER", "SlideWidget"]
 
 WINDOW_LAYER = "slide window"
 WINDOW_KEY = "instseg_window"
 """Labels-layer metadata: the window's region (y0, x0, y1, x1) in slide pixels."""
+PRELABEL_MODES = {"detected nuclei": {"detect": True}, "everything (cells)": {"auto": "cells"}}
+"""Batch pre-labelling of the whole slide: what prompts each tile with tissue."""
 
 
 class SlideWidget(Container[Widget]):
@@ -53,6 +56,14 @@ class SlideWidget(Container[Widget]):
         self.halo_spin = SpinBox(label="halo (px)", value=64, min=0, max=1024, step=16)
         self.here_button = PushButton(text="Window at view centre")
         self.next_button = PushButton(text="Next tile")
+        from napari_instseg.core.prompting import BACKENDS, default_backend
+
+        self.backend_combo = ComboBox(label="backend", choices=list(BACKENDS), value=default_backend())
+        self.mode_combo = ComboBox(label="pre-label", choices=list(PRELABEL_MODES))
+        self.prelabel_button = PushButton(text="Pre-label the slide")
+        self.progress = ProgressBar(label="tiles", value=0, min=0, max=1)
+        self.cancel_button = PushButton(text="Cancel")
+        self.batch = ProgressRun(self.progress, self.cancel_button, "Pre-labelling slide tiles")
         self.status = Label(value="")
         self.extend(
             [
@@ -63,9 +74,15 @@ class SlideWidget(Container[Widget]):
                 self.halo_spin,
                 self.here_button,
                 self.next_button,
+                self.backend_combo,
+                self.mode_combo,
+                self.prelabel_button,
+                self.progress,
+                self.cancel_button,
                 self.status,
             ]
         )
+        self.prelabel_button.changed.connect(self._on_prelabel_slide)
         self.open_button.changed.connect(self._on_open_store)
         self.here_button.changed.connect(self._on_window_here)
         self.next_button.changed.connect(self._on_next_tile)
@@ -81,6 +98,12 @@ class SlideWidget(Container[Widget]):
                 self.halo_spin: "Margin around the tile, so objects on a seam show whole.",
                 self.here_button: "Move the working window to the tile at the centre of the view.",
                 self.next_button: "Save this window and move to the next tile.",
+                self.backend_combo: "Model for batch pre-labelling (sam2 needs a checkpoint).",
+                self.mode_combo: "What each tile with tissue is prompted with.",
+                self.prelabel_button: "Pre-label every tile not done yet into the store, in the background "
+                "(resumable: tiles done are skipped).",
+                self.progress: "Tiles pre-labelled so far.",
+                self.cancel_button: "Stop after the current tile; the tiles done stay in the store.",
                 self.status: "Where the working window is.",
             }
         )
@@ -141,6 +164,65 @@ class SlideWidget(Container[Widget]):
         if y0 >= height:
             y0 = 0
         self.show_window((y0, x0))
+
+    def slide_path(self) -> str | None:
+        """The file or folder the slide layer was read from (None: an in-memory image)."""
+        layer = self.slide_combo.value
+        if layer is None:
+            return None
+        recorded = (layer.metadata.get("instseg_slide") or {}).get("source")
+        path = recorded or getattr(layer.source, "path", None)
+        return str(path) if path else None
+
+    def _on_prelabel_slide(self, *_: Any) -> Any:
+        """Pre-label the whole slide into the store in a worker (progress per tile, cancellable)."""
+        from napari_instseg.core.batch import BatchConfig, prelabel_slide
+
+        slide_path = self.slide_path()
+        if self.store is None or slide_path is None:
+            self.status.value = "Open the slide from a file and its store first."
+            return None
+        if self.batch.running:
+            self.status.value = "Already pre-labelling; Cancel first."
+            return None
+        if self.store.read_only:
+            self.status.value = f"Store {self.store.path} is read-only ({self.store.lock_message}); nothing done."
+            return None
+        store_path, centre = Path(self.store.path), self._window_centre()
+        self._leave_window()
+        self.store.close()  # the batch takes the store's writer lock; given back when it ends
+        self.store = None
+        config = BatchConfig(
+            backend=self.backend_combo.value, tile_px=self.tile_spin.value, halo_px=self.halo_spin.value
+        )
+        self.prelabel_button.enabled = False
+        self.status.value = f"Pre-labelling {Path(slide_path).name} into {store_path.name}..."
+
+        def back(message: str) -> None:
+            from napari_instseg.core.store import AnnotationStore
+
+            self.prelabel_button.enabled = True
+            self.store = AnnotationStore.open(store_path)
+            self.show_window(centre)
+            self.status.value = f"{message} Store: {self.store.n_instances} instances."
+
+        return self.batch.start(
+            prelabel_slide,
+            slide_path,
+            store_path,
+            config=config,
+            workers=1,
+            on_returned=lambda summary: back(f"{summary}."),
+            on_error=lambda exc: back(f"Pre-labelling failed: {type(exc).__name__}: {exc}."),
+            on_cancelled=lambda exc: back(f"{exc} tiles: those are saved, the others untouched (run again to resume)."),
+            **PRELABEL_MODES[self.mode_combo.value],
+        )
+
+    def _window_centre(self) -> tuple[float, float]:
+        if self.window is None:
+            return (0.0, 0.0)
+        y0, x0, y1, x1 = self.window.tile_yx
+        return ((y0 + y1) / 2, (x0 + x1) / 2)
 
     def show_window(self, centre_yx: tuple[float, float]) -> Any:
         """Save the current window and show the one whose tile holds ``centre_yx`` (slide pixels)."""

@@ -238,7 +238,9 @@ def prelabel_slide(
     workers : int, optional
         Threads for the threaded scheduler.
     progress : callable, optional
-        ``progress(done_tiles, total_tiles)``.
+        ``progress(done_tiles, total_tiles)`` after each tile is saved. An exception it
+        raises stops the run there (every finished tile is in the store; a second run resumes
+        after them).
     """
     from napari_instseg.core.store import AnnotationStore, StoreError, is_store
 
@@ -278,9 +280,9 @@ def prelabel_slide(
                 covered += skipped
                 done.add(key)
                 _save_done(store, done)
-            finished += len(chunk)
-            if progress is not None:
-                progress(finished, len(todo))
+                finished += 1
+                if progress is not None:  # per tile, each saved: an exception here stops a resumable run
+                    progress(finished, len(todo))
         n_prompts = sum(len(p) for _, _, p in jobs if p is not None) if prompts is not None else committed + covered
         return BatchSummary(len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px)
     finally:
