@@ -217,11 +217,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+_PROJECT_COMMANDS_MAKING_STORES = ("init", "add", "prelabel", "calibrate")
+"""``project`` actions after which napari is told to open the project's stores with our reader."""
+
+
 def _prefer_our_reader(args: argparse.Namespace) -> None:
     """Let napari open the stores this command made or used with our reader, without the
     "which reader?" dialog (see :mod:`napari_instseg._reader_preference` for why)."""
     store = getattr(args, "store", None)
-    project_dir = getattr(args, "dir", None) if args.command == "project" else None
+    making = args.command == "project" and getattr(args, "project_command", "") in _PROJECT_COMMANDS_MAKING_STORES
+    project_dir = getattr(args, "dir", None) if making else None
     if store or project_dir:
         from napari_instseg._reader_preference import register_after_command
 
