@@ -249,7 +249,7 @@ class ProgressRun:
 def _relay(slot: Callable[[int, int, str], None]) -> Any:
     """A QObject living on the UI thread whose ``step`` signal, emitted from a worker thread,
     calls ``slot`` on the UI thread (Qt's queued connection)."""
-    from qtpy.QtCore import QObject, Signal
+    from qtpy.QtCore import QObject, Signal  # type: ignore[attr-defined]
 
     class Relay(QObject):
         step = Signal(int, int, str)

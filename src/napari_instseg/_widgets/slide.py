@@ -29,7 +29,10 @@ __all__ = ["PRELABEL_MODES", "WINDOW_KEY", "WINDOW_LAYER", "SlideWidget"]
 WINDOW_LAYER = "slide window"
 WINDOW_KEY = "instseg_window"
 """Labels-layer metadata: the window's region (y0, x0, y1, x1) in slide pixels."""
-PRELABEL_MODES = {"detected nuclei": {"detect": True}, "everything (cells)": {"auto": "cells"}}
+PRELABEL_MODES: dict[str, dict[str, Any]] = {
+    "detected nuclei": {"detect": True},
+    "everything (cells)": {"auto": "cells"},
+}
 """Batch pre-labelling of the whole slide: what prompts each tile with tissue."""
 
 
