@@ -107,3 +107,21 @@ def test_project_stores_open_without_a_dialog_and_the_switch_keeps_the_cli_off_s
     _open_folder(viewer, store, monkeypatch)
     assert dialogs == []
     assert viewer.layers[-1].source.reader_plugin == PLUGIN
+
+
+def test_patterns_match_only_the_store_even_with_glob_characters_in_its_path(napari_settings, tmp_path):
+    from napari.plugins.utils import get_preferred_reader
+
+    from napari_instseg._reader_preference import prefer_our_reader, prefer_our_reader_for, project_stores_pattern
+
+    folder = tmp_path / "run [1] *"
+    store, sibling = folder / "a.zarr", folder / "b.zarr"
+    for path in (store, sibling, folder / "proj" / "stores" / "0000001.zarr"):
+        path.mkdir(parents=True)
+    prefer_our_reader(store)
+    prefer_our_reader(store)  # once is enough
+    prefer_our_reader_for([project_stores_pattern(folder / "proj")])
+    assert len(napari_settings.plugins.extension2reader) == 2
+    assert get_preferred_reader(store) == PLUGIN
+    assert get_preferred_reader(sibling) is None  # another zarr beside it: napari decides
+    assert get_preferred_reader(folder / "proj" / "stores" / "0000001.zarr") == PLUGIN
