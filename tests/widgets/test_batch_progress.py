@@ -136,7 +136,8 @@ def test_slide_prelabel_runs_in_a_worker_with_a_bar_per_tile(slide_panel, qtbot)
     seen = _watch(widget.progress)
     assert widget.progress.visible is False
     _press(widget.prelabel_button)
-    assert widget.batch.running and widget.batch.worker is not None and not widget.prelabel_button.enabled
+    assert widget.batch.running and widget.batch.worker is not None
+    assert not widget.prelabel_button.enabled and not widget.open_button.enabled  # the store is the batch's
     qtbot.waitUntil(lambda: not widget.batch.running, timeout=120_000)
     done = [d for d, _, _ in widget.batch.reports]
     total = widget.batch.reports[-1][1]
@@ -144,7 +145,7 @@ def test_slide_prelabel_runs_in_a_worker_with_a_bar_per_tile(slide_panel, qtbot)
     assert all(visible for _, _, visible in seen) and not widget.progress.visible
     assert "pre-labels committed" in widget.status.value
     assert widget.store is not None and widget.store.n_instances > 20
-    assert "slide window" in viewer.layers  # back to annotating
+    assert "slide window" in viewer.layers and widget.open_button.enabled  # back to annotating
     with AnnotationStore.open(store_path, read_only=True) as saved:
         assert saved.count_instances("review").get("pre-label", 0) == widget.store.n_instances
 

@@ -169,6 +169,9 @@ class ReviewWidget(Container[Widget]):
     def _on_run_qa(self, *_: Any) -> None:
         from napari_instseg.core.qa.report import run_qa
 
+        if self.qa_run.running:
+            self.status.value = "QA is running; Cancel it first."
+            return
         reference, candidate = self.reference_combo.value, self.candidate_combo.value
         if reference is None or candidate is None:
             self.status.value = "Choose a reference and a candidate labels layer."
@@ -177,9 +180,6 @@ class ReviewWidget(Container[Widget]):
         chosen = Path(cast("Path", self.outdir_edit.value))  # a directory: one path, never None
         outdir = fresh_report_dir(chosen)
         kept = f" (the earlier report and its verdicts stay in {chosen})" if outdir != chosen else ""
-        if self.qa_run.running:
-            self.status.value = "QA is running; Cancel it first."
-            return
         self.status.value = f"Running QA into {outdir}{kept}..."
         existed = outdir.exists()
         before = {name for name in REPORT_FILES if (outdir / name).exists()}

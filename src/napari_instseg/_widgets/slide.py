@@ -198,13 +198,13 @@ class SlideWidget(Container[Widget]):
         config = BatchConfig(
             backend=self.backend_combo.value, tile_px=self.tile_spin.value, halo_px=self.halo_spin.value
         )
-        self.prelabel_button.enabled = False
+        self._enable_store_actions(False)  # the store is the batch's until it ends
         self.status.value = f"Pre-labelling {Path(slide_path).name} into {store_path.name}..."
 
         def back(message: str) -> None:
             from napari_instseg.core.store import AnnotationStore
 
-            self.prelabel_button.enabled = True
+            self._enable_store_actions(True)
             self.store = AnnotationStore.open(store_path)
             self.show_window(centre)
             self.status.value = f"{message} Store: {self.store.n_instances} instances."
@@ -220,6 +220,10 @@ class SlideWidget(Container[Widget]):
             on_cancelled=lambda exc: back(f"{exc} tiles: those are saved, the others untouched (run again to resume)."),
             **PRELABEL_MODES[self.mode_combo.value],
         )
+
+    def _enable_store_actions(self, enabled: bool) -> None:
+        for button in (self.open_button, self.here_button, self.next_button, self.prelabel_button):
+            button.enabled = enabled
 
     def _window_centre(self) -> tuple[float, float]:
         if self.window is None:
