@@ -119,14 +119,18 @@ def test_kind_is_decided_from_the_image():
     assert classic_auto_labels(he).mode == "brightfield"
 
 
-def test_beats_the_detector_it_replaces():
+@pytest.mark.parametrize(("kind", "name", "least"), [("fluo", "212b858a", 0.9), ("he", "1d9eacb3", 0.75)])
+def test_detector_puts_one_point_prompt_on_each_nucleus(kind, name, least):
+    """The ``--detect`` prompts: one centroid inside each hand-annotated nucleus, few on the
+    background (the detector before this mode: 0.87 and 0.44 on these images)."""
     from napari_instseg.core.detect import detect_nuclei
 
-    for kind, name in [("fluo", "212b858a"), ("he", "44afae18")]:
-        image, truth = load(kind, name)
-        image = image[..., 0] if kind == "fluo" else image  # the old detector reads RGB as bright-field
-        old = detect_nuclei(image).labels_yx
-        assert ap50(kind, name) > mask_ap50(truth, old, dict.fromkeys(np.unique(old), 1.0))
+    image, truth = load(kind, name)
+    centres = np.round(detect_nuclei(image).centroids_yx).astype(int)
+    hit = truth[centres[:, 0], centres[:, 1]]
+    per_nucleus = np.bincount(hit, minlength=int(truth.max()) + 1)[np.unique(truth)[1:]]
+    assert (per_nucleus == 1).mean() >= least
+    assert (hit == 0).mean() <= 0.05
 
 
 def test_flat_and_bad_images():
