@@ -115,6 +115,9 @@ def test_kind_is_decided_from_the_image():
     assert image_kind(fluo[..., 0]) == "fluorescence"
     assert image_kind(255 - fluo[..., 0]) == "brightfield"  # grey bright-field: nuclei dark
     assert image_kind(he) == "brightfield" and image_kind(he[..., :3]) == "brightfield"
+    composite = np.zeros((*fluo.shape[:2], 3), np.uint8)
+    composite[..., 2] = fluo[..., 0]  # nuclei in the blue channel of a colour composite on black
+    assert image_kind(composite) == "fluorescence"
     assert classic_auto_labels(fluo).mode == "fluorescence"
     assert classic_auto_labels(he).mode == "brightfield"
 

@@ -4,12 +4,12 @@
 A classical pipeline from scikit-image and scipy that decides everything it can from the image
 itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
 
-1. *Kind and signal*: an RGB(A) image whose channels are equal is grey. A colour image on a
-   bright background is bright-field (H&E, H-DAB): its signal is the hematoxylin optical
-   density from colour deconvolution (``rgb2hed``). A grey image is fluorescence (nuclei
-   bright) when its background is dark, else bright-field (nuclei dark, inverted). A colour
-   image on a dark background is a fluorescence composite (brightest channel). The signal is
-   scaled to [0, 1] between its 0.5 / 99.5 percentiles and smoothed (sigma 1 px).
+1. *Kind and signal*: an RGB(A) image whose channels are equal is grey. A grey image is
+   fluorescence (nuclei bright) when its background (its median) is dark, else bright-field
+   (nuclei dark, inverted). A colour image is bright-field (H&E, H-DAB; stained tissue may
+   fill it) unless it is mostly black (a fluorescence composite: its brightest channel); its
+   signal is the hematoxylin optical density from colour deconvolution (``rgb2hed``). The
+   signal is scaled to [0, 1] between its 0.5 / 99.5 percentiles and smoothed (sigma 1 px).
 2. *Scale*: a first global threshold gives blobs; the nucleus radius ``r`` is the median of
    their largest inscribed-disc radii, after dropping the fragments smaller than half the
    radius-weighted median (so neither specks of texture nor clumps of touching nuclei set it).
@@ -73,12 +73,13 @@ class ClassicAutoSettings:
 
 @dataclass(frozen=True)
 class ClassicAutoResult:
-    """Labels (uint32, 0 = background, ids 1..n), a score per id, the radius and kind used."""
+    """Labels (uint32, 0 = background, ids 1..n), a score per id, the radius (px) and the kind
+    (``'fluorescence'`` or ``'brightfield'``) used."""
 
     labels_yx: NDArray[np.uint32]
     scores: dict[int, float]
     radius_px: float
-    mode: str = "fluorescence"
+    mode: str
 
 
 def _validated(image: NDArray[np.generic], mode: str) -> NDArray[np.float64]:
