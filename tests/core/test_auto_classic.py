@@ -1,23 +1,28 @@
 """Classic automatic mode on real hand-annotated nuclei, scored by the project's own QA.
 
-Fluorescence: stardist's bundled 2018 Data Science Bowl image (125 hand-annotated nuclei).
-Bright-field H&E: five 400 x 400 crops of the MICCAI 2015 nuclei segmentation challenge
-(TCGA tiles, hand-annotated; see tests/data/README.md). The AP50 of every image is printed
-(``pytest -s``); the bounds below are regression guards at the measured values.
+Every image is a 2018 Data Science Bowl image (BBBC038, CC0) with its hand-made nucleus masks,
+read from the file as a user would (RGBA PNG for the grey fluorescence ones): stardist's
+bundled image plus ``tests/data/nuclei_dsb2018/`` (see tests/data/README.md). The images are
+split once into a *calibration* set (what the defaults were tuned on) and a *held-out* set
+(only reported), per kind. ``pytest -s`` prints every image's AP50.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_instseg.core.prompting.auto_classic import ClassicAutoSettings, classic_auto_labels
+from napari_instseg.core.prompting.auto_classic import ClassicAutoSettings, classic_auto_labels, image_kind
 from napari_instseg.core.qa.metrics import stratified_ap
 
-DATA = Path(__file__).parent.parent / "data" / "nuclei_he"
-HE_IMAGES = ("01", "02", "03", "08", "10")
+DATA = Path(__file__).parent.parent / "data" / "nuclei_dsb2018"
+FLUO_CALIBRATION = ("stardist", "212b858a", "449a9c32", "4ee5850b", "1d4a5e72")
+FLUO_HELD_OUT = ("b24ea5c2", "da31f2aa", "76c44d1a", "3441821e", "1c8b905c")
+HE_CALIBRATION = ("15039b3a", "1631352d", "44afae18", "1d9eacb3")
+HE_HELD_OUT = ("1ec74a26", "da6c5934", "3c4c6758", "b83d1d77", "c8e79ff4")
 
 
 def _coco(labels_yx, scores=None):
@@ -53,44 +58,82 @@ def mask_ap50(truth_yx, labels_yx, scores):
     return stratified_ap(gt, _coco(labels_yx, scores))["overall"].AP50
 
 
-@pytest.fixture(scope="module")
-def dsb():
-    data = pytest.importorskip("stardist.data")
-    return data.test_image_nuclei_2d(return_mask=True)
-
-
-def _he(name):
+def load(kind, name):
+    """(image as read from its file, labels uint32) of one annotated image."""
+    if name == "stardist":
+        data = pytest.importorskip("stardist.data")
+        image, truth = data.test_image_nuclei_2d(return_mask=True)
+        return image, truth.astype(np.uint32)
     from skimage import io
 
-    return io.imread(DATA / f"tcga_{name}.png"), io.imread(DATA / f"tcga_{name}_labels.png").astype(np.uint32)
+    return io.imread(DATA / f"{kind}_{name}.png"), io.imread(DATA / f"{kind}_{name}_labels.png").astype(np.uint32)
 
 
-def test_fluorescence_nuclei_ap50(dsb):
-    image, truth = dsb
+@cache
+def ap50(kind, name):
+    image, truth = load(kind, name)
     result = classic_auto_labels(image)
-    ap50 = mask_ap50(truth, result.labels_yx, result.scores)
-    print(f"\nclassic-auto AP50 DSB 2018 fluorescence: {ap50:.3f} ({result.labels_yx.max()} objects)")
-    assert ap50 >= 0.78
+    return mask_ap50(truth, result.labels_yx, result.scores)
 
 
-def test_brightfield_he_nuclei_ap50():
-    values = {}
-    for name in HE_IMAGES:
-        image, truth = _he(name)
-        result = classic_auto_labels(image)
-        values[name] = mask_ap50(truth, result.labels_yx, result.scores)
-    print("\nclassic-auto AP50 H&E (TCGA): " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
-    assert min(values.values()) >= 0.43
-    assert np.mean(list(values.values())) >= 0.58
+def _report(kind, calibration, held_out):
+    values = {
+        split: {n: ap50(kind, n) for n in names}
+        for split, names in (("calibration", calibration), ("held-out", held_out))
+    }
+    for split, by_name in values.items():
+        text = ", ".join(f"{n} {v:.2f}" for n, v in by_name.items())
+        print(f"\nclassic-auto AP50 {kind} {split}: {text} (mean {np.mean(list(by_name.values())):.3f})")
+    everything = [v for by_name in values.values() for v in by_name.values()]
+    return (
+        np.mean(list(values["calibration"].values())),
+        np.mean(list(values["held-out"].values())),
+        np.mean(everything),
+    )
 
 
-def test_beats_the_detector_it_replaces(dsb):
+def test_fluorescence_nuclei_ap50():
+    calibration, held_out, mean = _report("fluo", FLUO_CALIBRATION, FLUO_HELD_OUT)
+    assert mean >= 0.8
+    assert min(calibration, held_out) >= 0.82
+
+
+def test_brightfield_he_nuclei_ap50_regression_guard():
+    calibration, held_out, mean = _report("he", HE_CALIBRATION, HE_HELD_OUT)
+    assert calibration >= 0.62 and held_out >= 0.62 and mean >= 0.62
+
+
+@pytest.mark.xfail(reason="issue 15 target (AP50 >= 0.8 on H&E) not reached by the classic mode yet", strict=True)
+def test_brightfield_he_nuclei_reach_the_target():
+    assert np.mean([ap50("he", n) for n in HE_CALIBRATION + HE_HELD_OUT]) >= 0.8
+
+
+def test_kind_is_decided_from_the_image():
+    fluo, _ = load("fluo", "1c8b905c")
+    he, _ = load("he", "c8e79ff4")
+    assert fluo.shape[-1] == 4 and image_kind(fluo) == "fluorescence"  # grey stored as RGBA
+    assert image_kind(fluo[..., 0]) == "fluorescence"
+    assert image_kind(255 - fluo[..., 0]) == "brightfield"  # grey bright-field: nuclei dark
+    assert image_kind(he) == "brightfield" and image_kind(he[..., :3]) == "brightfield"
+    composite = np.zeros((*fluo.shape[:2], 3), np.uint8)
+    composite[..., 2] = fluo[..., 0]  # nuclei in the blue channel of a colour composite on black
+    assert image_kind(composite) == "fluorescence"
+    assert classic_auto_labels(fluo).mode == "fluorescence"
+    assert classic_auto_labels(he).mode == "brightfield"
+
+
+@pytest.mark.parametrize(("kind", "name", "least"), [("fluo", "212b858a", 0.9), ("he", "1d9eacb3", 0.75)])
+def test_detector_puts_one_point_prompt_on_each_nucleus(kind, name, least):
+    """The ``--detect`` prompts: one centroid inside each hand-annotated nucleus, few on the
+    background (the detector before this mode: 0.87 and 0.44 on these images)."""
     from napari_instseg.core.detect import detect_nuclei
 
-    for image, truth in [dsb, _he("08")]:
-        old = detect_nuclei(image).labels_yx
-        new = classic_auto_labels(image)
-        assert mask_ap50(truth, new.labels_yx, new.scores) > mask_ap50(truth, old, dict.fromkeys(np.unique(old), 1.0))
+    image, truth = load(kind, name)
+    centres = np.round(detect_nuclei(image).centroids_yx).astype(int)
+    hit = truth[centres[:, 0], centres[:, 1]]
+    per_nucleus = np.bincount(hit, minlength=int(truth.max()) + 1)[np.unique(truth)[1:]]
+    assert (per_nucleus == 1).mean() >= least
+    assert (hit == 0).mean() <= 0.05
 
 
 def test_flat_and_bad_images():

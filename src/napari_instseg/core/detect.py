@@ -1,8 +1,9 @@
-"""A simple classical nuclei detector for H-DAB / H&E tiles (no model weights needed).
+"""The classical nuclei detector behind point prompts (no model weights needed).
 
-Used by the demo to place point prompts and by batch pre-labelling as ``--detect``. It is a
-classical pipeline (colour deconvolution, Otsu threshold, distance-transform watershed) and is
-named as such wherever its output is used.
+Used by the demo to place point prompts and by batch pre-labelling as ``--detect``. It is the
+classic automatic mode (:mod:`~napari_instseg.core.prompting.auto_classic`: the image's kind
+and nucleus size measured on the image, local thresholds, distance-transform watershed), and
+is named as a classical pipeline wherever its output is used.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from napari_instseg.core.prompting.auto_classic import ClassicAutoSettings, classic_auto_labels
 
 __all__ = ["NucleiDetection", "detect_nuclei"]
 
@@ -31,39 +34,39 @@ class NucleiDetection:
     centroids_yx: NDArray[np.float64]
 
 
-def detect_nuclei(image: NDArray[np.generic], *, min_area_px: int = 30, min_distance_px: int = 5) -> NucleiDetection:
-    """Detect nuclei in an RGB (hematoxylin-stained) or grey image.
+def detect_nuclei(
+    image: NDArray[np.generic], *, min_area_px: int | None = None, settings: ClassicAutoSettings | None = None
+) -> NucleiDetection:
+    """Detect nuclei in a fluorescence or bright-field image (grey or colour).
 
     Parameters
     ----------
-    image : numpy.ndarray, shape (height, width, 3) or (height, width)
-        RGB brightfield (nuclei dark, hematoxylin) or grey fluorescence (nuclei bright).
-    min_area_px : int
-        Smaller objects are dropped.
-    min_distance_px : int
-        Minimum distance between two seeds of the watershed.
-    """
-    from scipy import ndimage
-    from skimage import color, feature, filters, measure, morphology, segmentation
+    image : numpy.ndarray, shape (height, width) or (height, width, 3|4)
+        Fluorescence (nuclei bright) or bright-field (nuclei dark, hematoxylin when in
+        colour); the kind is decided from the image unless ``settings.mode`` says.
+    min_area_px : int, optional
+        Objects smaller than this are dropped as well (the classic mode already drops those
+        far under its measured nucleus size).
+    settings : ClassicAutoSettings, optional
+        Settings of the classic automatic mode; by default its own, except that objects under
+        a quarter of a nucleus (specks, which that mode keeps with a low score) are no prompts.
 
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        signal = color.rgb2hed(image[..., :3])[..., 0]  # hematoxylin optical density
-    elif image.ndim == 2:
-        signal = image.astype(np.float64)
-    else:
-        raise ValueError(f"Expected an RGB (y, x, 3) or grey (y, x) image, got shape {image.shape}.")
-    signal = filters.gaussian(signal, sigma=1.0)
-    foreground = signal > filters.threshold_otsu(signal)
-    foreground = morphology.remove_small_objects(
-        ndimage.binary_opening(foreground, iterations=1), max_size=min_area_px - 1
-    )
-    distance = ndimage.distance_transform_edt(foreground)
-    peaks = feature.peak_local_max(distance, min_distance=min_distance_px, labels=measure.label(foreground))
-    markers = np.zeros(foreground.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = segmentation.watershed(-distance, markers, mask=foreground)
-    labels = morphology.remove_small_objects(labels, max_size=min_area_px - 1)
-    labels, _, _ = segmentation.relabel_sequential(labels)
+    Returns
+    -------
+    NucleiDetection
+
+    Raises
+    ------
+    ValueError
+        For an image that is neither grey nor RGB(A).
+    """
+    from skimage import measure, segmentation
+
+    labels = classic_auto_labels(image, settings or ClassicAutoSettings(min_area_fraction=0.25)).labels_yx
+    if min_area_px is not None:
+        areas = np.bincount(labels.ravel())
+        labels = np.where(areas[labels] < min_area_px, 0, labels)
+        labels = np.asarray(segmentation.relabel_sequential(labels)[0], dtype=np.uint32)
     props = measure.regionprops(labels)
     centroids = np.array([p.centroid for p in props], dtype=np.float64).reshape(-1, 2)
-    return NucleiDetection(labels_yx=labels.astype(np.uint32), centroids_yx=centroids)
+    return NucleiDetection(labels_yx=labels, centroids_yx=centroids)
