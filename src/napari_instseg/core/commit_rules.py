@@ -9,6 +9,7 @@ proposal is kept; reviewing measures the final mask against it. These functions 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,12 +47,16 @@ def commit_edit(
     amodal: bool = False,
     reviewed: bool = False,
     score: float | None = None,
+    estimates: Mapping[str, float] | None = None,
 ) -> tuple[Edit, CommitResult]:
     """The edit a commit of ``mask`` makes (not yet applied) and what it writes.
 
     A model's mask starts as ``pre-label`` with its proposal kept, unless ``reviewed``: a
     person committed the candidate they saw, so it is ``accepted`` at once and no pre-label.
     ``score`` is the model's own quality estimate of the mask (default: the candidate's).
+    ``estimates`` are further estimates of a pre-label (SAM 2's automatic mode: its
+    ``predicted_iou`` and ``stability_score``), kept as row values outside the schema, so the
+    store keeps them and COCO writes them into the annotation's ``attributes``; NaN is left out.
 
     Raises
     ------
@@ -89,6 +94,8 @@ def commit_edit(
             "Commit it 'in front' to make it the nearer object."
         )
     row["time_s"] = session.active_time.book()
+    if source in MODEL_SOURCES and not reviewed:
+        row.update({name: float(v) for name, v in (estimates or {}).items() if np.isfinite(v)})
     prelabels: dict[int, Any] = {}
     if source in MODEL_SOURCES and not reviewed:
         if score is None:

@@ -36,6 +36,7 @@ from napari_instseg.core.stitch import AutoObject, Tile, objects_from_labels, st
 
 __all__ = [
     "AUTO_SOURCES",
+    "ESTIMATE_COLUMNS",
     "PRESETS",
     "AutoSegmenter",
     "AutoSettings",
@@ -45,6 +46,7 @@ __all__ = [
     "TileResult",
     "auto_objects",
     "commit_auto",
+    "estimates_of",
     "iter_auto_tiles",
     "make_auto_segmenter",
     "prelabel_scores",
@@ -52,6 +54,10 @@ __all__ = [
 
 AUTO_SOURCES = {"sam2": "sam2-auto", "classic": "classic-auto"}
 """Instance-table ``source`` of the pre-labels each automatic backend commits."""
+
+ESTIMATE_COLUMNS = ("predicted_iou", "stability_score")
+"""Row values kept with each SAM 2 automatic pre-label (outside the table's schema: the store
+keeps them, COCO export writes them into the annotation's ``attributes``)."""
 
 
 @dataclass(frozen=True)
@@ -375,7 +381,9 @@ def commit_auto(
     """Commit ``objects`` into ``session`` as pre-labels: best score first, one undo step.
 
     Committed instances are never overwritten (each object takes only free pixels); the score
-    (SAM 2: predicted IoU) is kept with each pre-label's proposal.
+    (SAM 2: predicted IoU) is kept with each pre-label's proposal, and SAM 2's predicted IoU
+    and stability score as the row's ``predicted_iou`` / ``stability_score``
+    (:func:`estimates_of`).
 
     Parameters
     ----------
@@ -398,9 +406,22 @@ def commit_auto(
             full[y0:y1, x0:x1] = crop
             yield full
 
-    results, covered = session.commit_many(masks(), scores=[o.score for o in kept], source=source, category=category)
+    results, covered = session.commit_many(
+        masks(),
+        scores=[o.score for o in kept],
+        estimates=[estimates_of(o) for o in kept],
+        source=source,
+        category=category,
+    )
     ids = tuple(r.instance_id for r in results)
     return AutoSummary(len(objects), len(results), covered + len(objects) - len(kept), source, ids)
+
+
+def estimates_of(obj: AutoObject) -> dict[str, float]:
+    """An object's model estimates as pre-label row values (:data:`ESTIMATE_COLUMNS`; the
+    classic backend has none: NaN values are left out)."""
+    values = {"predicted_iou": obj.predicted_iou, "stability_score": obj.stability}
+    return {name: float(v) for name, v in values.items() if np.isfinite(v)}
 
 
 def _clipped(

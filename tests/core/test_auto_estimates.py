@@ -1,0 +1,97 @@
+"""SAM 2's predicted IoU and stability stay with each automatic pre-label: session, store
+(saved and reopened, undo / redo), COCO attributes beside ``score``, and ``qa`` ranks by score.
+
+Random weights (plumbing only, no mask quality)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_instseg.cli import main
+from napari_instseg.core.prompting.auto import (
+    ESTIMATE_COLUMNS,
+    AutoSettings,
+    ClassicAutoSegmenter,
+    Sam2AutoSegmenter,
+    commit_auto,
+)
+from napari_instseg.core.prompting.base import ImageKey
+from napari_instseg.core.prompting.sam2 import Sam2Prompter
+from napari_instseg.core.store import AnnotationStore
+
+LOOSE = AutoSettings(
+    points_per_side=4,
+    points_per_batch=16,
+    pred_iou_thresh=0.0,
+    stability_score_thresh=0.0,
+    min_area_px=1,
+    max_area_fraction=1.0,
+)
+
+
+@pytest.fixture(scope="module")
+def image(ihc_image):
+    return np.ascontiguousarray(ihc_image[:256, :256])
+
+
+@pytest.fixture(scope="module")
+def sam2_objects(sam2_checkpoint, image):
+    prompter = Sam2Prompter("tiny", sam2_checkpoint, device="cpu")
+    objects = Sam2AutoSegmenter(prompter, LOOSE)(image, ImageKey.whole("test:estimates", image.shape[:2]))
+    assert objects
+    return objects
+
+
+def _estimates(table, instance_id):
+    return tuple(float(table.at[instance_id, name]) for name in ESTIMATE_COLUMNS)
+
+
+def test_estimates_survive_the_store_reopen_undo_and_export(tmp_path, image, sam2_objects):
+    path = tmp_path / "ihc.zarr"
+    store = AnnotationStore.create(path, image.shape[:2], image={"file_name": "ihc.tif"})
+    session = store.session(annotator="auto")
+    manual = np.zeros(image.shape[:2], bool)
+    manual[:20, :20] = True
+    session.commit(manual, source="manual")
+    summary = commit_auto(session, sam2_objects, "sam2-auto")
+    assert summary.n_committed >= 1
+    expected = {}
+    for instance_id in summary.instance_ids:
+        obj = next(o for o in sam2_objects if o.score == session.prelabels[instance_id].score)
+        expected[instance_id] = (obj.predicted_iou, obj.stability)
+        assert _estimates(session.table, instance_id) == pytest.approx(expected[instance_id])
+    session.undo()
+    assert not set(summary.instance_ids) & set(session.table.index)
+    session.redo()
+    store.close()
+
+    with AnnotationStore.open(path) as again:  # saved and reopened
+        table = again.table
+        for instance_id, values in expected.items():
+            assert _estimates(table, instance_id) == pytest.approx(values)
+        assert np.isnan(_estimates(table, 1)).all()  # the manual instance has none
+        reopened = again.session()
+        assert _estimates(reopened.table, summary.instance_ids[0]) == pytest.approx(expected[summary.instance_ids[0]])
+
+    out = tmp_path / "ihc.json"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    annotations = {a["instance_id"]: a for a in json.loads(out.read_text())["annotations"]}
+    for instance_id, (predicted_iou, stability) in expected.items():
+        attributes = annotations[instance_id]["attributes"]
+        assert attributes["predicted_iou"] == pytest.approx(predicted_iou)
+        assert attributes["stability_score"] == pytest.approx(stability)
+        assert annotations[instance_id]["score"] == pytest.approx(float(np.clip(predicted_iou, 0, 1)))
+    assert annotations[1]["attributes"]["predicted_iou"] is None and annotations[1]["score"] == 1.0
+    assert main(["qa", "--gt", str(out), "--dt", str(out), "-o", str(tmp_path / "qa")]) == 0  # ranks by score
+
+
+def test_classic_pre_labels_carry_no_sam2_estimates(image):
+    from napari_instseg.core.session import AnnotationSession
+
+    session = AnnotationSession(np.zeros(image.shape[:2], np.uint32))
+    summary = commit_auto(session, ClassicAutoSegmenter()(image), "classic-auto")
+    assert summary.n_committed > 5
+    assert not set(ESTIMATE_COLUMNS) & set(session.table.columns)
