@@ -22,8 +22,9 @@ tiles finished.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +34,7 @@ from napari_instseg.core.edits import CroppedMask
 __all__ = [
     "AutoObject",
     "Kept",
+    "SeamBuffer",
     "Tile",
     "anchored",
     "cut_edges",
@@ -40,10 +42,12 @@ __all__ = [
     "kept_objects",
     "merge_kept",
     "objects_from_labels",
+    "pack_kept",
     "paint_objects",
     "same_object",
     "stitch",
     "tile_grid",
+    "unpack_kept",
 ]
 
 Region = tuple[int, int, int, int]
@@ -284,6 +288,11 @@ def merge_kept(kept: Sequence[Kept], merge_overlap: float = 0.5) -> list[AutoObj
     None for a cut fragment that matched nothing and is anchored outside its tile's core (the
     tile holding its anchor sees it whole).
     """
+    return [_merged(kept, members) for members in _groups(kept, merge_overlap)]
+
+
+def _groups(kept: Sequence[Kept], merge_overlap: float) -> list[list[int]]:
+    """Indices of the objects that are one (union-find over matching pairs), sorted."""
     parent = list(range(len(kept)))
 
     def find(i: int) -> int:
@@ -293,22 +302,110 @@ def merge_kept(kept: Sequence[Kept], merge_overlap: float = 0.5) -> list[AutoObj
         return i
 
     for i, j in _box_pairs([k.obj for k in kept]):
-        if kept[i].tile.index_yx == kept[j].tile.index_yx:
-            continue
-        if same_object(kept[i], kept[j], merge_overlap):
+        if kept[i].tile.index_yx != kept[j].tile.index_yx and same_object(kept[i], kept[j], merge_overlap):
             ri, rj = find(i), find(j)
             if ri != rj:
                 parent[max(ri, rj)] = min(ri, rj)
     groups: dict[int, list[int]] = {}
     for i in range(len(kept)):
         groups.setdefault(find(i), []).append(i)
-    out: list[AutoObject | None] = []
-    for members in sorted(groups.values()):
-        if len(members) == 1:
-            only = kept[members[0]]
-            out.append(only.obj if not only.cut or _inside(only.obj.anchor_yx, only.tile.core_yx) else None)
-        else:
-            out.append(_union([kept[i].obj for i in members]))
+    return sorted(groups.values())
+
+
+def _merged(kept: Sequence[Kept], members: Sequence[int]) -> AutoObject | None:
+    if len(members) > 1:
+        return _union([kept[i].obj for i in members])
+    only = kept[members[0]]
+    return only.obj if not only.cut or _inside(only.obj.anchor_yx, only.tile.core_yx) else None
+
+
+class SeamBuffer:
+    """Stitching for tiles that finish one at a time (a slide: tiles on dask, one writer).
+
+    Objects kept by a finished tile (:func:`kept_objects`) wait here until every tile whose
+    window reaches them has finished; then they are merged exactly as :func:`stitch` merges
+    them and handed out, so a slide is stitched like one image, whatever order tiles finish in.
+
+    Parameters
+    ----------
+    tile_px, halo_px : int
+        The grid (tile (row, col) has its core at ``row * tile_px, col * tile_px``).
+    expected : collection of (row, col)
+        The tiles that will run (others, e.g. without tissue, are never waited for).
+    pending : sequence of Kept
+        Objects still waiting from an interrupted run (:meth:`pending`).
+    merge_overlap : float
+    """
+
+    def __init__(
+        self,
+        tile_px: int,
+        halo_px: int,
+        expected: Collection[tuple[int, int]],
+        pending: Sequence[Kept] = (),
+        merge_overlap: float = 0.5,
+    ) -> None:
+        self._tile_px, self._halo_px = tile_px, halo_px
+        self._expected = set(expected)
+        self._merge_overlap = merge_overlap
+        self.pending: list[Kept] = list(pending)
+
+    def _waits(self, kept: Kept, done: Collection[tuple[int, int]]) -> bool:
+        """Whether a tile still to run has a window reaching the object's box."""
+        y0, x0, y1, x1 = kept.obj.mask.bbox_yx
+        t, h = self._tile_px, self._halo_px
+        for row in range(max(y0 - h, 0) // t, (y1 - 1 + h) // t + 1):
+            for col in range(max(x0 - h, 0) // t, (x1 - 1 + h) // t + 1):
+                if (row, col) in self._expected and (row, col) not in done:
+                    return True
+        return False
+
+    def add(self, kept: Sequence[Kept], done: Collection[tuple[int, int]]) -> list[AutoObject]:
+        """Add a finished tile's kept objects; return the objects now complete (merged).
+
+        ``done`` holds every finished tile, the one just added included.
+        """
+        self.pending.extend(kept)
+        ready: list[AutoObject] = []
+        waiting: list[Kept] = []
+        for members in _groups(self.pending, self._merge_overlap):
+            if any(self._waits(self.pending[i], done) for i in members):
+                waiting.extend(self.pending[i] for i in members)
+                continue
+            merged = _merged(self.pending, members)
+            if merged is not None:
+                ready.append(merged)
+        self.pending = waiting
+        return ready
+
+
+def pack_kept(kept: Sequence[Kept]) -> dict[str, NDArray[Any]]:
+    """Kept objects as plain arrays (for ``numpy.savez``); :func:`unpack_kept` reverses it."""
+    boxes = np.array([k.obj.mask.bbox_yx for k in kept], dtype=np.int64).reshape(-1, 4)
+    tiles = np.array([(*k.tile.index_yx, *k.tile.core_yx, *k.tile.window_yx) for k in kept], dtype=np.int64).reshape(
+        -1, 10
+    )
+    values = np.array([(k.obj.score, k.obj.predicted_iou, k.obj.stability, k.cut) for k in kept], np.float64)
+    bits = [k.obj.mask.mask.ravel() for k in kept]
+    return {
+        "boxes": boxes,
+        "tiles": tiles,
+        "values": values.reshape(-1, 4),
+        "bits": np.packbits(np.concatenate(bits)) if bits else np.zeros(0, np.uint8),
+    }
+
+
+def unpack_kept(arrays: Mapping[str, NDArray[Any]]) -> list[Kept]:
+    """Inverse of :func:`pack_kept`."""
+    boxes, tiles, values = arrays["boxes"], arrays["tiles"], arrays["values"]
+    sizes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    bits = np.unpackbits(arrays["bits"], count=int(sizes.sum())).astype(bool)
+    out, start = [], 0
+    for box, tile, value, size in zip(boxes.tolist(), tiles.tolist(), values.tolist(), sizes.tolist(), strict=True):
+        mask = bits[start : start + size].reshape(box[2] - box[0], box[3] - box[1])
+        start += size
+        obj = AutoObject(CroppedMask(tuple(box), mask), value[0], value[1], value[2])
+        out.append(Kept(obj, Tile((tile[0], tile[1]), tuple(tile[2:6]), tuple(tile[6:10])), bool(value[3])))
     return out
 
 
