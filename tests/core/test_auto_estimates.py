@@ -95,3 +95,32 @@ def test_classic_pre_labels_carry_no_sam2_estimates(image):
     summary = commit_auto(session, ClassicAutoSegmenter()(image), "classic-auto")
     assert summary.n_committed > 5
     assert not set(ESTIMATE_COLUMNS) & set(session.table.columns)
+
+
+def test_cropped_masks_commit_like_full_frame_masks():
+    from napari_instseg.core.edits import CroppedMask
+    from napari_instseg.core.records import CommitError
+    from napari_instseg.core.session import AnnotationSession
+
+    rng = np.random.default_rng(2)
+    masks = []
+    for _ in range(12):
+        y, x, h, w = (int(v) for v in rng.integers(0, 90, 4))
+        mask = np.zeros((128, 128), bool)
+        mask[y : y + h // 3 + 2, x : x + w // 3 + 2] = True
+        masks.append(mask)
+    full, cropped = (
+        AnnotationSession(np.zeros((128, 128), np.uint32)),
+        AnnotationSession(np.zeros((128, 128), np.uint32)),
+    )
+    for session in (full, cropped):
+        session.commit(masks[0], source="manual")
+    results_full = full.commit_many(masks[1:], source="classic-auto")
+    results_crop = cropped.commit_many([CroppedMask.from_full(m) for m in masks[1:]], source="classic-auto")
+    assert results_full == results_crop
+    np.testing.assert_array_equal(full.labels_yx, cropped.labels_yx)
+    assert {i: r.proposal.bbox_yx for i, r in full.prelabels.items()} == {
+        i: r.proposal.bbox_yx for i, r in cropped.prelabels.items()
+    }
+    with pytest.raises(CommitError, match=r"box \(y0, x0, y1, x1\) \(120, 0, 140, 10\)"):
+        cropped.commit_many([CroppedMask((120, 0, 140, 10), np.ones((20, 10), bool))])

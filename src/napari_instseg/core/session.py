@@ -195,14 +195,15 @@ class AnnotationSession(SessionState):
 
     def commit_many(
         self,
-        masks: Iterable[ArrayLike],
+        masks: Iterable[ArrayLike | CroppedMask],
         *,
         scores: Iterable[float] | None = None,
         estimates: Iterable[Mapping[str, float]] | None = None,
         **kwargs: Any,
     ) -> tuple[list[CommitResult], int]:
         """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
-        one undo step and one save. ``scores`` (one per mask) are the model's own quality
+        one undo step and one save. A mask is full-frame or a :class:`CroppedMask` (written
+        inside its box only: many small objects in a large image). ``scores`` (one per mask) are the model's own quality
         estimates, kept with the pre-label proposals; ``estimates`` (one mapping per mask, e.g.
         ``predicted_iou`` and ``stability_score``) are kept as the pre-labels' row values.
         Returns the results and how many masks fell entirely on earlier instances (skipped)."""
@@ -215,10 +216,9 @@ class AnnotationSession(SessionState):
             for mask in masks:
                 score = next(score_of, None) if score_of is not None else None
                 extra = next(estimate_of, None) if estimate_of is not None else None
+                checked = self._mask_or_crop_to_commit(mask)  # a malformed mask raises, never counts as covered
                 try:
-                    edit, result = commit_edit(
-                        self, self._mask_to_commit(mask), False, score=score, estimates=extra, **kwargs
-                    )
+                    edit, result = commit_edit(self, checked, False, score=score, estimates=extra, **kwargs)
                 except CommitError:
                     covered += 1
                     continue

@@ -399,12 +399,10 @@ def commit_auto(
     order = sorted(range(len(objects)), key=lambda i: -objects[i].score)
     kept = [objects[i] for i in order if _clipped(objects[i].mask, origin_yx, shape_yx) is not None]
 
-    def masks() -> Iterator[NDArray[np.bool_]]:
+    def masks() -> Iterator[CroppedMask]:  # crops: the commit costs each object's area, not the frame's
         for obj in kept:
-            full = np.zeros(shape_yx, dtype=bool)
-            (y0, x0, y1, x1), crop = _clipped(obj.mask, origin_yx, shape_yx)  # type: ignore[misc]
-            full[y0:y1, x0:x1] = crop
-            yield full
+            box, crop = _clipped(obj.mask, origin_yx, shape_yx)  # type: ignore[misc]
+            yield CroppedMask(box, crop)
 
     results, covered = session.commit_many(
         masks(),
