@@ -124,3 +124,20 @@ def test_cropped_masks_commit_like_full_frame_masks():
     }
     with pytest.raises(CommitError, match=r"box \(y0, x0, y1, x1\) \(120, 0, 140, 10\)"):
         cropped.commit_many([CroppedMask((120, 0, 140, 10), np.ones((20, 10), bool))])
+
+
+@pytest.mark.parametrize("shape_yx", [(7, 5), (64, 48)])
+def test_rle_crops_equal_sam2s_own_decoding(shape_yx):
+    import torch
+    from sam2.utils.amg import mask_to_rle_pytorch, rle_to_mask
+
+    from napari_instseg.core.prompting.auto import crop_of_rle
+
+    rng = np.random.default_rng(5)
+    masks = [rng.random(shape_yx) > 0.7, np.zeros(shape_yx, bool), np.ones(shape_yx, bool)]
+    masks[1][2:4, 1:3] = True
+    for mask in masks:
+        rle = mask_to_rle_pytorch(torch.as_tensor(mask[None]))[0]
+        np.testing.assert_array_equal(crop_of_rle(rle).full(shape_yx), rle_to_mask(rle))
+    empty = mask_to_rle_pytorch(torch.zeros((1, *shape_yx), dtype=torch.bool))[0]
+    assert crop_of_rle(empty).area_px == 0

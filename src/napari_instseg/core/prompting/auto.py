@@ -46,6 +46,7 @@ __all__ = [
     "TileResult",
     "auto_objects",
     "commit_auto",
+    "crop_of_rle",
     "estimates_of",
     "iter_auto_tiles",
     "make_auto_segmenter",
@@ -192,7 +193,7 @@ class Sam2AutoSegmenter:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
                 self._generator = SAM2AutomaticMaskGenerator(
-                    self.prompter.predictor.model, output_mode="binary_mask", **self.settings.generator_kwargs()
+                    self.prompter.predictor.model, output_mode="uncompressed_rle", **self.settings.generator_kwargs()
                 )
         return self._generator
 
@@ -219,18 +220,37 @@ class Sam2AutoSegmenter:
 def _objects_of(
     records: Sequence[dict[str, Any]], settings: AutoSettings, shape_yx: tuple[int, int]
 ) -> list[AutoObject]:
-    """The generator's records as objects, filtered by area, in descending predicted IoU."""
+    """The generator's records (uncompressed RLE) as objects, filtered by area, in descending
+    predicted IoU."""
     max_area = settings.max_area_fraction * shape_yx[0] * shape_yx[1]
     out = []
     for record in records:
-        mask = np.asarray(record["segmentation"], dtype=bool)
-        crop = CroppedMask.from_full(mask)
+        crop = crop_of_rle(record["segmentation"])
         if not (settings.min_area_px <= crop.area_px <= max_area):
             continue
         iou, stability = float(record["predicted_iou"]), float(record["stability_score"])
         out.append(AutoObject(crop, float(np.clip(iou, 0.0, 1.0)), iou, stability))
     order = sorted(range(len(out)), key=lambda i: -out[i].score)
     return [out[i] for i in order]
+
+
+def crop_of_rle(rle: dict[str, Any]) -> CroppedMask:
+    """A mask in sam2's uncompressed RLE (``{'size': [h, w], 'counts': [...]}``, column-major
+    runs starting with background) as a :class:`CroppedMask`, decoded inside its box only (the
+    cost is the mask's area, not the image's, unlike ``rle_to_mask`` then cropping)."""
+    height = int(rle["size"][0])
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    ends = np.cumsum(counts)
+    starts, stops = (ends - counts)[1::2], ends[1::2]
+    lengths = stops - starts
+    if not lengths.sum():
+        return CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    cols, rows = np.divmod(offsets + np.arange(int(lengths.sum())), height)
+    y0, x0 = int(rows.min()), int(cols.min())
+    mask = np.zeros((int(rows.max()) + 1 - y0, int(cols.max()) + 1 - x0), dtype=bool)
+    mask[rows - y0, cols - x0] = True
+    return CroppedMask((y0, x0, y0 + mask.shape[0], x0 + mask.shape[1]), mask)
 
 
 def make_auto_segmenter(
