@@ -117,3 +117,29 @@ def test_prelabel_slide_auto_merges_objects_larger_than_the_halo_across_tiles(tm
         with AnnotationStore.open(store, read_only=True) as opened:
             assert len(opened.table) == len(table)
     np.testing.assert_array_equal(results[0], results[1])  # deterministic: 1 or 2 workers
+
+
+def test_prelabel_slide_auto_resumes_an_interrupted_run_without_losing_seam_objects(tmp_path):
+    from napari_instseg.core.batch import BatchConfig, prelabel_slide
+    from napari_instseg.core.store import AnnotationStore
+
+    slide, _, _ = _large_objects_slide(tmp_path, 32)
+    config = BatchConfig(backend="classic", tile_px=128, halo_px=32)
+    whole = tmp_path / "whole.zarr"
+    prelabel_slide(slide, whole, auto="cells", config=config, workers=1)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(done, total):
+        raise Interrupted  # after the first batch of tiles: seam objects are still waiting
+
+    broken = tmp_path / "broken.zarr"
+    with pytest.raises(Interrupted):
+        prelabel_slide(slide, broken, auto="cells", config=config, workers=1, progress=stop)
+    with np.load(broken / "instseg" / "batch_auto_pending.npz") as pending:
+        assert len(pending["boxes"]) > 0
+    prelabel_slide(slide, broken, auto="cells", config=config, workers=1)
+    with AnnotationStore.open(whole, read_only=True) as a, AnnotationStore.open(broken, read_only=True) as b:
+        np.testing.assert_array_equal(a.read_labels() > 0, b.read_labels() > 0)
+        assert len(a.table) == len(b.table)
