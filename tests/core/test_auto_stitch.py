@@ -102,3 +102,78 @@ def test_two_touching_objects_from_different_tiles_stay_two():
     tiles = tile_grid((10, 20), 10, 5)
     merged = stitch([(tiles[0], [a]), (tiles[1], [b.shifted(0, -tiles[1].origin_yx[1])])])
     assert len(merged) == 2
+
+
+@pytest.mark.parametrize(
+    "box_yx",
+    [
+        (118, 64, 138, 192),  # a bar 8 halos long across the vertical seam (x = 128)
+        (64, 118, 192, 138),  # and across the horizontal one
+        (64, 64, 192, 192),  # a square 8 halos wide on the four-tile corner
+        (70, 40, 180, 150),  # off-centre on the corner
+    ],
+)
+def test_fragments_of_an_object_far_larger_than_the_halo_match_on_the_halo_overlap(box_yx):
+    labels = np.zeros((256, 256), np.uint32)
+    y0, x0, y1, x1 = box_yx
+    labels[y0:y1, x0:x1] = 1
+    tiles = tile_grid(labels.shape, 128, 16)
+    merged = stitch([(t, objects_from_labels(labels[t.slices])) for t in tiles])
+    assert len(merged) == 1
+    assert _iou(merged[0].mask.full((256, 256)), labels == 1) == 1.0
+
+
+def _large_scene(seed: int, halo: int):
+    """768 x 768, tiles of 256: objects three halos across on every four-tile corner, across
+    seams (centred and off-centre) and inside tiles (every window holds some object)."""
+    rng = np.random.default_rng(seed)
+    shape = (768, 768)
+    truth = np.zeros(shape, np.uint32)
+    centres = [(256, 256), (256, 512), (512, 256), (512, 512)]  # four-tile corners
+    centres += [(128, 384), (384, 140), (640, 404), (409, 640), (110, 110), (660, 660), (100, 660)]
+    for k, (cy, cx) in enumerate(centres, start=1):
+        radius = 1.5 * halo
+        rr, cc = ellipse(
+            cy, cx, radius * rng.uniform(0.92, 1), radius * rng.uniform(0.8, 0.95), rotation=rng.uniform(0, 3)
+        )
+        truth[rr, cc] = k
+    image = np.where(truth > 0, 180, 20) + rng.normal(0, 8, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_objects_three_halos_across_on_seams_and_corners_are_found_once(seed):
+    halo = 32
+    image, truth = _large_scene(seed, halo)
+    segmenter = ClassicAutoSegmenter()
+    untiled = paint_objects(segmenter(image), image.shape)
+    objects = auto_objects(image, segmenter, tile_px=256, halo_px=halo)
+    tiled = paint_objects(objects, image.shape)
+    assert len(objects) == truth.max()
+    for k in range(1, truth.max() + 1):
+        hits = [h for h in np.unique(tiled[truth == k]) if h and (tiled[truth == k] == h).sum() > 5]
+        assert len(hits) == 1, f"object {k} found as {len(hits)} instances"
+        best = np.bincount(untiled[truth == k]).argmax()
+        assert best and _iou(tiled == hits[0], untiled == best) >= 0.9, f"object {k}"
+    parallel = auto_objects(image, ClassicAutoSegmenter, tile_px=256, halo_px=halo, workers=2)
+    np.testing.assert_array_equal(tiled, paint_objects(parallel, image.shape))  # deterministic
+
+
+def test_seam_buffer_stitches_tiles_finishing_in_any_order_like_one_image():
+    from napari_instseg.core.stitch import SeamBuffer, kept_objects, pack_kept, unpack_kept
+
+    halo = 32
+    image, _ = _large_scene(1, halo)
+    tiles = tile_grid(image.shape, 256, halo)
+    per_tile = [(t, ClassicAutoSegmenter()(image[t.slices])) for t in tiles]
+    whole = paint_objects(stitch(per_tile), image.shape)
+    order = np.random.default_rng(0).permutation(len(tiles))
+    buffer = SeamBuffer(256, halo, {t.index_yx for t in tiles})
+    done, out = set(), []
+    for k in order:
+        tile, objects = per_tile[k]
+        done.add(tile.index_yx)
+        out += buffer.add(kept_objects(tile, objects, image.shape), done)
+        buffer = SeamBuffer(256, halo, {t.index_yx for t in tiles}, unpack_kept(pack_kept(buffer.pending)))  # saved
+    assert not buffer.pending
+    np.testing.assert_array_equal(paint_objects(out, image.shape), whole)

@@ -15,11 +15,13 @@ __all__ = ["add_auto_arguments", "prelabel_auto", "register"]
 
 
 def register(subparsers: Any) -> None:
-    """No sub-command of its own: ``prelabel --auto`` and ``prelabel-slide --auto`` use this module."""
+    """No sub-command of its own: ``prelabel --auto``, ``prelabel-slide --auto`` and
+    ``project prelabel --auto`` use this module."""
 
 
-def add_auto_arguments(parser: argparse.ArgumentParser) -> None:
-    """Tiling and parallelism options of the automatic mode (shared by both commands)."""
+def add_auto_arguments(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
+    """Tiling and parallelism options of the automatic mode (shared by ``prelabel`` and
+    ``project prelabel``; the latter runs images in parallel, so without ``workers``)."""
     parser.add_argument(
         "--auto-tile",
         type=int,
@@ -30,9 +32,10 @@ def add_auto_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auto-points", type=int, default=None, help="SAM 2 automatic mode: points per side (default: the preset's)"
     )
-    parser.add_argument(
-        "--auto-workers", type=int, default=1, help="automatic mode: tiles in parallel on dask threads (default: 1)"
-    )
+    if workers:
+        parser.add_argument(
+            "--auto-workers", type=int, default=1, help="automatic mode: tiles in parallel on dask threads (default: 1)"
+        )
 
 
 def prelabel_auto(args: argparse.Namespace, progress: Any) -> int:

@@ -75,6 +75,12 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pre.add_argument("--category", help="category name or id of the pre-labels (default: the first)")
     pre.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
     pre.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
+    pre.add_argument(
+        "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
+    )
+    from napari_instseg.commands.auto import add_auto_arguments
+
+    add_auto_arguments(pre, workers=False)
     pre.set_defaults(func=_cmd_prelabel)
 
     cal = sub.add_parser("calibrate", help="calibration round: same images to N annotators; --report scores it")
@@ -243,8 +249,19 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
     backend = args.backend or default_backend()
     category = int(args.category) if args.category and args.category.isdigit() else args.category
-    config = ProjectPrelabelConfig(backend, args.model, args.checkpoint, args.device, category)
-    print(f"backend: {backend}; scheduler: {args.scheduler}")
+    config = ProjectPrelabelConfig(
+        backend,
+        args.model,
+        args.checkpoint,
+        args.device,
+        category,
+        auto=args.auto,
+        auto_tile=args.auto_tile,
+        auto_halo=args.auto_halo,
+        auto_points=args.auto_points,
+    )
+    mode = f"; automatic mode ({args.auto} preset)" if args.auto else ""
+    print(f"backend: {backend}{mode}; scheduler: {args.scheduler}")
     with Project.open(args.dir) as project:
         summary = prelabel_project(
             project, config, scheduler=args.scheduler, workers=args.workers, progress=_progress("images", "image")

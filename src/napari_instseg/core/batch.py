@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 DONE_FILE = "batch_done.json"
+PENDING_FILE = "batch_auto_pending.npz"  # automatic mode: stitched objects waiting for neighbour tiles
 _PROMPTERS = ThreadPrompters()  # one model per worker thread, reused across its tiles; cleared after a run
 
 
@@ -150,8 +151,9 @@ def _prompter(config: BatchConfig) -> Prompter:
 
 def segment_tile(
     source: str, window: Window, prompts: Sequence[Prompt] | None, config: BatchConfig, detect: bool
-) -> list[tuple[CroppedMask, float, str]]:
-    """Worker task: the best mask (window coordinates) for each prompt in one window.
+) -> list[Any]:
+    """Worker task: the best mask (window coordinates) for each prompt in one window, as
+    (CroppedMask, score, source); in the automatic mode the tile's kept objects instead.
 
     With ``detect`` the prompts are the classical detector's nuclei whose centre lies in the
     tile itself (not its halo), so neighbouring tiles do not prompt the same nucleus twice.
@@ -162,7 +164,7 @@ def segment_tile(
     image = slide.read_region(window.region_yx)
     y0, x0 = window.origin_yx
     if config.auto:
-        return _auto_tile(source, window, image, config)
+        return _auto_tile(source, window, image, config, slide.shape_yx)
     if detect:
         ty0, tx0, ty1, tx1 = window.tile_yx
         centres = detect_nuclei(image).centroids_yx
@@ -188,12 +190,13 @@ def segment_tile(
 
 
 def _auto_tile(
-    source: str, window: Window, image: np.ndarray, config: BatchConfig
-) -> list[tuple[CroppedMask, float, str]]:
-    """Worker task of the automatic mode: every object anchored in the tile (not its halo),
-    in window coordinates, so neighbouring tiles never propose the same object twice."""
+    source: str, window: Window, image: np.ndarray, config: BatchConfig, shape_yx: tuple[int, int]
+) -> list[Any]:
+    """Worker task of the automatic mode: the objects the tile keeps for stitching (image
+    coordinates, :func:`~napari_instseg.core.stitch.kept_objects`): whole ones anchored in
+    the tile, and every fragment cut by a window edge inside the slide."""
     from napari_instseg.core.prompting.auto import PRESETS, ClassicAutoSegmenter, Sam2AutoSegmenter
-    from napari_instseg.core.stitch import Tile, anchored
+    from napari_instseg.core.stitch import kept_objects
 
     segmenter: Any = (
         Sam2AutoSegmenter(_prompter(config), PRESETS[config.auto or "cells"])
@@ -201,9 +204,71 @@ def _auto_tile(
         else ClassicAutoSegmenter()
     )
     objects = segmenter(image, slide_tile_key(source, window.region_yx))
-    y0, x0 = window.origin_yx
-    kept = anchored(Tile((0, 0), window.tile_yx, window.region_yx), objects)
-    return [(obj.shifted(-y0, -x0).mask, obj.score, segmenter.source) for obj in kept]
+    return kept_objects(_stitch_tile(window, config.tile_px or 1), objects, shape_yx)
+
+
+def _stitch_tile(window: Window, tile_px: int) -> Any:
+    """The stitching tile of a slide window (its grid index, as the jobs' tile keys)."""
+    from napari_instseg.core.stitch import Tile
+
+    return Tile((window.tile_yx[0] // tile_px, window.tile_yx[1] // tile_px), window.tile_yx, window.region_yx)
+
+
+class _AutoWriter:
+    """The single writer of the automatic mode: kept objects wait in a
+    :class:`~napari_instseg.core.stitch.SeamBuffer` until every tile reaching them is done,
+    then the merged objects are committed (so an object larger than the halo, cut by a seam,
+    becomes one instance); waiting objects are saved beside the done tiles (resumable)."""
+
+    def __init__(self, store: Any, config: BatchConfig, expected: set[tuple[int, int]], done: set[tuple[int, int]]):
+        from napari_instseg.core.prompting.auto import AUTO_SOURCES
+        from napari_instseg.core.stitch import SeamBuffer
+
+        self.store, self.config = store, config
+        self.source = AUTO_SOURCES[config.backend]
+        pending = [k for k in _load_pending(store) if k.tile.index_yx in done]  # a tile redone is not doubled
+        self.buffer = SeamBuffer(config.tile_px or 1, config.halo_px or 0, expected, pending)
+
+    def add(self, kept: list[Any], done: set[tuple[int, int]]) -> tuple[int, int]:
+        """Add one finished tile (already in ``done``); commit what is complete."""
+        ready = self.buffer.add(kept, done)
+        committed = covered = 0
+        if ready:
+            committed, covered = _commit_objects(self.store, ready, self.source, self.config)
+        _save_pending(self.store, self.buffer.pending)
+        return committed, covered
+
+
+def _commit_objects(store: Any, objects: list[Any], source: str, config: BatchConfig) -> tuple[int, int]:
+    """Commit stitched objects (image coordinates) as one saved action: (committed, covered)."""
+    from napari_instseg.core.prompting.auto import commit_auto
+
+    boxes = np.array([o.mask.bbox_yx for o in objects])
+    region = (*(int(v) for v in boxes[:, :2].min(axis=0)), *(int(v) for v in boxes[:, 2:].max(axis=0)))
+    session = store.window_session(region, annotator="batch")
+    summary = commit_auto(session, objects, source, category=config.category, origin_yx=(region[0], region[1]))
+    return summary.n_committed, summary.n_covered
+
+
+def _load_pending(store: Any) -> list[Any]:
+    from napari_instseg.core.stitch import unpack_kept
+
+    path = store.path / "instseg" / PENDING_FILE
+    if not path.is_file():
+        return []
+    with np.load(path) as arrays:
+        return unpack_kept({name: arrays[name] for name in arrays.files})
+
+
+def _save_pending(store: Any, pending: list[Any]) -> None:
+    import io
+
+    from napari_instseg.core._io import atomic_write_bytes
+    from napari_instseg.core.stitch import pack_kept
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **pack_kept(pending))  # type: ignore[arg-type]
+    atomic_write_bytes(store.path / "instseg" / PENDING_FILE, buffer.getvalue())
 
 
 def prelabel_slide(
@@ -230,8 +295,9 @@ def prelabel_slide(
         Prompt with the classical nuclei detector on every tile with tissue instead.
     auto : {'cells', 'objects'}, optional
         Pre-label everything on every tile with tissue (the backend's automatic mode with
-        this preset); each object is kept by the tile holding its centre, so halo overlaps
-        never duplicate it.
+        this preset), stitched as one image is (:func:`~napari_instseg.core.stitch.stitch`):
+        halo overlaps never duplicate an object, and one larger than the halo, cut by a seam,
+        is merged into one instance.
     config : BatchConfig
     scheduler : "threads", a ``distributed.Client``, or a scheduler address
         Where the tiles run (dask's local threaded scheduler by default).
@@ -273,12 +339,16 @@ def prelabel_slide(
         committed = covered = 0
         batch = max(2 * (workers or os.cpu_count() or 2), 4)
         finished = 0
+        writer = _AutoWriter(store, config, {key for key, _, _ in jobs}, done) if config.auto else None
         for chunk, results in _batch_results(todo, batch, str(slide_path), config, detect, scheduler, workers):
             for (key, window, _), masks in zip(chunk, results, strict=False):
-                c, skipped = _commit_tile(store, window, masks, config)
+                done.add(key)
+                if writer is not None:
+                    c, skipped = writer.add(masks, done)
+                else:
+                    c, skipped = _commit_tile(store, window, masks, config)
                 committed += c
                 covered += skipped
-                done.add(key)
                 _save_done(store, done)
                 finished += 1
                 if progress is not None:  # per tile, each saved: an exception here stops a resumable run

@@ -9,6 +9,7 @@ proposal is kept; reviewing measures the final mask against it. These functions 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,7 +36,7 @@ __all__ = [
 
 def commit_edit(
     session: SessionState,
-    mask: NDArray[np.bool_],
+    mask: NDArray[np.bool_] | CroppedMask,
     from_candidates: bool,
     *,
     category: int | str | None = None,
@@ -46,18 +47,28 @@ def commit_edit(
     amodal: bool = False,
     reviewed: bool = False,
     score: float | None = None,
+    estimates: Mapping[str, float] | None = None,
 ) -> tuple[Edit, CommitResult]:
     """The edit a commit of ``mask`` makes (not yet applied) and what it writes.
 
     A model's mask starts as ``pre-label`` with its proposal kept, unless ``reviewed``: a
     person committed the candidate they saw, so it is ``accepted`` at once and no pre-label.
     ``score`` is the model's own quality estimate of the mask (default: the candidate's).
+    ``estimates`` are further estimates of a pre-label (SAM 2's automatic mode: its
+    ``predicted_iou`` and ``stability_score``), kept as row values outside the schema, so the
+    store keeps them and COCO writes them into the annotation's ``attributes``; NaN is left out.
+
+    ``mask`` is a full-frame mask or a :class:`CroppedMask` (full-frame coordinates): a crop
+    is written inside its box only, so committing many small objects into a large image costs
+    their areas, not the image's.
 
     Raises
     ------
     CommitError
         When (without ``amodal``) no pixel of the mask would be visible.
     """
+    if isinstance(mask, CroppedMask) and amodal:
+        mask = mask.full(session.shape_yx)
     state = session.prompt_state
     source = source or (state.source if from_candidates and state.source else "manual")
     instance_id = session.ids.next_id
@@ -76,10 +87,12 @@ def commit_edit(
         modified=now,
     )
     rows: dict[int, dict[str, Any] | None] = {instance_id: row}
-    outline = {instance_id: CroppedMask.from_full(mask)} if amodal else {}
+    outline = {instance_id: CroppedMask.from_full(mask)} if amodal and not isinstance(mask, CroppedMask) else {}
     amodal_after: dict[int, CroppedMask | None] = dict(outline)
-    if amodal:
+    if amodal and not isinstance(mask, CroppedMask):
         region, after = composite_region(session.labels_yx, session.table, session.amodal, bbox_of(mask), rows, outline)
+    elif isinstance(mask, CroppedMask):
+        region, after = _written_crop(session.labels_yx, mask, instance_id, in_front)
     else:
         region, after = _written(session.labels_yx, mask if in_front else mask & (session.labels_yx == 0), instance_id)
     painted = 0 if after is None else int(np.count_nonzero(after == instance_id))
@@ -89,6 +102,8 @@ def commit_edit(
             "Commit it 'in front' to make it the nearer object."
         )
     row["time_s"] = session.active_time.book()
+    if source in MODEL_SOURCES and not reviewed:
+        row.update({name: float(v) for name, v in (estimates or {}).items() if np.isfinite(v)})
     prelabels: dict[int, Any] = {}
     if source in MODEL_SOURCES and not reviewed:
         if score is None:
@@ -108,7 +123,8 @@ def commit_edit(
         amodal_after,
         instance_id + 1,
     )
-    return edit, CommitResult(instance_id, painted, int(np.count_nonzero(mask)) - painted, z_order)
+    n_px = mask.area_px if isinstance(mask, CroppedMask) else int(np.count_nonzero(mask))
+    return edit, CommitResult(instance_id, painted, n_px - painted, z_order)
 
 
 def _written(
@@ -121,6 +137,22 @@ def _written(
     after = labels_yx[y0:y1, x0:x1].copy()
     after[writable[y0:y1, x0:x1]] = instance_id
     return region, after
+
+
+def _written_crop(
+    labels_yx: NDArray[np.uint32], crop: CroppedMask, instance_id: int, in_front: bool
+) -> tuple[Region | None, NDArray[np.uint32] | None]:
+    """:func:`_written` for a cropped mask: only its box of the labels is read."""
+    y0, x0, y1, x1 = crop.bbox_yx
+    view = labels_yx[y0:y1, x0:x1]
+    writable = crop.mask if in_front else crop.mask & (view == 0)
+    sub = bbox_of(writable)
+    if sub is None:
+        return None, None
+    sy0, sx0, sy1, sx1 = sub
+    after = view[sy0:sy1, sx0:sx1].copy()
+    after[writable[sy0:sy1, sx0:sx1]] = instance_id
+    return (y0 + sy0, x0 + sx0, y0 + sy1, x0 + sx1), after
 
 
 def _proposal(region: Region | None, after: NDArray[np.uint32] | None, instance_id: int) -> CroppedMask:

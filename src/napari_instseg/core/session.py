@@ -22,7 +22,7 @@ The session is a facade over modules with one responsibility each:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -194,21 +194,31 @@ class AnnotationSession(SessionState):
         return result
 
     def commit_many(
-        self, masks: Iterable[ArrayLike], *, scores: Iterable[float] | None = None, **kwargs: Any
+        self,
+        masks: Iterable[ArrayLike | CroppedMask],
+        *,
+        scores: Iterable[float] | None = None,
+        estimates: Iterable[Mapping[str, float]] | None = None,
+        **kwargs: Any,
     ) -> tuple[list[CommitResult], int]:
         """Commit masks one after the other (the same rules as :meth:`commit`) as ONE action:
-        one undo step and one save. ``scores`` (one per mask) are the model's own quality
-        estimates, kept with the pre-label proposals. Returns the results and how many masks
-        fell entirely on earlier instances (skipped)."""
+        one undo step and one save. A mask is full-frame or a :class:`CroppedMask` (written
+        inside its box only: many small objects in a large image). ``scores`` (one per mask) are the model's own quality
+        estimates, kept with the pre-label proposals; ``estimates`` (one mapping per mask, e.g.
+        ``predicted_iou`` and ``stability_score``) are kept as the pre-labels' row values.
+        Returns the results and how many masks fell entirely on earlier instances (skipped)."""
         labels_before = self.labels_yx.copy()
         ids_before = IdAllocator(self.ids.next_id)  # restored when the save fails
         edits, results, covered = [], [], 0
         score_of = iter(scores) if scores is not None else None
+        estimate_of = iter(estimates) if estimates is not None else None
         try:
             for mask in masks:
                 score = next(score_of, None) if score_of is not None else None
+                extra = next(estimate_of, None) if estimate_of is not None else None
+                checked = self._mask_or_crop_to_commit(mask)  # a malformed mask raises, never counts as covered
                 try:
-                    edit, result = commit_edit(self, self._mask_to_commit(mask), False, score=score, **kwargs)
+                    edit, result = commit_edit(self, checked, False, score=score, estimates=extra, **kwargs)
                 except CommitError:
                     covered += 1
                     continue

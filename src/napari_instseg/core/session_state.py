@@ -206,6 +206,19 @@ class SessionState:
         if instance_id not in self.table.index:
             raise CommitError(f"There is no instance {instance_id}; known ids: {self.table.index.tolist()[:20]}.")
 
+    def _mask_or_crop_to_commit(self, mask_yx: ArrayLike | CroppedMask) -> NDArray[np.bool_] | CroppedMask:
+        """A full-frame mask as :meth:`_mask_to_commit` checks it, or a crop inside the labels."""
+        if isinstance(mask_yx, CroppedMask):
+            y0, x0, y1, x1 = mask_yx.bbox_yx
+            inside = 0 <= y0 <= y1 <= self.shape_yx[0] and 0 <= x0 <= x1 <= self.shape_yx[1]
+            if not inside or mask_yx.mask.shape != (y1 - y0, x1 - x0):
+                raise CommitError(
+                    f"Cropped mask with box (y0, x0, y1, x1) {mask_yx.bbox_yx} and crop shape "
+                    f"{mask_yx.mask.shape} does not lie inside the labels {self.shape_yx}."
+                )
+            return mask_yx
+        return self._mask_to_commit(mask_yx)
+
     def _mask_to_commit(self, mask_yx: ArrayLike | None) -> NDArray[np.bool_]:
         if mask_yx is None:
             if self.candidate is None:

@@ -4,12 +4,16 @@ A large image is cut into a grid of *cores* (``tile_px`` square, the last row / 
 smaller); each core is processed inside its *window*, the core grown by ``halo_px`` on every
 side (clipped to the image). An object lies in several windows when it is near a seam, so:
 
-1. each tile keeps the objects whose *anchor* (the centre of their bounding box, in image
-   pixels) lies in its own core: an object smaller than the halo is whole in the window of the
-   core holding its anchor and is kept exactly once;
-2. objects kept by different tiles that still overlap (an object larger than the halo, cut at
-   a window edge, is anchored once per side) are merged into one: pairs whose intersection
-   covers at least ``merge_overlap`` of the smaller one are united (union-find, in tile order).
+1. each tile keeps the *whole* objects (not touching a window edge inside the image) whose
+   *anchor* (the centre of their bounding box) lies in its own core: an object smaller than
+   the halo is whole in the window of the core holding its anchor and is kept exactly once;
+2. each tile also keeps every *cut* object (touching a window edge inside the image: a
+   fragment of something larger than the halo), whatever its anchor;
+3. objects of different tiles are one when their intersection covers at least
+   ``merge_overlap`` of the smaller one's part inside the pixels both tiles saw (the
+   windows' intersection): fragments of an object of any size match on the halo overlap and
+   are united (union-find); a cut fragment that matches nothing is kept only when anchored in
+   its own core.
 
 The result depends only on the input objects and the settings (tiles are visited in row-major
 order, objects in their given order; ties keep the earlier one), never on the order in which
@@ -18,15 +22,33 @@ tiles finished.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from napari_instseg.core.edits import CroppedMask
 
-__all__ = ["AutoObject", "Tile", "anchored", "objects_from_labels", "paint_objects", "stitch", "tile_grid"]
+__all__ = [
+    "AutoObject",
+    "Kept",
+    "SeamBuffer",
+    "Tile",
+    "anchored",
+    "cut_edges",
+    "is_cut",
+    "kept_objects",
+    "merge_kept",
+    "objects_from_labels",
+    "pack_kept",
+    "paint_objects",
+    "same_object",
+    "stitch",
+    "tile_grid",
+    "unpack_kept",
+]
 
 Region = tuple[int, int, int, int]
 
@@ -127,6 +149,54 @@ def anchored(tile: Tile, objects: Sequence[AutoObject]) -> list[AutoObject]:
     return [obj for obj in moved if _inside(obj.anchor_yx, tile.core_yx)]
 
 
+def cut_edges(tile: Tile, shape_yx: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
+    """Which edges (top, left, bottom, right) of the tile's window lie inside the image: an
+    object touching one of them is cut there (a fragment of something larger)."""
+    y0, x0, y1, x1 = tile.window_yx
+    return y0 > 0, x0 > 0, y1 < shape_yx[0], x1 < shape_yx[1]
+
+
+def is_cut(obj: AutoObject, tile: Tile, shape_yx: tuple[int, int]) -> bool:
+    """Whether ``obj`` (image coordinates) touches a cut edge of the tile's window."""
+    top, left, bottom, right = cut_edges(tile, shape_yx)
+    y0, x0, y1, x1 = obj.mask.bbox_yx
+    wy0, wx0, wy1, wx1 = tile.window_yx
+    return (top and y0 <= wy0) or (left and x0 <= wx0) or (bottom and y1 >= wy1) or (right and x1 >= wx1)
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An object a tile keeps for stitching (image coordinates).
+
+    Attributes
+    ----------
+    obj : AutoObject
+    tile : Tile
+        The tile that found it.
+    cut : bool
+        It touches a cut edge of the tile's window (a fragment of a larger object): kept
+        whatever its anchor, merged with the other tiles' fragments, and dropped again when it
+        matches nothing and its anchor lies outside the tile's core.
+    """
+
+    obj: AutoObject
+    tile: Tile
+    cut: bool
+
+
+def kept_objects(tile: Tile, objects: Sequence[AutoObject], shape_yx: tuple[int, int]) -> list[Kept]:
+    """What a tile contributes to stitching: its objects (window coordinates) moved to image
+    coordinates; whole ones when anchored in its core, cut ones always (see :class:`Kept`)."""
+    dy, dx = tile.origin_yx
+    out = []
+    for obj in objects:
+        moved = obj.shifted(dy, dx)
+        cut = is_cut(moved, tile, shape_yx)
+        if cut or _inside(moved.anchor_yx, tile.core_yx):
+            out.append(Kept(moved, tile, cut))
+    return out
+
+
 def _overlap_px(a: CroppedMask, b: CroppedMask) -> int:
     y0, x0 = max(a.bbox_yx[0], b.bbox_yx[0]), max(a.bbox_yx[1], b.bbox_yx[1])
     y1, x1 = min(a.bbox_yx[2], b.bbox_yx[2]), min(a.bbox_yx[3], b.bbox_yx[3])
@@ -135,6 +205,33 @@ def _overlap_px(a: CroppedMask, b: CroppedMask) -> int:
     ca = a.mask[y0 - a.bbox_yx[0] : y1 - a.bbox_yx[0], x0 - a.bbox_yx[1] : x1 - a.bbox_yx[1]]
     cb = b.mask[y0 - b.bbox_yx[0] : y1 - b.bbox_yx[0], x0 - b.bbox_yx[1] : x1 - b.bbox_yx[1]]
     return int(np.count_nonzero(ca & cb))
+
+
+def _area_in(mask: CroppedMask, region: Region) -> int:
+    """Pixels of ``mask`` inside ``region`` (y0, x0, y1, x1)."""
+    y0, x0 = max(mask.bbox_yx[0], region[0]), max(mask.bbox_yx[1], region[1])
+    y1, x1 = min(mask.bbox_yx[2], region[2]), min(mask.bbox_yx[3], region[3])
+    if y1 <= y0 or x1 <= x0:
+        return 0
+    by0, bx0 = mask.bbox_yx[:2]
+    return int(np.count_nonzero(mask.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]))
+
+
+def _shared_window(a: Tile, b: Tile) -> Region:
+    wa, wb = a.window_yx, b.window_yx
+    return max(wa[0], wb[0]), max(wa[1], wb[1]), min(wa[2], wb[2]), min(wa[3], wb[3])
+
+
+def same_object(a: Kept, b: Kept, merge_overlap: float = 0.5) -> bool:
+    """Whether two objects of different tiles are one: their intersection covers at least
+    ``merge_overlap`` of the smaller one's part inside the pixels both tiles saw (the windows'
+    intersection), so fragments of an object of any size match on the halo overlap."""
+    shared = _overlap_px(a.obj.mask, b.obj.mask)
+    if not shared:
+        return False
+    both = _shared_window(a.tile, b.tile)
+    smaller = min(_area_in(a.obj.mask, both), _area_in(b.obj.mask, both))
+    return shared >= merge_overlap * max(smaller, 1)
 
 
 def _union(objects: Sequence[AutoObject]) -> AutoObject:
@@ -152,7 +249,12 @@ def _union(objects: Sequence[AutoObject]) -> AutoObject:
     )
 
 
-def stitch(tiled: Sequence[tuple[Tile, Sequence[AutoObject]]], *, merge_overlap: float = 0.5) -> list[AutoObject]:
+def stitch(
+    tiled: Sequence[tuple[Tile, Sequence[AutoObject]]],
+    *,
+    merge_overlap: float = 0.5,
+    shape_yx: tuple[int, int] | None = None,
+) -> list[AutoObject]:
     """Stitch per-tile objects (in window coordinates) into one list in image coordinates.
 
     Parameters
@@ -160,8 +262,11 @@ def stitch(tiled: Sequence[tuple[Tile, Sequence[AutoObject]]], *, merge_overlap:
     tiled : sequence of (Tile, sequence of AutoObject)
         Each tile with the objects found in its window (window coordinates).
     merge_overlap : float
-        Objects of different tiles whose overlap covers at least this fraction of the smaller
-        one are the same object and are merged.
+        Objects of different tiles are one when their intersection covers at least this
+        fraction of the smaller one's part inside both windows (:func:`same_object`).
+    shape_yx : tuple of int, optional
+        The image's shape (default: the extent of the windows); window edges inside it are
+        cut edges.
 
     Returns
     -------
@@ -169,13 +274,26 @@ def stitch(tiled: Sequence[tuple[Tile, Sequence[AutoObject]]], *, merge_overlap:
         In tile order, then the tile's own order; merged objects take the earliest place.
     """
     ordered = sorted(tiled, key=lambda pair: pair[0].index_yx)
-    objects: list[AutoObject] = []
-    owner: list[int] = []
-    for k, (tile, tile_objects) in enumerate(ordered):
-        kept = anchored(tile, tile_objects)
-        objects.extend(kept)
-        owner.extend([k] * len(kept))
-    parent = list(range(len(objects)))
+    if shape_yx is None:
+        windows = [t.window_yx for t, _ in ordered] or [(0, 0, 0, 0)]
+        shape_yx = (max(w[2] for w in windows), max(w[3] for w in windows))
+    kept = [k for tile, objects in ordered for k in kept_objects(tile, objects, shape_yx)]
+    return [merged for merged in merge_kept(kept, merge_overlap) if merged is not None]
+
+
+def merge_kept(kept: Sequence[Kept], merge_overlap: float = 0.5) -> list[AutoObject | None]:
+    """Merge the kept objects of several tiles into objects (see :func:`stitch`).
+
+    Returns one entry per group of matched objects, in the order of each group's first member;
+    None for a cut fragment that matched nothing and is anchored outside its tile's core (the
+    tile holding its anchor sees it whole).
+    """
+    return [_merged(kept, members) for members in _groups(kept, merge_overlap)]
+
+
+def _groups(kept: Sequence[Kept], merge_overlap: float) -> list[list[int]]:
+    """Indices of the objects that are one (union-find over matching pairs), sorted."""
+    parent = list(range(len(kept)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -183,19 +301,112 @@ def stitch(tiled: Sequence[tuple[Tile, Sequence[AutoObject]]], *, merge_overlap:
             i = parent[i]
         return i
 
-    areas = [o.mask.area_px for o in objects]
-    for i, j in _box_pairs(objects):
-        if owner[i] == owner[j]:
-            continue
-        shared = _overlap_px(objects[i].mask, objects[j].mask)
-        if shared and shared >= merge_overlap * max(min(areas[i], areas[j]), 1):
+    for i, j in _box_pairs([k.obj for k in kept]):
+        if kept[i].tile.index_yx != kept[j].tile.index_yx and same_object(kept[i], kept[j], merge_overlap):
             ri, rj = find(i), find(j)
             if ri != rj:
                 parent[max(ri, rj)] = min(ri, rj)
     groups: dict[int, list[int]] = {}
-    for i in range(len(objects)):
+    for i in range(len(kept)):
         groups.setdefault(find(i), []).append(i)
-    return [objects[g[0]] if len(g) == 1 else _union([objects[i] for i in g]) for g in sorted(groups.values())]
+    return sorted(groups.values())
+
+
+def _merged(kept: Sequence[Kept], members: Sequence[int]) -> AutoObject | None:
+    if len(members) > 1:
+        return _union([kept[i].obj for i in members])
+    only = kept[members[0]]
+    return only.obj if not only.cut or _inside(only.obj.anchor_yx, only.tile.core_yx) else None
+
+
+class SeamBuffer:
+    """Stitching for tiles that finish one at a time (a slide: tiles on dask, one writer).
+
+    Objects kept by a finished tile (:func:`kept_objects`) wait here until every tile whose
+    window reaches them has finished; then they are merged exactly as :func:`stitch` merges
+    them and handed out, so a slide is stitched like one image, whatever order tiles finish in.
+
+    Parameters
+    ----------
+    tile_px, halo_px : int
+        The grid (tile (row, col) has its core at ``row * tile_px, col * tile_px``).
+    expected : collection of (row, col)
+        The tiles that will run (others, e.g. without tissue, are never waited for).
+    pending : sequence of Kept
+        Objects still waiting from an interrupted run (:meth:`pending`).
+    merge_overlap : float
+    """
+
+    def __init__(
+        self,
+        tile_px: int,
+        halo_px: int,
+        expected: Collection[tuple[int, int]],
+        pending: Sequence[Kept] = (),
+        merge_overlap: float = 0.5,
+    ) -> None:
+        self._tile_px, self._halo_px = tile_px, halo_px
+        self._expected = set(expected)
+        self._merge_overlap = merge_overlap
+        self.pending: list[Kept] = list(pending)
+
+    def _waits(self, kept: Kept, done: Collection[tuple[int, int]]) -> bool:
+        """Whether a tile still to run has a window reaching the object's box."""
+        y0, x0, y1, x1 = kept.obj.mask.bbox_yx
+        t, h = self._tile_px, self._halo_px
+        for row in range(max(y0 - h, 0) // t, (y1 - 1 + h) // t + 1):
+            for col in range(max(x0 - h, 0) // t, (x1 - 1 + h) // t + 1):
+                if (row, col) in self._expected and (row, col) not in done:
+                    return True
+        return False
+
+    def add(self, kept: Sequence[Kept], done: Collection[tuple[int, int]]) -> list[AutoObject]:
+        """Add a finished tile's kept objects; return the objects now complete (merged).
+
+        ``done`` holds every finished tile, the one just added included.
+        """
+        self.pending.extend(kept)
+        ready: list[AutoObject] = []
+        waiting: list[Kept] = []
+        for members in _groups(self.pending, self._merge_overlap):
+            if any(self._waits(self.pending[i], done) for i in members):
+                waiting.extend(self.pending[i] for i in members)
+                continue
+            merged = _merged(self.pending, members)
+            if merged is not None:
+                ready.append(merged)
+        self.pending = waiting
+        return ready
+
+
+def pack_kept(kept: Sequence[Kept]) -> dict[str, NDArray[Any]]:
+    """Kept objects as plain arrays (for ``numpy.savez``); :func:`unpack_kept` reverses it."""
+    boxes = np.array([k.obj.mask.bbox_yx for k in kept], dtype=np.int64).reshape(-1, 4)
+    tiles = np.array([(*k.tile.index_yx, *k.tile.core_yx, *k.tile.window_yx) for k in kept], dtype=np.int64).reshape(
+        -1, 10
+    )
+    values = np.array([(k.obj.score, k.obj.predicted_iou, k.obj.stability, k.cut) for k in kept], np.float64)
+    bits = [k.obj.mask.mask.ravel() for k in kept]
+    return {
+        "boxes": boxes,
+        "tiles": tiles,
+        "values": values.reshape(-1, 4),
+        "bits": np.packbits(np.concatenate(bits)) if bits else np.zeros(0, np.uint8),
+    }
+
+
+def unpack_kept(arrays: Mapping[str, NDArray[Any]]) -> list[Kept]:
+    """Inverse of :func:`pack_kept`."""
+    boxes, tiles, values = arrays["boxes"], arrays["tiles"], arrays["values"]
+    sizes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    bits = np.unpackbits(arrays["bits"], count=int(sizes.sum())).astype(bool)
+    out, start = [], 0
+    for box, tile, value, size in zip(boxes.tolist(), tiles.tolist(), values.tolist(), sizes.tolist(), strict=True):
+        mask = bits[start : start + size].reshape(box[2] - box[0], box[3] - box[1])
+        start += size
+        obj = AutoObject(CroppedMask(tuple(box), mask), value[0], value[1], value[2])
+        out.append(Kept(obj, Tile((tile[0], tile[1]), tuple(tile[2:6]), tuple(tile[6:10])), bool(value[3])))
+    return out
 
 
 def _box_pairs(objects: Sequence[AutoObject]) -> list[tuple[int, int]]:

@@ -2,7 +2,9 @@
 
 Workers (dask's local threads by default, or a ``distributed`` scheduler) read an image,
 place point prompts with the classical nuclei detector (:mod:`napari_instseg.core.detect`)
-and ask the backend (SAM 2 or classic) for one mask per prompt. Only the driver writes: it
+and ask the backend (SAM 2 or classic) for one mask per prompt; or, in the automatic mode
+(``auto``), pre-label everything as ``prelabel --auto`` does (tiles with a halo, stitched;
+sources ``sam2-auto`` / ``classic-auto``, scores and SAM 2's estimates kept). Only the driver writes: it
 commits each image's masks into that image's store as one saved action (same commit rules as
 in napari: new ids, never over a committed instance, review state ``pre-label``), then marks
 the image ``pre-labelled`` in the manifest. A rerun skips images already done; an image whose
@@ -40,6 +42,17 @@ class ProjectPrelabelConfig:
     checkpoint: str | None = None
     device: str | None = None
     category: int | str | None = None
+    auto: str | None = None  # pre-label everything with this preset ('cells' / 'objects'), as ``prelabel --auto``
+    auto_tile: int | None = None  # tile size of the automatic mode (None: 1024 sam2, 512 classic)
+    auto_halo: int = 64
+    auto_points: int | None = None  # SAM 2 points per side (None: the preset's)
+
+    @property
+    def source_name(self) -> str:
+        """What the run commits: the backend, or its automatic source."""
+        from napari_instseg.core.prompting.auto import AUTO_SOURCES
+
+        return AUTO_SOURCES[self.backend] if self.auto else self.backend
 
 
 @dataclass(frozen=True)
@@ -70,19 +83,27 @@ def _prompter(config: ProjectPrelabelConfig) -> Any:
     key = (threading.get_ident(), config.backend, config.size, config.checkpoint, config.device)
     with _LOCK:
         if key not in _PROMPTERS:
-            _PROMPTERS[key] = make_prompter(
+            prompter = make_prompter(
                 config.backend, size=config.size, checkpoint=config.checkpoint, device=config.device
             )
+            load = getattr(prompter, "load", None)
+            if load is not None:  # build the model under the lock: torch.jit.script is not thread-safe
+                load()
+            _PROMPTERS[key] = prompter
         return _PROMPTERS[key]
 
 
-def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[tuple[CroppedMask, str]]:
-    """Worker task: (mask, source) for each nucleus the detector finds in one image file."""
+def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[Any]:
+    """Worker task: (mask, source) for each nucleus the detector finds in one image file; in
+    the automatic mode (``config.auto``) every object of the image, tiled and stitched
+    (:class:`~napari_instseg.core.stitch.AutoObject`, image coordinates)."""
     from napari_instseg.core.detect import detect_nuclei
     from napari_instseg.core.io import read_image
     from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
 
     image = read_image(image_path)
+    if config.auto:
+        return _auto_image(image, image_path, config)
     centres = detect_nuclei(image).centroids_yx
     if not len(centres):
         return []
@@ -96,6 +117,23 @@ def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[tuple[
             continue
         out.append((CroppedMask.from_full(candidates.masks_yx[0]), candidates.source))
     return out
+
+
+def _auto_image(image: np.ndarray, image_path: str, config: ProjectPrelabelConfig) -> list[Any]:
+    """Every object of one image with the settings of ``prelabel --auto`` (tiles one after
+    another: images already run in parallel)."""
+    from dataclasses import replace
+
+    from napari_instseg.core.prompting.auto import PRESETS, ClassicAutoSegmenter, Sam2AutoSegmenter, auto_objects
+
+    segmenter: Any = ClassicAutoSegmenter()
+    if config.backend == "sam2":
+        settings = PRESETS[config.auto or "cells"]
+        if config.auto_points:
+            settings = replace(settings, points_per_side=config.auto_points)
+        segmenter = Sam2AutoSegmenter(_prompter(config), settings)
+    tile = config.auto_tile or (1024 if config.backend == "sam2" else 512)
+    return auto_objects(image, segmenter, tile_px=tile, halo_px=config.auto_halo, identity=f"file:{image_path}")
 
 
 def _todo(project: Project) -> list[WorkItem]:
@@ -157,7 +195,7 @@ def prelabel_project(
             done += 1
             if progress is not None:
                 progress(done, len(fresh))
-    return ProjectPrelabelSummary(len(todo), n_prelabelled, n_instances, resumed, locked, config.backend)
+    return ProjectPrelabelSummary(len(todo), n_prelabelled, n_instances, resumed, locked, config.source_name)
 
 
 def _stored_instances(project: Project, item: WorkItem) -> int:
@@ -170,13 +208,19 @@ def _stored_instances(project: Project, item: WorkItem) -> int:
         store.close()
 
 
-def _commit(project: Project, item: WorkItem, masks: Sequence[tuple[CroppedMask, str]], config: Any) -> int | None:
-    """Commit one image's masks (one action per source); None when its store is locked."""
+def _commit(project: Project, item: WorkItem, masks: Sequence[Any], config: Any) -> int | None:
+    """Commit one image's masks (one action per source; automatic objects through
+    :func:`~napari_instseg.core.prompting.auto.commit_auto`); None when its store is locked."""
+    from napari_instseg.core.prompting.auto import commit_auto
+
     store = project.open_store(item)
     try:
         if store.read_only:
             return None
         session = store.session(annotator="batch")
+        if config.auto:
+            commit_auto(session, masks, config.source_name, category=config.category)
+            masks = []
         by_source: dict[str, list[np.ndarray]] = {}
         for mask, source in masks:
             by_source.setdefault(source, []).append(mask.full(item.shape_yx))

@@ -36,6 +36,7 @@ from napari_instseg.core.stitch import AutoObject, Tile, objects_from_labels, st
 
 __all__ = [
     "AUTO_SOURCES",
+    "ESTIMATE_COLUMNS",
     "PRESETS",
     "AutoSegmenter",
     "AutoSettings",
@@ -45,6 +46,8 @@ __all__ = [
     "TileResult",
     "auto_objects",
     "commit_auto",
+    "crop_of_rle",
+    "estimates_of",
     "iter_auto_tiles",
     "make_auto_segmenter",
     "prelabel_scores",
@@ -52,6 +55,10 @@ __all__ = [
 
 AUTO_SOURCES = {"sam2": "sam2-auto", "classic": "classic-auto"}
 """Instance-table ``source`` of the pre-labels each automatic backend commits."""
+
+ESTIMATE_COLUMNS = ("predicted_iou", "stability_score")
+"""Row values kept with each SAM 2 automatic pre-label (outside the table's schema: the store
+keeps them, COCO export writes them into the annotation's ``attributes``)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ class Sam2AutoSegmenter:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
                 self._generator = SAM2AutomaticMaskGenerator(
-                    self.prompter.predictor.model, output_mode="binary_mask", **self.settings.generator_kwargs()
+                    self.prompter.predictor.model, output_mode="uncompressed_rle", **self.settings.generator_kwargs()
                 )
         return self._generator
 
@@ -213,18 +220,37 @@ class Sam2AutoSegmenter:
 def _objects_of(
     records: Sequence[dict[str, Any]], settings: AutoSettings, shape_yx: tuple[int, int]
 ) -> list[AutoObject]:
-    """The generator's records as objects, filtered by area, in descending predicted IoU."""
+    """The generator's records (uncompressed RLE) as objects, filtered by area, in descending
+    predicted IoU."""
     max_area = settings.max_area_fraction * shape_yx[0] * shape_yx[1]
     out = []
     for record in records:
-        mask = np.asarray(record["segmentation"], dtype=bool)
-        crop = CroppedMask.from_full(mask)
+        crop = crop_of_rle(record["segmentation"])
         if not (settings.min_area_px <= crop.area_px <= max_area):
             continue
         iou, stability = float(record["predicted_iou"]), float(record["stability_score"])
         out.append(AutoObject(crop, float(np.clip(iou, 0.0, 1.0)), iou, stability))
     order = sorted(range(len(out)), key=lambda i: -out[i].score)
     return [out[i] for i in order]
+
+
+def crop_of_rle(rle: dict[str, Any]) -> CroppedMask:
+    """A mask in sam2's uncompressed RLE (``{'size': [h, w], 'counts': [...]}``, column-major
+    runs starting with background) as a :class:`CroppedMask`, decoded inside its box only (the
+    cost is the mask's area, not the image's, unlike ``rle_to_mask`` then cropping)."""
+    height = int(rle["size"][0])
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    ends = np.cumsum(counts)
+    starts, stops = (ends - counts)[1::2], ends[1::2]
+    lengths = stops - starts
+    if not lengths.sum():
+        return CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
+    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    cols, rows = np.divmod(offsets + np.arange(int(lengths.sum())), height)
+    y0, x0 = int(rows.min()), int(cols.min())
+    mask = np.zeros((int(rows.max()) + 1 - y0, int(cols.max()) + 1 - x0), dtype=bool)
+    mask[rows - y0, cols - x0] = True
+    return CroppedMask((y0, x0, y0 + mask.shape[0], x0 + mask.shape[1]), mask)
 
 
 def make_auto_segmenter(
@@ -375,7 +401,9 @@ def commit_auto(
     """Commit ``objects`` into ``session`` as pre-labels: best score first, one undo step.
 
     Committed instances are never overwritten (each object takes only free pixels); the score
-    (SAM 2: predicted IoU) is kept with each pre-label's proposal.
+    (SAM 2: predicted IoU) is kept with each pre-label's proposal, and SAM 2's predicted IoU
+    and stability score as the row's ``predicted_iou`` / ``stability_score``
+    (:func:`estimates_of`).
 
     Parameters
     ----------
@@ -391,16 +419,27 @@ def commit_auto(
     order = sorted(range(len(objects)), key=lambda i: -objects[i].score)
     kept = [objects[i] for i in order if _clipped(objects[i].mask, origin_yx, shape_yx) is not None]
 
-    def masks() -> Iterator[NDArray[np.bool_]]:
+    def masks() -> Iterator[CroppedMask]:  # crops: the commit costs each object's area, not the frame's
         for obj in kept:
-            full = np.zeros(shape_yx, dtype=bool)
-            (y0, x0, y1, x1), crop = _clipped(obj.mask, origin_yx, shape_yx)  # type: ignore[misc]
-            full[y0:y1, x0:x1] = crop
-            yield full
+            box, crop = _clipped(obj.mask, origin_yx, shape_yx)  # type: ignore[misc]
+            yield CroppedMask(box, crop)
 
-    results, covered = session.commit_many(masks(), scores=[o.score for o in kept], source=source, category=category)
+    results, covered = session.commit_many(
+        masks(),
+        scores=[o.score for o in kept],
+        estimates=[estimates_of(o) for o in kept],
+        source=source,
+        category=category,
+    )
     ids = tuple(r.instance_id for r in results)
     return AutoSummary(len(objects), len(results), covered + len(objects) - len(kept), source, ids)
+
+
+def estimates_of(obj: AutoObject) -> dict[str, float]:
+    """An object's model estimates as pre-label row values (:data:`ESTIMATE_COLUMNS`; the
+    classic backend has none: NaN values are left out)."""
+    values = {"predicted_iou": obj.predicted_iou, "stability_score": obj.stability}
+    return {name: float(v) for name, v in values.items() if np.isfinite(v)}
 
 
 def _clipped(

@@ -287,7 +287,7 @@ def frame_from_records(records: list[tuple[Any, ...]]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=["id", *ROW_COLUMNS, "extra"]).set_index("id")
     extras = frame.pop("extra")
     if extras.notna().any():
-        expanded = pd.DataFrame([json.loads(e) if e else {} for e in extras], index=frame.index)
+        expanded = pd.DataFrame([json.loads(e) if isinstance(e, str) and e else {} for e in extras], index=frame.index)
         frame = frame.join(expanded)
     return validate_table(frame.sort_index(), source="store table")
 
