@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -316,15 +318,25 @@ class _DefaultRows:
         self.n = n
 
 
-def _fields_and_tags(table: pd.DataFrame | _DefaultRows) -> tuple[list[dict[str, Any]], list[int], list[bool]]:
-    """Per row: our annotation fields, the category id and the crowd bit."""
+def _fields_and_tags(
+    table: pd.DataFrame | _DefaultRows,
+) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]], list[int], list[int]]:
+    """Per row: our top-level fields, ``attributes`` (a dict of its own), category id, ``iscrowd`` (0 / 1).
+
+    The top-level fields of default rows are one shared mapping (copied into each record).
+    """
     if isinstance(table, _DefaultRows):
-        if table.n == 0:
-            return [], [], []
         template = default_fields()
-        fields = [template] * table.n  # shared here; each annotation gets its own copy below
-        return fields, [table.category_id] * table.n, [False] * table.n
-    return annotation_fields(table), table["category_id"].tolist(), table["iscrowd"].tolist()
+        attributes = template["attributes"]
+        return (
+            [template] * table.n,
+            [attributes.copy() for _ in range(table.n)],
+            [table.category_id] * table.n,
+            [0] * table.n,
+        )
+    fields = annotation_fields(table)  # fresh dicts per row; their "attributes" is written last
+    crowds = table["iscrowd"].to_numpy().astype(bool).astype(np.int64).tolist()
+    return fields, [own["attributes"] for own in fields], table["category_id"].tolist(), crowds
 
 
 def _annotations(
@@ -335,45 +347,74 @@ def _annotations(
     first_ann_id: int,
     segmentation: str,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    rles: list[Any] = instance_rles(runs)
-    boxes = bboxes_xywh(runs).tolist()
-    areas = runs.area_px.astype(np.float64).tolist()
-    ids = runs.ids.tolist()
-    fields, category_ids, crowds = _fields_and_tags(table)  # table rows are in runs.ids order
-    counts = {"n_rle": len(ids), "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": int(sum(bool(c) for c in crowds))}
-    if segmentation == "polygon":
-        for k, instance_id in enumerate(ids):
-            if crowds[k]:
-                continue
-            polygons = _polygons_or_none(labels_yx, boxes[k], instance_id)
-            if polygons is None:
-                counts["n_holes_as_rle"] += 1
-            else:
-                rles[k] = polygons
-                counts["n_polygon"] += 1
-                counts["n_rle"] -= 1
-    annotations = [
-        {
-            "id": first_ann_id + k,
-            "image_id": image_id,
-            "category_id": category,
-            "segmentation": seg,
-            "area": area,
-            "bbox": box,
-            "iscrowd": int(bool(crowd)),
-            "instance_id": instance_id,
-            **own,
-            "attributes": dict(own["attributes"]),
-        }
-        for k, (instance_id, seg, area, box, category, crowd, own) in enumerate(
-            zip(ids, rles, areas, boxes, category_ids, crowds, fields, strict=True)
-        )
-    ]
+    with _gc_paused():
+        rles: list[Any] = instance_rles(runs)
+        boxes = bboxes_xywh(runs).tolist()
+        areas = runs.area_px.astype(np.float64).tolist()
+        ids = runs.ids.tolist()
+        fields, attributes, category_ids, crowds = _fields_and_tags(table)  # rows in runs.ids order
+        counts = {"n_rle": len(ids), "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": sum(crowds)}
+        if segmentation == "polygon":
+            for k, instance_id in enumerate(ids):
+                if crowds[k]:
+                    continue
+                polygons = _polygons_or_none(labels_yx, boxes[k], instance_id)
+                if polygons is None:
+                    counts["n_holes_as_rle"] += 1
+                else:
+                    rles[k] = polygons
+                    counts["n_polygon"] += 1
+                    counts["n_rle"] -= 1
+        annotations = [
+            {
+                "id": ann_id,
+                "image_id": image_id,
+                "category_id": category,
+                "segmentation": seg,
+                "area": area,
+                "bbox": box,
+                "iscrowd": crowd,
+                "instance_id": instance_id,
+                **own,
+                "attributes": own_attributes,
+            }
+            for ann_id, instance_id, seg, area, box, category, crowd, own, own_attributes in zip(
+                range(first_ann_id, first_ann_id + len(ids)),
+                ids,
+                rles,
+                areas,
+                boxes,
+                category_ids,
+                crowds,
+                fields,
+                attributes,
+                strict=True,
+            )
+        ]
     return annotations, counts
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while building many acyclic records.
+
+    An export of 200,000 instances allocates about a million dicts and lists, none of them in
+    a reference cycle; collections triggered by those allocations find nothing and cost about
+    a fifth of the export's time. Reference counting still frees everything as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _add_amodal(annotations: list[dict[str, Any]], amodal: Mapping[int, Any], shape_yx: tuple[int, int]) -> None:
     """Add ``amodal_segmentation`` / ``amodal_bbox`` / ``amodal_area`` where an outline exists."""
+    if not amodal:
+        return
     from pycocotools import mask as mask_utils
 
     for annotation in annotations:
