@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gc
+import itertools
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -318,25 +319,39 @@ class _DefaultRows:
         self.n = n
 
 
-def _fields_and_tags(
-    table: pd.DataFrame | _DefaultRows,
-) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]], list[int], list[int]]:
-    """Per row: our top-level fields, ``attributes`` (a dict of its own), category id, ``iscrowd`` (0 / 1).
+@dataclass(frozen=True)
+class _RowFields:
+    """Per table row, in ``runs.ids`` order: what an annotation takes from the instance table.
 
-    The top-level fields of default rows are one shared mapping (copied into each record).
+    Attributes
+    ----------
+    top_level : list of dict, or None
+        Our top-level fields of every row (with its ``attributes``); None: every row has the
+        defaults of ``template``.
+    attributes : iterable of dict
+        The ``attributes`` of every row, each a dict of its own.
+    category_ids, crowds : list of int
+        ``category_id`` and ``iscrowd`` (0 / 1) of every row.
+    template : dict
+        Our fields of a default row.
     """
+
+    top_level: list[dict[str, Any]] | None
+    attributes: Iterable[dict[str, Any]]
+    category_ids: list[int]
+    crowds: list[int]
+    template: dict[str, Any]
+
+
+def _row_fields(table: pd.DataFrame | _DefaultRows) -> _RowFields:
+    template = default_fields()
     if isinstance(table, _DefaultRows):
-        template = default_fields()
-        attributes = template["attributes"]
-        return (
-            [template] * table.n,
-            [attributes.copy() for _ in range(table.n)],
-            [table.category_id] * table.n,
-            [0] * table.n,
-        )
-    fields = annotation_fields(table)  # fresh dicts per row; their "attributes" is written last
+        copies = map(dict.copy, itertools.repeat(template["attributes"], table.n))  # copied lazily, in C
+        return _RowFields(None, copies, [table.category_id] * table.n, [0] * table.n, template)
+    fields = annotation_fields(table)  # fresh dicts for every row
     crowds = table["iscrowd"].to_numpy().astype(bool).astype(np.int64).tolist()
-    return fields, [own["attributes"] for own in fields], table["category_id"].tolist(), crowds
+    attributes = [own["attributes"] for own in fields]
+    return _RowFields(fields, attributes, table["category_id"].tolist(), crowds, template)
 
 
 def _annotations(
@@ -350,13 +365,12 @@ def _annotations(
     with _gc_paused():
         rles: list[Any] = instance_rles(runs)
         boxes = bboxes_xywh(runs).tolist()
-        areas = runs.area_px.astype(np.float64).tolist()
         ids = runs.ids.tolist()
-        fields, attributes, category_ids, crowds = _fields_and_tags(table)  # rows in runs.ids order
-        counts = {"n_rle": len(ids), "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": sum(crowds)}
+        rows = _row_fields(table)
+        counts = {"n_rle": len(ids), "n_polygon": 0, "n_holes_as_rle": 0, "n_crowd": sum(rows.crowds)}
         if segmentation == "polygon":
             for k, instance_id in enumerate(ids):
-                if crowds[k]:
+                if rows.crowds[k]:
                     continue
                 polygons = _polygons_or_none(labels_yx, boxes[k], instance_id)
                 if polygons is None:
@@ -365,33 +379,54 @@ def _annotations(
                     rles[k] = polygons
                     counts["n_polygon"] += 1
                     counts["n_rle"] -= 1
-        annotations = [
-            {
-                "id": ann_id,
-                "image_id": image_id,
-                "category_id": category,
-                "segmentation": seg,
-                "area": area,
-                "bbox": box,
-                "iscrowd": crowd,
-                "instance_id": instance_id,
-                **own,
-                "attributes": own_attributes,
-            }
-            for ann_id, instance_id, seg, area, box, category, crowd, own, own_attributes in zip(
-                range(first_ann_id, first_ann_id + len(ids)),
-                ids,
-                rles,
-                areas,
-                boxes,
-                category_ids,
-                crowds,
-                fields,
-                attributes,
-                strict=True,
-            )
-        ]
+        annotations = _records(image_id, range(first_ann_id, first_ann_id + len(ids)), ids, rles, boxes, runs, rows)
     return annotations, counts
+
+
+def _records(
+    image_id: int,
+    ann_ids: range,
+    ids: list[int],
+    segmentations: list[Any],
+    boxes: list[list[float]],
+    runs: LabelRuns,
+    rows: _RowFields,
+) -> list[dict[str, Any]]:
+    """One annotation dict per instance; each a copy of one template with its own values set.
+
+    Copying a template and setting values is the fastest way CPython has to build many dicts
+    with the same keys, and it fixes the key order (the order of the JSON written).
+    """
+    template = {
+        "id": 0,
+        "image_id": image_id,
+        "category_id": 0,
+        "segmentation": None,
+        "area": 0.0,
+        "bbox": None,
+        "iscrowd": 0,
+        "instance_id": 0,
+        **rows.template,
+    }
+    areas = runs.area_px.astype(np.float64).tolist()
+    records = []
+    append = records.append
+    columns = (ann_ids, ids, segmentations, areas, boxes, rows.category_ids, rows.crowds, rows.attributes)
+    for ann_id, instance_id, segmentation, area, box, category_id, crowd, attributes in zip(*columns, strict=True):
+        record = template.copy()
+        record["id"] = ann_id
+        record["category_id"] = category_id
+        record["segmentation"] = segmentation
+        record["area"] = area
+        record["bbox"] = box
+        record["iscrowd"] = crowd
+        record["instance_id"] = instance_id
+        record["attributes"] = attributes
+        append(record)
+    if rows.top_level is not None:
+        for record, own in zip(records, rows.top_level, strict=True):
+            record.update(own)  # keys already in place: the order stays
+    return records
 
 
 @contextlib.contextmanager
