@@ -234,7 +234,7 @@ def _count_deltas(runs: LabelRuns) -> tuple[NDArray[np.signedinteger], NDArray[n
     length_deltas[first] = lengths[first]
     has_tail = tails > 0
     per_instance = 2 * n_runs + has_tail
-    values = np.empty(int(per_instance.sum()), dtype=np.int32 if height * width < 1 << 31 else np.int64)
+    values = np.empty(int(per_instance.sum()), dtype=_flat_index_dtype(height * width))
     tail_slot = np.cumsum(per_instance)[has_tail] - 1
     is_run = np.ones(values.size, dtype=bool)
     is_run[tail_slot] = False

@@ -409,7 +409,7 @@ def _records(
         **rows.template,
     }
     areas = runs.area_px.astype(np.float64).tolist()
-    records = []
+    records: list[dict[str, Any]] = []
     append = records.append
     columns = (ann_ids, ids, segmentations, areas, boxes, rows.category_ids, rows.crowds, rows.attributes)
     for ann_id, instance_id, segmentation, area, box, category_id, crowd, attributes in zip(*columns, strict=True):
