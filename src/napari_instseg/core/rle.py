@@ -247,29 +247,37 @@ def _encoded_strings(values: NDArray[np.signedinteger], per_instance: NDArray[np
     """pycocotools' ``rleToString`` of many instances at once, one string per instance.
 
     A value takes the fewest 5-bit groups that hold it in two's complement; each group is
-    written as a character (48 + group, + 32 if another group follows). The characters of all
-    instances go into one buffer with a separator after each instance, split once at the end.
+    written as a character (48 + group, + 32 if another group follows). Most values need one
+    character, so the buffer (all instances, a separator after each) is first filled with every
+    value's first character repeated to its length, and the rarer later characters and the
+    separators are then written in place. It is split once at the end.
     """
+    if values.size == 0:
+        return [""] * per_instance.size
     magnitude = values ^ (values >> (8 * values.itemsize - 1))  # v, or -v - 1 for v < 0
-    n_chars = np.ones(values.size, dtype=np.uint8)
-    threshold = 16
-    top = int(magnitude.max(initial=0))
-    while threshold <= top:
-        n_chars += magnitude >= threshold
+    n_chars = (magnitude >= 16).view(np.uint8) + np.uint8(1)
+    long = np.flatnonzero(magnitude >= 512)  # three characters or more: few
+    threshold = 512
+    while threshold <= int(magnitude[long].max(initial=0)):
+        n_chars[long] += magnitude[long] >= threshold
         threshold <<= 5
     del magnitude
-    char_end = np.cumsum(n_chars, dtype=np.int64)
-    instance_of_value = np.repeat(np.arange(per_instance.size), per_instance)
-    first_char = char_end - n_chars + instance_of_value  # one separator per earlier instance
-    del instance_of_value
-    text = np.empty(int(char_end[-1]) + per_instance.size, dtype=np.uint8) if values.size else np.zeros(0, np.uint8)
-    for group in range(int(n_chars.max(initial=0))):
-        which = slice(None) if group == 0 else np.flatnonzero(n_chars > group)
-        chars = (values[which] >> (5 * group)) & 0x1F
-        chars |= (n_chars[which] > group + 1).astype(chars.dtype) << 5  # another group follows
-        chars += 48
-        text[first_char[which] + group] = chars
-    text[char_end[np.cumsum(per_instance) - 1] + np.arange(per_instance.size)] = ord(_SEPARATOR)
+    first = values.astype(np.uint8) & np.uint8(0x1F)  # the low 5 bits: only the last byte matters
+    first |= (n_chars > 1).view(np.uint8) << np.uint8(5)
+    first += np.uint8(48)
+    last_value = np.cumsum(per_instance) - 1
+    n_written = n_chars.copy()
+    n_written[last_value] += 1  # room for the separator
+    text = np.repeat(first, n_written)
+    del first
+    char_end = np.cumsum(n_written, dtype=np.int64)
+    text[char_end[last_value] - 1] = ord(_SEPARATOR)
+    for group in range(1, int(n_chars.max())):
+        which = np.flatnonzero(n_chars > group)
+        chars = ((values[which] >> (5 * group)) & 0x1F).astype(np.uint8)
+        chars |= (n_chars[which] > group + 1).view(np.uint8) << np.uint8(5)  # another group follows
+        chars += np.uint8(48)
+        text[char_end[which] - n_written[which] + group] = chars
     return text.tobytes().decode("ascii").split(_SEPARATOR)[:-1]
 
 
