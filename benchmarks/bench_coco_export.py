@@ -1,7 +1,14 @@
 """COCO export speed and memory on dense label images (8192² / ~50k and 16384² / ~200k instances).
 
+What is timed: ``export_coco`` of one uint32 label image with no instance table (RLE), from
+the call until its result (the COCO dict with every annotation record) is freed again, as the
+median wall time of ``--repeats`` calls; the baseline is one plain ``np.bincount`` pass over
+the same label image, timed the same way in the same process (numpy casts the uint32 image to
+intp inside bincount, so the baseline allocates twice the image's bytes each call; on a
+machine short of free huge pages that makes it noisy, hence the CPU-time ratio beside it).
+
 Prints, for each size, ratios against baselines measured in the same run:
-- export / one ``np.bincount`` pass over the same image (target: <= 3x);
+- export / one ``np.bincount`` pass over the same image (target: <= 3x), wall and CPU time;
 - the naive per-instance loop ``pycocotools.mask.encode(labels == id)`` over the full frame,
   timed on a sample of instances and extrapolated (target: export >= 50x faster);
 - peak RSS of an RLE export in a fresh process that loads the label image, as a multiple of
@@ -10,6 +17,7 @@ Prints, for each size, ratios against baselines measured in the same run:
   (the label file is read next), in seconds (target: < 0.2 s).
 
 Run: ``.venv/bin/python benchmarks/bench_coco_export.py [--sides 8192 16384] [--sample 20]``
+(about 4 GB of memory at 16384²; note the machine's load, e.g. ``uptime``, with the figures).
 """
 
 from __future__ import annotations
@@ -150,6 +158,7 @@ def measure(side: int, sample: int, repeats: int) -> dict[str, float]:
     )
     print(f"naive loop / export:      {t_naive / t_export:8.0f}x   (target >= 50x)")
     print(f"peak RSS / label image:   {rss:8.2f}x   (target < 2x; label image {labels.nbytes / 2**30:.2f} GiB)")
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return {
         "side": side,
         "instances": int(ids.size),
@@ -159,6 +168,7 @@ def measure(side: int, sample: int, repeats: int) -> dict[str, float]:
         "export_over_bincount_cpu": cpu_export / cpu_bincount,
         "naive_over_export": t_naive / t_export,
         "peak_rss_over_labels": rss,
+        "load_average_1min": os.getloadavg()[0],
     }
 
 
@@ -169,6 +179,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     startup, pandas = cli_startup_s()
     numpy_s = numpy_import_s()
     print(f"CLI export start-up:      {startup:8.3f} s   (target < 0.2 s; pandas imported: {pandas})")
