@@ -120,3 +120,19 @@ def test_runs_that_wrap_from_one_column_into_the_next_are_joined():
     assert runs.ids.tolist() == [9, 70_000]
     assert runs.starts.tolist() == [3, 14] and runs.lengths.tolist() == [4, 1]
     assert rle.bboxes_xywh(runs).tolist() == [[0.0, 0.0, 2.0, 5.0], [2.0, 4.0, 1.0, 1.0]]  # toBbox's rule
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.zeros((4, 3), np.uint32),  # background only
+        np.full((4, 3), (1 << 32) - 1, np.uint32),  # no background, an id counted by its rank
+        np.array([[5, 5, 1 << 31], [0, 5, 1 << 31]], np.uint32),  # ranks with background
+    ],
+)
+def test_images_without_background_or_without_instances(labels):
+    runs = rle.label_runs(labels)
+    present = np.unique(labels)
+    assert runs.ids.tolist() == present[present > 0].tolist()
+    for instance_id, encoded in zip(runs.ids, rle.instance_rles(runs), strict=True):
+        assert encoded["counts"] == _reference_rle(labels, instance_id)

@@ -91,9 +91,6 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     ends = np.empty_like(position)
     ends[:-1] = position[1:]
     ends[-1] = height * width
-    foreground = values != 0
-    values, position, ends = values[foreground], position[foreground], ends[foreground]
-    del foreground
     ids, offsets, starts, ends = _grouped_by_id(values, position, ends)
     return _joined_across_columns(LabelRuns((height, width), ids, offsets, starts, ends - starts))
 
@@ -130,21 +127,23 @@ def _runs_in_column_major_order(
 def _grouped_by_id(
     values: NDArray[np.integer], position: NDArray[np.signedinteger], ends: NDArray[np.signedinteger]
 ) -> tuple[NDArray[np.uint32], NDArray[np.int64], NDArray[np.signedinteger], NDArray[np.signedinteger]]:
-    """Runs given in position order, grouped by id (stable): ids, offsets, starts, ends.
+    """Runs given in position order, grouped by id (stable), background left out: ids, offsets, starts, ends.
 
     The grouping is a stable counting sort by id: the transpose of the sparse matrix with one
     row per run and its id (or, for ids too large to count, its rank among the ids) as column.
+    The background's runs land in column 0 and are dropped there (cheaper than leaving them
+    out beforehand).
     """
     from scipy import sparse
 
     n = values.size
-    if n == 0:
-        return np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64), position, ends
-    top = int(values.max())
+    top = int(values.max(initial=0))
+    if top == 0:
+        return np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64), position[:0], ends[:0]
     index_dtype = _flat_index_dtype(max(n, top + 1))
+    unique = None
     if top < 4 * n + (1 << 16):  # counting by the ids themselves: few empty columns
         column, n_columns = values.astype(index_dtype), top + 1
-        unique = None
     else:
         unique, column = np.unique(values, return_inverse=True)
         n_columns = unique.size
@@ -152,11 +151,15 @@ def _grouped_by_id(
     grouped = sparse.csr_array((position, column, rows), shape=(n, n_columns)).tocsc()
     del column, rows
     per_column = np.diff(grouped.indptr)
+    background = 0
+    if unique is None or unique[0] == 0:  # column 0 is the background
+        per_column[0] = 0
+        background = int(grouped.indptr[1])
     present = np.flatnonzero(per_column)
     ids = present if unique is None else unique[present]
     offsets = np.zeros(present.size + 1, dtype=np.int64)
     np.cumsum(per_column[present], out=offsets[1:])
-    return ids.astype(np.uint32), offsets, grouped.data, ends[grouped.indices]
+    return ids.astype(np.uint32), offsets, grouped.data[background:], ends[grouped.indices[background:]]
 
 
 def _joined_across_columns(runs: LabelRuns) -> LabelRuns:
