@@ -1,7 +1,15 @@
 """COCO export speed and memory on dense label images (8192² / ~50k and 16384² / ~200k instances).
 
+What is timed: ``export_coco`` of one uint32 label image with no instance table (RLE), from
+the call until its result (the COCO dict with every annotation record) is freed again, as the
+median wall time of ``--repeats`` calls; the baseline is one plain ``np.bincount`` pass over
+the same label image, timed the same way in the same process (numpy casts the uint32 image to
+intp inside bincount, so the baseline allocates twice the image's bytes each call; on a
+machine short of free huge pages that makes it noisy, hence the CPU-time ratio beside it).
+
 Prints, for each size, ratios against baselines measured in the same run:
-- export / one ``np.bincount`` pass over the same image (target: <= 3x);
+- export / one ``np.bincount`` pass over the same image (target: <= 3x), wall time, CPU time
+  (user + system) and user CPU time;
 - the naive per-instance loop ``pycocotools.mask.encode(labels == id)`` over the full frame,
   timed on a sample of instances and extrapolated (target: export >= 50x faster);
 - peak RSS of an RLE export in a fresh process that loads the label image, as a multiple of
@@ -10,6 +18,7 @@ Prints, for each size, ratios against baselines measured in the same run:
   (the label file is read next), in seconds (target: < 0.2 s).
 
 Run: ``.venv/bin/python benchmarks/bench_coco_export.py [--sides 8192 16384] [--sample 20]``
+(about 4 GB of memory at 16384²; note the machine's load, e.g. ``uptime``, with the figures).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -103,14 +113,21 @@ def cli_startup_s(repeats: int = 5) -> tuple[float, bool]:
     return float(np.median(times)), pandas
 
 
-def median_cpu_time(func, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    """Median CPU seconds (this process) of ``repeats`` calls: less sensitive to a loaded machine."""
-    times = []
+def median_cpu_times(func, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median CPU seconds (this process) of ``repeats`` calls: user + system, and user alone.
+
+    Both are less sensitive to a loaded machine than wall time; user time also leaves out the
+    kernel's work on page faults (zeroing and compacting huge pages), which varies most with
+    what else runs.
+    """
+    total, user = [], []
     for _ in range(repeats):
-        start = time.process_time()
+        before = resource.getrusage(resource.RUSAGE_SELF)
         func()
-        times.append(time.process_time() - start)
-    return float(np.median(times))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        user.append(after.ru_utime - before.ru_utime)
+        total.append(user[-1] + after.ru_stime - before.ru_stime)
+    return float(np.median(total)), float(np.median(user))
 
 
 def numpy_import_s(repeats: int = 5) -> float:
@@ -138,8 +155,10 @@ def measure(side: int, sample: int, repeats: int) -> dict[str, float]:
             mask_utils.encode(np.asfortranarray(labels == instance_id, dtype=np.uint8))
 
     t_naive = median_time(naive_loop, 1) / picked.size * ids.size
-    cpu_bincount = median_cpu_time(lambda: np.bincount(labels.ravel()), repeats)
-    cpu_export = median_cpu_time(lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]), repeats)
+    cpu_bincount, user_bincount = median_cpu_times(lambda: np.bincount(labels.ravel()), repeats)
+    cpu_export, user_export = median_cpu_times(
+        lambda: export_coco([AnnotatedImage(labels, None, "bench.tif")]), repeats
+    )
     rss, n_annotations = peak_rss_ratio(labels)
     print(f"bincount pass:            {t_bincount:8.3f} s")
     print(f"export (RLE, one pass):   {t_export:8.3f} s  ({n_annotations} annotations)")
@@ -148,8 +167,13 @@ def measure(side: int, sample: int, repeats: int) -> dict[str, float]:
     print(
         f"export / bincount (CPU):  {cpu_export / cpu_bincount:8.2f}x   ({cpu_export:.2f} s / {cpu_bincount:.2f} s CPU)"
     )
+    print(
+        f"export / bincount (user): {user_export / user_bincount:8.2f}x   "
+        f"({user_export:.2f} s / {user_bincount:.2f} s user CPU)"
+    )
     print(f"naive loop / export:      {t_naive / t_export:8.0f}x   (target >= 50x)")
     print(f"peak RSS / label image:   {rss:8.2f}x   (target < 2x; label image {labels.nbytes / 2**30:.2f} GiB)")
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return {
         "side": side,
         "instances": int(ids.size),
@@ -157,8 +181,10 @@ def measure(side: int, sample: int, repeats: int) -> dict[str, float]:
         "export_s": t_export,
         "export_over_bincount": t_export / t_bincount,
         "export_over_bincount_cpu": cpu_export / cpu_bincount,
+        "export_over_bincount_user_cpu": user_export / user_bincount,
         "naive_over_export": t_naive / t_export,
         "peak_rss_over_labels": rss,
+        "load_average_1min": os.getloadavg()[0],
     }
 
 
@@ -169,6 +195,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     startup, pandas = cli_startup_s()
     numpy_s = numpy_import_s()
     print(f"CLI export start-up:      {startup:8.3f} s   (target < 0.2 s; pandas imported: {pandas})")

@@ -1,8 +1,10 @@
 """COCO export: pixel-exact RLE, every polygon part, holes, crowd, extras, COCOeval."""
 
 import contextlib
+import gc
 import io
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from napari_instseg import __version__
 from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
 from napari_instseg.core.errors import CocoFormatError, TableError
+from napari_instseg.core.instances import COLUMNS, make_rows, table_for_ids
 
 
 def _load(path):
@@ -211,3 +214,101 @@ def test_rle_from_export_decodes_with_pycocotools_directly(exported, labels_and_
     for ann in result.coco["annotations"]:
         decoded = mask_utils.decode(ann["segmentation"])
         np.testing.assert_array_equal(decoded, labels == ann["instance_id"])
+
+
+_TOP_LEVEL = ("occlusion", "occluded_fraction", "z_order")
+
+
+def _plain(value):
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _reference_annotations(labels, table, first_category, scores):
+    """The annotations written one instance at a time, with pycocotools' own encode and toBbox."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    rows = table_for_ids(ids, table, defaults={"category_id": first_category})
+    attribute_names = [c for c in COLUMNS if c not in (*_TOP_LEVEL, "category_id", "iscrowd")]
+    attribute_names += [c for c in rows.columns if c not in COLUMNS]
+    out = []
+    for k, instance_id in enumerate(ids.tolist()):
+        row = rows.loc[instance_id]
+        encoded = mask_utils.encode(np.asfortranarray(labels == instance_id, dtype=np.uint8))
+        annotation = {
+            "id": k + 1,
+            "image_id": 1,
+            "category_id": int(row["category_id"]),
+            "segmentation": {"size": list(labels.shape), "counts": encoded["counts"].decode("ascii")},
+            "area": float(np.count_nonzero(labels == instance_id)),
+            "bbox": [float(v) for v in mask_utils.toBbox(encoded)],
+            "iscrowd": int(bool(row["iscrowd"])),
+            "instance_id": instance_id,
+            **{name: _plain(row[name]) for name in _TOP_LEVEL},
+            "attributes": {"occluded": row["occlusion"] != "none", **{n: _plain(row[n]) for n in attribute_names}},
+        }
+        if scores:
+            annotation["score"] = float(scores.get(instance_id, 1.0))
+        out.append(annotation)
+    return out
+
+
+def _varied_image(seed):
+    """Blocky labels with small, > 2**16 and near-2**32 ids; a partial table with unicode, NaN, crowds."""
+    rng = np.random.default_rng(seed)
+    pool = [np.arange(1, 9), rng.integers(60_000, 80_000, 8), rng.integers(2**31, 2**32 - 1, 8, dtype=np.int64)]
+    lut = np.r_[0, pool[seed % 3]].astype(np.uint32)
+    height, width = rng.integers(2, 40, 2)
+    blocks = rng.integers(0, lut.size, (height // 2 + 1, width // 2 + 1))
+    labels = np.ascontiguousarray(lut[np.kron(blocks, np.ones((2, 2), int))[:height, :width]])
+    ids = np.unique(labels)[1:].tolist()
+    if seed % 4 == 0 or not ids:
+        return labels, None, {}
+    with_rows = ids[: max(1, len(ids) - 1)]  # the last instance gets the default row
+    n = len(with_rows)
+    table = make_rows(
+        with_rows,
+        category_id=rng.choice([1, 5], n).tolist(),
+        occlusion=rng.choice(["none", "partial", "heavy"], n).tolist(),
+        occluded_fraction=[float(v) if v > 0.3 else np.nan for v in rng.random(n)],
+        iscrowd=(rng.random(n) > 0.6).tolist(),
+        z_order=rng.integers(-3, 4, n).tolist(),
+        annotator=rng.choice(["", "Zoë 北京", 'quote " back \\ slash\nline'], n).tolist(),
+        time_s=(rng.random(n) * 10.0 ** rng.integers(-8, 9, n)).tolist(),
+    )
+    if seed % 3 == 0:
+        table = table.assign(stain=["H&E ü"] * n, thickness_um=rng.random(n))
+    scores = {i: float(rng.random()) for i in ids[::2]} if seed % 5 == 0 else {}
+    return labels, table, scores
+
+
+@pytest.mark.parametrize("seed", range(15))
+def test_annotations_are_byte_identical_to_one_instance_at_a_time(seed, protocol):
+    labels, table, scores = _varied_image(seed)
+    result = export_coco([AnnotatedImage(labels, table, "t.tif", scores=scores)], protocol)
+    expected = _reference_annotations(labels, table, protocol.categories[0].id, scores)
+    for ensure_ascii in (True, False):
+        written = json.dumps(result.coco["annotations"], separators=(",", ":"), ensure_ascii=ensure_ascii)
+        assert written == json.dumps(expected, separators=(",", ":"), ensure_ascii=ensure_ascii)
+
+
+@pytest.mark.parametrize("with_table", [False, True])
+def test_every_annotation_has_dicts_of_its_own(with_table, labels_and_table, protocol):
+    labels, table = labels_and_table
+    annotations = export_coco([AnnotatedImage(labels, table if with_table else None)], protocol).coco["annotations"]
+    annotations[0]["attributes"]["review"] = "edited"
+    annotations[0]["bbox"][0] = -1.0
+    assert all(a["attributes"]["review"] != "edited" and a["bbox"][0] >= 0 for a in annotations[1:])
+
+
+def test_export_leaves_the_garbage_collector_as_it_found_it(labels_and_table, protocol):
+    labels, table = labels_and_table
+    assert gc.isenabled()
+    export_coco([AnnotatedImage(labels, table)], protocol)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        export_coco([AnnotatedImage(labels, table)], protocol)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -74,3 +74,65 @@ def test_painting_never_overwrites_and_reports_contested_pixels():
 def test_corrupt_strings_are_refused(bad):
     with pytest.raises(ValueError, match="RLE counts string"):
         rle.counts_from_string(bad)
+
+
+def _id_pools():
+    """Ids that take each path of the grouping: small, above 2**16, sparse up to 2**32 - 1."""
+    return st.sampled_from(
+        [
+            np.array([1, 2, 3, 4], np.uint32),
+            np.array([65_534, 65_535, 65_536, 70_001], np.uint32),
+            np.array([7, 1 << 20, (1 << 31) + 5, (1 << 32) - 1], np.uint32),
+        ]
+    )
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    picks=arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30)), elements=st.integers(0, 4)),
+    pool=_id_pools(),
+    wide_int=st.booleans(),
+)
+def test_runs_rles_bboxes_and_areas_equal_pycocotools_for_any_ids(picks, pool, wide_int):
+    labels = np.r_[np.uint32(0), pool][picks]
+    with pytest.MonkeyPatch.context() as patch:
+        if wide_int:  # the int64 path that images of 2**31 pixels or more take
+            patch.setattr(rle, "_flat_index_dtype", lambda n: np.int64)
+        runs = rle.label_runs(labels)
+        rles = rle.instance_rles(runs)
+    assert runs.starts.dtype == (np.int64 if wide_int else np.int32)
+    present = np.unique(labels)
+    assert runs.ids.tolist() == present[present > 0].tolist()
+    boxes = rle.bboxes_xywh(runs)
+    for k, (instance_id, encoded) in enumerate(zip(runs.ids, rles, strict=True)):
+        reference = mask_utils.encode(np.asfortranarray(labels == instance_id, dtype=np.uint8))
+        assert encoded == {"size": list(labels.shape), "counts": reference["counts"].decode("ascii")}
+        assert boxes[k].tolist() == mask_utils.toBbox(reference).tolist()
+        assert runs.area_px[k] == np.count_nonzero(labels == instance_id)
+
+
+def test_runs_that_wrap_from_one_column_into_the_next_are_joined():
+    labels = np.zeros((5, 3), np.uint32)
+    labels[3:, 0] = 9  # bottom of column 0 ...
+    labels[:2, 1] = 9  # ... continues at the top of column 1: one run in column-major order
+    labels[4, 2] = 70_000
+    runs = rle.label_runs(labels)
+    assert runs.ids.tolist() == [9, 70_000]
+    assert runs.starts.tolist() == [3, 14] and runs.lengths.tolist() == [4, 1]
+    assert rle.bboxes_xywh(runs).tolist() == [[0.0, 0.0, 2.0, 5.0], [2.0, 4.0, 1.0, 1.0]]  # toBbox's rule
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.zeros((4, 3), np.uint32),  # background only
+        np.full((4, 3), (1 << 32) - 1, np.uint32),  # no background, an id counted by its rank
+        np.array([[5, 5, 1 << 31], [0, 5, 1 << 31]], np.uint32),  # ranks with background
+    ],
+)
+def test_images_without_background_or_without_instances(labels):
+    runs = rle.label_runs(labels)
+    present = np.unique(labels)
+    assert runs.ids.tolist() == present[present > 0].tolist()
+    for instance_id, encoded in zip(runs.ids, rle.instance_rles(runs), strict=True):
+        assert encoded["counts"] == _reference_rle(labels, instance_id)

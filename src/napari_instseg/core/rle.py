@@ -11,7 +11,6 @@ Positions ("flat index") are ``x * height + y``: the index of pixel (y, x) in th
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,29 +43,38 @@ class LabelRuns:
         Instance ids, ascending.
     offsets : numpy.ndarray of int64, shape (n + 1,)
         Runs of ``ids[i]`` are ``starts[offsets[i]:offsets[i + 1]]`` (and ``lengths``).
-    starts, lengths : numpy.ndarray of int64
+    starts, lengths : numpy.ndarray of int32 (images under 2**31 pixels) or int64
         Flat start index and length of every run, grouped by id, ascending within an id.
     """
 
     shape_yx: tuple[int, int]
     ids: NDArray[np.uint32]
     offsets: NDArray[np.int64]
-    starts: NDArray[np.int64]
-    lengths: NDArray[np.int64]
+    starts: NDArray[np.signedinteger]
+    lengths: NDArray[np.signedinteger]
 
     @property
     def area_px(self) -> NDArray[np.int64]:
         """Pixel count of every instance, aligned with :attr:`ids`."""
-        return np.add.reduceat(self.lengths, self.offsets[:-1]) if self.ids.size else np.zeros(0, np.int64)
+        if self.ids.size == 0:
+            return np.zeros(0, np.int64)
+        return np.add.reduceat(self.lengths, self.offsets[:-1], dtype=np.int64)
+
+
+def _flat_index_dtype(n: int) -> type[np.signedinteger]:
+    """The integer type for flat indices and counts up to ``n``: int32 where it fits (half the memory)."""
+    return np.int32 if n < 1 << 31 else np.int64
 
 
 def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     """Scan a 2-D label image once and return the runs of every instance.
 
     Vertical runs are found with row-wise (cache-friendly) comparisons of each row with the
-    row above. A stable radix sort by column puts them in column-major order, where each run
-    ends where the next one starts; one sort by (id, position) then groups them by instance,
-    and runs that continue from the bottom of one column into the top of the next are joined.
+    row above, which lists them in row-major order. Two stable counting sorts then order
+    them: by column (a transpose of the sparse (row, column) matrix of run starts, where each
+    run ends where the next one starts), and by id (grouping the foreground runs, in position
+    order, by instance). Runs that continue from the bottom of one column into the top of the
+    next are joined.
 
     Parameters
     ----------
@@ -79,95 +87,95 @@ def label_runs(labels_yx: NDArray[np.integer]) -> LabelRuns:
     """
     height, width = labels_yx.shape
     labels_yx = np.ascontiguousarray(labels_yx)
-    starts_c = _vertical_run_starts(labels_yx)
-    values = labels_yx.ravel()[starts_c]  # gathered in memory order, before the reordering
-    row, column = np.divmod(starts_c, width)
-    del starts_c
-    by_column = np.argsort(column.astype(np.uint16 if width <= 1 << 16 else np.uint32), kind="stable")
-    column *= height
-    column += row
-    del row
-    position = column[by_column]  # ascending: column-major order
-    values = values[by_column]
-    del column, by_column
+    position, values = _runs_in_column_major_order(labels_yx)
     ends = np.empty_like(position)
     ends[:-1] = position[1:]
     ends[-1] = height * width
-    foreground = values != 0
-    values, position, ends = values[foreground], position[foreground], ends[foreground]
-    ids, starts, ends = _grouped_by_id(values, position, ends, height * width)
-    ids, starts, ends = _join_across_columns(ids, starts, ends)
-    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if ids.size else np.zeros(0, np.int64)
-    return LabelRuns(
-        shape_yx=(height, width),
-        ids=ids[first].astype(np.uint32),
-        offsets=np.append(first, ids.size).astype(np.int64),
-        starts=starts,
-        lengths=ends - starts,
-    )
+    ids, offsets, starts, ends = _grouped_by_id(values, position, ends)
+    return _joined_across_columns(LabelRuns((height, width), ids, offsets, starts, ends - starts))
 
 
-def _vertical_run_starts(labels_yx: NDArray[np.integer]) -> NDArray[np.int64]:
-    """C-order flat indices of the first pixel of every vertical run of one value (background too)."""
+def _runs_in_column_major_order(
+    labels_yx: NDArray[np.integer],
+) -> tuple[NDArray[np.signedinteger], NDArray[np.integer]]:
+    """Flat column-major start (``x * height + y``) and label value of every vertical run.
+
+    Background runs are included, so each run ends where the next one starts.
+    """
+    from scipy import sparse
+
+    height, width = labels_yx.shape
+    index_dtype = _flat_index_dtype(height * width)
     differs = np.empty(labels_yx.shape, dtype=bool)
     differs[0] = True
     np.not_equal(labels_yx[1:], labels_yx[:-1], out=differs[1:])
-    return np.flatnonzero(differs).astype(np.int64)
+    starts_c = np.flatnonzero(differs)  # row-major order
+    del differs
+    values = labels_yx.ravel()[starts_c]
+    row_bounds = np.searchsorted(starts_c, np.arange(height + 1, dtype=np.int64) * width).astype(index_dtype)
+    column = np.empty(starts_c.size, dtype=index_dtype)
+    np.remainder(starts_c, width, out=column, casting="unsafe")  # its row is implied by row_bounds
+    del starts_c
+    # a CSR -> CSC conversion is a stable counting sort by column, in compiled code
+    by_column = sparse.csr_array((values, column, row_bounds), shape=(height, width)).tocsc()
+    del column, values
+    position = np.repeat(np.arange(width, dtype=index_dtype) * index_dtype(height), np.diff(by_column.indptr))
+    position += by_column.indices
+    return position, by_column.data
 
 
 def _grouped_by_id(
-    values: NDArray[np.integer], position: NDArray[np.int64], ends: NDArray[np.int64], n_pixels: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Runs ordered by (id, position), given in position order.
+    values: NDArray[np.integer], position: NDArray[np.signedinteger], ends: NDArray[np.signedinteger]
+) -> tuple[NDArray[np.uint32], NDArray[np.int64], NDArray[np.signedinteger], NDArray[np.signedinteger]]:
+    """Runs given in position order, grouped by id (stable), background left out: ids, offsets, starts, ends.
 
-    A stable sort by id keeps each id's runs in position order. It is done as a least
-    significant digit radix sort on 16-bit digits (numpy's stable sort of 16-bit keys is a
-    radix sort): one pass for ids below 2**16, two below 2**32 — several times faster than a
-    comparison sort of packed (id, position) keys.
+    The grouping is a stable counting sort by id: the transpose of the sparse matrix with one
+    row per run and its id (or, for ids too large to count, its rank among the ids) as column.
+    The background's runs land in column 0 and are dropped there (cheaper than leaving them
+    out beforehand).
     """
-    del n_pixels  # the order needs no position bits: the input is in position order already
-    order = np.argsort((values & 0xFFFF).astype(np.uint16), kind="stable")
-    high = values >> 16
-    for shift in (0, 16):
-        digit = ((high >> shift) & 0xFFFF).astype(np.uint16)
-        if digit.any():
-            order = order[np.argsort(digit[order], kind="stable")]
-    return values[order].astype(np.int64), position[order], ends[order]
+    from scipy import sparse
+
+    n = values.size
+    top = int(values.max(initial=0))
+    if top == 0:
+        return np.zeros(0, dtype=np.uint32), np.zeros(1, dtype=np.int64), position[:0], ends[:0]
+    index_dtype = _flat_index_dtype(max(n, top + 1))
+    unique = None
+    if top < 4 * n + (1 << 16):  # counting by the ids themselves: few empty columns
+        column, n_columns = values.astype(index_dtype), top + 1
+    else:
+        unique, column = np.unique(values, return_inverse=True)
+        n_columns = unique.size
+    rows = np.arange(n + 1, dtype=index_dtype)
+    grouped = sparse.csr_array((position, column, rows), shape=(n, n_columns)).tocsc()
+    del column, rows
+    per_column = np.diff(grouped.indptr)
+    background = 0
+    if unique is None or unique[0] == 0:  # column 0 is the background
+        per_column[0] = 0
+        background = int(grouped.indptr[1])
+    present = np.flatnonzero(per_column)
+    ids = present if unique is None else unique[present]
+    offsets = np.zeros(present.size + 1, dtype=np.int64)
+    np.cumsum(per_column[present], out=offsets[1:])
+    return ids.astype(np.uint32), offsets, grouped.data[background:], ends[grouped.indices[background:]]
 
 
-def _join_across_columns(
-    ids: NDArray[np.int64], starts: NDArray[np.int64], ends: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+def _joined_across_columns(runs: LabelRuns) -> LabelRuns:
     """Merge runs of one id where one ends exactly where the next starts (a column wrap)."""
-    if ids.size < 2:
-        return ids, starts, ends
-    joined = (starts[1:] == ends[:-1]) & (ids[1:] == ids[:-1])
+    starts, lengths, offsets = runs.starts, runs.lengths, runs.offsets
+    if starts.size < 2:
+        return runs
+    ends = starts + lengths
+    joined = starts[1:] == ends[:-1]
+    joined[offsets[1:-1] - 1] = False  # never across two ids
     if not joined.any():
-        return ids, starts, ends
+        return runs
     first = np.flatnonzero(np.r_[True, ~joined])
-    last = np.r_[first[1:] - 1, ids.size - 1]
-    return ids[first], starts[first], ends[last]
-
-
-def _uncompressed_counts(runs: LabelRuns) -> list[NDArray[np.int64]]:
-    """COCO counts (0s, 1s, 0s, ...) of every instance, as int64 arrays."""
-    height, width = runs.shape_yx
-    total = height * width
-    ends = runs.starts + runs.lengths
-    prev_end = np.empty_like(ends)
-    prev_end[1:] = ends[:-1]
-    prev_end[runs.offsets[:-1]] = 0  # the first run of each id follows the image start
-    gaps = runs.starts - prev_end
-    interleaved = np.empty(2 * runs.starts.size, dtype=np.int64)
-    interleaved[0::2] = gaps
-    interleaved[1::2] = runs.lengths
-    counts = []
-    for i in range(runs.ids.size):
-        lo, hi = runs.offsets[i], runs.offsets[i + 1]
-        tail = total - ends[hi - 1]
-        own = interleaved[2 * lo : 2 * hi]
-        counts.append(np.append(own, tail) if tail else own)  # no trailing 0, as pycocotools
-    return counts
+    last = np.r_[first[1:] - 1, starts.size - 1]
+    new_offsets = np.searchsorted(first, offsets)  # the first kept run of each id
+    return LabelRuns(runs.shape_yx, runs.ids, new_offsets, starts[first], ends[last] - starts[first])
 
 
 def instance_rles(runs: LabelRuns) -> list[dict[str, Any]]:
@@ -184,8 +192,6 @@ def instance_rles(runs: LabelRuns) -> list[dict[str, Any]]:
         ``{"size": [height, width], "counts": str}`` as pycocotools writes to JSON.
     """
     height, width = runs.shape_yx
-    if runs.ids.size == 0:
-        return []
     size = [int(height), int(width)]
     out: list[dict[str, Any]] = []
     for lo in range(0, runs.ids.size, _ENCODE_BLOCK):  # blocks of instances bound the memory
@@ -197,10 +203,7 @@ def instance_rles(runs: LabelRuns) -> list[dict[str, Any]]:
             runs.starts[runs.offsets[lo] : runs.offsets[hi]],
             runs.lengths[runs.offsets[lo] : runs.offsets[hi]],
         )
-        counts, first = _all_counts(block)
-        text, offsets = _encode_counts(counts, first)
-        bounds = offsets.tolist()
-        out += [{"size": size, "counts": text[a:b]} for a, b in itertools.pairwise(bounds)]
+        out += [{"size": size, "counts": text} for text in _encoded_strings(*_count_deltas(block))]
     return out
 
 
@@ -208,78 +211,102 @@ _ENCODE_BLOCK = 20_000
 """Instances encoded per vectorised block."""
 
 
-def _all_counts(runs: LabelRuns) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """COCO counts of every instance, concatenated, and where each instance's counts start."""
-    height, width = runs.shape_yx
-    total = height * width
-    n_runs = runs.starts.size
-    ends = runs.starts + runs.lengths
-    prev_end = np.empty_like(ends)
-    prev_end[1:] = ends[:-1]
-    prev_end[runs.offsets[:-1]] = 0  # the first run of each id follows the image start
-    last = runs.offsets[1:] - 1
-    tail = total - ends[last]  # trailing zeros of each instance (no trailing 0 count, as pycocotools)
-    n_per = 2 * np.diff(runs.offsets) + (tail > 0)
-    first = np.zeros(runs.ids.size + 1, dtype=np.int64)
-    np.cumsum(n_per, out=first[1:])
-    counts = np.empty(int(first[-1]), dtype=np.int64)
-    run_index = np.arange(n_runs)
-    instance_of_run = np.repeat(np.arange(runs.ids.size), np.diff(runs.offsets))
-    slot = first[instance_of_run] + 2 * (run_index - runs.offsets[instance_of_run])
-    counts[slot] = runs.starts - prev_end
-    counts[slot + 1] = runs.lengths
-    has_tail = tail > 0
-    counts[first[1:][has_tail] - 1] = tail[has_tail]
-    return counts, first
+def _count_deltas(runs: LabelRuns) -> tuple[NDArray[np.signedinteger], NDArray[np.int64]]:
+    """The values ``rleToString`` encodes for every instance, concatenated, and how many each has.
 
-
-def _encode_counts(counts: NDArray[np.int64], first: NDArray[np.int64]) -> tuple[str, NDArray[np.int64]]:
-    """pycocotools' ``rleToString`` of many count arrays at once.
-
-    Returns the concatenated ASCII text and the character offset of every instance in it.
+    An instance's COCO counts are (gap, length) per run, then the trailing zeros if there are
+    any (pycocotools writes no trailing 0). From the fourth count on, each is stored as its
+    difference to the count two places back: a gap minus the previous gap, a length minus
+    the previous length, the trailing zeros minus the last gap.
     """
-    position = np.arange(counts.size) - np.repeat(first[:-1], np.diff(first))
-    small = counts.size == 0 or int(counts.max()) < 2**31  # half the memory traffic below
-    values = counts.astype(np.int32) if small else counts.copy()
-    delta = position > 2
-    values[delta] -= values[np.flatnonzero(delta) - 2] if small else counts[np.flatnonzero(delta) - 2]
-    # 5-bit groups until the rest is 0 (or -1, for negative values) and the sign bit agrees;
-    # each round handles only the values that still need a character
-    rounds = max(2, (int(np.abs(values).max(initial=0)).bit_length() + 1) // 5 + 2)
-    chars = np.zeros((values.size, rounds), dtype=np.uint8)
-    n_chars = np.zeros(values.size, dtype=np.int64)
-    index = np.arange(values.size)
-    rest = values
-    for r in range(rounds):
-        if index.size == 0:
-            break
-        group = rest & 0x1F
-        rest = rest >> 5
-        more = np.where(group & 0x10, rest != -1, rest != 0)
-        chars[index, r] = (group | (more.astype(np.int64) << 5)) + 48
-        n_chars[index] += 1
-        index, rest = index[more], rest[more]
-    encoded = chars[np.arange(rounds)[None, :] < n_chars[:, None]]
-    value_end = np.cumsum(n_chars)
-    offsets = np.concatenate(([0], value_end[first[1:] - 1])).astype(np.int64)
-    return encoded.tobytes().decode("ascii"), offsets
+    height, width = runs.shape_yx
+    starts, lengths, offsets = runs.starts, runs.lengths, runs.offsets
+    first, last = offsets[:-1], offsets[1:] - 1
+    n_runs = np.diff(offsets)
+    second = first[n_runs > 1] + 1
+    ends = starts + lengths
+    gaps = np.empty_like(starts)
+    gaps[1:] = starts[1:] - ends[:-1]
+    gaps[first] = starts[first]  # the first run of each id follows the image start
+    tails = height * width - ends[last]
+    gap_deltas = np.empty_like(gaps)
+    gap_deltas[1:] = gaps[1:] - gaps[:-1]
+    gap_deltas[first], gap_deltas[second] = gaps[first], gaps[second]
+    length_deltas = np.empty_like(lengths)
+    length_deltas[1:] = lengths[1:] - lengths[:-1]
+    length_deltas[first] = lengths[first]
+    has_tail = tails > 0
+    per_instance = 2 * n_runs + has_tail
+    values = np.empty(int(per_instance.sum()), dtype=_flat_index_dtype(height * width))
+    tail_slot = np.cumsum(per_instance)[has_tail] - 1
+    is_run = np.ones(values.size, dtype=bool)
+    is_run[tail_slot] = False
+    values[is_run] = np.stack([gap_deltas, length_deltas], axis=1).ravel()
+    values[tail_slot] = np.where(n_runs > 1, tails - gaps[last], tails)[has_tail]
+    return values, per_instance
+
+
+def _encoded_strings(values: NDArray[np.signedinteger], per_instance: NDArray[np.int64]) -> list[str]:
+    """pycocotools' ``rleToString`` of many instances at once, one string per instance.
+
+    A value takes the fewest 5-bit groups that hold it in two's complement; each group is
+    written as a character (48 + group, + 32 if another group follows). Most values need one
+    character, so the buffer (all instances, a separator after each) is first filled with every
+    value's first character repeated to its length, and the rarer later characters and the
+    separators are then written in place. It is split once at the end.
+    """
+    if values.size == 0:
+        return [""] * per_instance.size
+    magnitude = values ^ (values >> (8 * values.itemsize - 1))  # v, or -v - 1 for v < 0
+    n_chars = (magnitude >= 16).view(np.uint8) + np.uint8(1)
+    long = np.flatnonzero(magnitude >= 512)  # three characters or more: few
+    threshold = 512
+    while threshold <= int(magnitude[long].max(initial=0)):
+        n_chars[long] += magnitude[long] >= threshold
+        threshold <<= 5
+    del magnitude
+    first = values.astype(np.uint8) & np.uint8(0x1F)  # the low 5 bits: only the last byte matters
+    first |= (n_chars > 1).view(np.uint8) << np.uint8(5)
+    first += np.uint8(48)
+    last_value = np.cumsum(per_instance) - 1
+    n_written = n_chars.copy()
+    n_written[last_value] += 1  # room for the separator
+    text = np.repeat(first, n_written)
+    del first
+    char_end = np.cumsum(n_written, dtype=np.int64)
+    text[char_end[last_value] - 1] = ord(_SEPARATOR)
+    for group in range(1, int(n_chars.max())):
+        which = np.flatnonzero(n_chars > group)
+        chars = ((values[which] >> (5 * group)) & 0x1F).astype(np.uint8)
+        chars |= (n_chars[which] > group + 1).view(np.uint8) << np.uint8(5)  # another group follows
+        chars += np.uint8(48)
+        text[char_end[which] - n_written[which] + group] = chars
+    return text.tobytes().decode("ascii").split(_SEPARATOR)[:-1]
+
+
+_SEPARATOR = ","
+"""Between instances in the encoding buffer: outside pycocotools' alphabet ('0'..'o')."""
 
 
 def bboxes_xywh(runs: LabelRuns) -> NDArray[np.float64]:
-    """COCO ``[x, y, width, height]`` of every instance from its runs (as pycocotools' toBbox)."""
+    """COCO ``[x, y, width, height]`` of every instance from its runs (as pycocotools' toBbox).
+
+    A run that continues from one column into the next spans every row (toBbox's rule).
+    """
     height = runs.shape_yx[0]
     if runs.ids.size == 0:
         return np.zeros((0, 4), dtype=np.float64)
-    ends = runs.starts + runs.lengths - 1  # last pixel of each run
-    column_start, column_end = runs.starts // height, ends // height
-    wraps = column_end != column_start
-    y_low = np.where(wraps, 0, runs.starts % height)
-    y_high = np.where(wraps, height - 1, ends % height)
-    lo = runs.offsets[:-1]
-    x0 = column_start[lo]
-    x1 = column_end[runs.offsets[1:] - 1]
-    y0 = np.minimum.reduceat(y_low, lo)
-    y1 = np.maximum.reduceat(y_high, lo)
+    first, last = runs.offsets[:-1], runs.offsets[1:] - 1
+    x0 = runs.starts[first] // height
+    x1 = (runs.starts[last] + runs.lengths[last] - 1) // height
+    y_low = runs.starts % height
+    y_high = y_low + runs.lengths
+    y_high -= 1
+    wraps = y_high >= height
+    y_low[wraps] = 0
+    y_high[wraps] = height - 1
+    y0 = np.minimum.reduceat(y_low, first)
+    y1 = np.maximum.reduceat(y_high, first)
     return np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1).astype(np.float64)
 
 
