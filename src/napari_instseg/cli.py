@@ -43,6 +43,9 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+_OVERWRITE_HELP = "replace the output file when it exists (never an input)"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-instseg",
@@ -65,6 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "-o", "--output", required=True, help="COCO .json file, or .geojson for QuPath GeoJSON (never an input)"
     )
+    export.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     export.add_argument("--table", help="instance table CSV with an 'id' column")
     export.add_argument(
         "--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule); default: an import folder's protocol.json"
@@ -98,6 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--protocol", help="protocol JSON / YAML")
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
     pre.add_argument("-o", "--output", required=True, help="COCO .json file to write (never an input)")
+    pre.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     pre.set_defaults(func=_cmd_prelabel)
     from napari_instseg.commands.auto import add_auto_arguments
 
@@ -168,6 +173,7 @@ def _build_parser() -> argparse.ArgumentParser:
     agree.add_argument("a", help="COCO JSON of annotator A")
     agree.add_argument("b", help="COCO JSON of annotator B")
     agree.add_argument("-o", "--output", required=True, help=".json file to write (never an input)")
+    agree.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     agree.set_defaults(func=_cmd_agreement)
 
     imp = sub.add_parser(
@@ -277,6 +283,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
         args.output,
         inputs=(args.image, args.points, args.boxes, args.protocol, args.checkpoint),
         suffixes=(".json",),
+        overwrite=args.overwrite,
         what="-o",
     )
     if args.auto:
@@ -373,7 +380,7 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     from napari_instseg.core.qa.agreement import calibration
     from napari_instseg.core.qa.report import json_clean
 
-    check_output_file(args.output, inputs=(args.a, args.b), suffixes=(".json",), what="-o")
+    check_output_file(args.output, inputs=(args.a, args.b), suffixes=(".json",), overwrite=args.overwrite, what="-o")
     result = json_clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
     atomic_write_text(args.output, json.dumps(result, indent=2))
     print(
@@ -405,6 +412,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         args.output,
         inputs=(args.labels, args.table, args.protocol, args.image),
         suffixes=(".json", ".geojson"),
+        overwrite=args.overwrite,
         what="-o",
     )
     if Path(args.labels).is_dir():  # a store or an import folder (the store module is heavy)
@@ -460,7 +468,7 @@ def _import_geojson(args: argparse.Namespace) -> int:
     )
     protocol = load_protocol(args.protocol) if args.protocol else None
     imported = import_geojson(load_geojson(args.coco), shape_yx, protocol, source=args.coco)
-    write_geojson_folder(imported, args.outdir, stem, source=args.coco)
+    write_geojson_folder(imported, args.outdir, stem, source=str(Path(args.coco).absolute()))
     report = overlap_report(imported)
     print(
         f"wrote {len(imported.table)} instance(s) and {len(imported.passthrough)} other feature(s) (points, lines; "
@@ -652,7 +660,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         what="-o",
     )
-    write_import_folder(imported, args.outdir, source=args.coco)
+    write_import_folder(imported, args.outdir, source=str(Path(args.coco).absolute()))
     n_instances = sum(len(im.table) for im in imported.images)
     n_losing = sum(int((im.overlap_report()["lost_px"] > 0).sum()) for im in imported.images)
     print(

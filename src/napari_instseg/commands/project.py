@@ -85,12 +85,13 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     which.add_argument("--count", type=int, help="the first COUNT unstarted production images")
     cal.add_argument("--report", action="store_true", help="Mask AP per class and kappa between every pair")
     cal.add_argument("--min-ap", type=float, help="flag classes below this AP (saved in the project settings)")
-    cal.add_argument("-o", "--output", help="JSON file for the report")
+    cal.add_argument("-o", "--output", help="JSON file for the report (outside the project folder)")
+    cal.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     cal.set_defaults(func=_cmd_calibrate)
 
     export = sub.add_parser("export", help="all submitted / reviewed images into one COCO file")
     export.add_argument("dir", help="project folder")
-    export.add_argument("-o", "--output", required=True, help="COCO JSON file (must not exist)")
+    export.add_argument("-o", "--output", required=True, help="COCO .json file (must not exist; outside the project)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form")
     export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
     export.add_argument("--slides-geojson", metavar="DIR", help="also write each finished slide as QuPath GeoJSON here")
@@ -119,8 +120,27 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
     report.add_argument("dir", help="project folder")
     report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
-    report.add_argument("-o", "--output", help="JSON file for the report")
+    report.add_argument("-o", "--output", help="JSON file for the report (outside the project folder)")
+    report.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     report.set_defaults(func=_cmd_report)
+
+
+_OVERWRITE_HELP = "replace the output file when it exists (never a project file or an input)"
+
+
+def _check_output_json(args: argparse.Namespace) -> None:
+    """Refuse ``-o`` before any work: not a .json name, inside the project folder, or existing
+    without ``--overwrite`` (see docs/input-hardening.md, "Outputs")."""
+    from napari_instseg.core.paths import check_output_file
+
+    if args.output:
+        check_output_file(
+            args.output,
+            inputs=(args.dir, getattr(args, "gold", None)),
+            suffixes=(".json",),
+            overwrite=getattr(args, "overwrite", False),
+            what="-o",
+        )
 
 
 def _add_sources(parser: argparse.ArgumentParser) -> None:
@@ -257,6 +277,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project, ProjectError
     from napari_instseg.core.project._phases import assign_calibration, calibration_report
 
+    _check_output_json(args)
     with Project.open(args.dir) as project:
         if args.min_ap is not None:
             project.update_settings(calibration_min_ap=args.min_ap)
@@ -282,13 +303,13 @@ def _write_json(path: str, data: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import export_project, export_slides_geojson
 
-    if os.path.exists(args.output):  # checked before any file is written
-        from napari_instseg.core.project import ProjectError
-
-        raise ProjectError(f"{args.output} already exists; choose another name (nothing was overwritten).")
+    _check_output_json(args)  # before any file is written; an existing file is never replaced here
+    if args.slides_geojson:
+        check_output_dir(args.slides_geojson, containers=(args.dir,), what="--slides-geojson")
     with Project.open(args.dir) as project:
         if args.slides_geojson:
             written = export_slides_geojson(project, args.slides_geojson)
@@ -304,10 +325,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_QUEUE_FILES = ("review_queue.json", "review_queue.csv")
+_QA_TARGETS = ("report.json", "report.html", "summary.md")
+
+
 def _cmd_qa(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import project_qa
 
+    check_output_dir(
+        args.outdir, inputs=(args.gold,), containers=(args.dir,), targets=_QA_TARGETS, overwrite=True, what="-o"
+    )
     with Project.open(args.dir) as project:
         report = project_qa(project, args.gold, args.outdir, seed=args.seed)
     print(report.summary_path.read_text())
@@ -316,9 +345,11 @@ def _cmd_qa(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import review_sample
 
+    check_output_dir(args.outdir, containers=(args.dir,), targets=_QUEUE_FILES, what="-o")
     with Project.open(args.dir) as project:
         json_path, csv_path, n = review_sample(project, args.outdir, seed=args.seed, by=tuple(args.stratify_by))
     print(f"{n} instance(s) to review: wrote {json_path} and {csv_path}")
@@ -329,6 +360,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import format_throughput, throughput_report
 
+    _check_output_json(args)
     with Project.open(args.dir) as project:
         if args.rate is not None:
             project.update_settings(cost_per_hour=args.rate)

@@ -1,0 +1,109 @@
+"""Defects a tester found using the command line as a new user (issue: fixcli).
+
+Each test drives ``napari_instseg.cli.main`` as a user does and checks the exit status, the
+message (naming the file / field) and that no input or earlier output changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_instseg.cli import main
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (relative path -> digest)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _refused(argv: list[str], root: Path, capsys: pytest.CaptureFixture[str], *fragments: str) -> str:
+    """Run ``argv``: exit 2, every fragment in stderr, nothing under ``root`` changed."""
+    capsys.readouterr()
+    before = _snapshot(root)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert "Traceback" not in err
+    assert _snapshot(root) == before
+    return err
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project over three small grey images (no annotations)."""
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        tifffile.imwrite(tmp_path / f"img_{k}.tif", rng.integers(0, 255, (32, 32), dtype=np.uint8))
+    target = tmp_path / "P"
+    assert main(["project", "init", str(target), "--images", str(tmp_path / "img_*.tif")]) == 0
+    return target
+
+
+# 1. outputs never clobber a project, an input or an earlier output ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["project", "report", "{P}", "-o", "{P}/project.json"], "lies inside the input folder"),
+        (["project", "report", "{P}", "-o", "{P}/manifest.sqlite"], "must end with one of ['.json']"),
+        (["project", "report", "{P}", "-o", "{P}/other.json"], "lies inside the input folder"),
+        (["project", "calibrate", "{P}", "--report", "-o", "{P}/project.json"], "lies inside the input folder"),
+        (["project", "export", "{P}", "-o", "{T}/x.txt"], "must end with one of ['.json']"),
+        (["project", "export", "{P}", "-o", "{P}/all.json"], "lies inside the input folder"),
+        (["project", "sample", "{P}", "-o", "{P}"], "lies inside the input folder"),
+        (["project", "qa", "{P}", "--gold", "{T}/gold.json", "-o", "{P}"], "lies inside the input folder"),
+        (["project", "qa", "{P}", "--gold", "{T}/gold.json", "-o", "{P}/qa"], "lies inside the input folder"),
+        (["project", "export", "{P}", "-o", "{T}/o.json", "--slides-geojson", "{P}/g"], "lies inside the input"),
+    ],
+)
+def test_project_outputs_never_land_in_the_project(project, tmp_path, capsys, argv, fragment):
+    (tmp_path / "gold.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    argv = [a.replace("{P}", str(project)).replace("{T}", str(tmp_path)) for a in argv]
+    _refused(argv, tmp_path, capsys, fragment)
+    assert main(["project", "status", str(project)]) == 0  # the project still opens
+
+
+def test_an_existing_report_is_replaced_only_with_overwrite(project, tmp_path, capsys):
+    (tmp_path / "out.json").write_text("{}")
+    for command in (["report", str(project)], ["calibrate", str(project), "--report"]):
+        argv = ["project", *command, "-o", str(tmp_path / "out.json")]
+        _refused(argv, tmp_path, capsys, f"-o {tmp_path}/out.json already exists", "--overwrite")
+    argv = ["project", "report", str(project), "-o", str(tmp_path / "out.json")]
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "out.json").read_text()) != {}
+
+
+def test_export_never_replaces_an_existing_file_silently(tmp_path, capsys):
+    labels = np.zeros((16, 16), np.uint32)
+    labels[2:6, 2:6] = 1
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    (tmp_path / "out.json").write_text("precious")
+    argv = ["export", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "out.json")]
+    _refused(argv, tmp_path, capsys, "out.json already exists; choose another name or pass --overwrite")
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["annotations"]
+
+
+def test_export_never_overwrites_the_file_a_folder_was_imported_from(tmp_path, capsys, monkeypatch):
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [[[2, 2], [10, 2], [10, 10], [2, 10], [2, 2]]]},
+        "properties": {"objectType": "annotation", "classification": {"name": "nucleus"}},
+    }
+    (tmp_path / "q.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    monkeypatch.chdir(tmp_path)  # a relative path at import time, as users type it
+    assert main(["import", "q.geojson", "--shape", "32", "32", "-o", "imp"]) == 0
+    for extra in ([], ["--overwrite"]):
+        _refused(["export", "imp", "-o", "q.geojson", *extra], tmp_path, capsys, "is the input", "q.geojson")
