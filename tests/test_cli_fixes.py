@@ -107,3 +107,40 @@ def test_export_never_overwrites_the_file_a_folder_was_imported_from(tmp_path, c
     assert main(["import", "q.geojson", "--shape", "32", "32", "-o", "imp"]) == 0
     for extra in ([], ["--overwrite"]):
         _refused(["export", "imp", "-o", "q.geojson", *extra], tmp_path, capsys, "is the input", "q.geojson")
+
+
+# 2. ragged CSV rows are an error naming the file and line --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fields"),
+    [("y,x\n100,200,1\n", 2, 3), ("y,x\n1,2\n3\n", 3, 1), ("y,x,label\n1,2,1\n\n3,4,1,9\n", 4, 4)],
+)
+def test_a_ragged_prompt_csv_is_refused_naming_the_line(tmp_path, capsys, text, line, fields):
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((300, 300), np.uint8))
+    (tmp_path / "p.csv").write_text(text)
+    argv = ["prelabel", str(tmp_path / "img.tif"), "--points", str(tmp_path / "p.csv"), "-o", str(tmp_path / "o.json")]
+    _refused(argv, tmp_path, capsys, f"{tmp_path}/p.csv: cannot read the CSV file: line {line} has {fields} field(s)")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fields"),
+    [("id,category_id\n1,1,0\n2,1,0\n", 2, 3), ("id,category_id,occlusion\n1,1\n", 2, 2)],
+)
+def test_a_ragged_instance_table_is_refused_naming_the_line(tmp_path, capsys, recwarn, text, line, fields):
+    labels = np.zeros((16, 16), np.uint32)
+    labels[2:6, 2:6] = 1
+    labels[8:12, 8:12] = 2
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    (tmp_path / "t.csv").write_text(text)
+    argv = ["export", str(tmp_path / "labels.tif"), "--table", str(tmp_path / "t.csv"), "-o", str(tmp_path / "o.json")]
+    _refused(argv, tmp_path, capsys, f"{tmp_path}/t.csv: cannot read the CSV table: line {line} has {fields} field(s)")
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_well_formed_prompt_csv_with_quotes_and_blank_lines_still_reads(tmp_path):
+    from napari_instseg.core.prompts_io import read_points_csv
+
+    (tmp_path / "p.csv").write_text('y,x,object\n10,20,"a,b"\n\n30,40,"a,b"\n')
+    [prompt] = read_points_csv(tmp_path / "p.csv")
+    assert prompt.points_yx.tolist() == [[10, 20], [30, 40]]
