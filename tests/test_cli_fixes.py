@@ -144,3 +144,39 @@ def test_a_well_formed_prompt_csv_with_quotes_and_blank_lines_still_reads(tmp_pa
     (tmp_path / "p.csv").write_text('y,x,object\n10,20,"a,b"\n\n30,40,"a,b"\n')
     [prompt] = read_points_csv(tmp_path / "p.csv")
     assert prompt.points_yx.tolist() == [[10, 20], [30, 40]]
+
+
+# 3. GeoJSON export in one pass over the label image ---------------------------------------------
+
+
+def _many_instances(shape_yx: tuple[int, int], n: int, seed: int, id_step: int = 1) -> np.ndarray:
+    """Random overlapping discs and rings (holes, several parts after overlap) with ids step apart."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape_yx, np.uint32)
+    yy, xx = np.mgrid[: shape_yx[0], : shape_yx[1]]
+    for k in range(1, n + 1):
+        cy, cx, r = rng.integers(0, shape_yx[0]), rng.integers(0, shape_yx[1]), rng.integers(3, 14)
+        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        mask = d2 <= r * r
+        if k % 7 == 0:
+            mask &= d2 > (r // 2) ** 2  # a ring: a polygon with a hole
+        labels[mask] = k * id_step
+    return labels
+
+
+@pytest.mark.parametrize("id_step", [1, 1_000_003])  # dense ids, and sparse ids beyond the find_objects range
+def test_geojson_export_is_identical_to_the_per_instance_scan(id_step):
+    from napari_instseg.core.geojson import labels_to_geojson, new_feature
+    from napari_instseg.core.instances import table_for_ids
+    from napari_instseg.core.protocol import AnnotationProtocol
+
+    labels = _many_instances((400, 500), 400, seed=1, id_step=id_step)
+    protocol = AnnotationProtocol.default()
+    ids = np.unique(labels)[1:].astype(np.int64)
+    assert len(ids) > 300
+    rows = table_for_ids(ids, None, defaults={"category_id": protocol.categories[0].id})
+    old = [new_feature(labels, int(i), rows.loc[int(i)], protocol, (5, 7)) for i in ids.tolist()]  # whole-image scan
+    new = labels_to_geojson(labels, None, protocol, origin_yx=(5, 7))["features"]
+    assert json.dumps(new) == json.dumps([f for f in old if f is not None])
+    assert any(f["geometry"]["type"] == "MultiPolygon" for f in new)
+    assert any(len(f["geometry"]["coordinates"]) > 1 for f in new if f["geometry"]["type"] == "Polygon")
