@@ -180,3 +180,36 @@ def test_geojson_export_is_identical_to_the_per_instance_scan(id_step):
     assert json.dumps(new) == json.dumps([f for f in old if f is not None])
     assert any(f["geometry"]["type"] == "MultiPolygon" for f in new)
     assert any(len(f["geometry"]["coordinates"]) > 1 for f in new if f["geometry"]["type"] == "Polygon")
+
+
+# 4. finished work is never taken from its annotator; calibration images are unstarted ------------
+
+
+def _submit(project_dir: Path, image_id: int, annotator: str, *, review: bool = False) -> None:
+    from napari_instseg.core.project import Project
+
+    with Project.open(project_dir) as project:
+        item = project.manifest.claim((image_id, ""), annotator)
+        project.open_store(item).close()
+        item = project.submit(item, annotator, n_instances=0)
+        if review:
+            project.review(item)
+
+
+def test_assign_refuses_submitted_and_reviewed_images(project, tmp_path, capsys):
+    _submit(project, 1, "alice")
+    _submit(project, 2, "alice", review=True)
+    argv = ["project", "assign", str(project), "bob", "--ids", "3", "1", "2"]
+    _refused(argv, tmp_path, capsys, "image(s) 1 (submitted), 2 (reviewed) cannot be (re)assigned")
+    assert main(["project", "assign", str(project), "bob", "--ids", "3"]) == 0
+
+
+def test_calibrate_refuses_prelabelled_images(project, tmp_path, capsys):
+    from napari_instseg.core.project import Project
+
+    with Project.open(project) as p:
+        p.manifest.set_item((2, ""), status="pre-labelled")
+    argv = ["project", "calibrate", str(project), "--annotators", "a", "b", "--ids", "1", "2"]
+    _refused(argv, tmp_path, capsys, "image(s) 2 (pre-labelled) are already started")
+    assert main(["project", "calibrate", str(project), "--annotators", "a", "b", "--ids", "1"]) == 0
+    _refused(["project", "assign", str(project), "bob", "--ids", "1"], tmp_path, capsys, "1 (calibration)")
