@@ -213,3 +213,32 @@ def test_calibrate_refuses_prelabelled_images(project, tmp_path, capsys):
     _refused(argv, tmp_path, capsys, "image(s) 2 (pre-labelled) are already started")
     assert main(["project", "calibrate", str(project), "--annotators", "a", "b", "--ids", "1"]) == 0
     _refused(["project", "assign", str(project), "bob", "--ids", "1"], tmp_path, capsys, "1 (calibration)")
+
+
+# 6. help, docs and messages match the code ------------------------------------------------------
+
+
+def test_prelabel_with_every_prompt_outside_the_image_is_refused(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "img.tif", np.zeros((50, 60), np.uint8))
+    (tmp_path / "p.csv").write_text("y,x\n100,10\n10,70\n")
+    argv = ["prelabel", str(tmp_path / "img.tif"), "--points", str(tmp_path / "p.csv"), "-o", str(tmp_path / "o.json")]
+    _refused(argv, tmp_path, capsys, f"{tmp_path}/p.csv: all 2 prompt(s) lie outside the image (shape (y, x) (50, 60))")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_project_init_help_names_the_default_category(capsys):
+    from napari_instseg.core.protocol import AnnotationProtocol
+
+    with pytest.raises(SystemExit):
+        main(["project", "init", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"one category '{AnnotationProtocol.default().categories[0].name}'" in help_text
+
+
+def test_project_status_counts_work_items_under_their_own_heading(project, capsys):
+    assert main(["project", "calibrate", str(project), "--annotators", "a", "b", "--ids", "1"]) == 0
+    capsys.readouterr()
+    assert main(["project", "status", str(project)]) == 0
+    out = capsys.readouterr().out
+    assert "3 image(s), 4 work item(s)" in out  # 2 production images + image 1 for a and for b
+    assert "work items by" in out and "status:   todo 4" in out

@@ -302,6 +302,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             f"{args.image}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}."
         )
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
+    _require_a_prompt_inside(prompts, image.shape[:2], args.points or args.boxes)
     backend = args.backend or default_backend()
     config = PrompterConfig.from_settings(backend, args.model, args.checkpoint, args.device)
     prompter = build_prompter(config, load_model=False)
@@ -316,6 +317,25 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     print(summary)
     print(f"wrote {args.output}: {exported.summary}")
     return 0
+
+
+def _require_a_prompt_inside(prompts: list[Any], shape_yx: tuple[int, ...], path: str) -> None:
+    """Refuse a prompts file none of whose prompts lies on the image (an empty COCO otherwise)."""
+    from napari_instseg.core.prompting.base import PromptError
+    from napari_instseg.core.prompts_io import PromptFileError
+
+    first_error = None
+    for prompt in prompts:
+        try:
+            prompt.check_inside((int(shape_yx[0]), int(shape_yx[1])))
+        except PromptError as exc:
+            first_error = first_error or str(exc)
+            continue
+        return
+    raise PromptFileError(
+        f"{path}: all {len(prompts)} prompt(s) lie outside the image (shape (y, x) {tuple(shape_yx)}); "
+        f"nothing to pre-label. First: {first_error} Coordinates are pixels of the image, points as y,x."
+    )
 
 
 _QA_OUTPUTS = ("report.json", "report.html", "summary.md")

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init = sub.add_parser("init", help="make a project folder referencing images (never copied)")
     init.add_argument("dir", help="new project folder (must not exist, or be empty)")
     _add_sources(init)
-    init.add_argument("--protocol", help="protocol JSON / YAML (default: one category 'object')")
+    init.add_argument("--protocol", help="protocol JSON / YAML (default: one category 'nucleus')")
     init.set_defaults(func=_cmd_init)
 
     add = sub.add_parser("add", help="reference more images (already listed ones are skipped)")
@@ -204,10 +204,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
-    print(f"{args.dir}: {counts['images']['total']} image(s)")
-    print("status:   " + ", ".join(f"{s} {counts['status'].get(s, 0)}" for s in STATUSES))
-    print("phase:    " + ", ".join(f"{k} {v}" for k, v in sorted(counts["phase"].items())))
-    print("assignee: " + ", ".join(f"{k or '(unassigned)'} {v}" for k, v in sorted(counts["assignee"].items())))
+    n_items = sum(counts["status"].values())
+    print(
+        f"{args.dir}: {counts['images']['total']} image(s), {n_items} work item(s) "
+        "(one per production image, one per annotator of each calibration image)"
+    )
+    print("work items by")
+    print("  status:   " + ", ".join(f"{s} {counts['status'].get(s, 0)}" for s in STATUSES))
+    print("  phase:    " + ", ".join(f"{k} {v}" for k, v in sorted(counts["phase"].items())))
+    print("  assignee: " + ", ".join(f"{k or '(unassigned)'} {v}" for k, v in sorted(counts["assignee"].items())))
     return 0
 
 
