@@ -148,6 +148,7 @@ def run_track_qa(args: argparse.Namespace) -> int:
 
     from napari_instseg.core._io import atomic_write_text
     from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.qa.report import format_score
     from napari_instseg.core.qa.tracks import evaluate_tracks
 
     if args.output and Path(args.output).resolve() in (Path(args.gt).resolve(), Path(args.dt).resolve()):
@@ -157,12 +158,13 @@ def run_track_qa(args: argparse.Namespace) -> int:
     qa = evaluate_tracks(args.gt, args.dt, video_id=args.video_id, iou_threshold=args.iou)
     ids = qa.identity
     print(
-        f"{qa.n_frames} frames: IDF1 {ids['idf1']:.3f}, MOTA {ids['mota']:.3f}, ID switches "
+        f"{qa.n_frames} frames: IDF1 {format_score(float(ids['idf1']))}, MOTA {format_score(float(ids['mota']))}, "
+        "ID switches "
         f"{int(ids['num_switches'])}, misses {int(ids['num_misses'])}, false positives "
         f"{int(ids['num_false_positives'])} (IoU >= {args.iou})"
     )
     for name, scores in qa.mask_ap.items():
-        print(f"per-frame Mask AP {name}: {scores.AP:.3f} ({scores.n_gt} reference masks)")
+        print(f"per-frame Mask AP {name}: {format_score(float(scores.AP))} ({scores.n_gt} reference masks)")
     if args.output:
         atomic_write_text(args.output, json.dumps(qa.to_dict(), indent=2))
         print(f"wrote {args.output}")

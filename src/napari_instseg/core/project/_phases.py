@@ -130,4 +130,6 @@ def calibration_report(project: Project) -> dict[str, Any]:
 
 
 def _fmt(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.3f}"
+    from napari_instseg.core.qa.report import format_score
+
+    return format_score(None if value is None else float(value))
