@@ -242,3 +242,100 @@ def test_project_status_counts_work_items_under_their_own_heading(project, capsy
     out = capsys.readouterr().out
     assert "3 image(s), 4 work item(s)" in out  # 2 production images + image 1 for a and for b
     assert "work items by" in out and "status:   todo 4" in out
+
+
+# 5. messages say what happened -----------------------------------------------------------------
+
+
+def test_per_tile_export_counts_only_rows_with_no_pixels_anywhere(tmp_path, capsys):
+    from napari_instseg.core.instances import make_rows
+    from napari_instseg.core.protocol import AnnotationProtocol
+    from napari_instseg.core.store import AnnotationStore
+
+    labels = np.zeros((64, 64), np.uint32)
+    for k in range(1, 9):  # instances spread over the four 32-px tiles
+        y, x = divmod(k - 1, 4)
+        labels[y * 30 + 2 : y * 30 + 8, x * 15 + 2 : x * 15 + 8] = k
+    table = make_rows(list(range(1, 10)), category_id=[1] * 9)  # row 9 has no pixels
+    AnnotationStore.create(tmp_path / "s.zarr", labels, AnnotationProtocol.default(), table=table).close()
+    assert main(["export", str(tmp_path / "s.zarr"), "-o", str(tmp_path / "o.json"), "--per-tile", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "1 table row(s) without pixels were skipped" in out
+
+
+def test_polygon_export_of_an_import_folder_names_only_real_rle(tmp_path, capsys):
+    from pycocotools import mask as mask_utils
+
+    crowd = np.zeros((40, 40), np.uint8, order="F")
+    crowd[33:38, 33:38] = 1
+    rle = mask_utils.encode(crowd)
+    rle["counts"] = rle["counts"].decode()
+    annotations = [  # a big square under a small one: its visible mask has a hole, kept as it came in
+        {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[2, 2, 30, 2, 30, 30, 2, 30]]},
+        {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[10, 10, 16, 10, 16, 16, 10, 16]]},
+        {"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 1, "segmentation": rle},
+    ]
+    for a in annotations:
+        a["bbox"], a["area"] = [0, 0, 1, 1], 1
+    coco = {
+        "images": [{"id": 1, "file_name": "a.tif", "height": 40, "width": 40}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "n"}],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    assert main(["import", str(tmp_path / "c.json"), "-o", str(tmp_path / "imp")]) == 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "imp"), "-o", str(tmp_path / "o.json"), "--format", "polygon"]) == 0
+    out = capsys.readouterr().out
+    assert "with holes written as RLE" not in out
+    assert "RLE annotation id(s), not polygons: 1 crowd (3)" in out
+
+
+def test_a_truncated_svs_prints_our_error_only(tmp_path, capsys):
+    image = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "s.svs") as writer:
+        writer.write(image, tile=(256, 256), subifds=0, compression="zlib")
+        writer.write(image[::2, ::2], tile=(256, 256), compression="zlib", subfiletype=1)
+    data = (tmp_path / "s.svs").read_bytes()
+    (tmp_path / "s.svs").write_bytes(data[: len(data) // 2])
+    argv = ["prelabel-slide", str(tmp_path / "s.svs"), "--store", str(tmp_path / "st.zarr"), "--detect"]
+    err = _refused(argv, tmp_path, capsys, f"{tmp_path}/s.svs: cannot open the slide: the file is truncated")
+    assert err.count("\n") == 1 and err.startswith("napari-instseg prelabel-slide: error:")
+
+
+def test_store_check_of_a_missing_path_says_so(tmp_path, capsys):
+    _refused(["store", "check", str(tmp_path / "nope.zarr")], tmp_path, capsys, "nope.zarr does not exist")
+
+
+def test_qa_names_a_geojson_file_and_how_to_convert_it(tmp_path, capsys):
+    (tmp_path / "gt.json").write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "n"}]})
+    )
+    (tmp_path / "x.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
+    argv = ["qa", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "x.geojson"), "-o", str(tmp_path / "qa")]
+    _refused(argv, tmp_path, capsys, "--dt", "x.geojson is QuPath GeoJSON, not COCO", "napari-instseg import")
+
+
+def test_an_image_with_a_bad_size_is_the_only_problem_reported(tmp_path, capsys):
+    images = [{"id": 764, "file_name": "a.tif", "height": -5, "width": 20}]
+    annotations = [
+        {"id": i, "image_id": 764, "category_id": 1, "iscrowd": 0, "segmentation": [[0, 0, 2, 0, 2, 2]]}
+        for i in range(1, 16)
+    ]
+    coco = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "n"}]}
+    (tmp_path / "c.json").write_text(json.dumps(coco))
+    err = _refused(["import", str(tmp_path / "c.json"), "-o", str(tmp_path / "imp")], tmp_path, capsys, "-5 x 20")
+    assert "(1 problem(s))" in err and "not a known image id" not in err
+
+
+def test_track_qa_prints_n_a_for_empty_tiers_as_qa_does(tmp_path, capsys):
+    from napari_instseg.core.coco.video import export_coco_video
+    from napari_instseg.core.video.tracks import TrackStack
+
+    labels = np.zeros((3, 20, 30), np.uint32)
+    labels[:, 2:8, 2:8] = 1
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(export_coco_video(TrackStack(labels), name="v").coco))
+    assert main(["track-qa", str(path), str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "per-frame Mask AP heavy: n/a" in out

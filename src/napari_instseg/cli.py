@@ -357,6 +357,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import load_coco_json
     from napari_instseg.core.coco._validate import read_json_file
     from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.geojson import is_geojson_document
     from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.qa.report import run_qa
     from napari_instseg.core.qa.sampling import read_queue
@@ -373,6 +374,9 @@ def _cmd_qa(args: argparse.Namespace) -> int:
         raise InstsegError(f"--images {args.images} is not a folder.")
     gt = load_coco_json(args.gt)
     dt = read_json_file(args.dt, what="candidates: a COCO results list or a COCO instances file")
+    for flag, path, document in (("--gt", args.gt, gt), ("--dt", args.dt, dt)):
+        if is_geojson_document(document):
+            raise InstsegError(_geojson_not_coco(flag, path))
     outcomes = read_queue(args.outcomes) if args.outcomes else None
     bar = progress_bar("QA", "step")
     report = run_qa(
@@ -389,6 +393,16 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}, {report.summary_path}, {report.queue_paths[0]}")
     return 0
+
+
+def _geojson_not_coco(flag: str, path: str) -> str:
+    """The message for a QuPath GeoJSON file given where qa wants COCO, with how to convert it."""
+    stem = Path(path).name.split(".")[0]
+    return (
+        f"{flag} {path} is QuPath GeoJSON, not COCO; qa compares COCO files. Convert it first: "
+        f"napari-instseg import {path} --image IMAGE -o DIR, then napari-instseg export "
+        f"DIR/{stem}_labels.tif --table DIR/{stem}_instances.csv --protocol DIR/protocol.json -o {stem}.json"
+    )
 
 
 def _cmd_agreement(args: argparse.Namespace) -> int:
@@ -530,8 +544,26 @@ def _export_import_folder(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol) if args.protocol else None
     exported = export_import_folder(args.labels, protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
-    print(f"wrote {args.output}: {exported.summary}")
+    print(f"wrote {args.output}: {exported.summary}{_rle_note(exported.coco, args.format)}")
     return 0
+
+
+def _rle_note(coco: dict[str, Any], segmentation: str) -> str:
+    """In polygon mode, which annotations are RLE all the same (crowds; masks with holes)."""
+    if segmentation != "polygon":
+        return ""
+    rle = [a for a in coco["annotations"] if isinstance(a["segmentation"], dict)]
+    crowd = [a["id"] for a in rle if a.get("iscrowd")]
+    other = [a["id"] for a in rle if not a.get("iscrowd")]
+    if not rle:
+        return ""
+
+    def ids(values: list[Any]) -> str:
+        return ", ".join(map(str, values[:10])) + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+
+    parts = [f"{len(crowd)} crowd ({ids(crowd)})"] if crowd else []
+    parts += [f"{len(other)} other ({ids(other)}: holes, or RLE as they came in)"] if other else []
+    return "\nRLE annotation id(s), not polygons: " + "; ".join(parts)
 
 
 def _export_geojson_folder(args: argparse.Namespace) -> int:
@@ -585,6 +617,10 @@ def _export_store(args: argparse.Namespace) -> int:
 
 
 def _export_tiles(store: Any, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.coords import tile_origin_record
     from napari_instseg.core.slide import tile_grid
@@ -592,22 +628,28 @@ def _export_tiles(store: Any, args: argparse.Namespace) -> int:
     shape = tuple(store._labels.shape)
     slide_name = store.image.get("slide") or store.image.get("file_name") or Path(args.labels).stem
     items = []
+    table = store.table
+    seen: set[int] = set()
     for window in tile_grid(shape, args.per_tile):
         labels = store.read_labels(window.tile_yx)
         if not labels.any():
             continue
         y0, x0 = window.tile_yx[:2]
+        present = {int(i) for i in np.unique(labels)} - {0}
+        seen |= present
         items.append(
             AnnotatedImage(
                 labels,
-                store.table,
+                table[table.index.isin(present)],  # rows of other tiles are not "without pixels"
                 f"{Path(str(slide_name)).stem}_y{y0}_x{x0}.tif",
                 metadata={"slide": str(slide_name), "level": 0, **tile_origin_record((y0, x0))},
             )
         )
     exported = export_coco(items, store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
-    print(f"wrote {args.output}: {exported.summary} (tiles of {args.per_tile} px; tile_origin is [y, x] at level 0)")
+    no_pixels = int((~table.index.isin(list(seen))).sum())  # rows with no pixel in any tile
+    summary = dataclasses.replace(exported.summary, n_rows_without_pixels=no_pixels)
+    print(f"wrote {args.output}: {summary} (tiles of {args.per_tile} px; tile_origin is [y, x] at level 0)")
     return 0
 
 
