@@ -339,3 +339,17 @@ def test_track_qa_prints_n_a_for_empty_tiers_as_qa_does(tmp_path, capsys):
     assert main(["track-qa", str(path), str(path)]) == 0
     out = capsys.readouterr().out
     assert "nan" not in out and "per-frame Mask AP heavy: n/a" in out
+
+
+def test_track_qa_output_follows_the_one_output_rule(tmp_path, capsys):
+    from napari_instseg.core.coco.video import export_coco_video
+    from napari_instseg.core.video.tracks import TrackStack
+
+    labels = np.zeros((2, 20, 30), np.uint32)
+    labels[:, 2:8, 2:8] = 1
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(export_coco_video(TrackStack(labels), name="v").coco))
+    (tmp_path / "old.json").write_text("{}")
+    _refused(["track-qa", str(path), str(path), "-o", str(path)], tmp_path, capsys, "is the input")
+    _refused(["track-qa", str(path), str(path), "-o", str(tmp_path / "old.json")], tmp_path, capsys, "--overwrite")
+    assert main(["track-qa", str(path), str(path), "-o", str(tmp_path / "old.json"), "--overwrite"]) == 0
