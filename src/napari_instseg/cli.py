@@ -43,6 +43,9 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+_OVERWRITE_HELP = "replace the output file when it exists (never an input)"
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-instseg",
@@ -65,6 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "-o", "--output", required=True, help="COCO .json file, or .geojson for QuPath GeoJSON (never an input)"
     )
+    export.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     export.add_argument("--table", help="instance table CSV with an 'id' column")
     export.add_argument(
         "--protocol", help="protocol JSON / YAML (taxonomy, occlusion rule); default: an import folder's protocol.json"
@@ -98,6 +102,7 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--protocol", help="protocol JSON / YAML")
     pre.add_argument("--category", help="category name or id of every instance (default: the first)")
     pre.add_argument("-o", "--output", required=True, help="COCO .json file to write (never an input)")
+    pre.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     pre.set_defaults(func=_cmd_prelabel)
     from napari_instseg.commands.auto import add_auto_arguments
 
@@ -168,6 +173,7 @@ def _build_parser() -> argparse.ArgumentParser:
     agree.add_argument("a", help="COCO JSON of annotator A")
     agree.add_argument("b", help="COCO JSON of annotator B")
     agree.add_argument("-o", "--output", required=True, help=".json file to write (never an input)")
+    agree.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     agree.set_defaults(func=_cmd_agreement)
 
     imp = sub.add_parser(
@@ -295,6 +301,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
         args.output,
         inputs=(args.image, args.points, args.boxes, args.protocol, args.checkpoint),
         suffixes=(".json",),
+        overwrite=args.overwrite,
         what="-o",
     )
     if args.auto:
@@ -313,6 +320,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             f"{args.image}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}."
         )
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
+    _require_a_prompt_inside(prompts, image.shape[:2], args.points or args.boxes)
     backend = args.backend or default_backend()
     config = PrompterConfig.from_settings(backend, args.model, args.checkpoint, args.device)
     prompter = build_prompter(config, load_model=False)
@@ -327,6 +335,25 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     print(summary)
     print(f"wrote {args.output}: {exported.summary}")
     return 0
+
+
+def _require_a_prompt_inside(prompts: list[Any], shape_yx: tuple[int, ...], path: str) -> None:
+    """Refuse a prompts file none of whose prompts lies on the image (an empty COCO otherwise)."""
+    from napari_instseg.core.prompting.base import PromptError
+    from napari_instseg.core.prompts_io import PromptFileError
+
+    first_error = None
+    for prompt in prompts:
+        try:
+            prompt.check_inside((int(shape_yx[0]), int(shape_yx[1])))
+        except PromptError as exc:
+            first_error = first_error or str(exc)
+            continue
+        return
+    raise PromptFileError(
+        f"{path}: all {len(prompts)} prompt(s) lie outside the image (shape (y, x) {tuple(shape_yx)}); "
+        f"nothing to pre-label. First: {first_error} Coordinates are pixels of the image, points as y,x."
+    )
 
 
 _QA_OUTPUTS = ("report.json", "report.html", "summary.md")
@@ -348,6 +375,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import load_coco_json
     from napari_instseg.core.coco._validate import read_json_file
     from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.geojson import is_geojson_document
     from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.qa.report import run_qa
     from napari_instseg.core.qa.sampling import read_queue
@@ -364,6 +392,9 @@ def _cmd_qa(args: argparse.Namespace) -> int:
         raise InstsegError(f"--images {args.images} is not a folder.")
     gt = load_coco_json(args.gt)
     dt = read_json_file(args.dt, what="candidates: a COCO results list or a COCO instances file")
+    for flag, path, document in (("--gt", args.gt, gt), ("--dt", args.dt, dt)):
+        if is_geojson_document(document):
+            raise InstsegError(_geojson_not_coco(flag, path))
     outcomes = read_queue(args.outcomes) if args.outcomes else None
     bar = progress_bar("QA", "step")
     report = run_qa(
@@ -382,6 +413,16 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     return 0
 
 
+def _geojson_not_coco(flag: str, path: str) -> str:
+    """The message for a QuPath GeoJSON file given where qa wants COCO, with how to convert it."""
+    stem = Path(path).name.split(".")[0]
+    return (
+        f"{flag} {path} is QuPath GeoJSON, not COCO; qa compares COCO files. Convert it first: "
+        f"napari-instseg import {path} --image IMAGE -o DIR, then napari-instseg export "
+        f"DIR/{stem}_labels.tif --table DIR/{stem}_instances.csv --protocol DIR/protocol.json -o {stem}.json"
+    )
+
+
 def _cmd_agreement(args: argparse.Namespace) -> int:
     import json
 
@@ -391,7 +432,7 @@ def _cmd_agreement(args: argparse.Namespace) -> int:
     from napari_instseg.core.qa.agreement import calibration
     from napari_instseg.core.qa.report import json_clean
 
-    check_output_file(args.output, inputs=(args.a, args.b), suffixes=(".json",), what="-o")
+    check_output_file(args.output, inputs=(args.a, args.b), suffixes=(".json",), overwrite=args.overwrite, what="-o")
     result = json_clean(calibration(load_coco_json(args.a), load_coco_json(args.b)))
     atomic_write_text(args.output, json.dumps(result, indent=2))
     print(
@@ -423,6 +464,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         args.output,
         inputs=(args.labels, args.table, args.protocol, args.image),
         suffixes=(".json", ".geojson"),
+        overwrite=args.overwrite,
         what="-o",
     )
     if Path(args.labels).is_dir():  # a store or an import folder (the store module is heavy)
@@ -478,7 +520,7 @@ def _import_geojson(args: argparse.Namespace) -> int:
     )
     protocol = load_protocol(args.protocol) if args.protocol else None
     imported = import_geojson(load_geojson(args.coco), shape_yx, protocol, source=args.coco)
-    write_geojson_folder(imported, args.outdir, stem, source=args.coco)
+    write_geojson_folder(imported, args.outdir, stem, source=str(Path(args.coco).absolute()))
     report = overlap_report(imported)
     print(
         f"wrote {len(imported.table)} instance(s) and {len(imported.passthrough)} other feature(s) (points, lines; "
@@ -520,8 +562,26 @@ def _export_import_folder(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol) if args.protocol else None
     exported = export_import_folder(args.labels, protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
-    print(f"wrote {args.output}: {exported.summary}")
+    print(f"wrote {args.output}: {exported.summary}{_rle_note(exported.coco, args.format)}")
     return 0
+
+
+def _rle_note(coco: dict[str, Any], segmentation: str) -> str:
+    """In polygon mode, which annotations are RLE all the same (crowds; masks with holes)."""
+    if segmentation != "polygon":
+        return ""
+    rle = [a for a in coco["annotations"] if isinstance(a["segmentation"], dict)]
+    crowd = [a["id"] for a in rle if a.get("iscrowd")]
+    other = [a["id"] for a in rle if not a.get("iscrowd")]
+    if not rle:
+        return ""
+
+    def ids(values: list[Any]) -> str:
+        return ", ".join(map(str, values[:10])) + (f" and {len(values) - 10} more" if len(values) > 10 else "")
+
+    parts = [f"{len(crowd)} crowd ({ids(crowd)})"] if crowd else []
+    parts += [f"{len(other)} other ({ids(other)}: holes, or RLE as they came in)"] if other else []
+    return "\nRLE annotation id(s), not polygons: " + "; ".join(parts)
 
 
 def _export_geojson_folder(args: argparse.Namespace) -> int:
@@ -575,6 +635,10 @@ def _export_store(args: argparse.Namespace) -> int:
 
 
 def _export_tiles(store: Any, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
     from napari_instseg.core.coords import tile_origin_record
     from napari_instseg.core.slide import tile_grid
@@ -582,22 +646,28 @@ def _export_tiles(store: Any, args: argparse.Namespace) -> int:
     shape = tuple(store._labels.shape)
     slide_name = store.image.get("slide") or store.image.get("file_name") or Path(args.labels).stem
     items = []
+    table = store.table
+    seen: set[int] = set()
     for window in tile_grid(shape, args.per_tile):
         labels = store.read_labels(window.tile_yx)
         if not labels.any():
             continue
         y0, x0 = window.tile_yx[:2]
+        present = {int(i) for i in np.unique(labels)} - {0}
+        seen |= present
         items.append(
             AnnotatedImage(
                 labels,
-                store.table,
+                table[table.index.isin(present)],  # rows of other tiles are not "without pixels"
                 f"{Path(str(slide_name)).stem}_y{y0}_x{x0}.tif",
                 metadata={"slide": str(slide_name), "level": 0, **tile_origin_record((y0, x0))},
             )
         )
     exported = export_coco(items, store.protocol, segmentation=args.format)
     save_coco(exported.coco, args.output)
-    print(f"wrote {args.output}: {exported.summary} (tiles of {args.per_tile} px; tile_origin is [y, x] at level 0)")
+    no_pixels = int((~table.index.isin(list(seen))).sum())  # rows with no pixel in any tile
+    summary = dataclasses.replace(exported.summary, n_rows_without_pixels=no_pixels)
+    print(f"wrote {args.output}: {summary} (tiles of {args.per_tile} px; tile_origin is [y, x] at level 0)")
     return 0
 
 
@@ -670,7 +740,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         what="-o",
     )
-    write_import_folder(imported, args.outdir, source=args.coco)
+    write_import_folder(imported, args.outdir, source=str(Path(args.coco).absolute()))
     n_instances = sum(len(im.table) for im in imported.images)
     n_losing = sum(int((im.overlap_report()["lost_px"] > 0).sum()) for im in imported.images)
     print(

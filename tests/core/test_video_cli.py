@@ -86,4 +86,4 @@ def test_bad_arguments(inputs, tmp_path, sam2_checkpoint, capsys):
         _run(inputs, tmp_path / "o.json", "--frames", "a:b", checkpoint=sam2_checkpoint)
     assert exit_info.value.code == 2 and "expected FIRST:LAST" in capsys.readouterr().err
     assert _run(inputs, inputs[1], checkpoint=sam2_checkpoint) == 2
-    assert "is one of the inputs" in capsys.readouterr().err
+    assert "must end with one of ['.json']" in capsys.readouterr().err

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init = sub.add_parser("init", help="make a project folder referencing images (never copied)")
     init.add_argument("dir", help="new project folder (must not exist, or be empty)")
     _add_sources(init)
-    init.add_argument("--protocol", help="protocol JSON / YAML (default: one category 'object')")
+    init.add_argument("--protocol", help="protocol JSON / YAML (default: one category 'nucleus')")
     init.set_defaults(func=_cmd_init)
 
     add = sub.add_parser("add", help="reference more images (already listed ones are skipped)")
@@ -91,12 +91,13 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     which.add_argument("--count", type=int, help="the first COUNT unstarted production images")
     cal.add_argument("--report", action="store_true", help="Mask AP per class and kappa between every pair")
     cal.add_argument("--min-ap", type=float, help="flag classes below this AP (saved in the project settings)")
-    cal.add_argument("-o", "--output", help="JSON file for the report")
+    cal.add_argument("-o", "--output", help="JSON file for the report (outside the project folder)")
+    cal.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     cal.set_defaults(func=_cmd_calibrate)
 
     export = sub.add_parser("export", help="all submitted / reviewed images into one COCO file")
     export.add_argument("dir", help="project folder")
-    export.add_argument("-o", "--output", required=True, help="COCO JSON file (must not exist)")
+    export.add_argument("-o", "--output", required=True, help="COCO .json file (must not exist; outside the project)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form")
     export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
     export.add_argument("--slides-geojson", metavar="DIR", help="also write each finished slide as QuPath GeoJSON here")
@@ -125,8 +126,27 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
     report.add_argument("dir", help="project folder")
     report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
-    report.add_argument("-o", "--output", help="JSON file for the report")
+    report.add_argument("-o", "--output", help="JSON file for the report (outside the project folder)")
+    report.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     report.set_defaults(func=_cmd_report)
+
+
+_OVERWRITE_HELP = "replace the output file when it exists (never a project file or an input)"
+
+
+def _check_output_json(args: argparse.Namespace) -> None:
+    """Refuse ``-o`` before any work: not a .json name, inside the project folder, or existing
+    without ``--overwrite`` (see docs/input-hardening.md, "Outputs")."""
+    from napari_instseg.core.paths import check_output_file
+
+    if args.output:
+        check_output_file(
+            args.output,
+            inputs=(args.dir, getattr(args, "gold", None)),
+            suffixes=(".json",),
+            overwrite=getattr(args, "overwrite", False),
+            what="-o",
+        )
 
 
 def _add_sources(parser: argparse.ArgumentParser) -> None:
@@ -190,10 +210,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
-    print(f"{args.dir}: {counts['images']['total']} image(s)")
-    print("status:   " + ", ".join(f"{s} {counts['status'].get(s, 0)}" for s in STATUSES))
-    print("phase:    " + ", ".join(f"{k} {v}" for k, v in sorted(counts["phase"].items())))
-    print("assignee: " + ", ".join(f"{k or '(unassigned)'} {v}" for k, v in sorted(counts["assignee"].items())))
+    n_items = sum(counts["status"].values())
+    print(
+        f"{args.dir}: {counts['images']['total']} image(s), {n_items} work item(s) "
+        "(one per production image, one per annotator of each calibration image)"
+    )
+    print("work items by")
+    print("  status:   " + ", ".join(f"{s} {counts['status'].get(s, 0)}" for s in STATUSES))
+    print("  phase:    " + ", ".join(f"{k} {v}" for k, v in sorted(counts["phase"].items())))
+    print("  assignee: " + ", ".join(f"{k or '(unassigned)'} {v}" for k, v in sorted(counts["assignee"].items())))
     return 0
 
 
@@ -274,6 +299,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project, ProjectError
     from napari_instseg.core.project._phases import assign_calibration, calibration_report
 
+    _check_output_json(args)
     with Project.open(args.dir) as project:
         if args.min_ap is not None:
             project.update_settings(calibration_min_ap=args.min_ap)
@@ -299,13 +325,13 @@ def _write_json(path: str, data: Any) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import export_project, export_slides_geojson
 
-    if os.path.exists(args.output):  # checked before any file is written
-        from napari_instseg.core.project import ProjectError
-
-        raise ProjectError(f"{args.output} already exists; choose another name (nothing was overwritten).")
+    _check_output_json(args)  # before any file is written; an existing file is never replaced here
+    if args.slides_geojson:
+        check_output_dir(args.slides_geojson, containers=(args.dir,), what="--slides-geojson")
     with Project.open(args.dir) as project:
         if args.slides_geojson:
             written = export_slides_geojson(project, args.slides_geojson)
@@ -321,10 +347,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+_QUEUE_FILES = ("review_queue.json", "review_queue.csv")
+_QA_TARGETS = ("report.json", "report.html", "summary.md")
+
+
 def _cmd_qa(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import project_qa
 
+    check_output_dir(
+        args.outdir, inputs=(args.gold,), containers=(args.dir,), targets=_QA_TARGETS, overwrite=True, what="-o"
+    )
     with Project.open(args.dir) as project:
         report = project_qa(project, args.gold, args.outdir, seed=args.seed)
     print(report.summary_path.read_text())
@@ -333,9 +367,11 @@ def _cmd_qa(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import review_sample
 
+    check_output_dir(args.outdir, containers=(args.dir,), targets=_QUEUE_FILES, what="-o")
     with Project.open(args.dir) as project:
         json_path, csv_path, n = review_sample(project, args.outdir, seed=args.seed, by=tuple(args.stratify_by))
     print(f"{n} instance(s) to review: wrote {json_path} and {csv_path}")
@@ -346,6 +382,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import format_throughput, throughput_report
 
+    _check_output_json(args)
     with Project.open(args.dir) as project:
         if args.rate is not None:
             project.update_settings(cost_per_hour=args.rate)

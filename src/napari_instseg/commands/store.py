@@ -4,6 +4,7 @@ the store doctor on the command line (exit 2 when problems remain)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -27,9 +28,17 @@ def register(subparsers: Any) -> None:
     repair.set_defaults(func=_cmd_repair)
 
 
+def _require_exists(path: str) -> None:
+    from napari_instseg.core.errors import InstsegError
+
+    if not os.path.exists(path):
+        raise InstsegError(f"{path} does not exist; give the path of an annotation store (STORE.zarr).")
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from napari_instseg.core.store import check_store
 
+    _require_exists(args.store)
     report = check_store(args.store)
     if report.ok:
         print(f"{args.store}: no problems found")
@@ -44,6 +53,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_repair(args: argparse.Namespace) -> int:
     from napari_instseg.core.store import check_store, repair_store
 
+    _require_exists(args.store)
     report = repair_store(args.store, unlock=args.unlock)
     for line in report.repaired:
         print(f"repaired: {line}")

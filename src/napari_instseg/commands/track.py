@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     track.add_argument("--protocol", help="protocol JSON / YAML")
     track.add_argument("--category", help="category name or id of every track (default: the first)")
-    track.add_argument("-o", "--output", required=True, help="COCO video JSON file to write")
+    track.add_argument("-o", "--output", required=True, help="COCO video JSON file to write (never an input)")
+    track.add_argument("--overwrite", action="store_true", help="replace the output file when it exists")
     track.set_defaults(func=run_track)
 
     qa = subparsers.add_parser(
@@ -55,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument("dt", help="candidate COCO video JSON")
     qa.add_argument("--video-id", type=int, default=None, help="which video, when a file holds several")
     qa.add_argument("--iou", type=float, default=0.5, help="smallest mask IoU of a match (default 0.5)")
-    qa.add_argument("-o", "--output", help="JSON file for the numbers")
+    qa.add_argument("-o", "--output", help="JSON file for the numbers (never an input)")
+    qa.add_argument("--overwrite", action="store_true", help="replace the output file when it exists")
     qa.set_defaults(func=run_track_qa)
 
 
@@ -95,6 +97,7 @@ def run_track(args: argparse.Namespace) -> int:
     from napari_instseg.core.coco import save_coco
     from napari_instseg.core.coco.video import export_coco_video
     from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.protocol import AnnotationProtocol, load_protocol
     from napari_instseg.core.video.frames import stack_shape
     from napari_instseg.core.video.prompts import read_track_boxes_csv, read_track_points_csv
@@ -102,11 +105,8 @@ def run_track(args: argparse.Namespace) -> int:
     from napari_instseg.core.video.tracking import propagate_tracks
     from napari_instseg.core.video.tracks import TrackStack
 
-    inputs = [Path(p).resolve() for p in (args.stack, args.points or args.boxes, args.protocol) if p]
-    if Path(args.output).resolve() in inputs:
-        raise InstsegError(
-            f"-o {args.output} is one of the inputs; choose another file (inputs are never overwritten)."
-        )
+    inputs = (args.stack, args.points or args.boxes, args.protocol, args.checkpoint)
+    check_output_file(args.output, inputs=inputs, suffixes=(".json",), overwrite=args.overwrite, what="-o")
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
     frames = read_stack(args.stack)
     n_frames, height, width = stack_shape(frames)
@@ -147,22 +147,24 @@ def run_track_qa(args: argparse.Namespace) -> int:
     import json
 
     from napari_instseg.core._io import atomic_write_text
-    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.paths import check_output_file
+    from napari_instseg.core.qa.report import format_score
     from napari_instseg.core.qa.tracks import evaluate_tracks
 
-    if args.output and Path(args.output).resolve() in (Path(args.gt).resolve(), Path(args.dt).resolve()):
-        raise InstsegError(
-            f"-o {args.output} is one of the inputs; choose another file (inputs are never overwritten)."
+    if args.output:
+        check_output_file(
+            args.output, inputs=(args.gt, args.dt), suffixes=(".json",), overwrite=args.overwrite, what="-o"
         )
     qa = evaluate_tracks(args.gt, args.dt, video_id=args.video_id, iou_threshold=args.iou)
     ids = qa.identity
     print(
-        f"{qa.n_frames} frames: IDF1 {ids['idf1']:.3f}, MOTA {ids['mota']:.3f}, ID switches "
+        f"{qa.n_frames} frames: IDF1 {format_score(float(ids['idf1']))}, MOTA {format_score(float(ids['mota']))}, "
+        "ID switches "
         f"{int(ids['num_switches'])}, misses {int(ids['num_misses'])}, false positives "
         f"{int(ids['num_false_positives'])} (IoU >= {args.iou})"
     )
     for name, scores in qa.mask_ap.items():
-        print(f"per-frame Mask AP {name}: {scores.AP:.3f} ({scores.n_gt} reference masks)")
+        print(f"per-frame Mask AP {name}: {format_score(float(scores.AP))} ({scores.n_gt} reference masks)")
     if args.output:
         atomic_write_text(args.output, json.dumps(qa.to_dict(), indent=2))
         print(f"wrote {args.output}")

@@ -50,6 +50,7 @@ __all__ = [
     "area_bbox_yx",
     "geojson_to_labels",
     "import_geojson",
+    "instance_boxes",
     "is_geojson_document",
     "labels_to_geojson",
     "load_geojson",
@@ -539,14 +540,52 @@ def _ring(contour_yx: NDArray[np.float64], y0: float, x0: float) -> list[list[fl
     return ring
 
 
+Box = tuple[slice, slice]
+
+
+def instance_boxes(labels_yx: NDArray[np.integer], ids: NDArray[np.int64]) -> dict[int, Box]:
+    """The (y, x) bounding box slices of every instance, in one pass over the label image.
+
+    Parameters
+    ----------
+    labels_yx : numpy.ndarray, shape (height, width)
+        Integer label image, 0 = background.
+    ids : numpy.ndarray of int64
+        The ids present in ``labels_yx``, ascending (``label_runs(labels).ids``).
+
+    Returns
+    -------
+    dict
+        Instance id -> ``(slice_y, slice_x)``, tight around its pixels.
+    """
+    from scipy import ndimage
+
+    if ids.size == 0:
+        return {}
+    if int(ids[-1]) <= max(1 << 20, 4 * ids.size):
+        slices = ndimage.find_objects(labels_yx)  # one entry per value up to the largest id
+        return {int(i): slices[int(i) - 1] for i in ids.tolist()}
+    dense = np.searchsorted(ids, labels_yx) + 1  # sparse ids (a project's id stride): 1..n
+    dense[labels_yx == 0] = 0
+    slices = ndimage.find_objects(dense)
+    return {int(i): slices[k] for k, i in enumerate(ids.tolist())}
+
+
 def instance_geometry(
-    labels_yx: NDArray[np.uint32], instance_id: int, origin_yx: tuple[int, int]
+    labels_yx: NDArray[np.uint32], instance_id: int, origin_yx: tuple[int, int], *, box: Box | None = None
 ) -> dict[str, Any] | None:
-    """The visible mask of one instance as a GeoJSON Polygon / MultiPolygon (None if empty)."""
-    yy, xx = np.nonzero(labels_yx == instance_id)
-    if yy.size == 0:
-        return None
-    ys, xs = slice(yy.min(), yy.max() + 1), slice(xx.min(), xx.max() + 1)
+    """The visible mask of one instance as a GeoJSON Polygon / MultiPolygon (None if empty).
+
+    ``box`` (from :func:`instance_boxes`) limits the search to the instance's bounding box;
+    without it the whole image is scanned (slow when called once per instance).
+    """
+    if box is None:
+        yy, xx = np.nonzero(labels_yx == instance_id)
+        if yy.size == 0:
+            return None
+        ys, xs = slice(int(yy.min()), int(yy.max()) + 1), slice(int(xx.min()), int(xx.max()) + 1)
+    else:
+        ys, xs = box
     polygons = _rings(labels_yx[ys, xs] == instance_id, (origin_yx[0] + ys.start, origin_yx[1] + xs.start))
     if len(polygons) == 1:
         return {"type": "Polygon", "coordinates": polygons[0]}
@@ -575,7 +614,10 @@ def labels_to_geojson(
     protocol = protocol or AnnotationProtocol.default()
     ids = label_runs(labels).ids.astype(np.int64)
     rows = table_for_ids(ids, table, defaults={"category_id": protocol.categories[0].id})
-    features = [new_feature(labels, int(i), rows.loc[int(i)], protocol, origin_yx) for i in ids.tolist()]
+    boxes = instance_boxes(labels, ids)
+    features = [
+        new_feature(labels, int(i), rows.loc[int(i)], protocol, origin_yx, box=boxes[int(i)]) for i in ids.tolist()
+    ]
     return {"type": "FeatureCollection", "features": [f for f in features if f is not None]}
 
 
@@ -585,9 +627,12 @@ def new_feature(
     row: pd.Series,
     protocol: AnnotationProtocol,
     origin_yx: tuple[int, int],
+    *,
+    box: Box | None = None,
 ) -> dict[str, Any] | None:
-    """The Feature we write for one instance (a detection with its class and our tags)."""
-    geometry = instance_geometry(labels_yx, instance_id, origin_yx)
+    """The Feature we write for one instance (a detection with its class and our tags);
+    ``box`` as in :func:`instance_geometry`."""
+    geometry = instance_geometry(labels_yx, instance_id, origin_yx, box=box)
     if geometry is None:
         return None
     categories = {c.id: c for c in protocol.categories}

@@ -38,6 +38,7 @@ from napari_instseg.core.geojson import (
     GeoJSONImport,
     classification_of,
     import_geojson,
+    instance_boxes,
     instance_geometry,
     new_feature,
 )
@@ -156,7 +157,9 @@ def export_geojson(
     )
     diff = labels_yx != replay.labels_yx
     edited = (set(np.unique(labels_yx[diff]).tolist()) | set(np.unique(replay.labels_yx[diff]).tolist())) - {0}
-    present = set(np.unique(labels_yx).tolist()) - {0}
+    present_ids = np.unique(labels_yx).astype(np.int64)
+    present = set(present_ids.tolist()) - {0}
+    boxes = instance_boxes(labels_yx, present_ids[present_ids > 0])  # one pass, not one per instance
     in_table = set() if table is None else {int(i) for i in table.index}
     features = []
     for feature, instance_id in zip(original.features, original.instance_ids, strict=True):
@@ -167,7 +170,8 @@ def export_geojson(
             continue  # deleted
         out = copy.deepcopy(feature)
         if instance_id in edited:
-            geometry = instance_geometry(labels_yx, instance_id, original.origin_yx)
+            box = boxes.get(instance_id)
+            geometry = None if box is None else instance_geometry(labels_yx, instance_id, original.origin_yx, box=box)
             if geometry is None:
                 continue  # erased
             out["geometry"] = geometry
@@ -178,7 +182,8 @@ def export_geojson(
     new_ids = sorted(present - known)
     rows = table_for_ids(new_ids, table, defaults={"category_id": protocol.categories[0].id})
     for instance_id in new_ids:
-        generated = new_feature(labels_yx, instance_id, rows.loc[instance_id], protocol, original.origin_yx)
+        row = rows.loc[instance_id]
+        generated = new_feature(labels_yx, instance_id, row, protocol, original.origin_yx, box=boxes[instance_id])
         if generated is not None:
             features.append(generated)
     if original.container is None:

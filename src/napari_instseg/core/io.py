@@ -164,16 +164,13 @@ def read_table_csv(path: str | os.PathLike[str], protocol: AnnotationProtocol | 
     TableError
         When there is no id column or a value is invalid (naming the file and instance).
     """
+    from napari_instseg.core.csvfile import read_csv_file
+
     target = Path(path)
     text_columns = {name: str for name, col in COLUMNS.items() if col.dtype == "str"}
-    try:
-        frame = pd.read_csv(target, dtype=text_columns)  # "7" stays the annotator "7", not 7.0
-    except pd.errors.EmptyDataError as exc:
-        raise TableError(f"{target}: the table is empty; expected a CSV with an 'id' column.") from exc
-    except UnicodeDecodeError as exc:
-        raise TableError(f"{target}: not UTF-8 text (byte {exc.start}); expected a CSV table.") from exc
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise TableError(f"{target}: cannot read the CSV table: {exc}".rstrip() + ".") from exc
+    expected = "a CSV table with an 'id' column"
+    # "7" stays the annotator "7", not 7.0
+    frame = read_csv_file(target, error=TableError, noun="table", expected=expected, dtype=text_columns)
     id_column = ID_NAME if ID_NAME in frame.columns else FEATURES_ID
     if id_column not in frame.columns:
         raise TableError(

@@ -4,6 +4,7 @@ minutes of compute that the output cannot be written.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from napari_instseg.core.errors import OutputPathError
 
-__all__ = ["check_output_dir", "check_output_file", "same_file"]
+__all__ = ["check_output_dir", "check_output_file", "imported_from", "same_file"]
 
 PathLike = str | os.PathLike[str]
 
@@ -24,6 +25,24 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+_IMPORT_RECORDS = ("coco_source.json", "geojson_source.json")  # what ``import`` writes in its folder
+
+
+def imported_from(folder: PathLike) -> list[Path]:
+    """The files an ``import`` folder was made from (its ``coco_source.json`` /
+    ``geojson_source.json`` record them under ``source``); empty for any other folder."""
+    found = []
+    for name in _IMPORT_RECORDS:
+        try:
+            record = json.loads((Path(folder) / name).read_text())
+        except (OSError, ValueError):
+            continue
+        source = record.get("source") if isinstance(record, dict) else None
+        if isinstance(source, str) and source:
+            found.append(Path(source))
+    return found
+
+
 def _clobbered_input(target: Path, inputs: Iterable[PathLike | None]) -> Path | None:
     for source in inputs:
         if source is None:
@@ -31,9 +50,22 @@ def _clobbered_input(target: Path, inputs: Iterable[PathLike | None]) -> Path | 
         source_path = Path(source)
         if same_file(target, source_path):
             return source_path
-        if source_path.is_dir() and target.resolve().is_relative_to(source_path.resolve()):
-            return source_path  # writing inside an input folder (a store, a zarr slide)
+        if source_path.is_dir():
+            if target.resolve().is_relative_to(source_path.resolve()):
+                return source_path  # writing inside an input folder (a store, a zarr slide, a project)
+            for original in imported_from(source_path):
+                if original.exists() and same_file(target, original):
+                    return original  # the file an import folder was made from
     return None
+
+
+def _refuse_clobber(what: str, target: Path, clobbered: Path) -> None:
+    if clobbered.is_dir() and not same_file(target, clobbered):
+        raise OutputPathError(
+            f"{what} {target} lies inside the input folder {clobbered}; refusing to write there "
+            "(choose a path outside it)."
+        )
+    raise OutputPathError(f"{what} {target} is the input {clobbered}; refusing to overwrite an input.")
 
 
 def _probe_writable(folder: Path, what: str) -> None:
@@ -58,6 +90,7 @@ def check_output_file(
     *,
     inputs: Iterable[PathLike | None] = (),
     suffixes: Sequence[str] | None = None,
+    overwrite: bool = False,
     what: str = "output",
 ) -> Path:
     """Check that ``path`` can be written as an output file, before any work is done.
@@ -65,12 +98,16 @@ def check_output_file(
     Parameters
     ----------
     path : path-like
-        The output file. An existing *file* there is replaced (atomically) by the command.
+        The output file. An existing file there is refused unless ``overwrite`` (then the
+        command replaces it atomically).
     inputs : iterable of path-like
-        The command's input files and folders: the output may be none of them (nor lie inside
-        an input folder).
+        The command's input files and folders: the output may be none of them, nor lie inside
+        an input folder (a store, a project), nor be the file an ``import`` folder among them
+        was made from -- even with ``overwrite``.
     suffixes : sequence of str, optional
         Accepted lower-case suffixes, e.g. ``(".json",)``.
+    overwrite : bool
+        Allow replacing an existing file that is no input (the command's ``--overwrite``).
     what : str
         How the output is called in messages (``"-o"``).
 
@@ -90,7 +127,11 @@ def check_output_file(
         raise OutputPathError(f"{what} {target} is an existing folder; give a file name.")
     clobbered = _clobbered_input(target, inputs)
     if clobbered is not None:
-        raise OutputPathError(f"{what} {target} is the input {clobbered}; refusing to overwrite an input.")
+        _refuse_clobber(what, target, clobbered)
+    if target.exists() and not overwrite:
+        raise OutputPathError(
+            f"{what} {target} already exists; choose another name or pass --overwrite (nothing was written)."
+        )
     parent = target.absolute().parent
     if not parent.exists():
         raise OutputPathError(f"{what} {target}: folder {parent} does not exist.")
@@ -106,6 +147,7 @@ def check_output_dir(
     inputs: Iterable[PathLike | None] = (),
     targets: Iterable[str] = (),
     overwrite: bool = False,
+    containers: Iterable[PathLike] = (),
     what: str = "output folder",
 ) -> Path:
     """Check that the folder ``path`` can receive the files ``targets``, before any work.
@@ -123,6 +165,8 @@ def check_output_dir(
         Names of the files the command will write in the folder.
     overwrite : bool
         Allow replacing existing target files that are not inputs.
+    containers : iterable of path-like
+        Input folders the output folder may not be, nor lie inside (a project folder).
     what : str
         How the folder is called in messages.
 
@@ -135,6 +179,11 @@ def check_output_dir(
     if folder.exists() and not folder.is_dir():
         raise OutputPathError(f"{what} {folder} is an existing file, not a folder.")
     input_list = [Path(p) for p in inputs if p is not None]
+    for container in containers:
+        if folder.resolve().is_relative_to(Path(container).resolve()):
+            raise OutputPathError(
+                f"{what} {folder} lies inside the input folder {container}; choose a folder outside it."
+            )
     if folder.is_dir():
         names = list(targets)
         for name in names:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_instseg.core.csvfile import read_csv_file
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.prompting.base import Prompt, PromptError
 
@@ -31,14 +32,8 @@ def _plain(value: object) -> object:
 def read_prompt_table(path: str | os.PathLike[str], required: tuple[str, ...]) -> pd.DataFrame:
     """Read a prompt CSV (columns lower-cased) that must hold ``required``; PromptFileError otherwise."""
     target = Path(path)
-    try:
-        frame = pd.read_csv(target)
-    except pd.errors.EmptyDataError as exc:
-        raise PromptFileError(f"{target}: the file is empty; expected a CSV with columns {list(required)}.") from exc
-    except UnicodeDecodeError as exc:
-        raise PromptFileError(f"{target}: not UTF-8 text (byte {exc.start}); expected a CSV file.") from exc
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise PromptFileError(f"{target}: cannot read CSV: {exc}") from exc
+    expected = f"a CSV with columns {list(required)}"
+    frame = read_csv_file(target, error=PromptFileError, noun="file", expected=expected)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in required if c not in frame.columns]
     if missing:

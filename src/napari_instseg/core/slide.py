@@ -13,6 +13,8 @@ gives :class:`SlideError` naming the file, never a raw ``TiffFileError``.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import struct
 from collections.abc import Iterator
@@ -26,6 +28,11 @@ from numpy.typing import NDArray
 from napari_instseg.core.errors import InstsegError
 
 __all__ = ["TIFF_SUFFIXES", "Slide", "SlideError", "Window", "open_slide", "tile_grid", "window_at"]
+
+logger = logging.getLogger(__name__)
+
+_DAMAGED = ("invalid page offset", "truncat", "corrupt")
+"""Words of tifffile log messages that mean the file is damaged (the open is refused)."""
 
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".btf", ".tf8", ".scn")
@@ -180,7 +187,40 @@ def _ome_mpp(spec: dict[str, Any], axes: list[str]) -> float | None:
     return None
 
 
+class _Captured(logging.Filter):
+    """Holds back the records of a logger (re-emitted by us, or named in our error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _tifffile_messages() -> Iterator[_Captured]:
+    """Capture tifffile's log records while we open a file (no raw library lines on stderr);
+    the level of no logger is changed."""
+    captured = _Captured()
+    tiff_logger = logging.getLogger("tifffile")
+    tiff_logger.addFilter(captured)
+    try:
+        yield captured
+    finally:
+        tiff_logger.removeFilter(captured)
+
+
 def _open_tiff(path: Path) -> Slide:
+    with _tifffile_messages() as captured:
+        slide = _open_tiff_quietly(path, captured)
+    for message in captured.messages:
+        logger.info("%s: tifffile: %s", path, message)
+    return slide
+
+
+def _open_tiff_quietly(path: Path, captured: _Captured) -> Slide:
     import tifffile
     import zarr
 
@@ -196,6 +236,9 @@ def _open_tiff(path: Path) -> Slide:
         raise SlideError(
             f"{path}: cannot open the slide: not a readable TIFF / SVS file ({type(exc).__name__}: {exc})."
         ) from exc
+    damaged = [m for m in captured.messages if any(word in m.lower() for word in _DAMAGED)]
+    if damaged:
+        raise SlideError(f"{path}: cannot open the slide: the file is truncated or damaged (tifffile: {damaged[0]}).")
     levels: list[Any] = (
         [node] if isinstance(node, zarr.Array) else [node[k] for k in sorted(node.array_keys(), key=int)]
     )

@@ -17,6 +17,7 @@ as they came in, edited ones with their edited masks (see :mod:`napari_instseg.c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -130,9 +131,21 @@ def export_import_folder(
             )
         )
     exported = export_coco(items, protocol, segmentation=segmentation)
-    return CocoExport(
-        coco=_with_original_top(exported.coco, record.get("top") or {}, protocol), summary=exported.summary
-    )
+    summary = exported.summary
+    if segmentation == "polygon":  # annotations kept as they came in are no holes written as RLE
+        summary = dataclasses.replace(summary, n_holes_as_rle=len(_regenerated_rle(exported.coco, record)))
+    return CocoExport(coco=_with_original_top(exported.coco, record.get("top") or {}, protocol), summary=summary)
+
+
+def _regenerated_rle(coco: dict[str, Any], record: dict[str, Any]) -> list[Any]:
+    """Ids of the non-crowd RLE annotations that were not written as they came in (in polygon
+    mode: the instances whose visible mask has holes)."""
+    original = {a.get("id"): a.get("segmentation") for e in record["images"] for a in e["annotations"]}
+    return [
+        a["id"]
+        for a in coco["annotations"]
+        if isinstance(a["segmentation"], dict) and not a.get("iscrowd") and original.get(a["id"]) != a["segmentation"]
+    ]
 
 
 def _with_original_top(coco: dict[str, Any], top: dict[str, Any], protocol: AnnotationProtocol) -> dict[str, Any]:

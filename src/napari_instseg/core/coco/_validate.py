@@ -137,7 +137,8 @@ def validate_coco(coco: Any, *, source: str = "COCO data") -> None:
 
 
 def _check_images(images: list[Any], problems: _Problems) -> tuple[dict[int, tuple[int, int]], set[int]]:
-    """Sizes of the valid images by id, and the ids of images refused for their size."""
+    """Sizes of the valid images by id, and the ids of images refused for their size (not
+    positive, or too large): their annotations are not checked, the image's problem is the root."""
     sizes: dict[int, tuple[int, int]] = {}
     refused: set[int] = set()
     for i, image in enumerate(images):
@@ -158,6 +159,7 @@ def _check_images(images: list[Any], problems: _Problems) -> tuple[dict[int, tup
             problems.add(
                 where, f"'height' and 'width' must be positive integers, got {_short(height)} x {_short(width)}"
             )
+            refused.add(image_id)  # its annotations are not reported again as of an unknown image
             continue
         if height * width > MAX_IMAGE_PIXELS:
             problems.add(

@@ -309,6 +309,15 @@ class Manifest:
         if missing:
             raise ProjectError(f"{self.path}: no image with id {missing[:10]} in this project.")
 
+    def image_states(self, image_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Image id -> ``(phase, status)`` of its main set, in the order given (ids must exist)."""
+        self.require_images(image_ids)
+        states = {}
+        for image_id in dict.fromkeys(image_ids):
+            row = self._db.execute("SELECT phase, status FROM images WHERE id = ?", (image_id,)).fetchone()
+            states[int(image_id)] = (str(row[0]), str(row[1]))
+        return states
+
     # -- work items -------------------------------------------------------------------------
     def item(self, image_id: int, owner: str = "") -> WorkItem:
         """The work item ``(image_id, owner)``."""
@@ -472,8 +481,25 @@ class Manifest:
 
     # -- assignment and phases --------------------------------------------------------------
     def assign(self, image_ids: Sequence[int], annotator: str) -> int:
-        """Give production images to ``annotator`` (``''`` unassigns); returns how many changed."""
+        """Give production images to ``annotator`` (``''`` unassigns); returns how many changed.
+
+        Raises
+        ------
+        ProjectError
+            Naming the ids and their state when an image is finished (submitted / reviewed:
+            its annotator's work is never taken away) or in the calibration phase.
+        """
         self.require_images(image_ids)
+        refused = [
+            f"{i} ({phase if phase != 'production' else status})"
+            for i, (phase, status) in self.image_states(image_ids).items()
+            if phase != "production" or status in FINISHED
+        ]
+        if refused:
+            raise ProjectError(
+                f"{self.path}: image(s) {', '.join(refused[:10])} cannot be (re)assigned: a submitted or reviewed "
+                "image keeps its annotator and a calibration image belongs to its round; nothing was assigned."
+            )
         now = time.time()
         with self.transaction() as db:
             return int(

@@ -35,7 +35,8 @@ def assign_calibration(
     Raises
     ------
     ProjectError
-        For fewer than two annotators, or no image to calibrate on.
+        For fewer than two annotators, no image to calibrate on, or an image that is already
+        pre-labelled, in progress or finished (naming the ids and their state).
     """
     names = [check_annotator(a) for a in annotators]
     if len(set(names)) < 2:
@@ -46,8 +47,20 @@ def assign_calibration(
         ids = project.manifest.image_ids(phase="production", statuses=("todo",))[:count]
     if not ids:
         raise ProjectError(f"{project.path}: no production image left that nobody has started.")
+    _require_unstarted(project, ids)
     project.manifest.start_calibration(list(ids), names)
     return list(ids)
+
+
+def _require_unstarted(project: Project, ids: Sequence[int]) -> None:
+    """Calibration images are production images nobody has started (never pre-labelled)."""
+    states = project.manifest.image_states(ids)
+    started = [f"{i} ({status})" for i, (phase, status) in states.items() if phase == "production" and status != "todo"]
+    if started:
+        raise ProjectError(
+            f"{project.path}: image(s) {', '.join(started[:10])} are already started; calibration images are "
+            "production images still to do (never pre-labelled). Nothing was changed."
+        )
 
 
 def _finished_sets(project: Project) -> dict[str, dict[int, Any]]:
@@ -117,4 +130,6 @@ def calibration_report(project: Project) -> dict[str, Any]:
 
 
 def _fmt(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.3f}"
+    from napari_instseg.core.qa.report import format_score
+
+    return format_score(None if value is None else float(value))

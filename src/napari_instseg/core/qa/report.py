@@ -28,7 +28,7 @@ from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.protocol import OCCLUSION_TIERS, SamplingRates
 from napari_instseg.core.qa.metrics import EvalParams, MaskEval, Scores, prepare, scores_of
 
-__all__ = ["QAReport", "json_clean", "run_qa"]
+__all__ = ["QAReport", "format_score", "json_clean", "run_qa"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -285,8 +285,14 @@ def _gallery(
     return items
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+def format_score(value: Any) -> str:
+    """A score as every report prints it: ``0.123``, or ``n/a`` where there is none (None, NaN).
+
+    Integers and strings are printed as they are.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _summary(data: dict[str, Any]) -> str:
@@ -298,21 +304,21 @@ def _summary(data: dict[str, Any]) -> str:
         "",
         "| subset | AP | AP50 | AP75 | AR | references |",
         "|---|---|---|---|---|---|",
-        f"| overall | {_fmt(data['overall']['AP'])} | {_fmt(data['overall']['AP50'])} | {_fmt(data['overall']['AP75'])} "
-        f"| {_fmt(data['overall']['AR'])} | {data['overall']['n_gt']} |",
+        f"| overall | {format_score(data['overall']['AP'])} | {format_score(data['overall']['AP50'])} | {format_score(data['overall']['AP75'])} "
+        f"| {format_score(data['overall']['AR'])} | {data['overall']['n_gt']} |",
     ]
     for tier, s in data["per_tier"].items():
         lines.append(
-            f"| {tier} | {_fmt(s['AP'])} | {_fmt(s['AP50'])} | {_fmt(s['AP75'])} | {_fmt(s['AR'])} | {s['n_gt']} |"
+            f"| {tier} | {format_score(s['AP'])} | {format_score(s['AP50'])} | {format_score(s['AP75'])} | {format_score(s['AR'])} | {s['n_gt']} |"
         )
-    lines += ["", "AP per class: " + ", ".join(f"{k} {_fmt(v['AP'])}" for k, v in data["per_class"].items())]
+    lines += ["", "AP per class: " + ", ".join(f"{k} {format_score(v['AP'])}" for k, v in data["per_class"].items())]
     pre = data.get("prelabels")
     if pre:
         o = pre["overall"]
         lines += [
             "",
-            f"Pre-labels: {o['n_prelabels']}, accepted as is {_fmt(o['acceptance_rate'])}, "
-            f"mean IoU pre-label -> final {_fmt(o['mean_iou_prelabel_to_final'])}.",
+            f"Pre-labels: {o['n_prelabels']}, accepted as is {format_score(o['acceptance_rate'])}, "
+            f"mean IoU pre-label -> final {format_score(o['mean_iou_prelabel_to_final'])}.",
         ]
     sample = data["review_sample"]
     lines += [
@@ -324,8 +330,8 @@ def _summary(data: dict[str, Any]) -> str:
     if data.get("review_outcomes"):
         for row in data["review_outcomes"]["occlusion"]:
             lines.append(
-                f"- error rate {row['occlusion']}: {_fmt(row['error_rate'])} "
-                f"(95 % CI {_fmt(row['ci_low'])}-{_fmt(row['ci_high'])}, n={row['reviewed']})"
+                f"- error rate {row['occlusion']}: {format_score(row['error_rate'])} "
+                f"(95 % CI {format_score(row['ci_low'])}-{format_score(row['ci_high'])}, n={row['reviewed']})"
             )
     return "\n".join(lines) + "\n"
 
