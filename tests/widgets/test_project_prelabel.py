@@ -196,3 +196,14 @@ def test_selected_rows_a_held_store_sam2_without_checkpoint_and_a_read_only_proj
     assert _statuses(project_dir) == ["pre-labelled", "todo", "pre-labelled"]  # nothing changed
     after = _stores(project_dir)
     assert after[2] is None and all(after[i].equals(before[i]) for i in (1, 3))
+
+    from napari_instseg.core.prompting.sam2 import sam2_available
+
+    if sam2_available():  # with a checkpoint, sam2-auto runs the project's SAM 2 automatic mode
+        checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
+        checkpoint.write_bytes(b"")
+        monkeypatch.setenv("NAPARI_INSTSEG_SAM2_CHECKPOINT", str(checkpoint))
+        widget.prelabel_backend.setCurrentIndex(widget.prelabel_backend.findText("sam2-auto"))
+        config = widget._prelabel_config()
+        assert (config.backend, config.auto, config.checkpoint) == ("sam2", "cells", str(checkpoint))
+        assert config.source_name == "sam2-auto"
