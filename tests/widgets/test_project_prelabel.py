@@ -149,6 +149,36 @@ def test_cancel_after_the_first_image_then_resume(panel, project_dir, qtbot, mon
     assert after[1].equals(tables[1]) and after[2].equals(tables[2]) and len(after[3]) == N_BLOBS
 
 
+def test_cancel_the_selected_rows_after_the_first_image(panel, project_dir, qtbot, monkeypatch):
+    import napari_instseg.core.project._batch as batch
+
+    _viewer, widget = panel
+    real, calls, release = batch.segment_image, [], threading.Event()
+
+    def segment(path, config):
+        calls.append(path)
+        if len(calls) == 2:
+            release.wait(20)
+        return real(path, config)
+
+    monkeypatch.setattr(batch, "segment_image", segment)
+    widget.prelabel_target.setCurrentText("selected rows")
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    widget.table.setFocus()
+    QTest.keyClick(widget.table, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)  # select every row
+    assert len(widget._selected_keys()) == 3
+    _click(widget.prelabel_button)
+    qtbot.waitUntil(lambda: any(done == 1 for done, _, _ in widget.prelabel_run.reports), timeout=30000)
+    _click(widget.prelabel_cancel.native)
+    release.set()
+    qtbot.waitUntil(lambda: not widget.prelabel_run.running, timeout=30000)
+    assert "cancelled after 1 of 3" in widget.summary.text()  # the image being segmented is not saved
+    assert _statuses(project_dir) == ["pre-labelled", "todo", "todo"]
+    assert _stores(project_dir)[2] is None and _stores(project_dir)[3] is None
+
+
 def test_selected_rows_a_held_store_sam2_without_checkpoint_and_a_read_only_project(
     panel, project_dir, qtbot, monkeypatch, tmp_path
 ):
