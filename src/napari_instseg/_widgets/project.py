@@ -7,7 +7,9 @@ Instances widgets then edit), submit it, and move to the next / previous unfinis
 with one key each (napari actions ``napari-instseg:project_next`` / ``project_previous``,
 default ``.`` and ``,``; rebind them in napari's shortcut settings). Moving on records
 pending paint and saves it first (autosave on switch). Each annotator sees and takes what is
-theirs; a store somebody else has open is shown read-only.
+theirs; a store somebody else has open is shown read-only. *Pre-label everything* runs the
+automatic mode (classic or SAM 2) over the images not started, or the selected rows, in a
+worker with a progress bar and Cancel; each finished image is saved as it is done.
 """
 
 from __future__ import annotations
@@ -36,11 +38,21 @@ from qtpy.QtWidgets import (
 
 from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, labels_layer_kwargs, rgb_or_grey
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._layout import tooltips
+from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["IMAGE_LAYER", "LABELS_LAYER", "PROJECT_ACTIONS", "ProjectTableModel", "ProjectWidget"]
+__all__ = [
+    "IMAGE_LAYER",
+    "LABELS_LAYER",
+    "PRELABEL_TARGETS",
+    "PROJECT_ACTIONS",
+    "ProjectTableModel",
+    "ProjectWidget",
+    "prelabel_selected",
+]
 
 IMAGE_LAYER = "project image"
 """Name prefix of the image layer; the full name also names the image (``project image 3:
@@ -56,6 +68,9 @@ PROJECT_ACTIONS = {
     "napari-instseg:project_previous": (",", "previous", "Project: save and open the previous unfinished image"),
 }
 """Action name -> (default key, widget action, description)."""
+PRELABEL_TARGETS = ("all not started", "selected rows")
+"""Which images *Pre-label everything* runs on: every production image still to do (the
+core's resumable project run), or the rows selected in the table (those not started)."""
 
 _WIDGETS: weakref.WeakKeyDictionary[Any, ProjectWidget] = weakref.WeakKeyDictionary()
 """The Project widget of each viewer (the actions receive the viewer)."""
@@ -207,6 +222,7 @@ class ProjectWidget(QWidget):
         self._viewing: Any = None  # a store opened read-only (somebody else's image)
         self._loading: Any = None  # the item whose image is being read
         self._last_note = ""
+        self.last_prelabel = ""  # what the last *Pre-label everything* run did
         self._build()
         register_actions()
         _WIDGETS[napari_viewer] = self
@@ -233,7 +249,7 @@ class ProjectWidget(QWidget):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         rows_header, columns_header = self.table.verticalHeader(), self.table.horizontalHeader()
         if rows_header is not None and columns_header is not None:
@@ -279,6 +295,7 @@ class ProjectWidget(QWidget):
         review_row.addWidget(self.review_check)
         review_row.addWidget(self.reviewed_button)
         layout.addLayout(review_row)
+        layout.addLayout(self._build_prelabel())
         layout.addWidget(self.summary)
         self.open_button.clicked.connect(self._on_open)
         self.path_edit.returnPressed.connect(self._on_open)
@@ -293,6 +310,74 @@ class ProjectWidget(QWidget):
         self.next_button.clicked.connect(self._on_next)
         self.submit_button.clicked.connect(self._on_submit)
         self.reviewed_button.clicked.connect(self._on_reviewed)
+        self._set_tooltips()
+
+    def _build_prelabel(self) -> QVBoxLayout:
+        """The *Pre-label everything* controls: backend, preset, which images, run, progress, Cancel."""
+        from magicgui.widgets import ProgressBar, PushButton
+
+        from napari_instseg.core.prompting import default_backend
+        from napari_instseg.core.prompting.auto import PRESETS
+        from napari_instseg.core.prompting.registry import AUTO_SOURCES, BACKENDS
+
+        self.prelabel_backend = QComboBox()
+        for backend, source in zip(BACKENDS, AUTO_SOURCES, strict=True):
+            self.prelabel_backend.addItem(source, backend)
+        self.prelabel_backend.setCurrentIndex(BACKENDS.index(default_backend()))
+        self.prelabel_preset = QComboBox()
+        self.prelabel_preset.addItems(list(PRESETS))
+        self.prelabel_preset.setCurrentText("cells")  # the CLI's default preset
+        self.prelabel_target = QComboBox()
+        self.prelabel_target.addItems(list(PRELABEL_TARGETS))
+        self.prelabel_button = QPushButton("Pre-label everything")
+        self.prelabel_progress = ProgressBar(label="images", value=0, min=0, max=1)
+        self.prelabel_cancel = PushButton(text="Cancel")
+        self.prelabel_run = ProgressRun(self.prelabel_progress, self.prelabel_cancel, "Pre-labelling project images")
+        choices = QFormLayout()
+        choices.addRow("pre-label with", self.prelabel_backend)
+        choices.addRow("preset", self.prelabel_preset)
+        choices.addRow("images", self.prelabel_target)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.prelabel_button)
+        buttons.addWidget(self.prelabel_cancel.native)
+        section = QVBoxLayout()
+        section.addLayout(choices)
+        section.addLayout(buttons)
+        section.addWidget(self.prelabel_progress.native)
+        self.prelabel_button.clicked.connect(self._on_prelabel)
+        return section
+
+    def _set_tooltips(self) -> None:
+        tooltips(
+            {
+                self.path_edit: "The project folder: type or paste it and press Enter to open it.",
+                self.open_button: "Open the project folder typed on the left.",
+                self.images_edit: "Images of a new project (globs; several separated by ;).",
+                self.create_button: "Make a project in the folder above, referencing the images matched.",
+                self.annotator_edit: "Who annotates ($NAPARI_INSTSEG_ANNOTATOR, else your login).",
+                self.status_filter: "Show only images in this state.",
+                self.phase_filter: "Show only calibration or production images.",
+                self.mine_check: "Show only your images and unassigned ones.",
+                self.refresh_button: "Re-read the list (others change it as they work).",
+                self.table: "The project's images; double-click one to open it.",
+                self.prev_button: "Save and open the previous unfinished image (key ,).",
+                self.next_button: "Save and open the next unfinished image (key .).",
+                self.submit_button: "Save and mark the current image submitted.",
+                self.then_next_check: "After Submit / Mark reviewed, open the next image.",
+                self.review_check: "Move through submitted images (anyone's) to review them.",
+                self.reviewed_button: "Save and mark the current image reviewed, then open the next one.",
+                self.prelabel_backend: "Automatic pre-labels: classic-auto (offline, no weights) or "
+                "sam2-auto (SAM 2's automatic masks; needs a SAM 2.1 checkpoint).",
+                self.prelabel_preset: "Settings of the automatic mode: cells (small, dense) or objects.",
+                self.prelabel_target: "Every production image not started yet, or the rows selected "
+                "in the table (only those not started are pre-labelled).",
+                self.prelabel_button: "Propose every object of each image as pre-labels, saved into its store, "
+                "in the background (resumable: images already pre-labelled are skipped).",
+                self.prelabel_progress: "Images pre-labelled so far.",
+                self.prelabel_cancel: "Stop before the next image is saved; the images done stay pre-labelled.",
+                self.summary: "The project's counts and the last message.",
+            }
+        )
 
     # -- project --------------------------------------------------------------------------------
     @property
@@ -567,9 +652,180 @@ class ProjectWidget(QWidget):
             return self._move(forward=True)
         return self.current
 
+    # -- pre-label everything ---------------------------------------------------------------------
+    def _prelabel_config(self) -> Any:
+        """The run's settings; for SAM 2, its checkpoint (a clear error when there is none)."""
+        from napari_instseg.core.project._batch import ProjectPrelabelConfig
+        from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
+        from napari_instseg.core.prompting.registry import DEFAULT_SIZE
+        from napari_instseg.core.prompting.sam2 import sam2_available
+
+        backend, preset = self.prelabel_backend.currentData(), self.prelabel_preset.currentText()
+        checkpoint = None
+        if backend == "sam2":
+            if not sam2_available():
+                raise CheckpointError("sam2-auto needs the sam2 extra (torch and sam2); choose classic-auto.")
+            try:
+                checkpoint = str(find_checkpoint(DEFAULT_SIZE))
+            except CheckpointError as exc:
+                raise CheckpointError(f"sam2-auto needs a SAM 2.1 checkpoint. {exc} Or choose classic-auto.") from exc
+        return ProjectPrelabelConfig(backend=backend, size=DEFAULT_SIZE, checkpoint=checkpoint, auto=preset)
+
+    def _selected_keys(self) -> list[tuple[int, str]]:
+        model = self.table.selectionModel()
+        rows = sorted({index.row() for index in model.selectedRows()}) if model is not None else []
+        return [self.model.keys[row] for row in rows]
+
+    @_reporting
+    def _on_prelabel(self, *_: Any) -> Any:
+        """Pre-label every object of the chosen images in a worker (returns it; None inline or refused)."""
+        if self.project is None:
+            self.summary.setText("Open a project first.")
+            return None
+        if self.prelabel_run.running:
+            self._show_summary("Already pre-labelling; Cancel first.", counts=False)
+            return None
+        refused = read_only_reason(self.project.path)
+        if refused:
+            self._show_summary(refused, counts=False)
+            return None
+        config = self._prelabel_config()
+        args: tuple[Any, ...] = (self.project.path, config)
+        func: Any = _prelabel_not_started
+        if self.prelabel_target.currentText() == PRELABEL_TARGETS[1]:
+            keys = self._selected_keys()
+            if not keys:
+                self._show_summary("Select rows in the table first (Ctrl / Shift + click).", counts=False)
+                return None
+            func, args = prelabel_selected, (self.project.path, keys, config)
+        self.prelabel_button.setEnabled(False)
+        self._show_summary(f"Pre-labelling ({config.source_name})...", counts=False)
+        return self.prelabel_run.start(
+            func,
+            *args,
+            on_returned=lambda text: self._prelabel_ended(f"{text}."),
+            on_error=lambda exc: self._prelabel_ended(f"Pre-labelling failed: {type(exc).__name__}: {exc}"),
+            on_cancelled=lambda exc: self._prelabel_ended(
+                f"{exc}: the images done are pre-labelled, the others untouched (run again to resume)."
+            ),
+        )
+
+    def _prelabel_ended(self, message: str) -> None:
+        """On the UI thread: re-read the list (statuses and counts changed) and say what was done."""
+        self.prelabel_button.setEnabled(True)
+        self.last_prelabel = message
+        if self.project is not None:
+            selected = self._selected_keys()
+            self.model.refresh()
+            self._select_current()
+            self._reselect(selected)  # the rows stay selected across the re-read
+            self._show_summary(message)
+
+    def _reselect(self, keys: list[tuple[int, str]]) -> None:
+        from qtpy.QtCore import QItemSelection, QItemSelectionModel
+
+        model = self.table.selectionModel()
+        if model is None:
+            return
+        last = len(self.model.COLUMNS) - 1
+        for key in keys:
+            row = self.model.row_of(key)
+            if row >= 0:
+                whole_row = QItemSelection(self.model.index(row, 0), self.model.index(row, last))
+                model.select(whole_row, QItemSelectionModel.SelectionFlag.Select)
+
     def closeEvent(self, event: Any) -> None:
         """Save and release the store lock when the panel closes."""
         self._leave_current()
         if self.labels_layer is not None:
             layer_session(self.labels_layer).close()
         super().closeEvent(event)
+
+
+# -- pre-labelling in the worker (no Qt: a project of its own, opened in the worker thread) -------
+def read_only_reason(project_path: Any) -> str:
+    """Why the project cannot be written here ('' when it can): its manifest or its stores
+    folder is not writable."""
+    from pathlib import Path
+
+    for path in (Path(project_path) / "manifest.sqlite", Path(project_path) / "stores"):
+        if not os.access(path, os.W_OK):
+            return f"Project {project_path} is read-only here ({path} cannot be written); nothing was pre-labelled."
+    return ""
+
+
+def _prelabel_not_started(project_path: Any, config: Any, *, progress: Any) -> str:
+    """Every production image still to do, through the core's resumable project run
+    (one image per round, so progress and Cancel come after every image)."""
+    from napari_instseg.core.project import Project
+    from napari_instseg.core.project._batch import prelabel_project
+
+    workers = max(1, (os.cpu_count() or 2) - 1)  # a core left for the viewer
+    with Project.open(project_path) as project:
+        return str(prelabel_project(project, config, workers=workers, batch=workers, progress=progress))
+
+
+def prelabel_selected(project_path: Any, keys: list[tuple[int, str]], config: Any, *, progress: Any) -> str:
+    """Pre-label the selected work items that are production images not started, one after
+    another, each saved into its store as it is done (same commit rules as the project run).
+
+    ``progress(done, total, file_name)`` is called before each image and again before it is
+    saved, so a cancelled run (the callback raises) never saves the image it was working on.
+    Returns what was done, naming each image skipped and why.
+    """
+    from napari_instseg.core.project import Project
+
+    done = n_instances = 0
+    skipped: list[str] = []
+    with Project.open(project_path) as project:
+        items = project.manifest.items_between(keys)
+        for k, item in enumerate(items):
+            progress(k, len(items), item.file_name)
+            why = _not_to_prelabel(item)
+            result = why or _prelabel_one(project, item, config, lambda: progress(k, len(items), item.file_name))  # noqa: B023
+            if isinstance(result, str):
+                skipped.append(result)
+            else:
+                done, n_instances = done + 1, n_instances + result
+        progress(len(items), len(items))
+    text = f"{done} of {len(items)} selected image(s) pre-labelled ({config.source_name}), {n_instances} instance(s)"
+    return text + (f"; skipped: {'; '.join(skipped)}" if skipped else "")
+
+
+def _not_to_prelabel(item: Any) -> str:
+    """Why an item is not pre-labelled ('' when it is)."""
+    if item.owner or item.phase != "production":
+        return f"image {item.image_id} is a calibration set (never pre-labelled)"
+    if item.kind != "image":
+        return f"image {item.image_id} is a slide (pre-label it with the Slide widget)"
+    if item.status != "todo":
+        return f"image {item.image_id} is {item.status!r} (only images not started are pre-labelled)"
+    return ""
+
+
+def _prelabel_one(project: Any, item: Any, config: Any, before_saving: Any) -> int | str:
+    """Segment one image and commit its objects into its store; the instance count, or why not
+    (a store another session holds). A store that already holds instances (an interrupted
+    run) is marked pre-labelled without committing anything again."""
+    from napari_instseg.core.project._batch import segment_image
+    from napari_instseg.core.prompting.auto import commit_auto
+
+    store = project.open_store(item) if project.has_store(item) else None
+    try:
+        if store is not None and store.read_only:
+            return f"image {item.image_id}: {store.lock_message}"
+        if store is not None and len(store.table):
+            n = len(store.table)
+        else:
+            objects = segment_image(str(project.image_path(item)), config)
+            before_saving()  # Cancel stops here: nothing of this image is saved
+            store = store or project.open_store(item)
+            if store.read_only:
+                return f"image {item.image_id}: {store.lock_message}"
+            commit_auto(store.session(annotator="batch"), objects, config.source_name, category=config.category)
+            n = len(store.table)
+    finally:
+        if store is not None:
+            store.close()
+    project.manifest.set_item(item.key, status="pre-labelled", n_instances=n)
+    return n
