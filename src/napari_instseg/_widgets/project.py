@@ -51,7 +51,6 @@ __all__ = [
     "PROJECT_ACTIONS",
     "ProjectTableModel",
     "ProjectWidget",
-    "prelabel_selected",
 ]
 
 IMAGE_LAYER = "project image"
@@ -655,7 +654,7 @@ class ProjectWidget(QWidget):
     # -- pre-label everything ---------------------------------------------------------------------
     def _prelabel_config(self) -> Any:
         """The run's settings; for SAM 2, its checkpoint (a clear error when there is none)."""
-        from napari_instseg.core.project._batch import ProjectPrelabelConfig
+        from napari_instseg.core.project import ProjectPrelabelConfig
         from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
         from napari_instseg.core.prompting.registry import DEFAULT_SIZE
         from napari_instseg.core.prompting.sam2 import sam2_available
@@ -685,13 +684,15 @@ class ProjectWidget(QWidget):
         if self.prelabel_run.running:
             self._show_summary("Already pre-labelling; Cancel first.", counts=False)
             return None
-        refused = read_only_reason(self.project.path)
+        from napari_instseg.core.project import prelabel_not_started, prelabel_refusal, prelabel_selected
+
+        refused = prelabel_refusal(self.project.path)
         if refused:
             self._show_summary(refused, counts=False)
             return None
         config = self._prelabel_config()
         args: tuple[Any, ...] = (self.project.path, config)
-        func: Any = _prelabel_not_started
+        func: Any = prelabel_not_started
         if self.prelabel_target.currentText() == PRELABEL_TARGETS[1]:
             keys = self._selected_keys()
             if not keys:
@@ -740,92 +741,3 @@ class ProjectWidget(QWidget):
         if self.labels_layer is not None:
             layer_session(self.labels_layer).close()
         super().closeEvent(event)
-
-
-# -- pre-labelling in the worker (no Qt: a project of its own, opened in the worker thread) -------
-def read_only_reason(project_path: Any) -> str:
-    """Why the project cannot be written here ('' when it can): its manifest or its stores
-    folder is not writable."""
-    from pathlib import Path
-
-    for path in (Path(project_path) / "manifest.sqlite", Path(project_path) / "stores"):
-        if not os.access(path, os.W_OK):
-            return f"Project {project_path} is read-only here ({path} cannot be written); nothing was pre-labelled."
-    return ""
-
-
-def _prelabel_not_started(project_path: Any, config: Any, *, progress: Any) -> str:
-    """Every production image still to do, through the core's resumable project run
-    (one image per round, so progress and Cancel come after every image)."""
-    from napari_instseg.core.project import Project
-    from napari_instseg.core.project._batch import prelabel_project
-
-    workers = max(1, (os.cpu_count() or 2) - 1)  # a core left for the viewer
-    with Project.open(project_path) as project:
-        return str(prelabel_project(project, config, workers=workers, batch=workers, progress=progress))
-
-
-def prelabel_selected(project_path: Any, keys: list[tuple[int, str]], config: Any, *, progress: Any) -> str:
-    """Pre-label the selected work items that are production images not started, one after
-    another, each saved into its store as it is done (same commit rules as the project run).
-
-    ``progress(done, total, file_name)`` is called before each image and again before it is
-    saved, so a cancelled run (the callback raises) never saves the image it was working on.
-    Returns what was done, naming each image skipped and why.
-    """
-    from napari_instseg.core.project import Project
-
-    done = n_instances = 0
-    skipped: list[str] = []
-    with Project.open(project_path) as project:
-        items = project.manifest.items_between(keys)
-        for k, item in enumerate(items):
-            progress(k, len(items), item.file_name)
-            why = _not_to_prelabel(item)
-            result = why or _prelabel_one(project, item, config, lambda: progress(k, len(items), item.file_name))  # noqa: B023
-            if isinstance(result, str):
-                skipped.append(result)
-            else:
-                done, n_instances = done + 1, n_instances + result
-        progress(len(items), len(items))
-    text = f"{done} of {len(items)} selected image(s) pre-labelled ({config.source_name}), {n_instances} instance(s)"
-    return text + (f"; skipped: {'; '.join(skipped)}" if skipped else "")
-
-
-def _not_to_prelabel(item: Any) -> str:
-    """Why an item is not pre-labelled ('' when it is)."""
-    if item.owner or item.phase != "production":
-        return f"image {item.image_id} is a calibration set (never pre-labelled)"
-    if item.kind != "image":
-        return f"image {item.image_id} is a slide (pre-label it with the Slide widget)"
-    if item.status != "todo":
-        return f"image {item.image_id} is {item.status!r} (only images not started are pre-labelled)"
-    return ""
-
-
-def _prelabel_one(project: Any, item: Any, config: Any, before_saving: Any) -> int | str:
-    """Segment one image and commit its objects into its store; the instance count, or why not
-    (a store another session holds). A store that already holds instances (an interrupted
-    run) is marked pre-labelled without committing anything again."""
-    from napari_instseg.core.project._batch import segment_image
-    from napari_instseg.core.prompting.auto import commit_auto
-
-    store = project.open_store(item) if project.has_store(item) else None
-    try:
-        if store is not None and store.read_only:
-            return f"image {item.image_id}: {store.lock_message}"
-        if store is not None and len(store.table):
-            n = len(store.table)
-        else:
-            objects = segment_image(str(project.image_path(item)), config)
-            before_saving()  # Cancel stops here: nothing of this image is saved
-            store = store or project.open_store(item)
-            if store.read_only:
-                return f"image {item.image_id}: {store.lock_message}"
-            commit_auto(store.session(annotator="batch"), objects, config.source_name, category=config.category)
-            n = len(store.table)
-    finally:
-        if store is not None:
-            store.close()
-    project.manifest.set_item(item.key, status="pre-labelled", n_instances=n)
-    return n

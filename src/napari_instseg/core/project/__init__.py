@@ -10,6 +10,14 @@ See ``docs/projects.md``. The pieces:
 - ``_export.py``: one COCO export, project QA and the throughput report.
 """
 
+from napari_instseg.core.project._batch import (
+    ProjectPrelabelConfig,
+    ProjectPrelabelSummary,
+    prelabel_not_started,
+    prelabel_project,
+    prelabel_refusal,
+    prelabel_selected,
+)
 from napari_instseg.core.project._manifest import (
     FINISHED,
     PHASES,
@@ -35,9 +43,15 @@ __all__ = [
     "Manifest",
     "Project",
     "ProjectError",
+    "ProjectPrelabelConfig",
+    "ProjectPrelabelSummary",
     "ProjectSettings",
     "WorkItem",
     "is_project",
+    "prelabel_not_started",
+    "prelabel_project",
+    "prelabel_refusal",
+    "prelabel_selected",
     "refs_from_coco",
     "refs_from_patterns",
 ]

@@ -15,6 +15,7 @@ Calibration images are never pre-labelled (annotators there work independently).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,15 @@ from napari_instseg.core.edits import CroppedMask
 from napari_instseg.core.project._manifest import WorkItem
 from napari_instseg.core.project._project import Project
 
-__all__ = ["ProjectPrelabelConfig", "ProjectPrelabelSummary", "prelabel_project", "segment_image"]
+__all__ = [
+    "ProjectPrelabelConfig",
+    "ProjectPrelabelSummary",
+    "prelabel_not_started",
+    "prelabel_project",
+    "prelabel_refusal",
+    "prelabel_selected",
+    "segment_image",
+]
 
 _PROMPTERS: dict[tuple[Any, ...], Any] = {}
 _LOCK = threading.Lock()
@@ -167,8 +176,6 @@ def prelabel_project(
     progress : callable, optional
         ``progress(done, total)`` after each image.
     """
-    import os
-
     from napari_instseg.core.batch import import_segmentation_modules
 
     config = config or ProjectPrelabelConfig()
@@ -267,3 +274,84 @@ def _compute(paths: list[str], config: Any, scheduler: Any, workers: int | None)
 def image_exists(project: Project, item: WorkItem) -> bool:
     """True when the item's image file is where the manifest says."""
     return Path(project.image_path(item)).exists()
+
+
+# -- runs a panel starts in a worker (each opens the project in its own thread) -----------------
+def prelabel_refusal(project_path: Any) -> str:
+    """Why the project cannot be written here ('' when it can): its manifest or its stores
+    folder is not writable."""
+    for path in (Path(project_path) / "manifest.sqlite", Path(project_path) / "stores"):
+        if not os.access(path, os.W_OK):
+            return f"Project {project_path} is read-only here ({path} cannot be written); nothing was pre-labelled."
+    return ""
+
+
+def prelabel_not_started(project_path: Any, config: Any, *, progress: Any) -> str:
+    """Every production image still to do, through the core's resumable project run
+    (one image per round, so progress and Cancel come after every image)."""
+    workers = max(1, (os.cpu_count() or 2) - 1)  # a core left for the viewer
+    with Project.open(project_path) as project:
+        return str(prelabel_project(project, config, workers=workers, batch=workers, progress=progress))
+
+
+def prelabel_selected(project_path: Any, keys: list[tuple[int, str]], config: Any, *, progress: Any) -> str:
+    """Pre-label the selected work items that are production images not started, one after
+    another, each saved into its store as it is done (same commit rules as the project run).
+
+    ``progress(done, total, file_name)`` is called before each image and again before it is
+    saved, so a cancelled run (the callback raises) never saves the image it was working on.
+    Returns what was done, naming each image skipped and why.
+    """
+    done = n_instances = 0
+    skipped: list[str] = []
+    with Project.open(project_path) as project:
+        items = project.manifest.items_between(keys)
+        for k, item in enumerate(items):
+            progress(k, len(items), item.file_name)
+            why = _not_to_prelabel(item)
+            result = why or _prelabel_one(project, item, config, lambda: progress(k, len(items), item.file_name))  # noqa: B023
+            if isinstance(result, str):
+                skipped.append(result)
+            else:
+                done, n_instances = done + 1, n_instances + result
+        progress(len(items), len(items))
+    text = f"{done} of {len(items)} selected image(s) pre-labelled ({config.source_name}), {n_instances} instance(s)"
+    return text + (f"; skipped: {'; '.join(skipped)}" if skipped else "")
+
+
+def _not_to_prelabel(item: Any) -> str:
+    """Why an item is not pre-labelled ('' when it is)."""
+    if item.owner or item.phase != "production":
+        return f"image {item.image_id} is a calibration set (never pre-labelled)"
+    if item.kind != "image":
+        return f"image {item.image_id} is a slide (pre-label it with the Slide widget)"
+    if item.status != "todo":
+        return f"image {item.image_id} is {item.status!r} (only images not started are pre-labelled)"
+    return ""
+
+
+def _prelabel_one(project: Any, item: Any, config: Any, before_saving: Any) -> int | str:
+    """Segment one image and commit its objects into its store; the instance count, or why not
+    (a store another session holds). A store that already holds instances (an interrupted
+    run) is marked pre-labelled without committing anything again."""
+    from napari_instseg.core.prompting.auto import commit_auto
+
+    store = project.open_store(item) if project.has_store(item) else None
+    try:
+        if store is not None and store.read_only:
+            return f"image {item.image_id}: {store.lock_message}"
+        if store is not None and len(store.table):
+            n = len(store.table)
+        else:
+            objects = segment_image(str(project.image_path(item)), config)
+            before_saving()  # Cancel stops here: nothing of this image is saved
+            store = store or project.open_store(item)
+            if store.read_only:
+                return f"image {item.image_id}: {store.lock_message}"
+            commit_auto(store.session(annotator="batch"), objects, config.source_name, category=config.category)
+            n = len(store.table)
+    finally:
+        if store is not None:
+            store.close()
+    project.manifest.set_item(item.key, status="pre-labelled", n_instances=n)
+    return n
