@@ -9,6 +9,7 @@ proposal is kept; reviewing measures the final mask against it. These functions 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,8 @@ from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.records import CommitError, CommitResult, PrelabelRecord, iou
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from napari_instseg.core.session_state import SessionState
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "combine_edits",
     "commit_edit",
     "depth_edit",
+    "prelabel_proposals",
     "removal_edit",
     "review_changes",
 ]
@@ -185,6 +189,71 @@ def depth_edit(
         amodal_after=dict(outlines),
         next_id=session.ids.next_id,
     )
+
+
+def prelabel_proposals(
+    labels_yx: NDArray[np.uint32], table: pd.DataFrame, known: Collection[int] = ()
+) -> dict[int, PrelabelRecord]:
+    """The proposals of pre-labels that come without one: each row in review state
+    ``pre-label`` whose id is not in ``known`` gets its visible mask as it is now (the mask as
+    it came in, from a file, a layer or a store) as its proposal, so reviewing it measures
+    against that mask (accept unchanged: IoU 1; paint, then accept: ``corrected``).
+
+    Parameters
+    ----------
+    labels_yx : numpy.ndarray of uint32, shape (height, width)
+        The visible labels (0 = background); not modified.
+    table : DataFrame
+        The instance table (``review`` and ``source`` columns; an optional ``score`` column
+        gives the proposals' scores, else NaN).
+    known : collection of int
+        Ids that already have a proposal (left out).
+
+    Returns
+    -------
+    dict of int to PrelabelRecord
+        One record per pre-label without a proposal; an empty crop where it has no pixels.
+    """
+    pending = [int(i) for i in table.index[table["review"].to_numpy() == "pre-label"] if int(i) not in known]
+    if not pending:
+        return {}
+    boxes = _boxes_of(labels_yx, np.asarray(pending, dtype=np.int64))
+    scores = table["score"] if "score" in table.columns else None
+    records = {}
+    for instance_id in pending:
+        box = boxes.get(instance_id)
+        if box is None:
+            proposal = CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
+        else:
+            y0, x0, y1, x1 = box
+            proposal = CroppedMask(box, labels_yx[y0:y1, x0:x1] == instance_id)
+        score = float("nan") if scores is None else _as_score(scores.at[instance_id])
+        records[instance_id] = PrelabelRecord(proposal, str(table.at[instance_id, "source"]), score)
+    return records
+
+
+def _as_score(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _boxes_of(labels_yx: NDArray[np.uint32], ids: NDArray[np.int64]) -> dict[int, Region]:
+    """Bounding boxes of ``ids`` in ``labels_yx`` (one pass over their pixels; absent ids are
+    left out)."""
+    ys, xs = np.nonzero(np.isin(labels_yx, ids))
+    if not ys.size:
+        return {}
+    values = labels_yx[ys, xs]
+    order = np.argsort(values, kind="stable")
+    values, ys, xs = values[order], ys[order], xs[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
+    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
+    return {
+        int(v): (int(a), int(b), int(c), int(d)) for v, a, b, c, d in zip(values[starts], y0, x0, y1, x1, strict=True)
+    }
 
 
 def review_changes(session: SessionState, instance_id: int, *, only_corrected: bool = False) -> dict[str, Any]:
