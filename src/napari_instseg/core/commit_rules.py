@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.compositing import composite_region
+from napari_instseg.core.compositing import composite_region, crop_to
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.instances import new_row, now_iso, row_of
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
@@ -31,6 +31,7 @@ __all__ = [
     "combine_edits",
     "commit_edit",
     "depth_edit",
+    "depth_step_z_order",
     "prelabel_proposals",
     "removal_edit",
     "review_changes",
@@ -175,7 +176,7 @@ def depth_edit(
         new = outlines[instance_id]
         region = region_union(new.bbox_yx if new.area_px else None, old.bbox_yx if old else None)
     else:
-        region = session.amodal[instance_id].bbox_yx if instance_id in session.amodal else None
+        region = _extent(session, instance_id).bbox_yx if session.amodal else None
     region, after = composite_region(session.labels_yx, session.table, session.amodal, region, rows, outlines)
     return Edit(
         "amodal" if outlines else "reorder",
@@ -254,6 +255,58 @@ def _boxes_of(labels_yx: NDArray[np.uint32], ids: NDArray[np.int64]) -> dict[int
     return {
         int(v): (int(a), int(b), int(c), int(d)) for v, a, b, c, d in zip(values[starts], y0, x0, y1, x1, strict=True)
     }
+
+
+def depth_step_z_order(session: SessionState, instance_id: int, forward: bool) -> int:
+    """The ``z_order`` one step in depth takes an instance to: strictly in front of the nearest
+    instance it overlaps that is now drawn in front of it (``forward``), or strictly behind
+    the nearest one drawn behind it; one more (one less) when no instance is in the way.
+
+    An instance's extent is its amodal outline when it has one, else its visible pixels;
+    "in front" follows :func:`~napari_instseg.core.occlusion.paint_order` (``z_order``, then
+    smaller area, then smaller id), so one step always changes who owns the overlap.
+    """
+    z_values = session.table["z_order"].to_numpy()
+
+    def z_of(i: int) -> int:
+        return int(z_values[session.table.index.get_loc(i)])
+
+    own_z = z_of(instance_id)
+    extent = _extent(session, instance_id)
+    if not extent.area_px:
+        return own_z + (1 if forward else -1)
+    rank = {j: (z_of(j), -area, -j) for j, area in _overlapping(session, instance_id, extent).items()}
+    own = (own_z, -extent.area_px, -instance_id)
+    if forward:
+        ahead = [key for key in rank.values() if key > own]
+        return min(ahead)[0] + 1 if ahead else own_z + 1
+    behind = [key for key in rank.values() if key < own]
+    return max(behind)[0] - 1 if behind else own_z - 1
+
+
+def _extent(session: SessionState, instance_id: int) -> CroppedMask:
+    """An instance's outline when it has one, else its visible pixels."""
+    outline = session.amodal.get(instance_id)
+    return outline if outline is not None else CroppedMask.from_full(session.labels_yx == instance_id)
+
+
+def _overlapping(session: SessionState, instance_id: int, extent: CroppedMask) -> dict[int, int]:
+    """The instances (with a row) whose extent overlaps ``extent``, with their full areas (as
+    the compositing rule counts them)."""
+    region = extent.bbox_yx
+    own = extent.mask
+    y0, x0, y1, x1 = region
+    crop = session.labels_yx[y0:y1, x0:x1]
+    found: dict[int, int] = {}
+    for other in np.unique(crop[own]).tolist():
+        if other and other != instance_id and other not in session.amodal:
+            found[int(other)] = int(np.count_nonzero(session.labels_yx == other))
+    for other, outline in session.amodal.items():
+        if other != instance_id and other not in found:
+            part = crop_to(outline, region)
+            if part is not None and (part & own).any():
+                found[int(other)] = outline.area_px
+    return {i: area for i, area in found.items() if i in session.table.index}
 
 
 def review_changes(session: SessionState, instance_id: int, *, only_corrected: bool = False) -> dict[str, Any]:
