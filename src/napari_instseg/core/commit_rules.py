@@ -215,25 +215,30 @@ def prelabel_proposals(
     dict of int to PrelabelRecord
         One record per pre-label without a proposal; an empty crop where it has no pixels.
     """
-    pending = [int(i) for i in table.index[table["review"].to_numpy() == "pre-label"] if int(i) not in known]
-    if not pending:
+    is_pending = table["review"].to_numpy() == "pre-label"
+    ids = table.index.to_numpy()[is_pending].astype(np.int64)
+    sources = table["source"].to_numpy()[is_pending].tolist()
+    scores = table["score"].to_numpy()[is_pending].tolist() if "score" in table.columns else [None] * ids.size
+    keep = [k for k, i in enumerate(ids.tolist()) if i not in known]
+    if not keep:
         return {}
-    boxes = _boxes_of(labels_yx, np.asarray(pending, dtype=np.int64))
-    scores = table["score"] if "score" in table.columns else None
+    boxes = _boxes_of(labels_yx, ids[keep])
     records = {}
-    for instance_id in pending:
+    for k in keep:
+        instance_id = int(ids[k])
         box = boxes.get(instance_id)
         if box is None:
             proposal = CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
         else:
             y0, x0, y1, x1 = box
             proposal = CroppedMask(box, labels_yx[y0:y1, x0:x1] == instance_id)
-        score = float("nan") if scores is None else _as_score(scores.at[instance_id])
-        records[instance_id] = PrelabelRecord(proposal, str(table.at[instance_id, "source"]), score)
+        records[instance_id] = PrelabelRecord(proposal, str(sources[k]), _as_score(scores[k]))
     return records
 
 
 def _as_score(value: Any) -> float:
+    if value is None:
+        return float("nan")
     try:
         return float(value)
     except (TypeError, ValueError):
