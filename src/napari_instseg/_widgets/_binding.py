@@ -293,7 +293,7 @@ def layer_session(layer: Any) -> LayerSession:
         _SESSIONS[layer] = bound
         from napari_instseg._widgets._closing import flush_on_close
 
-        flush_on_close(_viewer_of(layer))
+        flush_on_close(layer)
     return bound
 
 

@@ -43,21 +43,35 @@ def flush_bound_data(data: Any) -> Any:
     return None
 
 
-def flush_on_close(viewer: Any) -> None:
-    """Record pending paint when a layer leaves ``viewer`` (its binding is then closed: the
-    paint is saved and the store's lock released), when the viewer's window closes, and when
-    the application quits. Calling it again for the same viewer does nothing."""
+def flush_on_close(layer: Any) -> None:
+    """Record the pending paint of bound layers when ``layer``'s viewer closes: when a layer
+    leaves that viewer (its binding is then closed: the paint is saved and the store's lock
+    released), when the viewer's window closes, and when the application quits. Each viewer
+    is watched once."""
     app = QApplication.instance()
     if app is not None and app not in _QUIT_HOOKED:
         app.aboutToQuit.connect(_flush_all)
         _QUIT_HOOKED.append(app)
-    if viewer is None or viewer in _WATCHED:
-        return
-    _WATCHED.add(viewer)
-    viewer.layers.events.removed.connect(_on_layer_removed)
-    window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-    if window is not None:
-        window.installEventFilter(_CloseFilter(window, viewer))
+    for viewer in _viewers_holding(layer):
+        if viewer in _WATCHED:
+            continue
+        _WATCHED.add(viewer)
+        viewer.layers.events.removed.connect(_on_layer_removed)
+        window = getattr(getattr(viewer, "window", None), "_qt_window", None)
+        if window is not None:
+            window.installEventFilter(_CloseFilter(window, viewer))
+
+
+def _viewers_holding(layer: Any) -> list[Any]:
+    """The open viewers showing ``layer`` (the current one first)."""
+    import napari
+
+    viewers = [napari.current_viewer(), *list(getattr(napari.Viewer, "_instances", ()))]
+    found: list[Any] = []
+    for viewer in viewers:
+        if viewer is not None and viewer not in found and layer in viewer.layers:
+            found.append(viewer)
+    return found
 
 
 def _on_layer_removed(event: Any) -> None:
