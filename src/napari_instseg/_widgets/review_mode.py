@@ -219,8 +219,18 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         self, center_yx: tuple[float, float], zoom: float, canvas_hw: tuple[float, float]
     ) -> tuple[float, float]:
         """``center_yx`` moved so that the view (``canvas_hw / zoom`` world units) stays inside
-        the layers' extent; an axis where the extent is smaller than the view is centred."""
-        extent = np.asarray(self.viewer.layers.extent.world, dtype=float)[:, -2:]
+        the images' and labels' extent; an axis where the extent is smaller than the view is
+        centred."""
+        from napari.layers import Image, Labels
+
+        boxes = [
+            np.asarray(layer.extent.world, dtype=float)[:, -2:]
+            for layer in self.viewer.layers
+            if isinstance(layer, Image | Labels)
+        ]
+        if not boxes:
+            return center_yx
+        extent = np.stack([np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)])
         out = []
         for axis in range(2):
             low, high = extent[0, axis], extent[1, axis]
