@@ -20,6 +20,7 @@ def write_labels_coco(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, protocol_from_metadata, table_from_layer_meta
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
 
+    meta = _with_pending_paint(data, meta)
     metadata = meta.get("metadata") or {}
     table = table_from_layer_meta(meta)
     protocol = protocol_from_metadata(metadata, None if table is None else table)
@@ -34,3 +35,17 @@ def write_labels_coco(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     item = AnnotatedImage(np.asarray(data), table, file_name, record.get("id"), extra, amodal=amodal)
     save_coco(export_coco([item], protocol).coco, path)
     return [path]
+
+
+def _with_pending_paint(data: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with the features of the bound layer showing ``data`` after its pending paint
+    is recorded (a stroke made less than a second ago is in the pixels, not yet in the table
+    nor the store); as given when no layer is bound (no annotation panel was used)."""
+    import sys
+
+    if "napari_instseg._widgets._binding" not in sys.modules:
+        return meta
+    from napari_instseg._widgets._closing import flush_bound_data
+
+    features = flush_bound_data(data)
+    return meta if features is None else {**meta, "features": features}

@@ -179,3 +179,12 @@ def test_not_json_names_file_and_position(tmp_path):
     path.write_text('{"images": [\n  {"id": 1,,}]}')
     with pytest.raises(CocoFormatError, match=r"broken.json: not valid JSON \(line 2, column"):
         import_coco(path)
+
+
+def test_repr_is_short_counts_and_shapes_not_arrays(labels_and_table, protocol):
+    labels, table = labels_and_table
+    imported = import_coco(export_coco([AnnotatedImage(labels, table, "a.png")], protocol).coco)
+    text = repr(imported)
+    assert text == "CocoImport(images=1 [64x80], instances=4, categories=2, overlap_px=0)"
+    assert repr(imported.images[0]).startswith("ImportedImage(file_name='a.png', shape_yx=(64, 80), instances=4")
+    assert len(repr(imported.images[0])) < 200 and "array" not in repr(imported.images[0])

@@ -52,6 +52,49 @@ def test_two_disks_exact_fraction_and_reorder_recomposites():
     assert session.table.loc[front, "occluded_fraction"] == 0.0
 
 
+@pytest.mark.parametrize("front_outline", [True, False])
+def test_one_press_brings_the_back_instance_in_front_and_one_sends_it_back(front_outline):
+    """Two amodal commits have z-orders -1 and -2: one bring-forward already moves the back one
+    strictly in front (it owns the overlap, fractions follow), one send-backward puts it
+    back; each is one undo step. Also in front of an instance without an outline."""
+    shape = (64, 64)
+    a, b = _disk(shape, (32, 24), 12), _disk(shape, (32, 40), 12)
+    session = AnnotationSession(np.zeros(shape, np.uint32))
+    front = session.commit(a, amodal=front_outline, in_front=not front_outline).instance_id
+    back = session.commit(b, amodal=True).instance_id
+    assert (session.labels_yx[a & b] == front).all()
+    assert session.table.loc[back, "occluded_fraction"] == pytest.approx((a & b).sum() / b.sum())
+    before, steps = session.labels_yx.copy(), len(session.undo_stack)
+    session.bring_forward(back)
+    assert session.table.loc[back, "z_order"] > session.table.loc[front, "z_order"]
+    assert (session.labels_yx[a & b] == back).all() and len(session.undo_stack) == steps + 1
+    assert session.table.loc[back, "occluded_fraction"] == 0.0
+    if front_outline:
+        assert session.table.loc[front, "occluded_fraction"] == pytest.approx((a & b).sum() / a.sum())
+        session.send_backward(back)
+        assert session.table.loc[back, "z_order"] < session.table.loc[front, "z_order"]
+        np.testing.assert_array_equal(session.labels_yx, before)
+        session.undo()
+    session.undo()
+    np.testing.assert_array_equal(session.labels_yx, before)
+    assert len(session.undo_stack) == steps
+
+
+def test_bring_forward_passes_only_the_next_instance_in_the_way():
+    """Three outlines in a row, front to back: one press puts the last one in front of the
+    middle one (the instance in its way), one press sends the first behind the middle one."""
+    shape = (64, 80)
+    masks = [_disk(shape, (32, x), 10) for x in (16, 30, 44)]
+    session = AnnotationSession(np.zeros(shape, np.uint32))
+    first, middle, last = (session.commit(m, amodal=True).instance_id for m in masks)  # z -1, -2, -3
+    session.bring_forward(last)
+    assert (session.labels_yx[masks[1] & masks[2]] == last).all()
+    assert session.table.loc[middle, "z_order"] < session.table.loc[last, "z_order"]
+    session.send_backward(first)
+    assert (session.labels_yx[masks[0] & masks[1]] == middle).all()
+    assert session.table.loc[first, "z_order"] < session.table.loc[middle, "z_order"]
+
+
 def test_manual_tier_overrides_the_derived_one():
     shape = (64, 64)
     session = AnnotationSession(np.zeros(shape, np.uint32))

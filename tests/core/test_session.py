@@ -174,3 +174,57 @@ def test_commit_many_is_one_undoable_saved_action(session):
         session.commit_many([_disk((64, 64), (50, 50), 5)])
     np.testing.assert_array_equal(session.labels_yx, labels)
     assert set(session.table.index) == {first, first + 1, first + 2}
+
+
+def _prelabels_from_a_file():
+    """Two pre-labels of a batch run, exported to COCO and imported back (as napari opens
+    ``annotations.json``): the file carries no proposals."""
+    from napari_instseg.core.coco import AnnotatedImage, export_coco, import_coco
+
+    shape = (64, 64)
+    batch = AnnotationSession(np.zeros(shape, np.uint32))
+    for centre in ((20, 20), (40, 44)):
+        batch.commit(_disk(shape, centre, 7), source="classic")
+    coco = export_coco([AnnotatedImage(batch.labels_yx, batch.table, "tile.png")], batch.protocol).coco
+    imported = import_coco(coco)
+    image = imported.images[0]
+    assert (image.table["review"] == "pre-label").all()
+    return image.labels_yx, image.table, imported.protocol
+
+
+@pytest.mark.parametrize("path", ["file", "store"])
+def test_prelabels_read_without_proposals_review_against_the_mask_they_came_with(path, tmp_path):
+    """Accept unchanged: ``accepted`` with IoU 1; paint, then accept: ``corrected`` with the
+    true IoU, whether the session is made from an imported file or from a store made of it."""
+    from napari_instseg.core.store import AnnotationStore
+
+    labels, table, protocol = _prelabels_from_a_file()
+    if path == "store":
+        AnnotationStore.create(tmp_path / "s.zarr", labels, protocol, table=table).close()
+        store = AnnotationStore.open(tmp_path / "s.zarr")
+        session = store.session(annotator="me")
+    else:
+        session = AnnotationSession(labels, table, protocol, annotator="me")
+    first, second = sorted(int(i) for i in table.index)
+    assert set(session.prelabels) == {first, second}
+    assert session.accept(first) == "accepted" and session.table.loc[first, "prelabel_iou"] == 1.0
+    before = session.mask_of(second)
+    session.labels_yx[40, 51:56] = second  # a person paints on it
+    session.labels_edited([second])
+    assert session.accept(second) == "corrected"
+    expected = before.sum() / (before | (session.labels_yx == second)).sum()
+    assert session.table.loc[second, "prelabel_iou"] == pytest.approx(expected) and expected < 1
+    session.undo()  # the accept, then the paint: a pre-label again
+    session.undo()
+    assert session.table.loc[second, "review"] == "pre-label" and session.accept(second) == "accepted"
+    if path == "store":
+        store.close()
+
+
+def test_reviewed_rows_of_a_file_get_no_invented_proposal():
+    labels, table, protocol = _prelabels_from_a_file()
+    first = int(table.index[0])
+    table = table.copy()
+    table.loc[first, "review"] = "accepted"
+    session = AnnotationSession(labels, table, protocol)
+    assert first not in session.prelabels and len(session.prelabels) == 1

@@ -318,3 +318,27 @@ def test_categories_added_in_the_gui_go_with_the_store_and_the_annotator_is_reme
     instances.protocol_edit.value = str(protocol_file)
     instances._on_load_protocol()
     assert prompt.session.protocol.name == "TIL study"
+
+
+def test_one_forward_key_press_brings_the_back_outline_in_front(viewer_with_widgets, qtbot):
+    """Two amodal commits (z -1, -2): one Shift+Up on the canvas puts the selected back one in
+    front, pixels and occluded fractions change at once; Alt+Z undoes it in one step; the
+    Backward button sends it back."""
+    viewer, prompt, instances = viewer_with_widgets
+    show_at_size(viewer, qtbot)
+    layer = prompt.labels_combo.value
+    a, b = _disk((96, 96), (40, 34), 12), _disk((96, 96), (40, 52), 12)
+    front = _commit(prompt, a, amodal=True)
+    back = _commit(prompt, b, amodal=True)
+    before = layer.data.copy()
+    instances.select(back)
+    key(viewer, qtbot, "Up", "Shift")
+    table = from_features(layer.features)
+    assert (layer.data[a & b] == back).all() and table.loc[back, "occluded_fraction"] == 0.0
+    assert table.loc[front, "occluded_fraction"] == pytest.approx((a & b).sum() / a.sum())
+    key(viewer, qtbot, "Z", "Alt")
+    np.testing.assert_array_equal(layer.data, before)
+    key(viewer, qtbot, "Y", "Alt")
+    instances.buttons["send_backward"].native.click()
+    np.testing.assert_array_equal(layer.data, before)
+    assert from_features(layer.features).loc[back, "occluded_fraction"] > 0

@@ -72,3 +72,78 @@ def test_review_works_on_a_slide_window_layer(make_napari_viewer, qtbot, monkeyp
     np.testing.assert_allclose(viewer_camera(viewer).center[-2:], (5045, 9045))
     widget._on_accept()
     assert widget.progress.value == "1 / 1 reviewed"
+
+
+def _prelabels_file(tmp_path):
+    """A COCO file of four pre-labels, as ``napari-instseg demo`` / ``prelabel`` write it (no
+    proposals in it); one of them at the image's right edge."""
+    from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
+    from napari_instseg.core.session import AnnotationSession
+
+    batch = AnnotationSession(np.zeros((128, 128), np.uint32))
+    for y, x in ((10, 10), (10, 60), (70, 10), (70, 118)):
+        batch.commit(_square(y, x), source="classic")
+    path = tmp_path / "annotations.json"
+    save_coco(export_coco([AnnotatedImage(batch.labels_yx, batch.table, "cells.tif")], batch.protocol).coco, path)
+    return path
+
+
+def test_reviewing_a_coco_file_records_accepted_and_corrected_with_iou(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """The walkthrough on a file: Shift+Y gives ``accepted`` with IoU 1, an edit then Shift+F
+    gives ``corrected`` with IoU < 1, and the count grows over a stable total."""
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    (labels,) = viewer.open(str(_prelabels_file(tmp_path)), plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Review pre-labels")
+    show_at_size(viewer, qtbot)
+    widget.labels_combo.value = labels
+    widget.start()
+    assert widget.current == 1 and widget.progress.value == "0 / 4 reviewed"
+    key(viewer, qtbot, "Y", "Shift")
+    table = from_features(labels.features)
+    assert table.loc[1, "review"] == "accepted" and table.loc[1, "prelabel_iou"] == 1.0
+    assert widget.current == 2 and widget.progress.value == "1 / 4 reviewed"
+    key(viewer, qtbot, "E", "Shift")
+    labels.brush_size = 4
+    drag(viewer, qtbot, (15, 72), (15, 76))  # paint beyond the square's right side
+    key(viewer, qtbot, "F", "Shift")
+    table = from_features(labels.features)
+    assert table.loc[2, "review"] == "corrected" and 0 < table.loc[2, "prelabel_iou"] < 1
+    assert widget.progress.value == "2 / 4 reviewed"
+    key(viewer, qtbot, "R", "Shift")
+    assert widget.progress.value == "3 / 4 reviewed"
+
+
+def test_the_current_prelabel_is_outlined_and_the_view_stays_on_the_image(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """At the image edge the zoomed view shows no black band; the pre-label in view is
+    outlined (its contour) and selected."""
+    from napari_instseg._widgets.instances import viewer_camera
+    from napari_instseg._widgets.review_mode import HIGHLIGHT_LAYER
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((128, 128), np.uint8), name="cells")
+    (labels,) = viewer.open(str(_prelabels_file(tmp_path)), plugin=PLUGIN)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Review pre-labels")
+    show_at_size(viewer, qtbot)
+    widget.labels_combo.value = labels
+    viewer.layers.selection.active = labels
+    widget.start()
+    for _ in range(3):
+        key(viewer, qtbot, "Right", "Shift")
+    assert widget.current == 4 and labels.selected_label == 4
+    # the square at x 118..128 touches the right edge: the view's right side is the image's
+    camera = viewer_camera(viewer)
+    _, width = viewer.canvas.size
+    right = camera.center[-1] + width / (2 * camera.zoom)
+    assert right <= 128 and camera.zoom > 4
+    outline = viewer.layers[HIGHLIGHT_LAYER]
+    (polygon,) = outline.data
+    assert polygon[:, 0].min() == pytest.approx(69.5) and polygon[:, 1].max() == pytest.approx(127.5)
+    assert viewer.layers.selection.active is labels  # keys and painting still go to the labels
+    widget.stop()
+    assert HIGHLIGHT_LAYER not in viewer.layers

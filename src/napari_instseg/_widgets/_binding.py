@@ -29,7 +29,7 @@ from napari_instseg._reader_preference import prefer_our_reader
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.instances import from_features, to_features
 
-__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "ReadOnlyError", "layer_session"]
+__all__ = ["PAINT_SAVE_DELAY_MS", "LayerSession", "ReadOnlyError", "bound_layers", "layer_session", "unbind"]
 
 
 class ReadOnlyError(InstsegError, PermissionError):
@@ -174,6 +174,7 @@ class LayerSession:
         self.flush()
         if self.store is not None and self._owns_store:
             self.store.close()
+            self._owns_store = False
 
     # -- napari events -------------------------------------------------------------------------
     def _on_paint(self, event: Any) -> None:
@@ -267,9 +268,28 @@ def _viewer_of(layer: Any) -> Any:
 
 
 def layer_session(layer: Any) -> LayerSession:
-    """The one :class:`LayerSession` of ``layer`` (made on first use)."""
+    """The one :class:`LayerSession` of ``layer`` (made on first use). Pending paint is
+    recorded when the layer leaves its viewer, when the viewer closes and when the
+    application quits (:func:`napari_instseg._widgets._closing.flush_on_close`)."""
     bound = _SESSIONS.get(layer)
     if bound is None:
         bound = LayerSession(layer)
         _SESSIONS[layer] = bound
+        from napari_instseg._widgets._closing import flush_on_close
+
+        flush_on_close(layer)
+    return bound
+
+
+def bound_layers() -> list[tuple[Any, LayerSession]]:
+    """(layer, binding) of every bound layer alive."""
+    return list(_SESSIONS.items())
+
+
+def unbind(layer: Any) -> LayerSession | None:
+    """Forget the binding of ``layer`` (a layer that left its viewer): it stops listening to
+    paint; returns it (None when the layer was not bound). The caller closes it."""
+    bound = _SESSIONS.pop(layer, None)
+    if bound is not None:
+        layer.events.paint.disconnect(bound._on_paint)
     return bound

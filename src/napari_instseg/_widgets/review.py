@@ -52,8 +52,10 @@ def _remove_new_report_files(outdir: Path, before: set[str], existed: bool) -> s
 def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
     """A Labels layer (data + features + protocol) as a one-image COCO dict."""
     from napari_instseg._adapters import table_from_layer_meta
+    from napari_instseg._widgets._closing import flush_layer
     from napari_instseg.core.coco import AnnotatedImage, export_coco
 
+    flush_layer(layer)  # a stroke of the last second counts
     table = table_from_layer_meta({"features": layer.features})
     record = dict(layer.metadata.get(IMAGE_KEY) or {})
     file_name = record.get("file_name") or f"{layer.name}.tif"

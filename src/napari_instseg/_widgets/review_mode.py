@@ -23,13 +23,19 @@ from napari_instseg._widgets._layout import collapsible, compact, tooltips
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["POSITION_KEY", "REVIEW_ACTIONS", "PrelabelReviewWidget"]
+__all__ = ["HIGHLIGHT_LAYER", "POSITION_KEY", "REVIEW_ACTIONS", "PrelabelReviewWidget"]
 
 REVIEW_ACTIONS = ("accept", "reject", "edit", "finish", "next_item", "previous_item")
 """The plugin actions (see :mod:`._keys`) the review mode answers while it runs."""
 
 POSITION_KEY = "instseg_review_position"
 """Labels-layer metadata: the instance id the review pass was at."""
+
+HIGHLIGHT_LAYER = "review: current pre-label"
+"""The Shapes layer outlining the pre-label in view (removed when the pass stops)."""
+
+HIGHLIGHT_PX = 2.0
+"""Width of that outline on screen, in canvas pixels."""
 
 from napari_instseg.core.prompting.registry import MODEL_SOURCES  # noqa: E402
 
@@ -112,13 +118,21 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         return None if self._binding is None else self._binding.session
 
     def items(self) -> list[int]:
-        """Instance ids in the pass: model pre-labels with pixels in this layer, in id order
-        (reviewed ones stay in the list, so the count reads "37 / 348")."""
+        """Instance ids in the pass: model pre-labels with pixels in this layer, in id order.
+
+        Reviewed ones stay in the list (the count reads "37 / 348", its total stable while
+        reviewing): a model instance is in the pass while it is a pre-label, has a proposal,
+        or was reviewed against one (``prelabel_iou`` set).
+        """
         session = self.session
         table = session.table
         model = table[table["source"].isin(MODEL_SOURCES)]
+        reviewed = model["prelabel_iou"].notna().to_numpy()
+        pending = (model["review"] == "pre-label").to_numpy()
         candidates = [
-            int(i) for i in model.index if int(i) in session.prelabels or model.at[i, "review"] == "pre-label"
+            int(i)
+            for i, done, waiting in zip(model.index, reviewed, pending, strict=True)
+            if done or waiting or int(i) in session.prelabels
         ]
         present = set(np.unique(session.labels_yx).tolist())
         return [i for i in candidates if i in present or table.at[i, "review"] == "rejected"]
@@ -147,6 +161,8 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         if self.running:
             withdraw(self.viewer, self._handlers)
             self.running = False
+        if HIGHLIGHT_LAYER in self.viewer.layers:
+            self.viewer.layers.remove(HIGHLIGHT_LAYER)
         self._say("Review stopped; Start resumes where it was.")
 
     def _next_pending(self, after: int, *, inclusive: bool = False) -> int | None:
@@ -166,14 +182,18 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         layer = self._binding.layer
         if instance_id is None:
             self.item_label.value = "Every pre-label is reviewed." if items else "This layer has no pre-labels."
+            self._highlight(None)
             return
         layer.metadata = {**layer.metadata, POSITION_KEY: int(instance_id)}
         layer.selected_label = instance_id
         self._zoom_to(instance_id)
+        self._highlight(instance_id)
         row = self.session.table.loc[instance_id]
         self.item_label.value = f"Instance {instance_id} ({row['source']}): {row['review']}"
 
     def _zoom_to(self, instance_id: int) -> None:
+        """Centre the view on the instance (a quarter of the canvas high), kept inside the
+        image where the image is larger than the view (no black band at an image edge)."""
         from napari_instseg._widgets.instances import viewer_camera
 
         ys, xs = np.nonzero(self.session.labels_yx == instance_id)
@@ -183,10 +203,78 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         y0, x0 = layer.data_to_world((float(ys.min()), float(xs.min())))[-2:]
         y1, x1 = layer.data_to_world((float(ys.max() + 1), float(xs.max() + 1)))[-2:]
         camera = viewer_camera(self.viewer)
-        camera.center = ((y0 + y1) / 2, (x0 + x1) / 2)
+        canvas_hw = self._canvas_hw()
         size = max(y1 - y0, x1 - x0, 1.0)
-        canvas_px = 800  # about the canvas height at 1000 px: the instance fills a quarter
-        camera.zoom = float(np.clip(canvas_px / (4.0 * size), 0.05, 16.0))
+        zoom = float(np.clip(min(canvas_hw) / (4.0 * size), 0.05, 16.0))
+        camera.zoom = zoom
+        camera.center = self._clamped_center(((y0 + y1) / 2, (x0 + x1) / 2), zoom, canvas_hw)
+
+    def _canvas_hw(self) -> tuple[float, float]:
+        """(height, width) of the canvas in screen pixels (800 x 800 before it is shown)."""
+        size = getattr(getattr(self.viewer, "canvas", None), "size", None) or (800, 800)
+        height, width = float(size[0]), float(size[1])
+        return (height, width) if height > 1 and width > 1 else (800.0, 800.0)
+
+    def _clamped_center(
+        self, center_yx: tuple[float, float], zoom: float, canvas_hw: tuple[float, float]
+    ) -> tuple[float, float]:
+        """``center_yx`` moved so that the view (``canvas_hw / zoom`` world units) stays inside
+        the images' and labels' extent; an axis where the extent is smaller than the view is
+        centred."""
+        from napari.layers import Image, Labels
+
+        boxes = [
+            np.asarray(layer.extent.world, dtype=float)[:, -2:]
+            for layer in self.viewer.layers
+            if isinstance(layer, Image | Labels)
+        ]
+        if not boxes:
+            return center_yx
+        extent = np.stack([np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)])
+        out = []
+        for axis in range(2):
+            low, high = extent[0, axis], extent[1, axis]
+            half = canvas_hw[axis] / (2.0 * zoom)
+            if high - low >= 2 * half:
+                out.append(float(np.clip(center_yx[axis], low + half, high - half)))
+            else:
+                out.append(float((low + high) / 2))
+        return (out[0], out[1])
+
+    def _highlight(self, instance_id: int | None) -> None:
+        """Outline ``instance_id`` (its contour, in a Shapes layer above the labels); None
+        clears the outline. The active layer stays as it was."""
+        from skimage.measure import find_contours
+
+        polygons: list[np.ndarray] = []
+        if instance_id is not None:
+            mask = self.session.labels_yx == instance_id
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            if rows.size:
+                y0, x0 = int(rows[0]), int(cols[0])
+                crop = np.pad(mask[y0 : rows[-1] + 1, x0 : cols[-1] + 1], 1)
+                polygons = [
+                    c + np.array([y0 - 1, x0 - 1]) for c in find_contours(crop.astype(np.uint8), 0.5) if len(c) > 2
+                ]
+        self._outline_layer(polygons)
+
+    def _outline_layer(self, polygons: list[np.ndarray]) -> None:
+        from napari_instseg._widgets.instances import viewer_camera
+
+        layers = self.viewer.layers
+        if HIGHLIGHT_LAYER not in layers:
+            if not polygons:
+                return
+            active = layers.selection.active
+            self.viewer.add_shapes(name=HIGHLIGHT_LAYER, edge_color="yellow", face_color="transparent")
+            layers.selection.active = active
+        shapes = layers[HIGHLIGHT_LAYER]
+        labels = self._binding.layer
+        shapes.translate, shapes.scale = labels.translate, labels.scale
+        shapes.data = []
+        if polygons:
+            width = HIGHLIGHT_PX / max(float(viewer_camera(self.viewer).zoom), 1e-3)
+            shapes.add_polygons(polygons, edge_width=width, edge_color="yellow", face_color="transparent")
 
     # -- decisions ------------------------------------------------------------------------------
     def _decide(self, action: str) -> None:

@@ -9,19 +9,21 @@ proposal is kept; reviewing measures the final mask against it. These functions 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.compositing import composite_region
+from napari_instseg.core.compositing import composite_region, crop_to
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.instances import new_row, now_iso, row_of
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.records import CommitError, CommitResult, PrelabelRecord, iou
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from napari_instseg.core.session_state import SessionState
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "combine_edits",
     "commit_edit",
     "depth_edit",
+    "depth_step_z_order",
+    "prelabel_proposals",
     "removal_edit",
     "review_changes",
 ]
@@ -203,7 +207,7 @@ def depth_edit(
         new = outlines[instance_id]
         region = region_union(new.bbox_yx if new.area_px else None, old.bbox_yx if old else None)
     else:
-        region = session.amodal[instance_id].bbox_yx if instance_id in session.amodal else None
+        region = _extent(session, instance_id).bbox_yx if session.amodal else None
     region, after = composite_region(session.labels_yx, session.table, session.amodal, region, rows, outlines)
     return Edit(
         "amodal" if outlines else "reorder",
@@ -217,6 +221,128 @@ def depth_edit(
         amodal_after=dict(outlines),
         next_id=session.ids.next_id,
     )
+
+
+def prelabel_proposals(
+    labels_yx: NDArray[np.uint32], table: pd.DataFrame, known: Collection[int] = ()
+) -> dict[int, PrelabelRecord]:
+    """The proposals of pre-labels that come without one: each row in review state
+    ``pre-label`` whose id is not in ``known`` gets its visible mask as it is now (the mask as
+    it came in, from a file, a layer or a store) as its proposal, so reviewing it measures
+    against that mask (accept unchanged: IoU 1; paint, then accept: ``corrected``).
+
+    Parameters
+    ----------
+    labels_yx : numpy.ndarray of uint32, shape (height, width)
+        The visible labels (0 = background); not modified.
+    table : DataFrame
+        The instance table (``review`` and ``source`` columns; an optional ``score`` column
+        gives the proposals' scores, else NaN).
+    known : collection of int
+        Ids that already have a proposal (left out).
+
+    Returns
+    -------
+    dict of int to PrelabelRecord
+        One record per pre-label without a proposal; an empty crop where it has no pixels.
+    """
+    is_pending = table["review"].to_numpy() == "pre-label"
+    ids = table.index.to_numpy()[is_pending].astype(np.int64)
+    sources = table["source"].to_numpy()[is_pending].tolist()
+    scores = table["score"].to_numpy()[is_pending].tolist() if "score" in table.columns else [None] * ids.size
+    keep = [k for k, i in enumerate(ids.tolist()) if i not in known]
+    if not keep:
+        return {}
+    boxes = _boxes_of(labels_yx, ids[keep])
+    records = {}
+    for k in keep:
+        instance_id = int(ids[k])
+        box = boxes.get(instance_id)
+        if box is None:
+            proposal = CroppedMask((0, 0, 0, 0), np.zeros((0, 0), bool))
+        else:
+            y0, x0, y1, x1 = box
+            proposal = CroppedMask(box, labels_yx[y0:y1, x0:x1] == instance_id)
+        records[instance_id] = PrelabelRecord(proposal, str(sources[k]), _as_score(scores[k]))
+    return records
+
+
+def _as_score(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _boxes_of(labels_yx: NDArray[np.uint32], ids: NDArray[np.int64]) -> dict[int, Region]:
+    """Bounding boxes of ``ids`` in ``labels_yx`` (one pass over their pixels; absent ids are
+    left out)."""
+    ys, xs = np.nonzero(np.isin(labels_yx, ids))
+    if not ys.size:
+        return {}
+    values = labels_yx[ys, xs]
+    order = np.argsort(values, kind="stable")
+    values, ys, xs = values[order], ys[order], xs[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
+    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
+    return {
+        int(v): (int(a), int(b), int(c), int(d)) for v, a, b, c, d in zip(values[starts], y0, x0, y1, x1, strict=True)
+    }
+
+
+def depth_step_z_order(session: SessionState, instance_id: int, forward: bool) -> int:
+    """The ``z_order`` one step in depth takes an instance to: strictly in front of the nearest
+    instance it overlaps that is now drawn in front of it (``forward``), or strictly behind
+    the nearest one drawn behind it; one more (one less) when no instance is in the way.
+
+    An instance's extent is its amodal outline when it has one, else its visible pixels;
+    "in front" follows :func:`~napari_instseg.core.occlusion.paint_order` (``z_order``, then
+    smaller area, then smaller id), so one step always changes who owns the overlap.
+    """
+    z_values = session.table["z_order"].to_numpy()
+
+    def z_of(i: int) -> int:
+        return int(z_values[session.table.index.get_loc(i)])
+
+    own_z = z_of(instance_id)
+    extent = _extent(session, instance_id)
+    if not extent.area_px:
+        return own_z + (1 if forward else -1)
+    rank = {j: (z_of(j), -area, -j) for j, area in _overlapping(session, instance_id, extent).items()}
+    own = (own_z, -extent.area_px, -instance_id)
+    if forward:
+        ahead = [key for key in rank.values() if key > own]
+        return min(ahead)[0] + 1 if ahead else own_z + 1
+    behind = [key for key in rank.values() if key < own]
+    return max(behind)[0] - 1 if behind else own_z - 1
+
+
+def _extent(session: SessionState, instance_id: int) -> CroppedMask:
+    """An instance's outline when it has one, else its visible pixels."""
+    outline = session.amodal.get(instance_id)
+    return outline if outline is not None else CroppedMask.from_full(session.labels_yx == instance_id)
+
+
+def _overlapping(session: SessionState, instance_id: int, extent: CroppedMask) -> dict[int, int]:
+    """The instances (with a row) whose extent overlaps ``extent``, with their full areas (as
+    the compositing rule counts them)."""
+    region = extent.bbox_yx
+    own = extent.mask
+    y0, x0, y1, x1 = region
+    crop = session.labels_yx[y0:y1, x0:x1]
+    found: dict[int, int] = {}
+    for other in np.unique(crop[own]).tolist():
+        if other and other != instance_id and other not in session.amodal:
+            found[int(other)] = int(np.count_nonzero(session.labels_yx == other))
+    for other, outline in session.amodal.items():
+        if other != instance_id and other not in found:
+            part = crop_to(outline, region)
+            if part is not None and (part & own).any():
+                found[int(other)] = outline.area_px
+    return {i: area for i, area in found.items() if i in session.table.index}
 
 
 def review_changes(session: SessionState, instance_id: int, *, only_corrected: bool = False) -> dict[str, Any]:

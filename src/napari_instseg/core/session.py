@@ -34,6 +34,7 @@ from napari_instseg.core.commit_rules import (
     combine_edits,
     commit_edit,
     depth_edit,
+    depth_step_z_order,
     removal_edit,
     review_changes,
 )
@@ -302,16 +303,18 @@ class AnnotationSession(SessionState):
         self._do(depth_edit(self, instance_id, {instance_id: row}, {}), refresh_occlusion=True)
 
     def bring_forward(self, instance_id: int) -> None:
-        """Raise ``z_order`` by one (nearer the viewer)."""
-        self.set_z_order(instance_id, self._z_order(instance_id) + 1)
+        """Move an instance one step nearer the viewer, as one action: strictly in front of
+        the nearest instance it overlaps that is drawn in front of it (it takes the overlap
+        at once); ``z_order`` + 1 when none is."""
+        self._require_row(instance_id)
+        self.set_z_order(instance_id, depth_step_z_order(self, instance_id, forward=True))
 
     def send_backward(self, instance_id: int) -> None:
-        """Lower ``z_order`` by one (further from the viewer)."""
-        self.set_z_order(instance_id, self._z_order(instance_id) - 1)
-
-    def _z_order(self, instance_id: int) -> int:
+        """Move an instance one step further from the viewer, as one action: strictly behind
+        the nearest instance it overlaps that is drawn behind it (which takes the overlap at
+        once); ``z_order`` - 1 when none is."""
         self._require_row(instance_id)
-        return int(self.table["z_order"].to_numpy()[self.table.index.get_loc(instance_id)])
+        self.set_z_order(instance_id, depth_step_z_order(self, instance_id, forward=False))
 
     def set_amodal(self, instance_id: int, mask_yx: ArrayLike) -> None:
         """Give an instance its full (amodal) outline; the visible labels are recomposited by

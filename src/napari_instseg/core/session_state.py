@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from napari_instseg.core.activetime import ActiveTimeClock
 from napari_instseg.core.candidates import CandidateState
+from napari_instseg.core.commit_rules import prelabel_proposals
 from napari_instseg.core.compositing import with_occlusion
 from napari_instseg.core.edits import CroppedMask, Edit, Region, update_records
 from napari_instseg.core.history import EditHistory, EditSink
@@ -71,7 +72,7 @@ class SessionState:
         self.ids.observe(ids.tolist())
         self.annotator = annotator
         self.prompter = prompter
-        self.prelabels: dict[int, PrelabelRecord] = {}
+        self.prelabels: dict[int, PrelabelRecord] = prelabel_proposals(self.labels_yx, self.table)
         self.amodal: dict[int, CroppedMask] = {}
         self.prompt_state = CandidateState()
         self.active_time = ActiveTimeClock(clock)

@@ -112,6 +112,15 @@ class ImportedImage:
         report: pd.DataFrame = pd.DataFrame(rows, index=pd.Index(ids, name="id"))
         return report
 
+    def __repr__(self) -> str:
+        """A one-line summary (file name, shape, counts), never the arrays."""
+        height, width = self.labels_yx.shape
+        return (
+            f"ImportedImage(file_name={self.image.get('file_name')!r}, shape_yx=({height}, {width}), "
+            f"instances={len(self.table)}, amodal={len(self.amodal)}, overlap_px={self.overlap_px}, "
+            f"hidden={len(self.hidden_ids)})"
+        )
+
 
 def overlap_frame(front: Sequence[int], back: Sequence[int], pixels: Sequence[int]) -> pd.DataFrame:
     frame: pd.DataFrame = pd.DataFrame(
@@ -141,6 +150,16 @@ class CocoImport:
     def overlap_px(self) -> int:
         """Overlapping pixels resolved, over all images."""
         return sum(im.overlap_px for im in self.images)
+
+    def __repr__(self) -> str:
+        """A short summary (counts and shapes), never the mask arrays."""
+        shapes = ", ".join(f"{im.labels_yx.shape[0]}x{im.labels_yx.shape[1]}" for im in self.images[:5])
+        more = f", ... ({len(self.images) - 5} more)" if len(self.images) > 5 else ""
+        instances = sum(len(im.table) for im in self.images)
+        return (
+            f"CocoImport(images={len(self.images)} [{shapes}{more}], instances={instances}, "
+            f"categories={len(self.protocol.categories)}, overlap_px={self.overlap_px})"
+        )
 
 
 def load_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
