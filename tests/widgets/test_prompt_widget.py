@@ -171,7 +171,11 @@ def test_sam2_encoding_never_blocks_the_ui_thread(
     timer.stop()
     gaps_ms = np.diff(ticks) * 1000
     assert len(ticks) > 50
-    assert gaps_ms.max() < 100, f"UI thread blocked for {gaps_ms.max():.0f} ms"
+    # Encoding takes seconds: run on the UI thread it would stop the timer for all of it. On a
+    # loaded 2-core machine the OS alone can delay one tick by ~100 ms (torch's threads take
+    # both cores), so the bound is well above scheduling noise and far below an encode.
+    assert gaps_ms.max() < 300, f"UI thread blocked for {gaps_ms.max():.0f} ms"
+    assert np.median(gaps_ms) < 30, f"UI timer ticked every {np.median(gaps_ms):.0f} ms (10 ms asked)"
     # per-click decoding also runs in a worker and produces a candidate
     widget.points_layer.add([[200, 200]])
     qtbot.waitUntil(lambda: widget.session.candidate is not None, timeout=30_000)

@@ -212,6 +212,17 @@ def _tifffile_messages() -> Iterator[_Captured]:
         tiff_logger.removeFilter(captured)
 
 
+def _data_beyond_end(tif: Any, file_size: int) -> str:
+    """A message when a page's image data lies past the end of the file ('' when none does):
+    a truncated file, found from the offsets alone (no pixel is decoded)."""
+    for index, page in enumerate(tif.pages):
+        offsets = np.asarray(getattr(page, "dataoffsets", ()), dtype=np.int64)
+        counts = np.asarray(getattr(page, "databytecounts", ()), dtype=np.int64)
+        if offsets.size and counts.size == offsets.size and int((offsets + counts).max()) > file_size:
+            return f"page {index}: image data ends at byte {int((offsets + counts).max())}, the file has {file_size}"
+    return ""
+
+
 def _open_tiff(path: Path) -> Slide:
     with _tifffile_messages() as captured:
         slide = _open_tiff_quietly(path, captured)
@@ -230,6 +241,7 @@ def _open_tiff_quietly(path: Path, captured: _Captured) -> Slide:
             axes = series.axes
             mpp = _tiff_mpp(tif)
             compression = series.pages[0].compression if series.pages else None
+            beyond_end = _data_beyond_end(tif, path.stat().st_size)
         store = tifffile.imread(path, aszarr=True, series=0)
         node = zarr.open(store, mode="r")
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, struct.error) as exc:
@@ -237,6 +249,7 @@ def _open_tiff_quietly(path: Path, captured: _Captured) -> Slide:
             f"{path}: cannot open the slide: not a readable TIFF / SVS file ({type(exc).__name__}: {exc})."
         ) from exc
     damaged = [m for m in captured.messages if any(word in m.lower() for word in _DAMAGED)]
+    damaged += [beyond_end] if beyond_end else []
     if damaged:
         raise SlideError(f"{path}: cannot open the slide: the file is truncated or damaged (tifffile: {damaged[0]}).")
     levels: list[Any] = (
