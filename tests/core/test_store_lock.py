@@ -164,3 +164,40 @@ def test_a_store_dropped_without_close_gives_its_lock_back(tmp_path):
     gc.collect()
     with AnnotationStore.open(path) as third:
         assert not third.read_only
+
+
+def _writer(path, started, n_commits):
+    from napari_instseg.core.store import AnnotationStore
+
+    with AnnotationStore.open(path) as store:
+        session = store.session()
+        started.set()
+        for k in range(n_commits):
+            mask = np.zeros((256, 256), bool)
+            mask[(k % 16) * 16 : (k % 16) * 16 + 12, (k // 16) * 16 : (k // 16) * 16 + 12] = True
+            session.commit(mask)
+
+
+def test_a_reader_in_another_process_never_sees_half_an_action(tmp_path):
+    """While one process commits, another reads the store (read-only) again and again: every
+    read is consistent (no 'instance without a row', no 'damaged chunk'), never an error."""
+    path = tmp_path / "busy.zarr"
+    AnnotationStore.create(path, (256, 256)).close()
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    writer = ctx.Process(target=_writer, args=(str(path), started, 48))
+    writer.start()
+    assert started.wait(120)
+    reads = 0
+    try:
+        while writer.is_alive():
+            with AnnotationStore.open(path, read_only=True) as store:
+                session = store.session()
+                labels = session.labels_yx
+                assert set(np.unique(labels).tolist()) - {0} <= set(session.table.index.tolist())
+                reads += 1
+    finally:
+        writer.join(timeout=120)
+    assert writer.exitcode == 0 and reads > 0
+    with AnnotationStore.open(path) as store:
+        assert store.n_instances == 48

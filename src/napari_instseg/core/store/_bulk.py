@@ -52,7 +52,7 @@ def bulk_write(
     if min(boxes) < store._next_id():
         raise StoreError(f"{store.path}: bulk ids must be new (>= {store._next_id()}); the tile holds id {min(boxes)}.")
     rows = table_for_ids(sorted(boxes), table, defaults={"category_id": store.protocol.categories[0].id})
-    with store._guard:
+    with store._guard, store._writing():
         with store._db.transaction():
             store._db.set_meta(bulk_pending=list(region))
         current = np.asarray(store._labels[y0 : region[2], x0 : region[3]])

@@ -60,7 +60,7 @@ def set_protocol(store: AnnotationStore, protocol: AnnotationProtocol) -> None:
         When the store is read-only, or the save failed (then the store is as before, or
         read-only when even that could not be ensured).
     """
-    with store._guard:
+    with store._guard, store._writing():
         store._require_writable()
         record, before = _record(protocol), store.protocol.to_dict()
         try:

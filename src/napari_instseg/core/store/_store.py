@@ -9,6 +9,8 @@ Layout::
       instseg/store.sqlite   instance rows (+ R-tree on their boxes), journal, undo / redo
                              stacks, proposals and amodal masks, label-chunk checksums
       instseg/lock           the writer lock (flock) and its holder record
+      instseg/actions.lock   held by the writer while it saves an action, shared by readers
+                             in other processes while they read (``_actions.py``)
 
 Crash consistency (zarr and SQLite together)
 --------------------------------------------
@@ -46,6 +48,7 @@ check`` checks everything and ``store repair`` rebuilds what it can from the jou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -63,6 +66,7 @@ import napari_instseg.core.store._lock as lock_file
 from napari_instseg.core.edits import Edit, apply_edit
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.protocol import AnnotationProtocol
+from napari_instseg.core.store._actions import ACTIONS_LOCK_NAME, ActionLock
 from napari_instseg.core.store._base import (
     CHUNK_PX,
     STORE_FORMAT,
@@ -102,6 +106,7 @@ class AnnotationStore:
         self._lock = lock
         self._dir = path / "instseg"
         self._guard = threading.RLock()
+        self._actions = ActionLock(self._dir / ACTIONS_LOCK_NAME, writer=not read_only)
         try:
             self._root = zarr.open_group(str(path), mode="r" if read_only else "r+")
             attrs: dict[str, Any] = dict(self._root.attrs)
@@ -124,7 +129,7 @@ class AnnotationStore:
                 f"{path}: {db_path.name} cannot be read ({exc}); run `napari-instseg store check {path}`."
             ) from exc
         # a store dropped without close() (its last session gone) still gives its lock back
-        weakref.finalize(self, _release, self._db, lock)
+        weakref.finalize(self, _release, self._db, lock, self._actions)
 
     # -- creating and opening ---------------------------------------------------------------
     @classmethod
@@ -239,6 +244,7 @@ class AnnotationStore:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+            self._actions.close()
 
     def __enter__(self) -> AnnotationStore:
         return self
@@ -263,17 +269,19 @@ class AnnotationStore:
         """
         whole = region_yx is None
         region = (0, 0, *self.shape_yx) if region_yx is None else _checked_region(region_yx, self.shape_yx, self.path)
-        self._verify_chunks(region)
-        y0, x0, y1, x1 = region
-        out = np.asarray(self._labels[y0:y1, x0:x1], dtype=np.uint32)
-        if whole:
-            self._verify_rows_for(out)
+        with self._reading():
+            self._verify_chunks(region)
+            y0, x0, y1, x1 = region
+            out = np.asarray(self._labels[y0:y1, x0:x1], dtype=np.uint32)
+            if whole:
+                self._verify_rows_for(out)
         return out
 
     @property
     def table(self) -> pd.DataFrame:
         """The instance table as stored (every row)."""
-        return self._db.rows_frame("ORDER BY i.id")
+        with self._reading():
+            return self._db.rows_frame("ORDER BY i.id")
 
     @property
     def n_instances(self) -> int:
@@ -288,7 +296,9 @@ class AnnotationStore:
         from napari_instseg.core.store._db import side_crc
 
         out = {}
-        for instance_id, y0, x0, y1, x1, h, w, source, score, blob, crc in self._db.side_rows(kind, region_yx):
+        with self._reading():
+            rows = self._db.side_rows(kind, region_yx)
+        for instance_id, y0, x0, y1, x1, h, w, source, score, blob, crc in rows:
             if side_crc(kind, instance_id, (y0, x0, y1, x1), (h, w), source, score, blob) != crc:
                 raise StoreError(
                     f"{self.path}: the {kind} record of instance {instance_id} is damaged (checksum); "
@@ -365,9 +375,13 @@ class AnnotationStore:
         every edit raises :class:`StoreError`."""
         from napari_instseg.core.session import AnnotationSession
 
-        session = AnnotationSession(self.read_labels(), self.table, self.protocol, **kwargs)
-        session.prelabels.update(self.read_side("prelabel"))
-        session.amodal.update(self.read_side("amodal"))
+        with self._reading():  # labels, rows and side records of one moment
+            self._meta = self._db.meta() if self.read_only else self._meta
+            labels, table = self.read_labels(), self.table
+            prelabels, amodal = self.read_side("prelabel"), self.read_side("amodal")
+        session = AnnotationSession(labels, table, self.protocol, **kwargs)
+        session.prelabels.update(prelabels)
+        session.amodal.update(amodal)
         session.ids.observe([self._next_id() - 1])
         sink = _Sink(self, (0, 0))
         session.undo_stack = [sink.remember(seq, self._stored_edit(seq)) for seq in self._db.stack("undo")]
@@ -388,16 +402,19 @@ class AnnotationStore:
 
         region = _checked_region(region_yx, self.shape_yx, self.path)
         y0, x0, y1, x1 = region
-        labels = self.read_labels(region)
-        table = self.instances_in(region)
-        present = pd.unique(labels.ravel())
-        missing = [int(i) for i in present if i and int(i) not in table.index]
-        if missing:  # a box that does not cover its pixels: read those rows by id too
-            extra = self._rows_by_id(missing)
-            table = pd.concat([table, extra]).sort_index() if len(extra) else table
+        with self._reading():  # labels, rows and side records of one moment
+            self._meta = self._db.meta() if self.read_only else self._meta
+            labels = self.read_labels(region)
+            table = self.instances_in(region)
+            present = pd.unique(labels.ravel())
+            missing = [int(i) for i in present if i and int(i) not in table.index]
+            if missing:  # a box that does not cover its pixels: read those rows by id too
+                extra = self._rows_by_id(missing)
+                table = pd.concat([table, extra]).sort_index() if len(extra) else table
+            sides = {kind: self.read_side(kind, region) for kind in ("prelabel", "amodal")}
         session = AnnotationSession(labels, table, self.protocol, **kwargs)
         for kind, target in (("prelabel", session.prelabels), ("amodal", session.amodal)):
-            for instance_id, value in self.read_side(kind, region).items():
+            for instance_id, value in sides[kind].items():
                 moved = shift_side(value, -y0, -x0, (y1 - y0, x1 - x0))
                 if moved is not None:
                     target[instance_id] = moved
@@ -419,7 +436,7 @@ class AnnotationStore:
             When the store is read-only, or the save failed (then nothing was saved: the
             store is as before, or read-only when even that could not be ensured).
         """
-        with self._guard:
+        with self._guard, self._actions.held():
             self._require_writable()
             if kind not in ("do", "undo", "redo"):
                 raise StoreError(f"Unknown action kind {kind!r}; expected 'do', 'undo' or 'redo'.")
@@ -519,6 +536,10 @@ class AnnotationStore:
         interrupted bulk write."""
         from napari_instseg.core.store._bulk import recover_bulk
 
+        with self._actions.held():
+            self._recover_held(recover_bulk)
+
+    def _recover_held(self, recover_bulk: Any) -> None:
         recover_bulk(self)
         for seq, kind, target in self._db.pending():
             source = seq if kind == "do" else target
@@ -554,7 +575,9 @@ class AnnotationStore:
     def _check_on_open(self) -> None:
         from napari_instseg.core.store._doctor import quick_problems
 
-        problems = quick_problems(self)
+        with self._reading():
+            self._meta = self._db.meta()  # counts of the same moment as the rows they check
+            problems = quick_problems(self)
         if problems:
             listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
             raise StoreError(
@@ -591,6 +614,15 @@ class AnnotationStore:
             )
 
     # -- internals ---------------------------------------------------------------------------
+    def _reading(self) -> contextlib.AbstractContextManager[None]:
+        """Hold off the writer of another process while reading (a read-only store); the
+        writer's own reads need nothing (see :mod:`napari_instseg.core.store._actions`)."""
+        return self._actions.held() if self.read_only else contextlib.nullcontext()
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold off readers in other processes while an action is saved."""
+        return self._actions.held()
+
     def _require_writable(self) -> None:
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only ({self.lock_message or 'as asked'}); nothing was saved.")
@@ -662,9 +694,11 @@ class _EditParts:
         self.sides[kind] = dict(values)
 
 
-def _release(db: Database, lock: lock_file.Lock | None) -> None:
+def _release(db: Database, lock: lock_file.Lock | None, actions: ActionLock | None = None) -> None:
     """Close the database and give the lock back (idempotent)."""
     db.close()
+    if actions is not None:
+        actions.close()
     if lock is not None:
         lock.release()
 
