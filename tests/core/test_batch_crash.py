@@ -19,7 +19,7 @@ from _batch_crash_child import TILE, config, prompts
 from test_batch import VOLATILE, make_slide
 
 import napari_instseg.core.batch as batch
-from napari_instseg.core.store import AnnotationStore
+from napari_instseg.core.store import AnnotationStore, check_store
 
 CHILD = Path(__file__).parent / "_batch_crash_child.py"
 
@@ -78,6 +78,7 @@ def _run_again(slide_path, store, path, shifted_tile, monkeypatch):
 
 
 def _assert_same(store_a, store_b):
+    assert check_store(store_b).ok, check_store(store_b).problems
     with AnnotationStore.open(store_a, read_only=True) as a, AnnotationStore.open(store_b, read_only=True) as b:
         assert b.n_instances == a.n_instances
         np.testing.assert_array_equal(b.read_labels(), a.read_labels())
