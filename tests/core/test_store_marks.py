@@ -42,6 +42,13 @@ def test_marks_are_saved_with_the_action_and_read_back(tmp_path):
         assert store._db.conn.execute("SELECT COUNT(*) FROM marks_pending").fetchone()[0] == 0
 
 
+def test_read_marks_selects_by_prefix(tmp_path):
+    with AnnotationStore.create(tmp_path / "s.zarr", SHAPE) as store:
+        store.set_marks({"p/1,1": None, "p/11,1": None, "p/1,10": b"", "q/1,1": None})
+        assert store.read_marks("p/1,") == {"p/1,1": None, "p/1,10": b""}
+        assert set(store.read_marks("p/")) == {"p/1,1", "p/11,1", "p/1,10"}
+
+
 def test_a_failed_save_saves_neither_the_action_nor_its_marks(tmp_path, monkeypatch):
     with AnnotationStore.create(tmp_path / "s.zarr", SHAPE) as store:
 

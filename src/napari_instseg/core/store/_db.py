@@ -259,9 +259,13 @@ class Database:
         """(key, value, stored CRC) of the applied marks whose key starts with ``prefix``."""
         if not self.has_marks():
             return []
-        cursor = self.conn.execute(
-            "SELECT key, value, crc FROM marks WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
-        )
+        if prefix:  # a range of the primary key: no scan of every tile's mark
+            above = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            cursor = self.conn.execute(
+                "SELECT key, value, crc FROM marks WHERE key >= ? AND key < ? ORDER BY key", (prefix, above)
+            )
+        else:
+            cursor = self.conn.execute("SELECT key, value, crc FROM marks ORDER BY key")
         return [(str(k), None if v is None else bytes(v), int(c)) for k, v, c in cursor]
 
     def put_marks(self, marks: dict[str, bytes | None]) -> None:
