@@ -146,3 +146,67 @@ def test_a_store_of_the_previous_version_resumes(slide_path, whole, tmp_path, pa
     _assert_same(whole[path], store)
     assert json.loads((store / "instseg" / "batch_done.json").read_text()) == {"tiles": done}  # read, never written
     assert batch.prelabel_slide(slide_path, store, config=config(), workers=1, **run).n_committed == 0
+
+
+class _Crash(BaseException):
+    """The process dying right there (nothing after it is written)."""
+
+
+def _two_sources(segment_tile):
+    """Each prompt's mask as two masks of two sources (top half, bottom half): a tile whose
+    masks come from two sources is saved as two actions."""
+
+    def split(source, window, tile_prompts, config, detect):
+        out = []
+        for mask, score, _ in segment_tile(source, window, tile_prompts, config, detect):
+            full = mask.full(window.shape_yx)
+            y0, _, y1, _ = mask.bbox_yx
+            top, bottom = full.copy(), full.copy()
+            top[(y0 + y1) // 2 :] = False
+            bottom[: (y0 + y1) // 2] = False
+            out += [
+                (batch.CroppedMask.from_full(top), score, "classic"),
+                (batch.CroppedMask.from_full(bottom), score, "sam2"),
+            ]
+        return out
+
+    return split
+
+
+def test_a_crash_between_the_sources_of_one_tile_redoes_only_the_missing_source(slide_path, tmp_path, monkeypatch):
+    from _batch_crash_child import Tracked
+
+    monkeypatch.setattr(batch, "segment_tile", _two_sources(batch.segment_tile))
+    uninterrupted = batch.prelabel_slide(slide_path, tmp_path / "whole.zarr", prompts(), config=config(), workers=1)
+    record, count = AnnotationStore.record, [0]
+
+    def crash_record(self, kind, edit, **kwargs):
+        seq = record(self, kind, edit, **kwargs)
+        count[0] += 1
+        if count[0] == 5:  # the first of the third tile's two actions
+            raise _Crash
+        return seq
+
+    done_tiles = batch._done_tiles
+    with monkeypatch.context() as crashing:
+        crashing.setattr(AnnotationStore, "record", crash_record)
+        crashing.setattr(batch, "_done_tiles", lambda s: Tracked(done_tiles(s)))
+        with pytest.raises(_Crash):
+            batch.prelabel_slide(slide_path, tmp_path / "killed.zarr", prompts(), config=config(), workers=1)
+    crashed_tile = Tracked.last
+    with AnnotationStore.open(tmp_path / "killed.zarr", read_only=True) as opened:
+        assert batch._part_mark(crashed_tile, "classic") in opened.read_marks(batch.PART_MARK)
+        before = opened.read_labels()
+    resumed = _run_again(slide_path, tmp_path / "killed.zarr", "prompts", crashed_tile, monkeypatch)
+    assert resumed.n_skipped_done == 2 and uninterrupted.n_committed == 10
+    assert check_store(tmp_path / "killed.zarr").ok
+    with AnnotationStore.open(tmp_path / "killed.zarr", read_only=True) as killed:
+        assert killed.n_instances == 10  # the source committed before the crash is not doubled
+        after = killed.read_labels()
+    np.testing.assert_array_equal(after[before > 0], before[before > 0])
+    with AnnotationStore.open(tmp_path / "whole.zarr", read_only=True) as whole_store:
+        expected = whole_store.read_labels()
+    y0, x0 = (max(v * TILE - 16, 0) for v in crashed_tile)  # the crashed tile's window was segmented anew
+    outside = np.ones(expected.shape, bool)
+    outside[y0 : (crashed_tile[0] + 1) * TILE + 16, x0 : (crashed_tile[1] + 1) * TILE + 16] = False
+    np.testing.assert_array_equal(after[outside], expected[outside])
