@@ -501,7 +501,8 @@ class AnnotationStore:
         for key, value, crc in self._db.marks(prefix):
             if mark_crc(key, value) != crc:
                 raise StoreError(
-                    f"{self.path}: mark {key!r} is damaged (checksum); run `napari-instseg store check {self.path}`."
+                    f"{self.path}: mark {key!r} is damaged (checksum differs); the labels and table do not "
+                    "depend on it, but what it records (e.g. a slide batch's finished tiles) cannot be trusted."
                 )
             out[key] = value
         return out
