@@ -6,11 +6,26 @@ masks; the driver commits them into the store through window sessions, in tile o
 the usual rules (new ids unique across the slide, never over a committed instance, state
 ``pre-label``). So the result does not depend on the scheduler. Finished tiles are recorded
 in the store, and a rerun after an interruption skips them.
+
+Crash safety: "tile committed" and "tile recorded done" are one step. The mark saying a
+tile is done (and, in the automatic mode, the seam buffer of objects still waiting) is saved
+as a store mark *with* the action that commits the tile's masks - in the same SQLite
+transactions as its write-ahead record and its rows (``AnnotationStore.record(marks=...)``;
+see :mod:`napari_instseg.core.store._store`). After a crash at any moment, the store either
+holds the tile's masks and its done mark, or neither; a rerun redoes exactly the tiles
+whose masks are not in the store, so nothing is lost or committed twice even when a redone
+tile's masks differ from the first try's (a GPU, another device or cache). A tile that
+commits nothing saves its mark alone. A tile whose masks come from several sources (one
+action each) marks each source done with its action, and the tile done with the last, so
+a redo skips the sources already in. Stores written before this keep their
+``instseg/batch_done.json`` and ``instseg/batch_auto_pending.npz``: both are still read
+(never written any more), the store's marks take over from the first tile done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from napari_instseg.core._io import atomic_write_text
 from napari_instseg.core.edits import CroppedMask
 from napari_instseg.core.prompting.base import Prompt, Prompter, PromptError
 from napari_instseg.core.prompting.cache import slide_tile_key
@@ -39,8 +53,12 @@ __all__ = [
     "tissue_tiles",
 ]
 
-DONE_FILE = "batch_done.json"
-PENDING_FILE = "batch_auto_pending.npz"  # automatic mode: stitched objects waiting for neighbour tiles
+DONE_FILE = "batch_done.json"  # done tiles of stores written before the marks (read, never written)
+PENDING_FILE = "batch_auto_pending.npz"  # likewise: the seam buffer of those stores
+MARK_PREFIX = "prelabel-slide/"
+DONE_MARK = MARK_PREFIX + "done/"  # + "row,col": the tile is committed (saved with its commit)
+PART_MARK = MARK_PREFIX + "part/"  # + "row,col/source": one source of a several-source tile is committed
+PENDING_MARK = MARK_PREFIX + "auto-pending"  # automatic mode: stitched objects waiting for neighbour tiles (npz)
 _PROMPTERS = ThreadPrompters()  # one model per worker thread, reused across its tiles; cleared after a run
 
 
@@ -218,7 +236,8 @@ class _AutoWriter:
     """The single writer of the automatic mode: kept objects wait in a
     :class:`~napari_instseg.core.stitch.SeamBuffer` until every tile reaching them is done,
     then the merged objects are committed (so an object larger than the halo, cut by a seam,
-    becomes one instance); waiting objects are saved beside the done tiles (resumable)."""
+    becomes one instance); waiting objects and the tile's done mark are saved with that
+    commit, atomically (resumable, see the module docstring)."""
 
     def __init__(self, store: Any, config: BatchConfig, expected: set[tuple[int, int]], done: set[tuple[int, int]]):
         from napari_instseg.core.prompting.auto import AUTO_SOURCES
@@ -229,46 +248,53 @@ class _AutoWriter:
         pending = [k for k in _load_pending(store) if k.tile.index_yx in done]  # a tile redone is not doubled
         self.buffer = SeamBuffer(config.tile_px or 1, config.halo_px or 0, expected, pending)
 
-    def add(self, kept: list[Any], done: set[tuple[int, int]]) -> tuple[int, int]:
-        """Add one finished tile (already in ``done``); commit what is complete."""
+    def add(self, kept: list[Any], done: set[tuple[int, int]], key: tuple[int, int]) -> tuple[int, int]:
+        """Add finished tile ``key`` (already in ``done``); commit what is complete, with the
+        tile's done mark and the objects still waiting (one atomic save)."""
         ready = self.buffer.add(kept, done)
+        marks = {_done_mark(key): None, PENDING_MARK: _packed(self.buffer.pending)}
         committed = covered = 0
         if ready:
-            committed, covered = _commit_objects(self.store, ready, self.source, self.config)
-        _save_pending(self.store, self.buffer.pending)
+            committed, covered = _commit_objects(self.store, ready, self.source, self.config, marks)
+        if not committed:  # no action was saved: the marks alone
+            self.store.set_marks(marks)
         return committed, covered
 
 
-def _commit_objects(store: Any, objects: list[Any], source: str, config: BatchConfig) -> tuple[int, int]:
-    """Commit stitched objects (image coordinates) as one saved action: (committed, covered)."""
+def _commit_objects(
+    store: Any, objects: list[Any], source: str, config: BatchConfig, marks: dict[str, bytes | None]
+) -> tuple[int, int]:
+    """Commit stitched objects (image coordinates) as one saved action carrying ``marks``:
+    (committed, covered)."""
     from napari_instseg.core.prompting.auto import commit_auto
 
     boxes = np.array([o.mask.bbox_yx for o in objects])
     region = (*(int(v) for v in boxes[:, :2].min(axis=0)), *(int(v) for v in boxes[:, 2:].max(axis=0)))
-    session = store.window_session(region, annotator="batch")
+    session = store.window_session(region, annotator="batch", marks=marks)
     summary = commit_auto(session, objects, source, category=config.category, origin_yx=(region[0], region[1]))
     return summary.n_committed, summary.n_covered
 
 
 def _load_pending(store: Any) -> list[Any]:
+    """The saved seam buffer: the store's mark, else (a store written before the marks) the
+    old ``batch_auto_pending.npz``."""
     from napari_instseg.core.stitch import unpack_kept
 
+    saved = store.read_marks(PENDING_MARK).get(PENDING_MARK)
     path = store.path / "instseg" / PENDING_FILE
-    if not path.is_file():
+    if saved is None and not path.is_file():
         return []
-    with np.load(path) as arrays:
+    with np.load(io.BytesIO(saved) if saved is not None else path) as arrays:
         return unpack_kept({name: arrays[name] for name in arrays.files})
 
 
-def _save_pending(store: Any, pending: list[Any]) -> None:
-    import io
-
-    from napari_instseg.core._io import atomic_write_bytes
+def _packed(pending: list[Any]) -> bytes:
+    """The seam buffer as npz bytes (:func:`~napari_instseg.core.stitch.pack_kept`)."""
     from napari_instseg.core.stitch import pack_kept
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **pack_kept(pending))  # type: ignore[arg-type]
-    atomic_write_bytes(store.path / "instseg" / PENDING_FILE, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def prelabel_slide(
@@ -344,12 +370,11 @@ def prelabel_slide(
             for (key, window, _), masks in zip(chunk, results, strict=False):
                 done.add(key)
                 if writer is not None:
-                    c, skipped = writer.add(masks, done)
+                    c, skipped = writer.add(masks, done, key)
                 else:
-                    c, skipped = _commit_tile(store, window, masks, config)
+                    c, skipped = _commit_tile(store, key, window, masks, config)
                 committed += c
                 covered += skipped
-                _save_done(store, done)
                 finished += 1
                 if progress is not None:  # per tile, each saved: an exception here stops a resumable run
                     progress(finished, len(todo))
@@ -423,24 +448,46 @@ def _jobs(
 
 
 def _commit_tile(
-    store: Any, window: Window, masks: list[tuple[CroppedMask, float, str]], config: BatchConfig
+    store: Any,
+    key: tuple[int, int],
+    window: Window,
+    masks: list[tuple[CroppedMask, float, str]],
+    config: BatchConfig,
 ) -> tuple[int, int]:
-    """Commit one tile's masks as one saved action per source; (committed, covered)."""
-    session = store.window_session(window.region_yx, annotator="batch")
+    """Commit one tile's masks as one saved action per source, the last one carrying the
+    tile's done mark (earlier ones their source's mark, skipped when the tile is redone);
+    (committed, covered)."""
     by_source: dict[str, list[Any]] = {}
     for mask, score, source in masks:
         by_source.setdefault(source, []).append((mask, score))
+    already = store.read_marks(_part_mark(key, ""))  # sources committed before a crash
+    todo = [(source, pairs) for source, pairs in by_source.items() if _part_mark(key, source) not in already]
+    if not todo:
+        store.set_marks({_done_mark(key): None})
+        return 0, 0
     committed = covered = 0
-    for source, pairs in by_source.items():
+    for i, (source, pairs) in enumerate(todo):
+        marks: dict[str, bytes | None] = {(_done_mark(key) if i == len(todo) - 1 else _part_mark(key, source)): None}
         if source.endswith("-auto"):  # automatic masks: best first, their scores kept
             pairs = sorted(pairs, key=lambda pair: -pair[1])
+        session = store.window_session(window.region_yx, annotator="batch", marks=marks)
         full_masks = (mask.full(window.shape_yx) for mask, _ in pairs)
         results, skipped = session.commit_many(
             full_masks, scores=[score for _, score in pairs], source=source, category=config.category
         )
+        if not results:  # no action was saved: the mark alone
+            store.set_marks(marks)
         committed += len(results)
         covered += skipped
     return committed, covered
+
+
+def _done_mark(key: tuple[int, int]) -> str:
+    return f"{DONE_MARK}{key[0]},{key[1]}"
+
+
+def _part_mark(key: tuple[int, int], source: str) -> str:
+    return f"{PART_MARK}{key[0]},{key[1]}/{source}"
 
 
 def _batch_results(
@@ -508,11 +555,13 @@ def import_segmentation_modules() -> None:
 
 
 def _done_tiles(store: Any) -> set[tuple[int, int]]:
+    """Tiles recorded done: the store's marks, and the old ``batch_done.json`` of a store
+    written before them."""
+    done: set[tuple[int, int]] = set()
+    for mark in store.read_marks(DONE_MARK):
+        row, col = mark[len(DONE_MARK) :].split(",")
+        done.add((int(row), int(col)))
     path = store.path / "instseg" / DONE_FILE
-    if not path.is_file():
-        return set()
-    return {tuple(k) for k in json.loads(path.read_text())["tiles"]}
-
-
-def _save_done(store: Any, done: set[tuple[int, int]]) -> None:
-    atomic_write_text(store.path / "instseg" / DONE_FILE, json.dumps({"tiles": sorted(list(k) for k in done)}))
+    if path.is_file():
+        done |= {(int(k[0]), int(k[1])) for k in json.loads(path.read_text())["tiles"]}
+    return done

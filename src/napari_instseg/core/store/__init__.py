@@ -5,7 +5,8 @@ The design - layout, crash consistency across zarr and SQLite, integrity checks 
 
 - :class:`AnnotationStore` (``create`` / ``open`` / ``session`` / ``window_session`` /
   ``close`` / ``read_labels`` / ``table`` / ``read_side`` / ``record`` and the queries
-  ``instances_in`` / ``count_instances`` / ``find_instances`` / ``next_prelabel``)
+  ``instances_in`` / ``count_instances`` / ``find_instances`` / ``next_prelabel``, and the
+  marks saved atomically with an action: ``record(marks=...)`` / ``set_marks`` / ``read_marks``)
 - :class:`StoreError`, :func:`is_store`, :data:`STORE_FORMAT`, :data:`STORE_VERSION`
 - :func:`check_store` / :func:`repair_store` (the store doctor)
 """

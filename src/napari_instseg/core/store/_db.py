@@ -4,8 +4,12 @@ Tables: ``meta`` (key -> JSON value), ``instances`` (one row per instance id wit
 bounding box and a CRC), ``instances_box`` (an R-tree on those boxes), ``side`` (pre-label
 proposals and amodal masks keyed by (kind, id), with their own R-tree ``side_box``),
 ``journal`` (one write-ahead record per action: state ``pending`` / ``applied`` / ``void``;
-``stack`` = ``undo`` / ``redo`` for the actions on the undo / redo stacks) and ``chunks``
-(the CRC of every label chunk file the store wrote; NULL = no file, all background).
+``stack`` = ``undo`` / ``redo`` for the actions on the undo / redo stacks), ``chunks``
+(the CRC of every label chunk file the store wrote; NULL = no file, all background), and
+``marks`` / ``marks_pending``: small named records a client saves atomically with an
+action (a batch's finished tiles; see :meth:`AnnotationStore.record`). ``marks_pending``
+holds those of a write-ahead record until it is applied. The two mark tables are created
+when a writer first opens a store made before them (older readers ignore them).
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ SCHEMA = [
     "CREATE INDEX journal_pending ON journal (state) WHERE state = 'pending'",
     "CREATE TABLE chunks (cy INTEGER NOT NULL, cx INTEGER NOT NULL, crc INTEGER, PRIMARY KEY (cy, cx)) WITHOUT ROWID",
 ]
+MARKS_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, value BLOB, crc INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS marks_pending (seq INTEGER NOT NULL, key TEXT NOT NULL, value BLOB, "
+    "crc INTEGER NOT NULL, PRIMARY KEY (seq, key))",
+]
+"""Additive tables (``IF NOT EXISTS``): made by every writer, so stores older than them get them."""
 
 
 class Database:
@@ -74,6 +84,9 @@ class Database:
         if not read_only:
             self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        if not read_only:
+            for statement in MARKS_SCHEMA:
+                self.conn.execute(statement)
 
     @classmethod
     def create(cls, path: Path) -> Database:
@@ -235,6 +248,52 @@ class Database:
             [(cy, cx, c) for (cy, cx), c in crcs.items()],
         )
 
+    # -- marks ------------------------------------------------------------------------------
+    def has_marks(self) -> bool:
+        """True when the mark tables exist (a store no writer opened since they were added
+        has none; read-only connections cannot add them)."""
+        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'marks'").fetchone()
+        return found is not None
+
+    def marks(self, prefix: str) -> list[tuple[str, bytes | None, int]]:
+        """(key, value, stored CRC) of the applied marks whose key starts with ``prefix``."""
+        if not self.has_marks():
+            return []
+        if prefix:  # a range of the primary key: no scan of every tile's mark
+            above = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            cursor = self.conn.execute(
+                "SELECT key, value, crc FROM marks WHERE key >= ? AND key < ? ORDER BY key", (prefix, above)
+            )
+        else:
+            cursor = self.conn.execute("SELECT key, value, crc FROM marks ORDER BY key")
+        return [(str(k), None if v is None else bytes(v), int(c)) for k, v, c in cursor]
+
+    def put_marks(self, marks: dict[str, bytes | None]) -> None:
+        """Set marks (inside the caller's transaction)."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO marks (key, value, crc) VALUES (?, ?, ?)",
+            [(k, v, mark_crc(k, v)) for k, v in marks.items()],
+        )
+
+    def stage_marks(self, seq: int, marks: dict[str, bytes | None]) -> None:
+        """Keep the marks of write-ahead record ``seq`` until it is applied (caller's transaction)."""
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO marks_pending (seq, key, value, crc) VALUES (?, ?, ?, ?)",
+            [(seq, k, v, mark_crc(k, v)) for k, v in marks.items()],
+        )
+
+    def apply_marks(self, seq: int) -> None:
+        """Move the staged marks of record ``seq`` into ``marks`` (caller's transaction; idempotent)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO marks (key, value, crc) SELECT key, value, crc FROM marks_pending WHERE seq = ?",
+            (seq,),
+        )
+        self.conn.execute("DELETE FROM marks_pending WHERE seq = ?", (seq,))
+
+    def drop_marks(self, seq: int) -> None:
+        """Forget the staged marks of a voided record ``seq`` (caller's transaction)."""
+        self.conn.execute("DELETE FROM marks_pending WHERE seq = ?", (seq,))
+
     # -- journal ----------------------------------------------------------------------------
     def last_seq(self) -> int:
         """The highest sequence number used (void records count: numbers are never reused)."""
@@ -277,6 +336,11 @@ def side_crc(
     """Checksum of one side record."""
     head = json.dumps([kind, int(instance_id), list(box), list(shape), source, score]).encode()
     return crc32(head + bytes(blob))
+
+
+def mark_crc(key: str, value: bytes | None) -> int:
+    """Checksum of one mark (``None`` values differ from empty ones)."""
+    return crc32(json.dumps([key, value is None]).encode() + bytes(value or b""))
 
 
 def frame_from_records(records: list[tuple[Any, ...]]) -> pd.DataFrame:

@@ -44,6 +44,17 @@ label chunk file the store wrote. Opening checks the counts (rows, side records)
 every recorded chunk file exists; reading labels checks the CRCs of the chunks read (a
 missing or damaged chunk raises instead of reading as background); ``napari-instseg store
 check`` checks everything and ``store repair`` rebuilds what it can from the journal.
+
+Marks: facts saved atomically with an action
+---------------------------------------------
+A client that must know whether an action happened - the slide batch records "tile done"
+and its seam buffer - passes ``marks`` (key -> bytes or None) with the action
+(:meth:`AnnotationStore.record`, or ``window_session(..., marks=...)``). They are written
+into ``marks_pending`` in transaction 1, beside the write-ahead record, and moved into
+``marks`` in transaction 2. So a mark is in ``marks`` exactly when its action is applied:
+a crash after 1 replays both, a save that raises voids the record and drops its marks.
+:meth:`AnnotationStore.set_marks` saves marks alone (for work that committed nothing), and
+:meth:`AnnotationStore.read_marks` reads them back (CRC-checked).
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ import shutil
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -389,14 +400,17 @@ class AnnotationStore:
         session.sink = sink
         return session
 
-    def window_session(self, region_yx: Region, **kwargs: Any) -> Any:
+    def window_session(
+        self, region_yx: Region, *, marks: Mapping[str, bytes | None] | None = None, **kwargs: Any
+    ) -> Any:
         """A session over one region (a slide's working window, tile + halo).
 
         Only the region's label chunks and the rows whose boxes touch it are read (R-tree);
         ids stay unique across the whole store (an object crossing a tile seam keeps its id,
         since the halo shows it); every edit is saved at its place in the slide, touching
         only the chunks it changes. Proposals and outlines lying wholly inside the region
-        come along. The undo history covers this window visit.
+        come along. The undo history covers this window visit. ``marks`` are saved with
+        every action the session saves, in the same transaction (see :meth:`record`).
         """
         from napari_instseg.core.session import AnnotationSession
 
@@ -419,16 +433,20 @@ class AnnotationStore:
                 if moved is not None:
                     target[instance_id] = moved
         session.ids.observe([self._next_id() - 1])
-        session.sink = _Sink(self, (y0, x0))
+        session.sink = _Sink(self, (y0, x0), marks)
         return session
 
     # -- writing -----------------------------------------------------------------------------
-    def record(self, kind: str, edit: Edit, *, target: int | None = None) -> int:
+    def record(
+        self, kind: str, edit: Edit, *, target: int | None = None, marks: Mapping[str, bytes | None] | None = None
+    ) -> int:
         """Persist one action (``do``, ``undo`` or ``redo`` of ``edit``, in store
         coordinates) before returning; returns its journal sequence number.
 
         ``target`` is the sequence number of the action an undo / redo concerns (default:
-        the top of the undo / redo stack).
+        the top of the undo / redo stack). ``marks`` (key -> bytes or None; a ``do`` only)
+        are saved with the action, atomically: after any crash they are in the store
+        (:meth:`read_marks`) exactly when the action is.
 
         Raises
         ------
@@ -440,6 +458,8 @@ class AnnotationStore:
             self._require_writable()
             if kind not in ("do", "undo", "redo"):
                 raise StoreError(f"Unknown action kind {kind!r}; expected 'do', 'undo' or 'redo'.")
+            if marks and kind != "do":
+                raise StoreError(f"Marks are saved with a 'do' action only, not with a {kind!r}.")
             if kind != "do" and target is None:
                 target = self._db.stack_top("undo" if kind == "undo" else "redo")
                 if target is None:
@@ -454,6 +474,8 @@ class AnnotationStore:
                         "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
                         (seq, kind, target, edit.op, payload, _payload_crc(kind, target, payload)),
                     )
+                    if marks:
+                        self._db.stage_marks(seq, dict(marks))
             except Exception as exc:
                 raise StoreError(f"{self.path}: saving the {edit.op} failed ({exc}); nothing was saved.") from exc
             try:
@@ -461,6 +483,46 @@ class AnnotationStore:
             except BaseException as exc:
                 self._roll_back(seq, kind, edit, exc)
             return seq
+
+    def set_marks(self, marks: Mapping[str, bytes | None]) -> None:
+        """Save marks on their own, in one transaction (for work that saved no action; marks
+        that belong to an action go with it: :meth:`record`).
+
+        Raises
+        ------
+        StoreError
+            When the store is read-only or the save failed (then nothing was saved).
+        """
+        with self._guard:
+            self._require_writable()
+            try:
+                self._io("marks")
+                with self._db.transaction():
+                    self._db.put_marks(dict(marks))
+            except Exception as exc:
+                raise StoreError(
+                    f"{self.path}: saving marks {sorted(marks)[:3]} failed ({exc}); nothing was saved."
+                ) from exc
+
+    def read_marks(self, prefix: str = "") -> dict[str, bytes | None]:
+        """The saved marks whose key starts with ``prefix`` (key -> value).
+
+        Raises
+        ------
+        StoreError
+            When a mark is damaged (its checksum differs).
+        """
+        from napari_instseg.core.store._db import mark_crc
+
+        out = {}
+        for key, value, crc in self._db.marks(prefix):
+            if mark_crc(key, value) != crc:
+                raise StoreError(
+                    f"{self.path}: mark {key!r} is damaged (checksum differs); the labels and table do not "
+                    "depend on it, but what it records (e.g. a slide batch's finished tiles) cannot be trusted."
+                )
+            out[key] = value
+        return out
 
     def set_protocol(self, protocol: AnnotationProtocol) -> None:
         """Make ``protocol`` (categories, colours, rules) the store's protocol, saved before
@@ -500,6 +562,7 @@ class AnnotationStore:
                 for instance_id, value in values.items():
                     self._db.add_meta_count(f"n_{side_kind}", self._db.put_side(side_kind, instance_id, value))
             self._db.put_chunks(crcs)
+            self._db.apply_marks(seq)
             if kind == "do":
                 conn.execute("UPDATE journal SET stack = NULL WHERE stack = 'redo'")
                 conn.execute("UPDATE journal SET state = 'applied', stack = 'undo' WHERE seq = ?", (seq,))
@@ -519,6 +582,7 @@ class AnnotationStore:
             crcs = self._write_region(edit.region_yx, earlier)
             with self._db.transaction() as conn:
                 conn.execute("UPDATE journal SET state = 'void', stack = NULL WHERE seq = ?", (seq,))
+                self._db.drop_marks(seq)
                 self._db.put_chunks(crcs)
         except BaseException as second:
             self.read_only = True
@@ -656,8 +720,10 @@ class _Sink:
     """Saves a session's actions in the store at their place (window origin added) and keeps
     which journal record each of the session's undoable edits is."""
 
-    def __init__(self, store: AnnotationStore, origin_yx: tuple[int, int]) -> None:
-        self.store, self.origin_yx = store, origin_yx
+    def __init__(
+        self, store: AnnotationStore, origin_yx: tuple[int, int], marks: Mapping[str, bytes | None] | None = None
+    ) -> None:
+        self.store, self.origin_yx, self.marks = store, origin_yx, marks
         self._seqs: dict[int, tuple[Edit, int]] = {}
 
     def remember(self, seq: int, edit: Edit) -> Edit:
@@ -669,7 +735,7 @@ class _Sink:
         known = self._seqs.get(id(edit))
         target = known[1] if known is not None and known[0] is edit else None
         shifted = shift_edit(edit, *self.origin_yx) if self.origin_yx != (0, 0) else edit
-        seq = self.store.record(kind, shifted, target=target)
+        seq = self.store.record(kind, shifted, target=target, marks=self.marks if kind == "do" else None)
         if kind == "do":
             self.remember(seq, edit)
 
