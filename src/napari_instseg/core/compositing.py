@@ -119,13 +119,15 @@ def with_occlusion(
 ) -> Edit:
     """``edit`` plus the derived occluded fraction (and, unless set by hand, the tier) of
     every instance with an outline whose visible area the edit may change."""
+    outlines = dict(amodal)
+    outlines.update({i: m for i, m in edit.amodal_after.items() if m is not None})
+    if not outlines:  # nothing has a fraction to derive (the common case: no amodal rule)
+        return edit
     affected = set(edit.ids)
     if edit.region_yx is not None:
         for labels in (edit.labels_before, edit.labels_after):
             if labels is not None:
                 affected |= set(np.unique(labels).tolist())
-    outlines = dict(amodal)
-    outlines.update({i: m for i, m in edit.amodal_after.items() if m is not None})
     affected = {i for i in affected if i in outlines}
     if not affected:
         return edit

@@ -148,16 +148,17 @@ def validate_table(table: pd.DataFrame, *, source: str = "instance table") -> pd
     if not isinstance(table, pd.DataFrame):
         raise TableError(f"{source}: expected a pandas DataFrame, got {type(table).__name__}.")
     ids = _validated_ids(table.index, source)
-    out: pd.DataFrame = pd.DataFrame(index=pd.Index(ids, name=ID_NAME))
+    index = pd.Index(ids, name=ID_NAME)
+    columns: dict[str, Any] = {}  # built whole, then one frame (column-by-column setitem is slow)
     for name, col in COLUMNS.items():
         raw = table[name].to_numpy() if name in table.columns else [col.default] * len(ids)
-        out[name] = _convert_column(raw, name, col, ids, source)
-        if col.dtype == "str":  # one text dtype whether the table is empty or not
-            out[name] = out[name].astype("str")
+        values = _convert_column(raw, name, col, ids, source)
+        # one text dtype whether the table is empty or not
+        columns[name] = pd.Series(values, index=index).astype("str") if col.dtype == "str" else values
     for name in table.columns:
         if name not in COLUMNS and name not in (ID_NAME, FEATURES_ID):
-            out[name] = table[name].to_numpy()
-    result: pd.DataFrame = out
+            columns[name] = table[name].to_numpy()
+    result: pd.DataFrame = pd.DataFrame(columns, index=index)
     return result
 
 
@@ -256,18 +257,26 @@ def table_for_ids(
 
 
 def apply_rows(
-    table: pd.DataFrame, rows: Mapping[int, Mapping[str, Any] | None], *, source: str = "instance table"
+    table: pd.DataFrame,
+    rows: Mapping[int, Mapping[str, Any] | None],
+    *,
+    source: str = "instance table",
+    validated: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Return ``table`` (a validated table) with rows replaced, added or (value None) removed,
-    sorted by id. Only the given rows are validated; the input is not modified."""
+    sorted by id. Only the given rows are validated (``validated``: those rows already passed
+    through :func:`validate_table`, not checked again); the input is not modified."""
     if not rows:
         return table
     kept = table.drop(index=[i for i in rows if i in table.index])
     new = {i: dict(r) for i, r in rows.items() if r is not None}
     if new:
-        added = pd.DataFrame.from_dict(new, orient="index")
-        added.index.name = ID_NAME
-        added = validate_table(added, source=source)
+        if validated is not None:
+            added = validated
+        else:
+            added = pd.DataFrame.from_dict(new, orient="index")
+            added.index.name = ID_NAME
+            added = validate_table(added, source=source)
         kept = pd.concat([kept, added[list(added.columns)]]) if len(kept) else added
     ordered: pd.DataFrame = kept.sort_index()
     return ordered

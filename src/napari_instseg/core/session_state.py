@@ -78,6 +78,7 @@ class SessionState:
         self.active_time = ActiveTimeClock(clock)
         self.history = EditHistory(_SessionTarget(self), sink)
         self._painted = PaintRecorder(self.labels_yx)
+        self._checked_rows: tuple[Any, pd.DataFrame] | None = None  # rows of the action being done, validated
 
     # -- state shared with callers ---------------------------------------------------------
     @property
@@ -186,9 +187,15 @@ class SessionState:
         if refresh_occlusion:
             edit = with_occlusion(edit, self.labels_yx, self.table, self.amodal, self.protocol.tiers)
         rows = {i: r for i, r in edit.rows_after.items() if r is not None}
-        if rows:  # a bad value is refused before anything is saved
-            validate_table(pd.DataFrame.from_dict(rows, orient="index"), source=f"{edit.op} of {list(rows)[:5]}")
-        self.history.do(edit)
+        if rows:  # a bad value is refused before anything is saved; applying reuses the check
+            checked = validate_table(
+                pd.DataFrame.from_dict(rows, orient="index"), source=f"{edit.op} of {list(rows)[:5]}"
+            )
+            self._checked_rows = (edit.rows_after, checked)
+        try:
+            self.history.do(edit)
+        finally:
+            self._checked_rows = None
         self.ids.observe([edit.next_id - 1])
 
     def changed_row(self, instance_id: int, **changes: Any) -> dict[str, Any]:
@@ -247,7 +254,9 @@ class _SessionTarget:
         self.session._painted.recorded(region_yx, labels)
 
     def write_rows(self, rows: dict[int, dict[str, Any] | None]) -> None:
-        self.session.table = apply_rows(self.session.table, rows, source="session")
+        checked = self.session._checked_rows
+        validated = checked[1] if checked is not None and checked[0] is rows else None
+        self.session.table = apply_rows(self.session.table, rows, source="session", validated=validated)
 
     def write_side(self, kind: str, values: dict[int, Any]) -> None:
         update_records(self.session.prelabels if kind == "prelabel" else self.session.amodal, values)
