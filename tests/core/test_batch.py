@@ -154,3 +154,24 @@ def test_sam2_tiles_are_embedded_once_and_cached(slide_path, tmp_path, sam2_chec
     assert cache[entries[0]].attrs["region_yx"] == [0, 0, 272, 272]
     _, table = _state(tmp_path / "s.zarr")
     assert set(table["source"]) == {"sam2"}
+
+
+def test_a_rerun_on_another_tile_grid_is_refused_before_any_work(slide_path, tmp_path, capsys):
+    """Done tiles are named by (row, col) of the first run's grid: a resume with another
+    --tile / --halo would skip the wrong tiles, so it is refused (exit 2), the store unchanged."""
+    from napari_instseg.cli import main
+
+    store = tmp_path / "grid.zarr"
+    config = BatchConfig(backend="classic", tile_px=128, halo_px=16)
+    prompts = [Prompt.make(points_yx=[[y, x]]) for y in range(20, 512, 70) for x in range(20, 512, 70)]
+    prelabel_slide(slide_path, store, prompts, config=config, workers=1)
+    labels, table = _state(store)
+    argv = ["prelabel-slide", str(slide_path), "--store", str(store), "--detect", "--tile", "256", "--halo", "16"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "128 px tiles with a 16 px halo" in err and "--tile 128 --halo 16" in err
+    labels_after, table_after = _state(store)
+    np.testing.assert_array_equal(labels, labels_after)
+    pd.testing.assert_frame_equal(table, table_after)
+    again = prelabel_slide(slide_path, store, prompts, config=config, workers=1)  # the same grid resumes
+    assert again.n_skipped_done == again.n_tiles

@@ -59,6 +59,7 @@ MARK_PREFIX = "prelabel-slide/"
 DONE_MARK = MARK_PREFIX + "done/"  # + "row,col": the tile is committed (saved with its commit)
 PART_MARK = MARK_PREFIX + "part/"  # + "row,col/source": one source of a several-source tile is committed
 PENDING_MARK = MARK_PREFIX + "auto-pending"  # automatic mode: stitched objects waiting for neighbour tiles (npz)
+TILING_MARK = MARK_PREFIX + "tiling"  # JSON {"tile_px", "halo_px"}: the grid the done marks refer to
 _PROMPTERS = ThreadPrompters()  # one model per worker thread, reused across its tiles; cleared after a run
 
 
@@ -359,6 +360,7 @@ def prelabel_slide(
         check_store_belongs(store, identity, slide_path)
         if store.read_only:
             raise StoreError(f"{store_path}: {store.lock_message}; nothing done.")
+        _check_tiling(store, store_path, tile_px, halo_px)
         jobs = _jobs(slide, prompts, detect, tile_px, halo_px)
         done = _done_tiles(store)
         todo = [(key, window, tile_prompts) for key, window, tile_prompts in jobs if key not in done]
@@ -552,6 +554,33 @@ def import_segmentation_modules() -> None:
         "scipy.optimize",
     ):
         importlib.import_module(name)
+
+
+def _check_tiling(store: Any, store_path: Any, tile_px: int, halo_px: int) -> None:
+    """Record the run's tile grid in the store, or refuse a run on another grid: the done
+    marks name tiles by (row, col) of that grid, so resuming on another one would skip the
+    wrong tiles (and the automatic mode's waiting objects belong to that grid's seams).
+
+    Raises
+    ------
+    StoreError
+        When the store's earlier run used another tile size or halo.
+    """
+    import json
+
+    from napari_instseg.core.store import StoreError
+
+    saved = store.read_marks(TILING_MARK).get(TILING_MARK)
+    if saved is None:
+        store.set_marks({TILING_MARK: json.dumps({"tile_px": tile_px, "halo_px": halo_px}).encode()})
+        return
+    earlier = json.loads(saved.decode())
+    if (earlier["tile_px"], earlier["halo_px"]) != (tile_px, halo_px):
+        raise StoreError(
+            f"{store_path}: its pre-labelling ran on {earlier['tile_px']} px tiles with a {earlier['halo_px']} px "
+            f"halo, this run asks for {tile_px} px tiles with a {halo_px} px halo; resume with "
+            f"--tile {earlier['tile_px']} --halo {earlier['halo_px']}, or use another --store. Nothing done."
+        )
 
 
 def _done_tiles(store: Any) -> set[tuple[int, int]]:
