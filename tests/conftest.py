@@ -93,3 +93,19 @@ def ihc_image():
     from skimage import data
 
     return data.immunohistochemistry()
+
+
+@pytest.fixture(scope="session")
+def loose_auto_settings():
+    """SAM 2 automatic-mask settings that let every mask of a random-weight model through the
+    filters, so the code paths run (plumbing only: never judge mask quality with them)."""
+    from napari_instseg.core.prompting.auto import AutoSettings
+
+    return AutoSettings(
+        points_per_side=4,
+        points_per_batch=16,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        min_area_px=1,
+        max_area_fraction=1.0,
+    )

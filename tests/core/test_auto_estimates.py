@@ -13,7 +13,6 @@ import pytest
 from napari_instseg.cli import main
 from napari_instseg.core.prompting.auto import (
     ESTIMATE_COLUMNS,
-    AutoSettings,
     ClassicAutoSegmenter,
     Sam2AutoSegmenter,
     commit_auto,
@@ -22,15 +21,6 @@ from napari_instseg.core.prompting.base import ImageKey
 from napari_instseg.core.prompting.sam2 import Sam2Prompter
 from napari_instseg.core.store import AnnotationStore
 
-LOOSE = AutoSettings(
-    points_per_side=4,
-    points_per_batch=16,
-    pred_iou_thresh=0.0,
-    stability_score_thresh=0.0,
-    min_area_px=1,
-    max_area_fraction=1.0,
-)
-
 
 @pytest.fixture(scope="module")
 def image(ihc_image):
@@ -38,9 +28,9 @@ def image(ihc_image):
 
 
 @pytest.fixture(scope="module")
-def sam2_objects(sam2_checkpoint, image):
+def sam2_objects(sam2_checkpoint, image, loose_auto_settings):
     prompter = Sam2Prompter("tiny", sam2_checkpoint, device="cpu")
-    objects = Sam2AutoSegmenter(prompter, LOOSE)(image, ImageKey.whole("test:estimates", image.shape[:2]))
+    objects = Sam2AutoSegmenter(prompter, loose_auto_settings)(image, ImageKey.whole("test:estimates", image.shape[:2]))
     assert objects
     return objects
 

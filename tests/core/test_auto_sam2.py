@@ -9,7 +9,6 @@ import pytest
 
 from napari_instseg.core.prompting import Prompt
 from napari_instseg.core.prompting.auto import (
-    AutoSettings,
     ClassicAutoSegmenter,
     Sam2AutoSegmenter,
     auto_objects,
@@ -20,16 +19,6 @@ from napari_instseg.core.prompting.base import ImageKey
 from napari_instseg.core.prompting.cache import EmbeddingCache
 from napari_instseg.core.prompting.sam2 import Sam2Prompter
 from napari_instseg.core.session import AnnotationSession
-
-# random weights: let every mask through the filters so the code paths run
-LOOSE = AutoSettings(
-    points_per_side=4,
-    points_per_batch=16,
-    pred_iou_thresh=0.0,
-    stability_score_thresh=0.0,
-    min_area_px=1,
-    max_area_fraction=1.0,
-)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +47,18 @@ def _bare_generate(model, image, settings):
     return generator.generate(image)
 
 
-def test_auto_masks_reuse_the_held_embedding_and_match_sam2s_own_generator(sam2_checkpoint, image):
+def test_auto_masks_reuse_the_held_embedding_and_match_sam2s_own_generator(sam2_checkpoint, image, loose_auto_settings):
     prompter = Sam2Prompter("tiny", sam2_checkpoint, device="cpu")
     key = ImageKey.whole("test:ihc", image.shape[:2])
     prompter.set_image(image, key)  # as the prompt path does
     calls = _count_encoder_calls(prompter)
-    segmenter = Sam2AutoSegmenter(prompter, LOOSE)
+    segmenter = Sam2AutoSegmenter(prompter, loose_auto_settings)
     objects = segmenter(image, key)
     assert calls == [] and not segmenter.last_encoded
     assert objects and all(np.isfinite(o.predicted_iou) and np.isfinite(o.stability) for o in objects)
     assert [o.score for o in objects] == sorted((o.score for o in objects), reverse=True)
     # the same masks as sam2's own generator on the same image and settings
-    bare = _bare_generate(prompter.predictor.model, image, LOOSE)
+    bare = _bare_generate(prompter.predictor.model, image, loose_auto_settings)
     ours = sorted(o.mask.full(image.shape[:2]).sum() for o in objects)
     assert ours == sorted(int(r["segmentation"].sum()) for r in bare)
     # the embedding is still there for point prompts
@@ -77,21 +66,23 @@ def test_auto_masks_reuse_the_held_embedding_and_match_sam2s_own_generator(sam2_
 
 
 @pytest.mark.slow
-def test_auto_masks_restore_from_the_embedding_cache(tmp_path, sam2_checkpoint, image):
+def test_auto_masks_restore_from_the_embedding_cache(tmp_path, sam2_checkpoint, image, loose_auto_settings):
     key = ImageKey.whole("test:ihc-cached", image.shape[:2])
     first = Sam2Prompter("tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb.zarr"))
-    Sam2AutoSegmenter(first, LOOSE)(image, key)
+    Sam2AutoSegmenter(first, loose_auto_settings)(image, key)
     second = Sam2Prompter("tiny", sam2_checkpoint, device="cpu", cache=EmbeddingCache(tmp_path / "emb.zarr"))
     calls = _count_encoder_calls(second)
-    segmenter = Sam2AutoSegmenter(second, LOOSE)
+    segmenter = Sam2AutoSegmenter(second, loose_auto_settings)
     assert segmenter(image, key) and calls == [] and not segmenter.last_encoded
 
 
 @pytest.mark.slow
-def test_tiled_sam2_auto_runs_per_window(sam2_checkpoint, image):
+def test_tiled_sam2_auto_runs_per_window(sam2_checkpoint, image, loose_auto_settings):
     prompter = Sam2Prompter("tiny", sam2_checkpoint, device="cpu")
     strip = image[:128]  # two tiles
-    objects = auto_objects(strip, Sam2AutoSegmenter(prompter, LOOSE), tile_px=128, halo_px=16, identity="test:ihc")
+    objects = auto_objects(
+        strip, Sam2AutoSegmenter(prompter, loose_auto_settings), tile_px=128, halo_px=16, identity="test:ihc"
+    )
     assert objects and all(o.mask.bbox_yx[2] <= 128 and o.mask.bbox_yx[3] <= 256 for o in objects)
 
 
