@@ -8,7 +8,7 @@ edit history; :class:`~napari_instseg.core.session.AnnotationSession` adds the a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +58,7 @@ class SessionState:
         prompter: Prompter | None = None,
         clock: Callable[[], float] = time.monotonic,
         sink: EditSink | None = None,
+        prelabels: Mapping[int, PrelabelRecord] | None = None,
     ) -> None:
         from napari_instseg.core.protocol import AnnotationProtocol
 
@@ -72,7 +73,11 @@ class SessionState:
         self.ids.observe(ids.tolist())
         self.annotator = annotator
         self.prompter = prompter
-        self.prelabels: dict[int, PrelabelRecord] = prelabel_proposals(self.labels_yx, self.table)
+        stored = dict(prelabels or {})  # proposals saved elsewhere (a store); the others come from the labels
+        self.prelabels: dict[int, PrelabelRecord] = {
+            **prelabel_proposals(self.labels_yx, self.table, known=stored),
+            **stored,
+        }
         self.amodal: dict[int, CroppedMask] = {}
         self.prompt_state = CandidateState()
         self.active_time = ActiveTimeClock(clock)

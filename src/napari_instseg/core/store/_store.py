@@ -390,8 +390,7 @@ class AnnotationStore:
             self._meta = self._db.meta() if self.read_only else self._meta
             labels, table = self.read_labels(), self.table
             prelabels, amodal = self.read_side("prelabel"), self.read_side("amodal")
-        session = AnnotationSession(labels, table, self.protocol, **kwargs)
-        session.prelabels.update(prelabels)
+        session = AnnotationSession(labels, table, self.protocol, prelabels=prelabels, **kwargs)
         session.amodal.update(amodal)
         session.ids.observe([self._next_id() - 1])
         sink = _Sink(self, (0, 0))
@@ -426,12 +425,14 @@ class AnnotationStore:
                 extra = self._rows_by_id(missing)
                 table = pd.concat([table, extra]).sort_index() if len(extra) else table
             sides = {kind: self.read_side(kind, region) for kind in ("prelabel", "amodal")}
-        session = AnnotationSession(labels, table, self.protocol, **kwargs)
-        for kind, target in (("prelabel", session.prelabels), ("amodal", session.amodal)):
-            for instance_id, value in sides[kind].items():
-                moved = shift_side(value, -y0, -x0, (y1 - y0, x1 - x0))
-                if moved is not None:
-                    target[instance_id] = moved
+        in_window = {
+            kind: {
+                i: m for i, v in sides[kind].items() if (m := shift_side(v, -y0, -x0, (y1 - y0, x1 - x0))) is not None
+            }
+            for kind in sides
+        }
+        session = AnnotationSession(labels, table, self.protocol, prelabels=in_window["prelabel"], **kwargs)
+        session.amodal.update(in_window["amodal"])
         session.ids.observe([self._next_id() - 1])
         session.sink = _Sink(self, (y0, x0), marks)
         return session
