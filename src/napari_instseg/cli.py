@@ -160,13 +160,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="replace a review_queue.json with verdicts in the folder (they are lost)",
     )
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
-    qa.add_argument(
-        "--stratify-by",
-        nargs="+",
-        default=["occlusion"],
-        choices=("occlusion", "category", "annotator"),
-        help="strata of the review sample (default: occlusion)",
-    )
+    add_stratify_option(qa)
     qa.set_defaults(func=_cmd_qa)
 
     agree = sub.add_parser("agreement", help="calibration: annotator A versus B on the same images")
@@ -264,6 +258,17 @@ def _has_display() -> bool:
     import os
 
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
+
+
+def add_stratify_option(parser: argparse.ArgumentParser) -> None:
+    """``--stratify-by``: the strata of a QA review sample (``qa`` and ``project sample``)."""
+    parser.add_argument(
+        "--stratify-by",
+        nargs="+",
+        default=["occlusion"],
+        choices=("occlusion", "category", "annotator"),
+        help="strata of the review sample (occlusion always; default: occlusion)",
+    )
 
 
 def progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:

@@ -66,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from napari_instseg.cli import add_stratify_option
+
     pre = sub.add_parser("prelabel", help="pre-label every image that needs it, on dask (resumable)")
     pre.add_argument("dir", help="project folder")
     pre.add_argument("--backend", choices=("sam2", "classic"), default=None, help="default: sam2 if configured")
@@ -114,13 +116,7 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sample.add_argument("dir", help="project folder")
     sample.add_argument("-o", "--outdir", required=True, help="folder for review_queue.json / .csv")
     sample.add_argument("--seed", type=int, default=0, help="seed of the sample")
-    sample.add_argument(
-        "--stratify-by",
-        nargs="+",
-        default=["occlusion"],
-        choices=("occlusion", "category", "annotator"),
-        help="strata (occlusion always; default: occlusion)",
-    )
+    add_stratify_option(sample)
     sample.set_defaults(func=_cmd_sample)
 
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
