@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, Qt
+from qtpy.QtCore import QModelIndex
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -39,7 +38,8 @@ from qtpy.QtWidgets import (
 from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, labels_layer_kwargs, rgb_or_grey
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._layout import tooltips
-from napari_instseg._widgets._workers import ProgressRun
+from napari_instseg._widgets._project_prelabel import PRELABEL_TARGETS, ProjectPrelabel
+from napari_instseg._widgets._project_table import ProjectTableModel, reporting
 
 if TYPE_CHECKING:
     import napari
@@ -61,16 +61,11 @@ PROJECT_IMAGE_KEY = "instseg_project_image"
 """Image-layer metadata key marking the Project panel's image layer."""
 LABELS_LAYER = "project labels"
 ANY = "(any)"
-PAGE_ROWS = 256
 PROJECT_ACTIONS = {
     "napari-instseg:project_next": (".", "next", "Project: save and open the next unfinished image"),
     "napari-instseg:project_previous": (",", "previous", "Project: save and open the previous unfinished image"),
 }
 """Action name -> (default key, widget action, description)."""
-PRELABEL_TARGETS = ("all not started", "selected rows")
-"""Which images *Pre-label everything* runs on: every production image still to do (the
-core's resumable project run), or the rows selected in the table (those not started)."""
-
 _WIDGETS: weakref.WeakKeyDictionary[Any, ProjectWidget] = weakref.WeakKeyDictionary()
 """The Project widget of each viewer (the actions receive the viewer)."""
 
@@ -108,102 +103,7 @@ def _default_annotator() -> str:
     return os.environ.get("NAPARI_INSTSEG_ANNOTATOR") or user or "annotator"
 
 
-def _reporting(slot: Any) -> Any:
-    """A slot that shows an :class:`InstsegError` / ``OSError`` to the user instead of raising."""
-    import functools
-
-    @functools.wraps(slot)
-    def wrapper(self: ProjectWidget, *args: Any) -> Any:
-        from napari.utils.notifications import show_error
-
-        from napari_instseg.core.errors import InstsegError
-
-        try:
-            return slot(self, *args)
-        except (InstsegError, OSError) as exc:
-            self.summary.setText(str(exc))
-            show_error(str(exc))
-            return None
-
-    return wrapper
-
-
-class ProjectTableModel(QAbstractTableModel):
-    """The project's work items as a table; rows are read from the manifest a page at a time.
-
-    Opening reads only the ordered keys of the matching items; the rows a view shows are
-    fetched in pages of ``PAGE_ROWS`` and a few pages are kept.
-    """
-
-    COLUMNS = ("id", "file", "status", "phase", "assignee", "instances")
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.project: Any = None
-        self.where: Any = None
-        self.keys: list[tuple[int, str]] = []
-        self._pages: OrderedDict[int, dict[tuple[int, str], Any]] = OrderedDict()
-
-    def set_source(self, project: Any, where: Any) -> None:
-        """Show ``project``'s items matching ``where`` (an ``ItemFilter``)."""
-        self.beginResetModel()
-        self.project, self.where = project, where
-        self.keys = [] if project is None else project.manifest.item_keys(where)
-        self._pages.clear()
-        self.endResetModel()
-
-    def refresh(self) -> None:
-        """Re-read the rows (statuses change as people work)."""
-        self.set_source(self.project, self.where)
-
-    def touch(self) -> None:
-        """Re-read the rows on screen (statuses changed; the list itself did not)."""
-        self._pages.clear()
-        if self.keys:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.keys) - 1, len(self.COLUMNS) - 1))
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.keys)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def item_at(self, row: int) -> Any:
-        """The work item of ``row`` (None when someone moved it out of this listing since it
-        was read, e.g. into a calibration round; *Refresh list* re-reads it)."""
-        page = row // PAGE_ROWS
-        if page not in self._pages:
-            keys = self.keys[page * PAGE_ROWS : (page + 1) * PAGE_ROWS]
-            self._pages[page] = {it.key: it for it in self.project.manifest.items_between(keys)}
-            while len(self._pages) > 8:
-                self._pages.popitem(last=False)
-        self._pages.move_to_end(page)
-        return self._pages[page].get(self.keys[row])
-
-    def row_of(self, key: tuple[int, str]) -> int:
-        """The row of an item key, or -1."""
-        import bisect
-
-        row = bisect.bisect_left(self.keys, key)
-        return row if row < len(self.keys) and self.keys[row] == key else -1
-
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
-            return None
-        item = self.item_at(index.row())
-        if item is None:
-            return "(moved)" if index.column() == 2 else ""
-        name = item.file_name + (f" [{item.owner}]" if item.owner else "")
-        values = (item.image_id, name, item.status, item.phase, item.assignee, item.n_instances)
-        return str(values[index.column()])
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.COLUMNS[section]
-        return None
-
-
-class ProjectWidget(QWidget):
+class ProjectWidget(ProjectPrelabel, QWidget):
     """Open a project and annotate its images one after the other.
 
     Parameters
@@ -311,41 +211,6 @@ class ProjectWidget(QWidget):
         self.reviewed_button.clicked.connect(self._on_reviewed)
         self._set_tooltips()
 
-    def _build_prelabel(self) -> QVBoxLayout:
-        """The *Pre-label everything* controls: backend, preset, which images, run, progress, Cancel."""
-        from magicgui.widgets import ProgressBar, PushButton
-
-        from napari_instseg.core.prompting import default_backend
-        from napari_instseg.core.prompting.auto import PRESETS
-        from napari_instseg.core.prompting.registry import AUTO_SOURCES, BACKENDS
-
-        self.prelabel_backend = QComboBox()
-        for backend, source in zip(BACKENDS, AUTO_SOURCES, strict=True):
-            self.prelabel_backend.addItem(source, backend)
-        self.prelabel_backend.setCurrentIndex(BACKENDS.index(default_backend()))
-        self.prelabel_preset = QComboBox()
-        self.prelabel_preset.addItems(list(PRESETS))
-        self.prelabel_preset.setCurrentText("cells")  # the CLI's default preset
-        self.prelabel_target = QComboBox()
-        self.prelabel_target.addItems(list(PRELABEL_TARGETS))
-        self.prelabel_button = QPushButton("Pre-label everything")
-        self.prelabel_progress = ProgressBar(label="images", value=0, min=0, max=1)
-        self.prelabel_cancel = PushButton(text="Cancel")
-        self.prelabel_run = ProgressRun(self.prelabel_progress, self.prelabel_cancel, "Pre-labelling project images")
-        choices = QFormLayout()
-        choices.addRow("pre-label with", self.prelabel_backend)
-        choices.addRow("preset", self.prelabel_preset)
-        choices.addRow("images", self.prelabel_target)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.prelabel_button)
-        buttons.addWidget(self.prelabel_cancel.native)
-        section = QVBoxLayout()
-        section.addLayout(choices)
-        section.addLayout(buttons)
-        section.addWidget(self.prelabel_progress.native)
-        self.prelabel_button.clicked.connect(self._on_prelabel)
-        return section
-
     def _set_tooltips(self) -> None:
         tooltips(
             {
@@ -386,11 +251,11 @@ class ProjectWidget(QWidget):
 
         return check_annotator(self.annotator_edit.text().strip())
 
-    @_reporting
+    @reporting
     def _on_open(self, *_: Any) -> None:
         self.open_project(self.path_edit.text())
 
-    @_reporting
+    @reporting
     def _on_create(self, *_: Any) -> None:
         """Make a project in the folder typed above, referencing the images matched."""
         from napari_instseg.core.project import Project, refs_from_patterns
@@ -424,7 +289,7 @@ class ProjectWidget(QWidget):
             annotator=self.annotator if self.mine_check.isChecked() else None,
         )
 
-    @_reporting
+    @reporting
     def _on_filter(self, *_: Any) -> None:
         if self.project is None:
             return
@@ -585,18 +450,18 @@ class ProjectWidget(QWidget):
             self._viewing.close()
             self._viewing = None
 
-    @_reporting
+    @reporting
     def _on_double_click(self, index: QModelIndex) -> None:
         item = self.model.item_at(index.row())
         if item is not None:
             self.open_item(item)
 
     # -- moving on --------------------------------------------------------------------------------
-    @_reporting
+    @reporting
     def _on_next(self, *_: Any) -> Any:
         return self._move(forward=True)
 
-    @_reporting
+    @reporting
     def _on_previous(self, *_: Any) -> Any:
         return self._move(forward=False)
 
@@ -617,7 +482,7 @@ class ProjectWidget(QWidget):
         self.open_item(item)
         return item
 
-    @_reporting
+    @reporting
     def _on_submit(self, *_: Any) -> Any:
         """Save and submit the current image (then open the next one when 'then next' is on)."""
         from napari_instseg.core.project import ProjectError
@@ -638,7 +503,7 @@ class ProjectWidget(QWidget):
         self._show_summary()
         return self.current
 
-    @_reporting
+    @reporting
     def _on_reviewed(self, *_: Any) -> Any:
         """Save the current image, mark it reviewed, then open the next one to review."""
         if self.current is None:
@@ -650,90 +515,6 @@ class ProjectWidget(QWidget):
         if self.then_next_check.isChecked():
             return self._move(forward=True)
         return self.current
-
-    # -- pre-label everything ---------------------------------------------------------------------
-    def _prelabel_config(self) -> Any:
-        """The run's settings; for SAM 2, its checkpoint (a clear error when there is none)."""
-        from napari_instseg.core.project import ProjectPrelabelConfig
-        from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
-        from napari_instseg.core.prompting.registry import DEFAULT_SIZE
-        from napari_instseg.core.prompting.sam2 import sam2_available
-
-        backend, preset = self.prelabel_backend.currentData(), self.prelabel_preset.currentText()
-        checkpoint = None
-        if backend == "sam2":
-            if not sam2_available():
-                raise CheckpointError("sam2-auto needs the sam2 extra (torch and sam2); choose classic-auto.")
-            try:
-                checkpoint = str(find_checkpoint(DEFAULT_SIZE))
-            except CheckpointError as exc:
-                raise CheckpointError(f"sam2-auto needs a SAM 2.1 checkpoint. {exc} Or choose classic-auto.") from exc
-        return ProjectPrelabelConfig(backend=backend, size=DEFAULT_SIZE, checkpoint=checkpoint, auto=preset)
-
-    def _selected_keys(self) -> list[tuple[int, str]]:
-        model = self.table.selectionModel()
-        rows = sorted({index.row() for index in model.selectedRows()}) if model is not None else []
-        return [self.model.keys[row] for row in rows]
-
-    @_reporting
-    def _on_prelabel(self, *_: Any) -> Any:
-        """Pre-label every object of the chosen images in a worker (returns it; None inline or refused)."""
-        if self.project is None:
-            self.summary.setText("Open a project first.")
-            return None
-        if self.prelabel_run.running:
-            self._show_summary("Already pre-labelling; Cancel first.", counts=False)
-            return None
-        from napari_instseg.core.project import prelabel_not_started, prelabel_refusal, prelabel_selected
-
-        refused = prelabel_refusal(self.project.path)
-        if refused:
-            self._show_summary(refused, counts=False)
-            return None
-        config = self._prelabel_config()
-        args: tuple[Any, ...] = (self.project.path, config)
-        func: Any = prelabel_not_started
-        if self.prelabel_target.currentText() == PRELABEL_TARGETS[1]:
-            keys = self._selected_keys()
-            if not keys:
-                self._show_summary("Select rows in the table first (Ctrl / Shift + click).", counts=False)
-                return None
-            func, args = prelabel_selected, (self.project.path, keys, config)
-        self.prelabel_button.setEnabled(False)
-        self._show_summary(f"Pre-labelling ({config.source_name})...", counts=False)
-        return self.prelabel_run.start(
-            func,
-            *args,
-            on_returned=lambda text: self._prelabel_ended(f"{text}."),
-            on_error=lambda exc: self._prelabel_ended(f"Pre-labelling failed: {type(exc).__name__}: {exc}"),
-            on_cancelled=lambda exc: self._prelabel_ended(
-                f"{exc}: the images done are pre-labelled, the others untouched (run again to resume)."
-            ),
-        )
-
-    def _prelabel_ended(self, message: str) -> None:
-        """On the UI thread: re-read the list (statuses and counts changed) and say what was done."""
-        self.prelabel_button.setEnabled(True)
-        self.last_prelabel = message
-        if self.project is not None:
-            selected = self._selected_keys()
-            self.model.refresh()
-            self._select_current()
-            self._reselect(selected)  # the rows stay selected across the re-read
-            self._show_summary(message)
-
-    def _reselect(self, keys: list[tuple[int, str]]) -> None:
-        from qtpy.QtCore import QItemSelection, QItemSelectionModel
-
-        model = self.table.selectionModel()
-        if model is None:
-            return
-        last = len(self.model.COLUMNS) - 1
-        for key in keys:
-            row = self.model.row_of(key)
-            if row >= 0:
-                whole_row = QItemSelection(self.model.index(row, 0), self.model.index(row, last))
-                model.select(whole_row, QItemSelectionModel.SelectionFlag.Select)
 
     def closeEvent(self, event: Any) -> None:
         """Save and release the store lock when the panel closes."""
