@@ -90,6 +90,7 @@ def test_open_paint_move_on_with_one_key_submit_and_filter(panel, project_dir, q
     assert widget.model.rowCount() == 2  # alice sees images 1, 2; image 3 is bob's
     assert [widget.model.item_at(r).status for r in range(2)] == ["todo", "todo"]
     view = widget.table
+    assert view.columnWidth(2) > view.fontMetrics().horizontalAdvance("pre-labelled")  # never cut to "pre-..."
     rect = view.visualRect(widget.model.index(1, 1))
     args = (view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
     QTest.mouseClick(*args)  # a double-click as Qt sees it: press, release, then double-click

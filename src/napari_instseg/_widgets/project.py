@@ -158,6 +158,8 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             columns_header.setStretchLastSection(True)
         for column, width in enumerate((50, 110, 80, 80, 70, 60)):  # never sized to contents: 100k rows
             self.table.setColumnWidth(column, width)
+        longest_status = max(STATUSES, key=self.table.fontMetrics().horizontalAdvance)
+        self.table.setColumnWidth(2, self.table.fontMetrics().horizontalAdvance(longest_status) + 16)
         self.prev_button = QPushButton("< Previous (,)")
         self.next_button = QPushButton("Next unfinished (.) >")
         self.submit_button = QPushButton("Submit")
