@@ -205,3 +205,25 @@ def test_a_non_finite_or_non_numeric_score_is_refused_naming_file_annotation_and
     err = capsys.readouterr().err
     assert str(bad) in err and f"(id {ann['id']})" in err and f"'score' must be a finite number, got {shown}" in err
     assert not (tmp_path / "out").exists() and bad.read_bytes() == before  # nothing written, input untouched
+
+
+def test_slide_prelabels_exported_per_tile_carry_their_scores(tmp_path, capsys):
+    """``prelabel-slide --auto`` then ``export --per-tile``: every annotation has its
+    pre-label's score (the row's ``score``, as in every other export)."""
+    import tifffile
+    from skimage import data
+
+    slide, store = tmp_path / "ihc.tif", tmp_path / "ihc.zarr"
+    tifffile.imwrite(slide, data.immunohistochemistry()[:256, :256])
+    argv = ["prelabel-slide", str(slide), "--store", str(store), "--auto", "--backend", "classic"]
+    assert main([*argv, "--tile", "128", "--halo", "32"]) == 0
+    with AnnotationStore.open(store, read_only=True) as opened:
+        records = {i: r.score for i, r in opened.read_side("prelabel").items()}
+        assert opened.table["score"].to_dict() == records
+    assert len(records) > 5 and all(0 <= s <= 1 for s in records.values())
+    tiles = tmp_path / "tiles.json"
+    assert main(["export", str(store), "-o", str(tiles), "--per-tile", "128"]) == 0
+    capsys.readouterr()
+    coco = json.loads(tiles.read_text())
+    assert len(coco["images"]) > 1
+    assert all(a["score"] == records[a["instance_id"]] for a in coco["annotations"])

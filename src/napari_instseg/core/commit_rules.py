@@ -58,7 +58,9 @@ def commit_edit(
 
     A model's mask starts as ``pre-label`` with its proposal kept, unless ``reviewed``: a
     person committed the candidate they saw, so it is ``accepted`` at once and no pre-label.
-    ``score`` is the model's own quality estimate of the mask (default: the candidate's).
+    ``score`` is the model's own quality estimate of the mask (default: the candidate's),
+    kept with the proposal and, where finite, as the row's ``score`` (outside the schema, see
+    :data:`~napari_instseg.core.instances.SCORE_COLUMN`), so every COCO export writes it.
     ``estimates`` are further estimates of a pre-label (SAM 2's automatic mode: its
     ``predicted_iou`` and ``stability_score``), kept as row values outside the schema, so the
     store keeps them and COCO writes them into the annotation's ``attributes``; NaN is left out.
@@ -114,6 +116,8 @@ def commit_edit(
         if score is None:
             score = state.current_score if from_candidates else float("nan")
         prelabels[instance_id] = PrelabelRecord(_proposal(region, after, instance_id), source, score)
+        if np.isfinite(score):  # also a row value: every export, the layer and the store carry it
+            row[SCORE_COLUMN] = float(score)
     edit = Edit(
         "commit",
         (instance_id,),
