@@ -118,12 +118,16 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         return None if self._binding is None else self._binding.session
 
     def items(self) -> list[int]:
-        """Instance ids in the pass: model pre-labels with pixels in this layer, in id order.
+        """Instance ids in the pass: model pre-labels with pixels in this layer, best model
+        score first (as ``qa`` ranks them and the automatic mode commits them), then by id;
+        those without a score last, by id.
 
         Reviewed ones stay in the list (the count reads "37 / 348", its total stable while
         reviewing): a model instance is in the pass while it is a pre-label, has a proposal,
         or was reviewed against one (``prelabel_iou`` set).
         """
+        from napari_instseg.core.commit_rules import model_scores
+
         session = self.session
         table = session.table
         model = table[table["source"].isin(MODEL_SOURCES)]
@@ -135,7 +139,9 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
             if done or waiting or int(i) in session.prelabels
         ]
         present = set(np.unique(session.labels_yx).tolist())
-        return [i for i in candidates if i in present or table.at[i, "review"] == "rejected"]
+        scores = model_scores(table, session.prelabels)
+        kept = [i for i in candidates if i in present or table.at[i, "review"] == "rejected"]
+        return sorted(kept, key=lambda i: (0, -scores[i], i) if i in scores else (1, 0.0, i))
 
     def reviewed(self, items: list[int]) -> int:
         """How many of ``items`` are reviewed (accepted, corrected or rejected)."""
@@ -166,10 +172,13 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
         self._say("Review stopped; Start resumes where it was.")
 
     def _next_pending(self, after: int, *, inclusive: bool = False) -> int | None:
+        """The first pre-label still pending after ``after`` in the pass's order (or at it,
+        ``inclusive``), else the first pending one; None when none is left."""
         items = self.items()
         review = self.session.table["review"]
+        start = items.index(after) + (0 if inclusive else 1) if after in items else 0
         pending = [i for i in items if review.get(i) == "pre-label"]
-        later = [i for i in pending if i > after or (inclusive and i == after)]
+        later = [i for i in items[start:] if review.get(i) == "pre-label"]
         chosen = later or pending
         return chosen[0] if chosen else None
 

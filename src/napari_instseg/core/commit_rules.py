@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.compositing import composite_region, crop_to
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
-from napari_instseg.core.instances import new_row, now_iso, row_of
+from napari_instseg.core.instances import SCORE_COLUMN, new_row, now_iso, row_of
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.records import CommitError, CommitResult, PrelabelRecord, iou
 
@@ -32,6 +32,7 @@ __all__ = [
     "commit_edit",
     "depth_edit",
     "depth_step_z_order",
+    "model_scores",
     "prelabel_proposals",
     "removal_edit",
     "review_changes",
@@ -57,7 +58,9 @@ def commit_edit(
 
     A model's mask starts as ``pre-label`` with its proposal kept, unless ``reviewed``: a
     person committed the candidate they saw, so it is ``accepted`` at once and no pre-label.
-    ``score`` is the model's own quality estimate of the mask (default: the candidate's).
+    ``score`` is the model's own quality estimate of the mask (default: the candidate's),
+    kept with the proposal and, where finite, as the row's ``score`` (outside the schema, see
+    :data:`~napari_instseg.core.instances.SCORE_COLUMN`), so every COCO export writes it.
     ``estimates`` are further estimates of a pre-label (SAM 2's automatic mode: its
     ``predicted_iou`` and ``stability_score``), kept as row values outside the schema, so the
     store keeps them and COCO writes them into the annotation's ``attributes``; NaN is left out.
@@ -113,6 +116,8 @@ def commit_edit(
         if score is None:
             score = state.current_score if from_candidates else float("nan")
         prelabels[instance_id] = PrelabelRecord(_proposal(region, after, instance_id), source, score)
+        if np.isfinite(score):  # also a row value: every export, the layer and the store carry it
+            row[SCORE_COLUMN] = float(score)
     edit = Edit(
         "commit",
         (instance_id,),
@@ -249,7 +254,7 @@ def prelabel_proposals(
     is_pending = table["review"].to_numpy() == "pre-label"
     ids = table.index.to_numpy()[is_pending].astype(np.int64)
     sources = table["source"].to_numpy()[is_pending].tolist()
-    scores = table["score"].to_numpy()[is_pending].tolist() if "score" in table.columns else [None] * ids.size
+    scores = table[SCORE_COLUMN].to_numpy()[is_pending].tolist() if SCORE_COLUMN in table.columns else [None] * ids.size
     keep = [k for k, i in enumerate(ids.tolist()) if i not in known]
     if not keep:
         return {}
@@ -265,6 +270,33 @@ def prelabel_proposals(
             proposal = CroppedMask(box, labels_yx[y0:y1, x0:x1] == instance_id)
         records[instance_id] = PrelabelRecord(proposal, str(sources[k]), _as_score(scores[k]))
     return records
+
+
+def model_scores(table: pd.DataFrame, prelabels: Mapping[int, PrelabelRecord | None]) -> dict[int, float]:
+    """Finite model scores by instance id: the table's optional ``score`` column (an imported
+    file's scores), with the saved proposals' scores over it.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The instance table; NaN or non-numeric ``score`` values count as none.
+    prelabels : mapping of int to PrelabelRecord or None
+        Pre-label proposals by instance id (NaN score: none).
+
+    Returns
+    -------
+    dict of int to float
+        Only the instances that have a finite score.
+    """
+    out: dict[int, float] = {}
+    if SCORE_COLUMN in table.columns:
+        values = np.array([_as_score(v) for v in table[SCORE_COLUMN].tolist()], dtype=np.float64)
+        finite = np.isfinite(values)
+        out.update(zip(table.index.to_numpy()[finite].tolist(), values[finite].tolist(), strict=True))
+    for instance_id, record in prelabels.items():
+        if record is not None and np.isfinite(record.score):
+            out[int(instance_id)] = float(record.score)
+    return out
 
 
 def _as_score(value: Any) -> float:

@@ -26,6 +26,7 @@ else:
 __all__ = [
     "COLUMNS",
     "REVIEW_STATES",
+    "SCORE_COLUMN",
     "SOURCES",
     "Column",
     "IdAllocator",
@@ -76,6 +77,13 @@ COLUMNS: dict[str, Column] = {
 
 ``occlusion_manual`` is True when a person set the tier by hand (it then overrides the tier
 derived from ``occluded_fraction``). ``created`` / ``modified`` are ISO-8601 UTC timestamps.
+"""
+
+SCORE_COLUMN = "score"
+"""An optional column outside the schema: a model's score for each instance (NaN = none).
+
+A COCO annotation's top-level ``score`` is imported into it and exported from it (never into
+``attributes``); a pre-label without a saved proposal takes it as its proposal's score.
 """
 
 ID_NAME = "id"

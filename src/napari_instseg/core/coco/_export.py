@@ -67,8 +67,9 @@ class AnnotatedImage:
         since the import written over it; an edited one keeps its annotation id and
         attributes and gets its edited (visible) mask; a deleted one is left out.
     scores : mapping of int to float
-        Model scores by instance id (pre-labels); when given, every annotation gets a
-        ``score`` (1.0 where an instance has none), so ``qa`` can rank them.
+        Model scores by instance id (pre-labels), over the table's ``score`` column (an
+        imported file's scores, NaN = none). When either gives a score, every annotation gets
+        a top-level ``score`` (1.0 where an instance has none), so ``qa`` can rank them.
     """
 
     labels_yx: NDArray[np.integer]
@@ -260,8 +261,9 @@ def _export_one(
     record.update({k: v for k, v in item.metadata.items() if k not in record})
     annotations, counts = _annotations(labels_yx, runs, table, image_id, first_ann_id, segmentation)
     _add_amodal(annotations, item.amodal, labels_yx.shape)
-    for annotation in annotations if item.scores else ():
-        annotation["score"] = float(item.scores.get(annotation["instance_id"], 1.0))
+    scores = _scores_by_id(table, item.scores)
+    for annotation in annotations if scores else ():
+        annotation["score"] = scores.get(annotation["instance_id"], 1.0)
     summary = ExportSummary(
         n_images=1,
         n_annotations=len(annotations),
@@ -270,6 +272,15 @@ def _export_one(
         **counts,
     )
     return record, annotations, summary
+
+
+def _scores_by_id(table: pd.DataFrame | _DefaultRows, given: Mapping[int, float]) -> dict[int, float]:
+    """Finite model scores by instance id: the table's ``score`` column, then ``given`` over it."""
+    from napari_instseg.core.commit_rules import model_scores
+
+    out = {} if isinstance(table, _DefaultRows) else model_scores(table, {})
+    out.update((int(i), float(v)) for i, v in given.items() if np.isfinite(v))
+    return out
 
 
 def _export_keeping_originals(

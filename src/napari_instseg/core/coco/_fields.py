@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_instseg.core.instances import COLUMNS
+from napari_instseg.core.instances import COLUMNS, SCORE_COLUMN
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,9 +65,10 @@ def annotation_fields(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Our annotation fields for every row of a validated instance table, in row order.
 
     ``category_id`` and ``iscrowd`` are excluded (the caller writes them as standard keys).
-    Columns outside the schema go into ``attributes`` under their own name.
+    Columns outside the schema go into ``attributes`` under their own name, except
+    :data:`SCORE_COLUMN` (the exporter writes it as the top-level ``score``).
     """
-    extra = [c for c in table.columns if c not in COLUMNS]
+    extra = [c for c in table.columns if c not in COLUMNS and c != SCORE_COLUMN]
     top_names = list(TOP_LEVEL_COLUMNS)
     attr_names = ["occluded", *ATTRIBUTE_COLUMNS, *extra]
     occluded = (table["occlusion"].to_numpy() != "none").tolist()

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
 from napari_instseg.core.coco._validate import read_json_file, validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
-from napari_instseg.core.instances import COLUMNS, IdAllocator, make_rows, validate_table
+from napari_instseg.core.instances import COLUMNS, SCORE_COLUMN, IdAllocator, make_rows, validate_table
 from napari_instseg.core.labels import check_image_memory
 from napari_instseg.core.occlusion import occluded_fraction
 from napari_instseg.core.protocol import AnnotationProtocol, Category
@@ -56,7 +56,10 @@ class ImportedImage:
     table : DataFrame
         Instance table indexed by instance id. For files without our fields,
         ``occluded_fraction`` is the share of the instance's own mask covered by instances in
-        front of it, and ``occlusion`` its tier under the protocol's thresholds.
+        front of it, and ``occlusion`` its tier under the protocol's thresholds. Where any
+        annotation of the image carries a ``score`` (a model's results, our export of
+        pre-labels), a ``score`` column holds it (NaN for annotations without one); pre-labels
+        take it as their proposal's score, and export writes it back as ``score``.
     overlap_px : int
         Pixels claimed by more than one annotation (resolved by the rule above).
     hidden_ids : tuple of int
@@ -349,6 +352,8 @@ def _table(
         return make_rows([])
     records = [_row_of(ann, float(f), str(t)) for ann, f, t in zip(annotations, fraction, tiers, strict=True)]
     frame = pd.DataFrame.from_records(records, index=pd.Index(ids, name="id"))
+    if SCORE_COLUMN in frame.columns:  # some annotations are scored: one float column, NaN = none
+        frame[SCORE_COLUMN] = frame[SCORE_COLUMN].astype("float64")
     return validate_table(frame, source=source)
 
 
@@ -370,6 +375,9 @@ def _row_of(ann: Mapping[str, Any], derived_fraction: float, derived_tier: str) 
     if ours:
         row.update({k: attributes[k] for k in ATTRIBUTE_COLUMNS if k in attributes})
         row.update({k: v for k, v in attributes.items() if k not in COLUMNS and k != "occluded"})
+    row.pop(SCORE_COLUMN, None)  # only the top-level score (validated finite) is the model's score
+    if "score" in ann:
+        row[SCORE_COLUMN] = float(ann["score"])
     for key in ("occluded_fraction", "prelabel_iou"):
         if row.get(key) is None:
             row[key] = np.nan

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.coco._fields import TOP_LEVEL_COLUMNS, json_scalar
 from napari_instseg.core.coco._import import ImportedImage, import_image
+from napari_instseg.core.instances import SCORE_COLUMN
 from napari_instseg.core.protocol import AnnotationProtocol
 
 if TYPE_CHECKING:
@@ -156,6 +157,11 @@ def _overlay(annotation: dict[str, Any], row: pd.Series, imported: pd.Series) ->
             annotation["iscrowd"] = int(bool(scalar))
         elif name in TOP_LEVEL_COLUMNS:
             annotation[name] = scalar
+        elif name == SCORE_COLUMN:  # the model's score is a top-level key (none: left out)
+            if scalar is None:
+                annotation.pop(SCORE_COLUMN, None)
+            else:
+                annotation[SCORE_COLUMN] = float(scalar)
         else:
             attributes = annotation.get("attributes")
             attributes = dict(attributes) if isinstance(attributes, Mapping) else {}
