@@ -129,8 +129,8 @@ def whole_removal(store: AnnotationStore, edit: Edit, boxes: Mapping[int, Region
     window (``boxes``) clears their pixels outside it too, and a ``delete`` keeps their saved
     proposals and outlines (read from the store) for its undo. Any other edit is returned as
     it is."""
-    ids = [i for i in edit.ids if i in boxes]
-    if edit.op not in REMOVALS or not ids:
+    ids = [i for i in edit.ids if i in boxes] if edit.op in REMOVALS else []
+    if not ids:
         return edit
     region = edit.region_yx
     for instance_id in ids:
