@@ -231,3 +231,7 @@ def test_a_crossing_prelabel_without_a_saved_proposal_is_measured_whole(tmp_path
         assert window.table.loc[1, "review"] == "corrected"
         assert window.table.loc[1, "prelabel_iou"] == pytest.approx(3600 / 5200)
         assert not store.read_side("prelabel")  # nothing derived is saved as if a model proposed it
+        # accepted again in another window visit: still corrected (not "accepted as is")
+        again = store.window_session(INSIDE)
+        assert again.accept(1) == "corrected"
+        assert again.table.loc[1, "prelabel_iou"] == pytest.approx(3600 / 5200)
