@@ -212,6 +212,14 @@ def test_deleting_a_crossing_object_then_undoing_restores_its_full_proposal_and_
         assert (store.read_labels(OBJECT) == 1).all()
         window.redo()
         assert not (store.read_labels() == 1).any() and 1 not in store.table.index
+        window.undo()
+        # an outline drawn in the window replaces the full one; its undo gives the full one back
+        oy, ox = WINDOW[:2]
+        window.set_amodal(1, _rect(window.shape_yx, 90 - oy, 350 - ox, 170 - oy, 400 - ox))
+        assert store.read_side("amodal")[1].bbox_yx == (90, 350, 170, 400)
+        window.undo()
+        restored = store.read_side("amodal")[1]
+        assert restored.bbox_yx == outline.bbox_yx and (restored.mask == outline.mask).all()
 
 
 def test_a_crossing_prelabel_without_a_saved_proposal_is_measured_whole(tmp_path):

@@ -90,7 +90,7 @@ from napari_instseg.core.store._base import (
 from napari_instseg.core.store._codec import crc32, decode_edit, decode_mask, encode_edit, side_value
 from napari_instseg.core.store._db import DB_NAME, READING_BAND_PX, Database
 from napari_instseg.core.store._geometry import boxes_of, chunk_ranges, shift_edit, shift_side
-from napari_instseg.core.store._window import OutsideCounts, crossing_boxes, whole_removal, window_prelabels
+from napari_instseg.core.store._window import OutsideCounts, crossing_boxes, whole_edit, window_prelabels
 
 __all__ = ["AnnotationStore"]
 
@@ -737,7 +737,7 @@ class _Sink:
     """Saves a session's actions in the store at their place (window origin added) and keeps
     which journal record each of the session's undoable edits is, and the edit saved for it
     (a window's removal of an object crossing its edge is saved whole: ``crossing`` boxes,
-    :func:`~napari_instseg.core.store._window.whole_removal`)."""
+    :func:`~napari_instseg.core.store._window.whole_edit`)."""
 
     def __init__(
         self,
@@ -761,7 +761,7 @@ class _Sink:
         if saved is None:
             saved = shift_edit(edit, *self.origin_yx) if self.origin_yx != (0, 0) else edit
             if kind == "do" and self.crossing:
-                saved = whole_removal(self.store, saved, self.crossing)
+                saved = whole_edit(self.store, saved, self.crossing)
         seq = self.store.record(kind, saved, target=target, marks=self.marks if kind == "do" else None)
         if kind == "do":
             self.remember(seq, edit, saved)

@@ -9,10 +9,10 @@ keeps them whole:
   :class:`OutsideCounts` gives the counts of the part outside (the object's pixels, the
   proposal's, both), read from the store when a review asks for them - only that object's
   box is read beyond the window, so opening a window costs what it did.
-- **Saved records stay whole**: the session's clipped proposal is never saved; a ``reject``
-  or ``delete`` of a crossing object is saved for the whole object (:func:`whole_removal`):
-  its pixels outside the window are cleared too (a deleted object leaves no pixels without a
-  row), and a delete keeps the store's full proposal and outline for its undo.
+- **Saved records stay whole** (:func:`whole_edit`): the session's clipped proposal is never
+  saved (an undo restores the store's full proposal and outline); a ``reject`` or ``delete``
+  of a crossing object clears its pixels outside the window too (a deleted object leaves no
+  pixels without a row).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from napari_instseg.core.records import OverlapCounts, PrelabelRecord
 if TYPE_CHECKING:
     from napari_instseg.core.store._store import AnnotationStore
 
-__all__ = ["REMOVALS", "OutsideCounts", "crossing_boxes", "whole_removal", "window_prelabels"]
+__all__ = ["REMOVALS", "OutsideCounts", "crossing_boxes", "whole_edit", "window_prelabels"]
 
 REMOVALS = ("reject", "delete")
 """Session actions that clear an object's pixels (saved for the whole of a crossing object)."""
@@ -124,25 +124,30 @@ class OutsideCounts(Mapping[int, OverlapCounts]):
         return len(self._boxes)
 
 
-def whole_removal(store: AnnotationStore, edit: Edit, boxes: Mapping[int, Region]) -> Edit:
-    """``edit`` (slide pixels) as saved: a ``reject`` / ``delete`` of objects crossing the
-    window (``boxes``) clears their pixels outside it too, and a ``delete`` keeps their saved
-    proposals and outlines (read from the store) for its undo. Any other edit is returned as
-    it is."""
-    ids = [i for i in edit.ids if i in boxes] if edit.op in REMOVALS else []
-    if not ids:
-        return edit
+def whole_edit(store: AnnotationStore, edit: Edit, boxes: Mapping[int, Region]) -> Edit:
+    """``edit`` (slide pixels) as saved for a window whose crossing objects have ``boxes``.
+
+    - The side records an edit replaces (its proposals' and outlines' "before", which its
+      undo restores) are, for crossing objects, the store's whole records, not the window's
+      part of them: a delete, or an outline drawn in the window, undoes to the full ones.
+    - A ``reject`` / ``delete`` of a crossing object clears its pixels outside the window too.
+
+    Any other edit is returned as it is.
+    """
+    changes: dict[str, Any] = {}
+    for name, kind in (("prelabels_before", "prelabel"), ("amodal_before", "amodal")):
+        values = getattr(edit, name)
+        ids = [i for i in values if i in boxes]
+        if ids:
+            saved = store.read_side(kind, ids=ids)
+            changes[name] = {**values, **{i: saved.get(i) for i in ids}}
+    removed = [i for i in edit.ids if i in boxes] if edit.op in REMOVALS else []
     region = edit.region_yx
-    for instance_id in ids:
+    for instance_id in removed:
         region = region_union(region, boxes[instance_id])
-    if region is None:
-        return edit
-    before = store.read_labels(region)
-    after = before.copy()
-    after[np.isin(before, ids)] = 0
-    changes: dict[str, Any] = {"region_yx": region, "labels_before": before, "labels_after": after}
-    if edit.op == "delete":
-        proposals, outlines = store.read_side("prelabel", ids=ids), store.read_side("amodal", ids=ids)
-        changes["prelabels_before"] = {**edit.prelabels_before, **{i: proposals.get(i) for i in ids}}
-        changes["amodal_before"] = {**edit.amodal_before, **{i: outlines.get(i) for i in ids}}
-    return dataclasses.replace(edit, **changes)
+    if removed and region is not None:
+        before = store.read_labels(region)
+        after = before.copy()
+        after[np.isin(before, removed)] = 0
+        changes.update(region_yx=region, labels_before=before, labels_after=after)
+    return dataclasses.replace(edit, **changes) if changes else edit
