@@ -19,7 +19,7 @@ from napari_instseg.core.compositing import composite_region, crop_to
 from napari_instseg.core.edits import CroppedMask, Edit, Region, bbox_of, region_union
 from napari_instseg.core.instances import SCORE_COLUMN, new_row, now_iso, row_of
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
-from napari_instseg.core.records import CommitError, CommitResult, PrelabelRecord, iou
+from napari_instseg.core.records import CommitError, CommitResult, OverlapCounts, PrelabelRecord
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -380,11 +380,23 @@ def _overlapping(session: SessionState, instance_id: int, extent: CroppedMask) -
 def review_changes(session: SessionState, instance_id: int, *, only_corrected: bool = False) -> dict[str, Any]:
     """``review`` / ``prelabel_iou`` of an instance measured against its proposal: ``accepted``
     when unchanged, else ``corrected`` (with ``only_corrected``, an unchanged one keeps its
-    state). Nothing for an instance without a proposal or a rejected one."""
+    state). Nothing for a rejected instance; for one without a proposal, nothing either, but
+    a ``corrected`` one stays ``corrected`` (its proposal came from its labels when it was
+    first reviewed, and was not saved: accepting it again must not count it as accepted as is).
+
+    The whole object is measured: the session's pixels, plus, for an object crossing the edge
+    of a slide window, the counts of its part outside the window
+    (``session.prelabel_outside``, which the window's store supplies).
+    """
     record = session.prelabels.get(instance_id)
-    if record is None or session.table.at[instance_id, "review"] == "rejected":
+    review = session.table.at[instance_id, "review"]
+    if review == "rejected":
         return {}
-    overlap = iou(session.mask_of(instance_id), record.full(session.shape_yx))
+    if record is None:
+        return {"review": "corrected"} if review == "corrected" else {}
+    inside = OverlapCounts.of(session.mask_of(instance_id), record.full(session.shape_yx))
+    outside = session.prelabel_outside.get(instance_id)
+    overlap = (inside if outside is None else inside + outside).iou
     state = "accepted" if overlap == 1.0 else "corrected"
     if only_corrected and state == "accepted":
         return {"prelabel_iou": overlap}

@@ -33,7 +33,7 @@ from napari_instseg.core.instances import (
 from napari_instseg.core.labels import as_label_image
 from napari_instseg.core.paint import PaintRecorder
 from napari_instseg.core.prompting.base import Candidates, Prompter
-from napari_instseg.core.records import CommitError, PrelabelRecord
+from napari_instseg.core.records import CommitError, OverlapCounts, PrelabelRecord
 
 if TYPE_CHECKING:
     from napari_instseg.core.protocol import AnnotationProtocol
@@ -78,6 +78,9 @@ class SessionState:
             **prelabel_proposals(self.labels_yx, self.table, known=stored),
             **stored,
         }
+        # counts of the proposals' objects outside this session's labels (a slide window's
+        # crossing objects: AnnotationStore.window_session), added when reviewing them
+        self.prelabel_outside: Mapping[int, OverlapCounts] = {}
         self.amodal: dict[int, CroppedMask] = {}
         self.prompt_state = CandidateState()
         self.active_time = ActiveTimeClock(clock)

@@ -227,10 +227,19 @@ class Database:
         self.conn.execute("INSERT OR REPLACE INTO side_box VALUES (?, ?, ?, ?, ?)", (cursor.lastrowid, y0, y1, x0, x1))
         return 0 if old is not None else 1
 
-    def side_rows(self, kind: str, region_yx: tuple[int, int, int, int] | None = None) -> list[tuple[Any, ...]]:
+    def side_rows(
+        self, kind: str, region_yx: tuple[int, int, int, int] | None = None, ids: Iterable[int] | None = None
+    ) -> list[tuple[Any, ...]]:
         """(id, y0, x0, y1, x1, h, w, source, score, mask, crc) of a kind's records (those whose
-        box overlaps ``region_yx`` when given)."""
+        box overlaps ``region_yx`` when given, else those of ``ids`` when given)."""
         columns = "s.id, s.y0, s.x0, s.y1, s.x1, s.h, s.w, s.source, s.score, s.mask, s.crc"
+        if region_yx is None and ids is not None:
+            found: list[tuple[Any, ...]] = []
+            for chunk in _chunks(list(ids)):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT {columns} FROM side s WHERE kind = ? AND id IN ({marks}) ORDER BY id"
+                found.extend(self.conn.execute(sql, (kind, *chunk)).fetchall())
+            return found
         if region_yx is None:
             return self.conn.execute(f"SELECT {columns} FROM side s WHERE kind = ? ORDER BY id", (kind,)).fetchall()
         y0, x0, y1, x1 = region_yx

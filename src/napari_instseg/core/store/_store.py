@@ -90,6 +90,7 @@ from napari_instseg.core.store._base import (
 from napari_instseg.core.store._codec import crc32, decode_edit, decode_mask, encode_edit, side_value
 from napari_instseg.core.store._db import DB_NAME, READING_BAND_PX, Database
 from napari_instseg.core.store._geometry import boxes_of, chunk_ranges, shift_edit, shift_side
+from napari_instseg.core.store._window import OutsideCounts, crossing_boxes, whole_edit, window_prelabels
 
 __all__ = ["AnnotationStore"]
 
@@ -299,16 +300,18 @@ class AnnotationStore:
         """Number of rows in the instance table."""
         return int(self._db.conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
 
-    def read_side(self, kind: str, region_yx: Region | None = None) -> dict[int, Any]:
+    def read_side(
+        self, kind: str, region_yx: Region | None = None, *, ids: Iterable[int] | None = None
+    ) -> dict[int, Any]:
         """Stored ``prelabel`` records or ``amodal`` masks by instance id (only those whose box
-        overlaps ``region_yx`` when given), in store coordinates."""
+        overlaps ``region_yx``, or those of ``ids``, when given), in store coordinates."""
         if kind not in ("prelabel", "amodal"):
             raise StoreError(f"Unknown side-record kind {kind!r}; expected 'prelabel' or 'amodal'.")
         from napari_instseg.core.store._db import side_crc
 
         out = {}
         with self._reading():
-            rows = self._db.side_rows(kind, region_yx)
+            rows = self._db.side_rows(kind, region_yx, ids)
         for instance_id, y0, x0, y1, x1, h, w, source, score, blob, crc in rows:
             if side_crc(kind, instance_id, (y0, x0, y1, x1), (h, w), source, score, blob) != crc:
                 raise StoreError(
@@ -408,8 +411,12 @@ class AnnotationStore:
         ids stay unique across the whole store (an object crossing a tile seam keeps its id,
         since the halo shows it); every edit is saved at its place in the slide, touching
         only the chunks it changes. Proposals and outlines lying wholly inside the region
-        come along. The undo history covers this window visit. ``marks`` are saved with
-        every action the session saves, in the same transaction (see :meth:`record`).
+        come along; of an object crossing the region's edge the session reviews the part
+        inside, and the store adds the part outside (its review and ``prelabel_iou`` are
+        those of the whole object), and saves its reject or delete for the whole object
+        (see :mod:`napari_instseg.core.store._window`). The undo history covers this window
+        visit. ``marks`` are saved with every action the session saves, in the same
+        transaction (see :meth:`record`).
         """
         from napari_instseg.core.session import AnnotationSession
 
@@ -425,16 +432,25 @@ class AnnotationStore:
                 extra = self._rows_by_id(missing)
                 table = pd.concat([table, extra]).sort_index() if len(extra) else table
             sides = {kind: self.read_side(kind, region) for kind in ("prelabel", "amodal")}
+            stored_boxes = self._db.boxes(table.index.tolist())
+            crossing = crossing_boxes(region, stored_boxes, sides["prelabel"])
+            elsewhere = [i for i in crossing if i not in sides["prelabel"]]  # a proposal wholly outside
+            if elsewhere:
+                sides["prelabel"].update(self.read_side("prelabel", ids=elsewhere))
+                crossing = crossing_boxes(region, stored_boxes, sides["prelabel"])
         in_window = {
             kind: {
                 i: m for i, v in sides[kind].items() if (m := shift_side(v, -y0, -x0, (y1 - y0, x1 - x0))) is not None
             }
             for kind in sides
         }
-        session = AnnotationSession(labels, table, self.protocol, prelabels=in_window["prelabel"], **kwargs)
+        cut = {i: v for i, v in sides["prelabel"].items() if i not in in_window["prelabel"]}
+        prelabels = {**window_prelabels(region, cut), **in_window["prelabel"]}
+        session = AnnotationSession(labels, table, self.protocol, prelabels=prelabels, **kwargs)
         session.amodal.update(in_window["amodal"])
+        session.prelabel_outside = OutsideCounts(self, region, crossing, sides["prelabel"])
         session.ids.observe([self._next_id() - 1])
-        session.sink = _Sink(self, (y0, x0), marks)
+        session.sink = _Sink(self, (y0, x0), marks, crossing)
         return session
 
     # -- writing -----------------------------------------------------------------------------
@@ -719,26 +735,36 @@ class AnnotationStore:
 
 class _Sink:
     """Saves a session's actions in the store at their place (window origin added) and keeps
-    which journal record each of the session's undoable edits is."""
+    which journal record each of the session's undoable edits is, and the edit saved for it
+    (a window's removal of an object crossing its edge is saved whole: ``crossing`` boxes,
+    :func:`~napari_instseg.core.store._window.whole_edit`)."""
 
     def __init__(
-        self, store: AnnotationStore, origin_yx: tuple[int, int], marks: Mapping[str, bytes | None] | None = None
+        self,
+        store: AnnotationStore,
+        origin_yx: tuple[int, int],
+        marks: Mapping[str, bytes | None] | None = None,
+        crossing: Mapping[int, Region] | None = None,
     ) -> None:
         self.store, self.origin_yx, self.marks = store, origin_yx, marks
-        self._seqs: dict[int, tuple[Edit, int]] = {}
+        self.crossing = dict(crossing or {})
+        self._seqs: dict[int, tuple[Edit, int, Edit]] = {}
 
-    def remember(self, seq: int, edit: Edit) -> Edit:
-        self._seqs[id(edit)] = (edit, seq)
+    def remember(self, seq: int, edit: Edit, saved: Edit | None = None) -> Edit:
+        self._seqs[id(edit)] = (edit, seq, edit if saved is None else saved)
         return edit
 
     def record(self, kind: str, edit: Edit) -> None:
         """Persist ``edit`` (raises StoreError when the store is read-only or the save fails)."""
         known = self._seqs.get(id(edit))
-        target = known[1] if known is not None and known[0] is edit else None
-        shifted = shift_edit(edit, *self.origin_yx) if self.origin_yx != (0, 0) else edit
-        seq = self.store.record(kind, shifted, target=target, marks=self.marks if kind == "do" else None)
+        target, saved = (known[1], known[2]) if known is not None and known[0] is edit else (None, None)
+        if saved is None:
+            saved = shift_edit(edit, *self.origin_yx) if self.origin_yx != (0, 0) else edit
+            if kind == "do" and self.crossing:
+                saved = whole_edit(self.store, saved, self.crossing)
+        seq = self.store.record(kind, saved, target=target, marks=self.marks if kind == "do" else None)
         if kind == "do":
-            self.remember(seq, edit)
+            self.remember(seq, edit, saved)
 
 
 class _EditParts:
