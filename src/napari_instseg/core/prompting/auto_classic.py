@@ -50,8 +50,10 @@ _OUTLINE_GROWTH = 0.3  # radii: how far a refined outline may move past the firs
 _OUTLINE_CORE_PERCENTILE = 75.0  # the object's own level: this percentile of its signal
 _TREE_LEVELS = 40  # bright-field component tree: threshold levels over each image's objects
 _TREE_CORE_AREA = 0.02  # a core (a component at some level) counts from this fraction of a disc r
-_TREE_CORE_DEPTH = 0.02  # ... and when its peak rises this far (signal units) above that level
+_TREE_CORE_DEPTH = 0.05  # ... when its peak rises this share of its object's range above the level
 _TREE_PIECE_AREA = 0.25  # a split never leaves a piece under this fraction of a disc r
+_TREE_MIN_GAIN = 0.02  # a cut's pieces must fit ellipses at least this much better than the whole
+_TREE_MAX_ELONGATION = 4.0  # objects longer than this (major / minor axis) are not cut
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,23 @@ def _ellipse_fit(labels: NDArray[np.integer], n: int) -> tuple[NDArray[np.float6
     return area, inside / np.maximum(area + ellipse - inside, 1.0)
 
 
+def _elongation(labels: NDArray[np.integer], n: int) -> NDArray[np.float64]:
+    """Major over minor axis (of the moment ellipse) of ids 0..n."""
+    flat = labels.ravel()
+    index = np.flatnonzero(flat)
+    ids = flat[index]
+    y, x = np.divmod(index, labels.shape[1])
+    count = np.maximum(np.bincount(ids, minlength=n + 1), 1).astype(np.float64)
+    dy = y - (np.bincount(ids, y, n + 1) / count)[ids]
+    dx = x - (np.bincount(ids, x, n + 1) / count)[ids]
+    syy = np.bincount(ids, dy * dy, n + 1) / count + 1 / 12
+    sxx = np.bincount(ids, dx * dx, n + 1) / count + 1 / 12
+    sxy = np.bincount(ids, dx * dy, n + 1) / count
+    half = np.sqrt(((syy - sxx) / 2) ** 2 + sxy**2)
+    major, minor = (syy + sxx) / 2 + half, np.maximum((syy + sxx) / 2 - half, 1e-9)
+    return np.asarray(np.sqrt(major / minor), dtype=np.float64)
+
+
 def _owners(parts: NDArray[np.integer], n: int, labels: NDArray[np.uint32]) -> NDArray[np.int64]:
     """The object of ``labels`` each part 1..n lies in (read at one pixel of it; 0 for id 0)."""
     flat = parts.ravel()
@@ -385,10 +404,14 @@ def _tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius:
         return labels
     disc = np.pi * radius**2
     _, whole_fit = _ellipse_fit(labels, n_objects)
+    elongation = _elongation(labels, n_objects)
     inner = (labels > 0) & ~segmentation.find_boundaries(labels, mode="inner")
     values = signal[inner]
     if values.size == 0:
         return labels
+    ids = np.arange(1, n_objects + 1)
+    contrast = np.zeros(n_objects + 1)  # each object's own range of signal
+    contrast[1:] = np.asarray(ndimage.maximum(signal, labels, ids)) - np.asarray(ndimage.minimum(signal, labels, ids))
     best = np.zeros(n_objects + 1)  # fit gained by the best cut so far, per object
     cut = labels.astype(np.int64)  # each object's best cut, ids unique over all levels
     next_id = n_objects + 1
@@ -399,7 +422,7 @@ def _tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius:
         owners = _owners(cores, n, labels)
         area = np.bincount(cores.ravel(), minlength=n + 1)
         deep = np.zeros(n + 1, dtype=bool)  # its peak rises _TREE_CORE_DEPTH above the level
-        deep[cores[signal >= level + _TREE_CORE_DEPTH]] = True
+        deep[cores[signal >= level + _TREE_CORE_DEPTH * contrast[labels]]] = True
         kept = (area >= _TREE_CORE_AREA * disc) & deep & (owners > 0)
         several = np.bincount(owners[kept], minlength=n_objects + 1) >= 2
         kept &= several[owners]
@@ -412,8 +435,8 @@ def _tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius:
         fit = weighted / np.maximum(np.bincount(owners[real], piece_area[real], minlength=n_objects + 1), 1.0)
         small = np.zeros(n_objects + 1, dtype=bool)
         small[owners[real & (piece_area < _TREE_PIECE_AREA * disc)]] = True
-        gain = np.where(several & ~small, fit - whole_fit, -1.0)
-        better = gain > best
+        gain = np.where(several & ~small & (elongation <= _TREE_MAX_ELONGATION), fit - whole_fit, -1.0)
+        better = (gain > best) & (gain > _TREE_MIN_GAIN)
         if not better.any():
             continue
         best[better] = gain[better]
