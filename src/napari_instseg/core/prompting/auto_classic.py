@@ -22,8 +22,12 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    filled; objects under 5 % of a disc of radius ``r`` are dropped.
 4. *Split touching nuclei*: marker watershed on the distance transform smoothed at a fraction
    of ``r``; the markers are its h-maxima of depth a fraction of ``r``. Bright-field objects
-   are then redrawn each at its own level, 30 % of the way from its surroundings to its core
-   (pale and dark nuclei of one image each get the outline of their own contrast).
+   are then split again where the component tree of their hematoxylin signal (its connected
+   components over 40 threshold levels, nested by containment) shows several cores whose
+   watershed pieces fit ellipses better than the whole object (touching nuclei part where
+   their darker cores part), and redrawn each at its own level, 30 % of the way from its
+   surroundings to its core (pale and dark nuclei of one image each get the outline of their
+   own contrast).
 5. *Score* per object in [0, 1]: its solidity times its contrast to the surrounding ring,
    lowered for objects under a quarter of a disc of radius ``r``, so well-formed,
    well-stained nuclei rank first (pre-labels are reviewed best first, and ``qa`` computes
@@ -389,12 +393,14 @@ def _tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius:
     The signal inside the objects is thresholded at ``_TREE_LEVELS`` levels; the components at
     each level form a tree by containment. At every level, an object holding two or more cores
     (components of at least ``_TREE_CORE_AREA`` of a disc of radius ``r``, peaking at least
-    ``_TREE_CORE_DEPTH`` above the level) is cut by a watershed of the signal from those
-    cores, and the cut is scored by how well its pieces fit ellipses (area-weighted IoU with
-    their moment ellipses). Each object takes the cut of the level whose pieces fit best,
-    when they fit better than the whole object and none is under ``_TREE_PIECE_AREA`` of a
-    disc: touching nuclei part where their darker cores part, while a nucleus whose chromatin
-    breaks into blobs stays whole (its pieces fit ellipses worse than it does). Ids 1..n again.
+    ``_TREE_CORE_DEPTH`` of the object's range above the level) is cut by a watershed of the
+    signal from those cores, and the cut is scored by how well its pieces fit ellipses
+    (area-weighted IoU with their moment ellipses). Each object takes the cut of the level
+    whose pieces fit best, when they fit at least ``_TREE_MIN_GAIN`` better than the whole
+    object, none is under ``_TREE_PIECE_AREA`` of a disc and the object is not longer than
+    ``_TREE_MAX_ELONGATION``: touching nuclei part where their darker cores part, while a
+    nucleus whose chromatin breaks into blobs stays whole (its pieces fit ellipses no better
+    than it does). Ids 1..n again.
     """
     from scipy import ndimage
     from skimage import segmentation
@@ -421,7 +427,7 @@ def _tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius:
             continue
         owners = _owners(cores, n, labels)
         area = np.bincount(cores.ravel(), minlength=n + 1)
-        deep = np.zeros(n + 1, dtype=bool)  # its peak rises _TREE_CORE_DEPTH above the level
+        deep = np.zeros(n + 1, dtype=bool)  # its peak rises _TREE_CORE_DEPTH of its object's range
         deep[cores[signal >= level + _TREE_CORE_DEPTH * contrast[labels]]] = True
         kept = (area >= _TREE_CORE_AREA * disc) & deep & (owners > 0)
         several = np.bincount(owners[kept], minlength=n_objects + 1) >= 2
