@@ -100,7 +100,8 @@ def test_fluorescence_nuclei_ap50():
 
 def test_brightfield_he_nuclei_ap50_regression_guard():
     calibration, held_out, mean = _report("he", HE_CALIBRATION, HE_HELD_OUT)
-    assert calibration >= 0.62 and held_out >= 0.62 and mean >= 0.62
+    # the component-tree split (issue 15 item 5): calibration 0.687, held-out 0.665, all 9 0.675
+    assert calibration >= 0.68 and held_out >= 0.66 and mean >= 0.67
 
 
 @pytest.mark.xfail(reason="issue 15 target (AP50 >= 0.8 on H&E) not reached by the classic mode yet", strict=True)
