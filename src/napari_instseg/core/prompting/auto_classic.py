@@ -48,6 +48,15 @@ _BRIGHTFIELD_OUTLINE_SIGMA = 0.5  # px; smoothing of the bright-field signal for
 _OUTLINE_LEVEL = 0.3  # a bright-field nucleus ends where its signal falls to 30 % above its ring
 _OUTLINE_GROWTH = 0.3  # radii: how far a refined outline may move past the first one
 _OUTLINE_CORE_PERCENTILE = 75.0  # the object's own level: this percentile of its signal
+_CLUMP_SOLIDITY = 0.93  # a bright-field object less convex than this may be a clump of nuclei
+_CONCAVITY_DEPTH = 0.25  # radii: a concave point lies this far inside the convex hull ...
+_CONCAVITY_MIN_PX = 3.0  # ... and at least this many pixels (deeper than the outline's own noise)
+_CUT_MAX_LENGTH = 3.0  # radii: the longest cut
+_CUT_MIN_PART = 0.1  # a cut leaves parts of at least this fraction of a disc of radius r
+_CUT_GAIN = 0.03  # a cut must raise the shape score by this much
+_CUT_SIZE_WEIGHT = 0.1  # weight of the size prior (parts near the image's typical object area)
+_CUT_MAX_LEVELS = 4  # recursive cuts per object: at most 2**4 parts
+_OUTLINE_STEP = 3  # every third outline pixel is a cut end
 
 
 @dataclass(frozen=True)
@@ -237,6 +246,7 @@ def classic_auto_labels(image: NDArray[np.generic], settings: ClassicAutoSetting
     labels = _split(foreground, radius, settings, kind)
     if kind == "brightfield":
         labels = _refined_outlines(labels, outline, radius, settings.min_area_fraction)
+        labels = _split_clumps(labels, radius)
     return ClassicAutoResult(labels, _scores(labels, smooth, radius), radius, kind)
 
 
@@ -321,3 +331,144 @@ def _refined_outlines(
     refined[np.bincount(refined.ravel())[refined] < min_area] = 0
     relabelled, _, _ = segmentation.relabel_sequential(refined)
     return np.asarray(relabelled, dtype=np.uint32)
+
+
+def _outline(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Pixels of ``mask`` with a 4-neighbour outside it (``mask`` has an empty border)."""
+    inner = mask.copy()
+    inner[1:-1, 1:-1] &= mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return np.asarray(mask & ~inner, dtype=bool)
+
+
+def _solidity(mask: NDArray[np.bool_]) -> float:
+    """Pixel count over the pixel count of the convex hull (1 for a convex shape).
+
+    The hull's pixels are counted from the hull polygon of the outline's pixel centres by Pick's
+    theorem (area + half the perimeter + 1), as ``skimage.morphology.convex_hull_image`` would
+    count them, in a fraction of its time.
+    """
+    from scipy import spatial
+
+    ys, xs = np.nonzero(_outline(mask))
+    if ys.size < 3 or np.ptp(ys) == 0 or np.ptp(xs) == 0:
+        return 1.0
+    hull = spatial.ConvexHull(np.stack([ys, xs], axis=1))
+    return float(min(mask.sum() / (hull.volume + hull.area / 2 + 1), 1.0))
+
+
+def _concave_points(mask: NDArray[np.bool_], radius: float) -> list[tuple[int, int, float]]:
+    """Deepest point (y, x, depth px) of every notch between ``mask`` and its convex hull.
+
+    A notch counts when it reaches ``_CONCAVITY_DEPTH`` radii (and ``_CONCAVITY_MIN_PX``) inside
+    the hull; the point lies in the notch, just outside the object.
+    """
+    from scipy import ndimage
+    from skimage import morphology
+
+    hull = morphology.convex_hull_image(mask)
+    depth = ndimage.distance_transform_edt(hull)
+    notches, _ = ndimage.label(hull & ~mask)
+    min_depth = max(_CONCAVITY_DEPTH * radius, _CONCAVITY_MIN_PX)
+    points = []
+    for index, box in enumerate(ndimage.find_objects(notches), start=1):
+        if box is None:
+            continue
+        notch_depth = np.where(notches[box] == index, depth[box], 0.0)
+        y, x = np.unravel_index(int(np.argmax(notch_depth)), notch_depth.shape)
+        if notch_depth[y, x] >= min_depth:
+            points.append((int(y + box[0].start), int(x + box[1].start), float(notch_depth[y, x])))
+    return points
+
+
+def _shape_score(solidities: list[float], areas: list[int], typical_area: float) -> float:
+    """Area-weighted solidity of the parts, less ``_CUT_SIZE_WEIGHT`` times their mean
+    log-distance to the typical object area."""
+    weights = np.asarray(areas, dtype=np.float64) / float(np.sum(areas))
+    size_misfit = float(np.sum(weights * np.abs(np.log(np.asarray(areas) / typical_area))))
+    return float(np.sum(weights * np.asarray(solidities))) - _CUT_SIZE_WEIGHT * size_misfit
+
+
+def _best_cut(
+    mask: NDArray[np.bool_], radius: float, typical_area: float
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]] | None:
+    """The straight cut of a clump into two nuclei that best raises the shape score, or None.
+
+    Cuts run from a concave point to another concave point or to any point of the outline, at
+    most ``_CUT_MAX_LENGTH`` radii long, and leave two parts of ``_CUT_MIN_PART`` discs or more.
+    """
+    from scipy import ndimage
+    from skimage import draw, segmentation
+
+    area = int(mask.sum())
+    solidity = _solidity(mask)
+    if solidity >= _CLUMP_SOLIDITY:
+        return None
+    points = _concave_points(mask, radius)
+    if not points:
+        return None
+    outline_y, outline_x = np.nonzero(_outline(mask))
+    ends = points + [
+        (int(y), int(x), 0.0) for y, x in zip(outline_y[::_OUTLINE_STEP], outline_x[::_OUTLINE_STEP], strict=True)
+    ]
+    best_score, best_parts = _shape_score([solidity], [area], typical_area) + _CUT_GAIN, None
+    for i, start in enumerate(points):
+        for end in ends[i + 1 :]:
+            length = float(np.hypot(start[0] - end[0], start[1] - end[1]))
+            if not 2.0 <= length <= _CUT_MAX_LENGTH * radius:
+                continue
+            cut = mask.copy()
+            cut[draw.line(start[0], start[1], end[0], end[1])] = False
+            parts, n = ndimage.label(cut)
+            if n < 2:
+                continue
+            sizes = np.bincount(parts.ravel())[1:]
+            first, second = np.argsort(sizes)[::-1][:2] + 1
+            kept = [int(sizes[first - 1]), int(sizes[second - 1])]
+            if kept[1] < _CUT_MIN_PART * np.pi * radius**2 or int(cut.sum()) - sum(kept) > 0.05 * area:
+                continue
+            if _shape_score([1.0, 1.0], kept, typical_area) <= best_score:
+                continue  # not even two convex parts would beat the best cut so far
+            score = _shape_score([_solidity(parts == first), _solidity(parts == second)], kept, typical_area)
+            if score > best_score:
+                best_score, best_parts = score, np.where(parts == first, 1, 0) + np.where(parts == second, 2, 0)
+    if best_parts is None:
+        return None
+    halves = segmentation.expand_labels(best_parts, 2) * mask  # the cut line goes to its nearer part
+    return halves == 1, halves == 2
+
+
+def _cut_recursively(
+    mask: NDArray[np.bool_], radius: float, typical_area: float, level: int = 0
+) -> list[NDArray[np.bool_]]:
+    """``mask`` cut into nuclei by :func:`_best_cut`, again on each half, ``_CUT_MAX_LEVELS`` deep."""
+    halves = None if level >= _CUT_MAX_LEVELS else _best_cut(mask, radius, typical_area)
+    if halves is None:
+        return [mask]
+    return [part for half in halves for part in _cut_recursively(half, radius, typical_area, level + 1)]
+
+
+def _split_clumps(labels: NDArray[np.uint32], radius: float) -> NDArray[np.uint32]:
+    """Bright-field objects that are clumps of nuclei cut along the lines between their concave points.
+
+    Nuclei are nearly convex: an object with solidity under ``_CLUMP_SOLIDITY`` is cut
+    (recursively) along the straight line, between two concave points of its outline or from
+    one across to the outline, that most raises the area-weighted solidity of its parts, sizes
+    counted against the image's median object area (so neither a large nucleus nor a
+    well-sized one is cut without a clear notch). Ids 1..n again.
+    """
+    from skimage import measure
+
+    if not labels.any():
+        return labels
+    areas = np.bincount(labels.ravel())[1:]
+    typical_area = float(np.median(areas[areas > 0]))
+    out = np.zeros_like(labels)
+    next_id = 1
+    for region in measure.regionprops(labels):
+        y0, x0, y1, x1 = region.bbox
+        padded = np.pad(region.image, 2)
+        parts = _cut_recursively(padded, radius, typical_area) if region.solidity < _CLUMP_SOLIDITY else [padded]
+        for part in parts:
+            out[y0:y1, x0:x1][part[2:-2, 2:-2]] = next_id
+            next_id += 1
+    return out
