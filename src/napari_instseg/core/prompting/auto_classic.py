@@ -246,7 +246,9 @@ def classic_auto_labels(image: NDArray[np.generic], settings: ClassicAutoSetting
     labels = _split(foreground, radius, settings, kind)
     if kind == "brightfield":
         labels = _refined_outlines(labels, outline, radius, settings.min_area_fraction)
-        labels = _split_clumps(labels, radius)
+        labels, cut_ids = _split_clumps(labels, radius)
+        if cut_ids.size:  # the parts of a clump each at its own level
+            labels = _refined_outlines(labels, outline, radius, settings.min_area_fraction, only_ids=cut_ids)
     return ClassicAutoResult(labels, _scores(labels, smooth, radius), radius, kind)
 
 
@@ -293,7 +295,11 @@ def _scores(labels: NDArray[np.uint32], smooth: NDArray[np.float64], radius: flo
 
 
 def _refined_outlines(
-    labels: NDArray[np.uint32], signal: NDArray[np.float64], radius: float, min_fraction: float
+    labels: NDArray[np.uint32],
+    signal: NDArray[np.float64],
+    radius: float,
+    min_fraction: float,
+    only_ids: NDArray[np.integer] | None = None,
 ) -> NDArray[np.uint32]:
     """Each bright-field object redrawn at its own level between its ring and its core.
 
@@ -301,7 +307,8 @@ def _refined_outlines(
     shrink: it keeps the pixels of its share above ``ring + _OUTLINE_LEVEL * (core - ring)``,
     its core being its ``_OUTLINE_CORE_PERCENTILE`` percentile and its ring the median of its
     surroundings (up to one radius away, farther than ``0.3 r`` from every object). Pale and
-    dark nuclei of one image each get the outline of their own contrast. Ids 1..n again.
+    dark nuclei of one image each get the outline of their own contrast. Given ``only_ids``,
+    the other objects are kept as they are. Ids 1..n again.
     """
     from scipy import ndimage
     from skimage import measure, segmentation
@@ -310,8 +317,13 @@ def _refined_outlines(
     surroundings = segmentation.expand_labels(labels, max(radius, 3.0))
     far = ~ndimage.binary_dilation(labels > 0, iterations=max(int(0.3 * radius), 2))
     refined = np.zeros_like(labels)
+    if only_ids is not None:
+        kept_as_is = (labels > 0) & ~np.isin(labels, only_ids)
+        refined[kept_as_is] = labels[kept_as_is]
     pad = int(radius) + 2
     for region in measure.regionprops(labels):
+        if only_ids is not None and region.label not in only_ids:
+            continue
         y0, x0, y1, x1 = region.bbox
         window = (slice(max(y0 - pad, 0), y1 + pad), slice(max(x0 - pad, 0), x1 + pad))
         crop = signal[window]
@@ -447,28 +459,32 @@ def _cut_recursively(
     return [part for half in halves for part in _cut_recursively(half, radius, typical_area, level + 1)]
 
 
-def _split_clumps(labels: NDArray[np.uint32], radius: float) -> NDArray[np.uint32]:
+def _split_clumps(labels: NDArray[np.uint32], radius: float) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
     """Bright-field objects that are clumps of nuclei cut along the lines between their concave points.
 
     Nuclei are nearly convex: an object with solidity under ``_CLUMP_SOLIDITY`` is cut
     (recursively) along the straight line, between two concave points of its outline or from
     one across to the outline, that most raises the area-weighted solidity of its parts, sizes
     counted against the image's median object area (so neither a large nucleus nor a
-    well-sized one is cut without a clear notch). Ids 1..n again.
+    well-sized one is cut without a clear notch). Returns the labels (ids 1..n again) and the
+    ids of the parts of cut objects.
     """
     from skimage import measure
 
     if not labels.any():
-        return labels
+        return labels, np.zeros(0, dtype=np.int64)
     areas = np.bincount(labels.ravel())[1:]
     typical_area = float(np.median(areas[areas > 0]))
     out = np.zeros_like(labels)
     next_id = 1
+    cut_ids: list[int] = []
     for region in measure.regionprops(labels):
         y0, x0, y1, x1 = region.bbox
         padded = np.pad(region.image, 2)
         parts = _cut_recursively(padded, radius, typical_area) if region.solidity < _CLUMP_SOLIDITY else [padded]
         for part in parts:
             out[y0:y1, x0:x1][part[2:-2, 2:-2]] = next_id
+            if len(parts) > 1:
+                cut_ids.append(next_id)
             next_id += 1
-    return out
+    return out, np.asarray(cut_ids, dtype=np.int64)
