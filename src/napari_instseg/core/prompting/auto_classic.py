@@ -53,10 +53,8 @@ _CONCAVITY_DEPTH = 0.25  # radii: a concave point lies this far inside the conve
 _CONCAVITY_MIN_PX = 3.0  # ... and at least this many pixels (deeper than the outline's own noise)
 _CUT_MAX_LENGTH = 3.0  # radii: the longest cut
 _CUT_MIN_PART = 0.1  # a cut leaves parts of at least this fraction of a disc of radius r
-_CUT_GAIN = 0.03  # a cut must raise the shape score by this much
-_CUT_SIZE_WEIGHT = 0.1  # weight of the size prior (parts near the image's typical object area)
+_CUT_GAIN = 0.03  # a cut must raise the (area-weighted) solidity by this much
 _CUT_MAX_LEVELS = 4  # recursive cuts per object: at most 2**4 parts
-_OUTLINE_STEP = 3  # every third outline pixel is a cut end
 
 
 @dataclass(frozen=True)
@@ -392,21 +390,17 @@ def _concave_points(mask: NDArray[np.bool_], radius: float) -> list[tuple[int, i
     return points
 
 
-def _shape_score(solidities: list[float], areas: list[int], typical_area: float) -> float:
-    """Area-weighted solidity of the parts, less ``_CUT_SIZE_WEIGHT`` times their mean
-    log-distance to the typical object area."""
-    weights = np.asarray(areas, dtype=np.float64) / float(np.sum(areas))
-    size_misfit = float(np.sum(weights * np.abs(np.log(np.asarray(areas) / typical_area))))
-    return float(np.sum(weights * np.asarray(solidities))) - _CUT_SIZE_WEIGHT * size_misfit
+def _parts_solidity(parts: list[NDArray[np.bool_]]) -> float:
+    """Area-weighted mean solidity of ``parts``."""
+    areas = np.asarray([part.sum() for part in parts], dtype=np.float64)
+    return float(np.sum(areas * np.asarray([_solidity(part) for part in parts])) / areas.sum())
 
 
-def _best_cut(
-    mask: NDArray[np.bool_], radius: float, typical_area: float
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]] | None:
-    """The straight cut of a clump into two nuclei that best raises the shape score, or None.
+def _best_cut(mask: NDArray[np.bool_], radius: float) -> tuple[NDArray[np.bool_], NDArray[np.bool_]] | None:
+    """The straight cut between two concave points that most raises the solidity, or None.
 
-    Cuts run from a concave point to another concave point or to any point of the outline, at
-    most ``_CUT_MAX_LENGTH`` radii long, and leave two parts of ``_CUT_MIN_PART`` discs or more.
+    A cut is at most ``_CUT_MAX_LENGTH`` radii long, leaves two parts of ``_CUT_MIN_PART``
+    discs or more, and must raise the area-weighted solidity of the parts by ``_CUT_GAIN``.
     """
     from scipy import ndimage
     from skimage import draw, segmentation
@@ -416,17 +410,11 @@ def _best_cut(
     if solidity >= _CLUMP_SOLIDITY:
         return None
     points = _concave_points(mask, radius)
-    if not points:
-        return None
-    outline_y, outline_x = np.nonzero(_outline(mask))
-    ends = points + [
-        (int(y), int(x), 0.0) for y, x in zip(outline_y[::_OUTLINE_STEP], outline_x[::_OUTLINE_STEP], strict=True)
-    ]
-    best_score, best_parts = _shape_score([solidity], [area], typical_area) + _CUT_GAIN, None
+    best_score, best_parts = solidity + _CUT_GAIN, None
     for i, start in enumerate(points):
-        for end in ends[i + 1 :]:
+        for end in points[i + 1 :]:
             length = float(np.hypot(start[0] - end[0], start[1] - end[1]))
-            if not 2.0 <= length <= _CUT_MAX_LENGTH * radius:
+            if length > _CUT_MAX_LENGTH * radius:
                 continue
             cut = mask.copy()
             cut[draw.line(start[0], start[1], end[0], end[1])] = False
@@ -435,12 +423,12 @@ def _best_cut(
                 continue
             sizes = np.bincount(parts.ravel())[1:]
             first, second = np.argsort(sizes)[::-1][:2] + 1
-            kept = [int(sizes[first - 1]), int(sizes[second - 1])]
-            if kept[1] < _CUT_MIN_PART * np.pi * radius**2 or int(cut.sum()) - sum(kept) > 0.05 * area:
-                continue
-            if _shape_score([1.0, 1.0], kept, typical_area) <= best_score:
-                continue  # not even two convex parts would beat the best cut so far
-            score = _shape_score([_solidity(parts == first), _solidity(parts == second)], kept, typical_area)
+            if (
+                sizes[second - 1] < _CUT_MIN_PART * np.pi * radius**2
+                or sizes.sum() - sizes[[first - 1, second - 1]].sum() > 0.05 * area
+            ):
+                continue  # a sliver, or more than two parts
+            score = _parts_solidity([parts == first, parts == second])
             if score > best_score:
                 best_score, best_parts = score, np.where(parts == first, 1, 0) + np.where(parts == second, 2, 0)
     if best_parts is None:
@@ -449,14 +437,12 @@ def _best_cut(
     return halves == 1, halves == 2
 
 
-def _cut_recursively(
-    mask: NDArray[np.bool_], radius: float, typical_area: float, level: int = 0
-) -> list[NDArray[np.bool_]]:
+def _cut_recursively(mask: NDArray[np.bool_], radius: float, level: int = 0) -> list[NDArray[np.bool_]]:
     """``mask`` cut into nuclei by :func:`_best_cut`, again on each half, ``_CUT_MAX_LEVELS`` deep."""
-    halves = None if level >= _CUT_MAX_LEVELS else _best_cut(mask, radius, typical_area)
+    halves = None if level >= _CUT_MAX_LEVELS else _best_cut(mask, radius)
     if halves is None:
         return [mask]
-    return [part for half in halves for part in _cut_recursively(half, radius, typical_area, level + 1)]
+    return [part for half in halves for part in _cut_recursively(half, radius, level + 1)]
 
 
 def _split_clumps(labels: NDArray[np.uint32], radius: float) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
@@ -473,15 +459,13 @@ def _split_clumps(labels: NDArray[np.uint32], radius: float) -> tuple[NDArray[np
 
     if not labels.any():
         return labels, np.zeros(0, dtype=np.int64)
-    areas = np.bincount(labels.ravel())[1:]
-    typical_area = float(np.median(areas[areas > 0]))
     out = np.zeros_like(labels)
     next_id = 1
     cut_ids: list[int] = []
     for region in measure.regionprops(labels):
         y0, x0, y1, x1 = region.bbox
         padded = np.pad(region.image, 2)
-        parts = _cut_recursively(padded, radius, typical_area) if region.solidity < _CLUMP_SOLIDITY else [padded]
+        parts = _cut_recursively(padded, radius) if region.solidity < _CLUMP_SOLIDITY else [padded]
         for part in parts:
             out[y0:y1, x0:x1][part[2:-2, 2:-2]] = next_id
             if len(parts) > 1:
