@@ -24,6 +24,10 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    of ``r``; the markers are its h-maxima of depth a fraction of ``r``. Bright-field objects
    are then redrawn each at its own level, 30 % of the way from its surroundings to its core
    (pale and dark nuclei of one image each get the outline of their own contrast).
+   Bright-field objects that are still clumps (solidity under 0.93: nuclei are nearly
+   convex) are cut along the straight line between two of their concave points (notches at
+   least 0.25 ``r`` and 3 px deep, cut at most 3 ``r`` long) that most raises the solidity of
+   the parts, again on each part; the parts are redrawn at their own level.
 5. *Score* per object in [0, 1]: its solidity times its contrast to the surrounding ring,
    lowered for objects under a quarter of a disc of radius ``r``, so well-formed,
    well-stained nuclei rank first (pre-labels are reviewed best first, and ``qa`` computes
@@ -446,14 +450,25 @@ def _cut_recursively(mask: NDArray[np.bool_], radius: float, level: int = 0) -> 
 
 
 def _split_clumps(labels: NDArray[np.uint32], radius: float) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
-    """Bright-field objects that are clumps of nuclei cut along the lines between their concave points.
+    """Bright-field objects that are clumps of nuclei, cut between their concave points.
 
     Nuclei are nearly convex: an object with solidity under ``_CLUMP_SOLIDITY`` is cut
-    (recursively) along the straight line, between two concave points of its outline or from
-    one across to the outline, that most raises the area-weighted solidity of its parts, sizes
-    counted against the image's median object area (so neither a large nucleus nor a
-    well-sized one is cut without a clear notch). Returns the labels (ids 1..n again) and the
-    ids of the parts of cut objects.
+    (recursively, :func:`_best_cut`) along the straight line between two concave points of its
+    outline that most raises the area-weighted solidity of its parts.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of uint32, shape (height, width)
+        Objects (0 = background).
+    radius : float
+        Nucleus radius in pixels.
+
+    Returns
+    -------
+    labels : numpy.ndarray of uint32, shape (height, width)
+        Ids 1..n again.
+    cut_ids : numpy.ndarray of int64
+        Ids of the parts of the objects that were cut.
     """
     from skimage import measure
 
@@ -465,7 +480,7 @@ def _split_clumps(labels: NDArray[np.uint32], radius: float) -> tuple[NDArray[np
     for region in measure.regionprops(labels):
         y0, x0, y1, x1 = region.bbox
         padded = np.pad(region.image, 2)
-        parts = _cut_recursively(padded, radius) if region.solidity < _CLUMP_SOLIDITY else [padded]
+        parts = _cut_recursively(padded, radius)
         for part in parts:
             out[y0:y1, x0:x1][part[2:-2, 2:-2]] = next_id
             if len(parts) > 1:
