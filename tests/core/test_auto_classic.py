@@ -153,6 +153,8 @@ def test_clumps_of_nuclei_are_cut_between_their_concave_points():
         assert (part & disc).sum() / (part | disc).sum() >= 0.9
     assert np.array_equal(out == 3, labels == 2) and np.array_equal(out == 4, labels == 3)
     assert _split_clumps(labels[:, :1] * 0, 12.0)[0].max() == 0
+    line = np.eye(40, dtype=np.uint32)  # a diagonal line of pixels: no convex hull, kept whole
+    assert np.array_equal(_split_clumps(line, 12.0)[0], line)
 
 
 def test_flat_and_bad_images():

@@ -363,10 +363,10 @@ def _solidity(mask: NDArray[np.bool_]) -> float:
     """
     from scipy import spatial
 
-    ys, xs = np.nonzero(_outline(mask))
-    if ys.size < 3 or np.ptp(ys) == 0 or np.ptp(xs) == 0:
-        return 1.0
-    hull = spatial.ConvexHull(np.stack([ys, xs], axis=1))
+    points_yx = np.argwhere(_outline(mask)).astype(np.float64)
+    if len(points_yx) < 3 or np.linalg.matrix_rank(points_yx - points_yx.mean(axis=0)) < 2:
+        return 1.0  # a line of pixels: no hull to compare with
+    hull = spatial.ConvexHull(points_yx)
     return float(min(mask.sum() / (hull.volume + hull.area / 2 + 1), 1.0))
 
 
