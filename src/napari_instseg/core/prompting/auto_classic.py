@@ -358,8 +358,8 @@ def _solidity(mask: NDArray[np.bool_]) -> float:
     """Pixel count over the pixel count of the convex hull (1 for a convex shape).
 
     The hull's pixels are counted from the hull polygon of the outline's pixel centres by Pick's
-    theorem (area + half the perimeter + 1), as ``skimage.morphology.convex_hull_image`` would
-    count them, in a fraction of its time.
+    theorem (area + half the perimeter + 1): close to the count of
+    ``skimage.morphology.convex_hull_image``, in a fraction of its time.
     """
     from scipy import spatial
 
