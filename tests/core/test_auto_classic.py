@@ -140,7 +140,7 @@ def test_detector_puts_one_point_prompt_on_each_nucleus(kind, name, least):
 def test_clumps_of_nuclei_are_cut_between_their_concave_points():
     """Two overlapping discs (a figure eight) are cut in two at their waist; a disc and an
     ellipse, convex, are kept whole."""
-    from napari_instseg.core.prompting.auto_classic import _split_clumps
+    from napari_instseg.core.prompting._clumps import split_clumps
 
     yy, xx = np.mgrid[:80, :150]
     big, small = (yy - 40) ** 2 + (xx - 35) ** 2 <= 15**2, (yy - 40) ** 2 + (xx - 60) ** 2 <= 13**2
@@ -148,14 +148,14 @@ def test_clumps_of_nuclei_are_cut_between_their_concave_points():
     labels[big | small] = 1
     labels[((yy - 40) / 10) ** 2 + ((xx - 100) / 18) ** 2 <= 1] = 2
     labels[(yy - 40) ** 2 + (xx - 135) ** 2 <= 10**2] = 3
-    out, cut_ids = _split_clumps(labels, 12.0)
+    out, cut_ids = split_clumps(labels, 12.0)
     assert out.max() == 4 and sorted(cut_ids.tolist()) == [1, 2]
     for part, disc in ((out == 1, big & (xx < 49)), (out == 2, small & (xx >= 49))):  # the waist at x = 48.6
         assert (part & disc).sum() / (part | disc).sum() >= 0.9
     assert np.array_equal(out == 3, labels == 2) and np.array_equal(out == 4, labels == 3)
-    assert _split_clumps(labels[:, :1] * 0, 12.0)[0].max() == 0
+    assert split_clumps(labels[:, :1] * 0, 12.0)[0].max() == 0
     line = np.eye(40, dtype=np.uint32)  # a diagonal line of pixels: no convex hull, kept whole
-    assert np.array_equal(_split_clumps(line, 12.0)[0], line)
+    assert np.array_equal(split_clumps(line, 12.0)[0], line)
 
 
 def test_flat_and_bad_images():
