@@ -227,3 +227,44 @@ def test_slide_prelabels_exported_per_tile_carry_their_scores(tmp_path, capsys):
     coco = json.loads(tiles.read_text())
     assert len(coco["images"]) > 1
     assert all(a["score"] == records[a["instance_id"]] for a in coco["annotations"])
+
+
+def test_another_tools_model_results_are_prelabels_to_review(tmp_path, capsys):
+    """A third-party file whose annotations carry a ``score`` (a model's results) imports as
+    pre-labels to review (source ``model-import``), never as accepted annotations; reviewing
+    them measures against the mask as it came in, the QA's pre-label acceptance counts them,
+    and the same file without scores imports as accepted annotations, as before."""
+    from napari_instseg.core.qa.agreement import prelabel_stats
+    from napari_instseg.core.session import AnnotationSession
+
+    scored, _ = _scored_val2014(tmp_path)
+    imported = import_coco(scored)
+    item = max(imported.images, key=lambda im: len(im.table))
+    assert set(item.table["source"]) == {"model-import"} and set(item.table["review"]) == {"pre-label"}
+    plain = max(import_coco(VAL2014).images, key=lambda im: len(im.table))
+    assert set(plain.table["source"]) == {"import"} and set(plain.table["review"]) == {"accepted"}
+
+    path = tmp_path / "results.zarr"
+    AnnotationStore.create(path, item.labels_yx, imported.protocol, image=item.image, table=item.table).close()
+    store = AnnotationStore.open(path)
+    session = store.session()
+    assert isinstance(session, AnnotationSession)
+    present = [i for i in item.table.index if (session.labels_yx == i).any()]
+    first, second = present[:2]
+    assert session.prelabels[first].score == item.table.loc[first, "score"]  # the model's score
+    assert session.accept(first) == "accepted"
+    session.reject(second)
+    store.close()
+    out = tmp_path / "reviewed.json"
+    assert main(["export", str(path), "-o", str(out)]) == 0
+    capsys.readouterr()
+    reviewed = json.loads(out.read_text())
+    by_instance = {a["instance_id"]: a for a in reviewed["annotations"]}
+    assert by_instance[first]["attributes"]["review"] == "accepted"
+    assert by_instance[first]["attributes"]["prelabel_iou"] == 1.0
+    assert by_instance[first]["attributes"]["source"] == "model-import"
+    stats = prelabel_stats(reviewed)["overall"]
+    assert stats["n_reviewed"] == 1 and stats["accepted_as_is"] == 1  # the rejected one is not exported
+    assert stats["n_prelabels"] == len(present) - 1 and second not in by_instance
+    again = import_coco(out).images[0]  # our own export of them: states as they were saved
+    assert again.table.loc[first, "review"] == "accepted" and again.table.loc[first, "source"] == "model-import"

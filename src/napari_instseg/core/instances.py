@@ -42,8 +42,9 @@ __all__ = [
     "validate_table",
 ]
 
-SOURCES = ("manual", "sam2", "classic", "import", "sam2-auto", "classic-auto")
-"""Where an instance came from (``*-auto``: the automatic "pre-label everything" modes)."""
+SOURCES = ("manual", "sam2", "classic", "import", "sam2-auto", "classic-auto", "model-import")
+"""Where an instance came from (``*-auto``: the automatic "pre-label everything" modes;
+``model-import``: another tool's model result, a scored annotation of an imported file)."""
 
 REVIEW_STATES = ("pre-label", "accepted", "corrected", "rejected")
 """Review state: a model's proposal starts as ``pre-label`` until a person reviews it."""

@@ -16,6 +16,7 @@ from napari_instseg.core.errors import CocoFormatError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, SCORE_COLUMN, IdAllocator, make_rows, validate_table
 from napari_instseg.core.labels import check_image_memory
 from napari_instseg.core.occlusion import occluded_fraction
+from napari_instseg.core.prompting.registry import IMPORTED_MODEL_SOURCE
 from napari_instseg.core.protocol import AnnotationProtocol, Category
 from napari_instseg.core.rle import (
     composite_pixels,
@@ -378,6 +379,8 @@ def _row_of(ann: Mapping[str, Any], derived_fraction: float, derived_tier: str) 
     row.pop(SCORE_COLUMN, None)  # only the top-level score (validated finite) is the model's score
     if "score" in ann:
         row[SCORE_COLUMN] = float(ann["score"])
+        if not ours:  # another tool's model result: a pre-label to review, never taken silently
+            row.update(source=IMPORTED_MODEL_SOURCE, review="pre-label")
     for key in ("occluded_fraction", "prelabel_iou"):
         if row.get(key) is None:
             row[key] = np.nan

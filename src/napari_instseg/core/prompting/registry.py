@@ -6,7 +6,16 @@ from __future__ import annotations
 from napari_instseg.core.prompting.base import PromptError
 from napari_instseg.core.prompting.checkpoints import MODELS
 
-__all__ = ["AUTO_SOURCES", "BACKENDS", "DEFAULT_SIZE", "DEVICES", "MODEL_SIZES", "MODEL_SOURCES", "require_backend"]
+__all__ = [
+    "AUTO_SOURCES",
+    "BACKENDS",
+    "DEFAULT_SIZE",
+    "DEVICES",
+    "IMPORTED_MODEL_SOURCE",
+    "MODEL_SIZES",
+    "MODEL_SOURCES",
+    "require_backend",
+]
 
 BACKENDS: tuple[str, ...] = ("sam2", "classic")
 """Prompting backends: SAM 2 (needs the ``sam2`` extra and a checkpoint) and the classical
@@ -21,7 +30,11 @@ DEFAULT_SIZE = "tiny"
 AUTO_SOURCES: tuple[str, ...] = tuple(f"{b}-auto" for b in BACKENDS)
 """Sources of automatic (everything) pre-labels: ``sam2-auto``, ``classic-auto``."""
 
-MODEL_SOURCES: tuple[str, ...] = BACKENDS + AUTO_SOURCES
+IMPORTED_MODEL_SOURCE = "model-import"
+"""Source of another tool's model results read from a file (a third-party annotation with a
+``score``): pre-labels to review, like this plugin's own."""
+
+MODEL_SOURCES: tuple[str, ...] = (*BACKENDS, *AUTO_SOURCES, IMPORTED_MODEL_SOURCE)
 """Instance sources that are a model's proposals: they start as pre-labels and need review."""
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps")
