@@ -33,7 +33,8 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    solidity of the parts, again on each part; the parts are redrawn at their own level.
 5. *Score* per object in [0, 1], how much it looks like a nucleus, measured on the image: its
    contrast to its free surrounding ring times its solidity, its fit to the ellipse of its own
-   second moments, the free share of that ring (not taken by other objects) and a size ramp
+   second moments, the free share of that ring (not taken by other objects, to the fourth
+   power: pieces of a cut touch their neighbours along the cut) and a size ramp
    up to a disc of radius ``r``, so well-formed, well-stained, isolated nuclei rank first and
    fragments of texture, pieces of cuts and pale blobs last (pre-labels are reviewed best
    first, and ``qa`` computes AP from this ranking).
@@ -55,6 +56,7 @@ __all__ = ["ClassicAutoResult", "ClassicAutoSettings", "classic_auto_labels", "i
 
 _MODES = ("auto", "fluorescence", "brightfield")
 _FULL_SCORE_AREA = 1.0  # objects under this many discs of radius r rank lower (in proportion)
+_FREE_RING_POWER = 4.0  # the score falls as this power of the free share of an object's ring
 _BRIGHTFIELD_OUTLINE_SIGMA = 0.5  # px; smoothing of the bright-field signal for the outlines
 _OUTLINE_LEVEL = 0.3  # a bright-field nucleus ends where its signal falls to 30 % above its ring
 _OUTLINE_GROWTH = 0.3  # radii: how far a refined outline may move past the first one
@@ -283,9 +285,10 @@ def _scores(labels: NDArray[np.uint32], smooth: NDArray[np.float64], radius: flo
 
     The product of its contrast (twice its mean inside minus the mean of its free 2-px ring,
     clipped to [0, 1]), its solidity, its fit to the ellipse of its own second moments (IoU),
-    the free share of its ring (the share not taken by other objects) and a size ramp (full
-    from ``_FULL_SCORE_AREA`` discs of radius ``r``): fragments of texture, pieces of cuts and
-    pale blobs packed among other objects rank after well-formed, well-stained nuclei.
+    the free share of its ring (the share not taken by other objects) to the power
+    ``_FREE_RING_POWER`` and a size ramp (full from ``_FULL_SCORE_AREA`` discs of radius ``r``):
+    fragments of texture, pieces of cuts and pale blobs packed among other objects rank after
+    well-formed, well-stained, isolated nuclei.
     """
     from scipy import ndimage
     from skimage import measure
@@ -303,9 +306,10 @@ def _scores(labels: NDArray[np.uint32], smooth: NDArray[np.float64], radius: flo
         ring = around & (labels[y0:y1, x0:x1] == 0)
         crop = smooth[y0:y1, x0:x1]
         contrast = float(crop[inside].mean() - crop[ring].mean()) if ring.any() else float(crop[inside].mean())
-        free = float(ring.sum()) / max(float(around.sum()), 1.0)
+        isolation = (float(ring.sum()) / max(float(around.sum()), 1.0)) ** _FREE_RING_POWER
         size = min(region.area / full_area, 1.0)
-        likeness = size * region.solidity * float(np.clip(2 * contrast, 0.0, 1.0)) * float(fit[region.label]) * free
+        shape = region.solidity * float(fit[region.label])
+        likeness = size * shape * float(np.clip(2 * contrast, 0.0, 1.0)) * isolation
         out[int(region.label)] = float(np.clip(likeness, 0.0, 1.0))
     return out
 
