@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["split_clumps", "tree_split"]
+__all__ = ["ellipse_fit", "split_clumps", "tree_split"]
 
 _TREE_LEVELS = 40  # bright-field component tree: threshold levels over each image's objects
 _TREE_CORE_AREA = 0.02  # a core (a component at some level) counts from this fraction of a disc r
@@ -54,7 +54,7 @@ def _moments(labels: NDArray[np.integer], n: int) -> tuple[NDArray[Any], ...]:
     return ids, dy, dx, area, syy, sxx, sxy
 
 
-def _ellipse_fit(labels: NDArray[np.integer], n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def ellipse_fit(labels: NDArray[np.integer], n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Area and fit to an ellipse (IoU with the ellipse of its own second moments) of ids 0..n.
 
     Vectorised over all ids (id 0, the background, included and meaningless): a pixel lies
@@ -110,7 +110,7 @@ def tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius: 
     if n_objects == 0:
         return labels
     disc = np.pi * radius**2
-    _, whole_fit = _ellipse_fit(labels, n_objects)
+    _, whole_fit = ellipse_fit(labels, n_objects)
     elongation = _elongation(labels, n_objects)
     inner = (labels > 0) & ~segmentation.find_boundaries(labels, mode="inner")
     values = signal[inner]
@@ -136,7 +136,7 @@ def tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius: 
         if not kept.any():
             continue
         pieces = segmentation.watershed(-signal, np.where(kept[cores], cores, 0), mask=several[labels])
-        piece_area, piece_fit = _ellipse_fit(pieces, n)
+        piece_area, piece_fit = ellipse_fit(pieces, n)
         real = kept & (piece_area > 0)
         weighted = np.bincount(owners[real], (piece_area * piece_fit)[real], minlength=n_objects + 1)
         fit = weighted / np.maximum(np.bincount(owners[real], piece_area[real], minlength=n_objects + 1), 1.0)

@@ -31,10 +31,13 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    nearly convex) are cut along the straight line between two of their concave points
    (notches at least 0.25 ``r`` and 3 px deep, cut at most 3 ``r`` long) that most raises the
    solidity of the parts, again on each part; the parts are redrawn at their own level.
-5. *Score* per object in [0, 1]: its solidity times its contrast to the surrounding ring,
-   lowered for objects under a quarter of a disc of radius ``r``, so well-formed,
-   well-stained nuclei rank first (pre-labels are reviewed best first, and ``qa`` computes
-   AP from this ranking).
+5. *Score* per object in [0, 1], how much it looks like a nucleus, measured on the image: its
+   contrast to its free surrounding ring times its solidity, its fit to the ellipse of its own
+   second moments, the free share of that ring (not taken by other objects, to the fourth
+   power: pieces of a cut touch their neighbours along the cut) and a size ramp
+   up to a disc of radius ``r``, so well-formed, well-stained, isolated nuclei rank first and
+   fragments of texture, pieces of cuts and pale blobs last (pre-labels are reviewed best
+   first, and ``qa`` computes AP from this ranking).
 
 Every default was chosen on a calibration set of real annotated images and checked on a
 held-out one (``tests/core/test_auto_classic.py``, ``tests/data/README.md``).
@@ -47,12 +50,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.prompting._clumps import split_clumps, tree_split
+from napari_instseg.core.prompting._clumps import ellipse_fit, split_clumps, tree_split
 
 __all__ = ["ClassicAutoResult", "ClassicAutoSettings", "classic_auto_labels", "image_kind"]
 
 _MODES = ("auto", "fluorescence", "brightfield")
-_FULL_SCORE_AREA = 0.25  # objects under this fraction of a disc of radius r rank lower
+_FULL_SCORE_AREA = 1.0  # objects under this many discs of radius r rank lower (in proportion)
+_FREE_RING_POWER = 4.0  # the score falls as this power of the free share of an object's ring
 _BRIGHTFIELD_OUTLINE_SIGMA = 0.5  # px; smoothing of the bright-field signal for the outlines
 _OUTLINE_LEVEL = 0.3  # a bright-field nucleus ends where its signal falls to 30 % above its ring
 _OUTLINE_GROWTH = 0.3  # radii: how far a refined outline may move past the first one
@@ -71,8 +75,8 @@ class ClassicAutoSettings:
         Nucleus radius in pixels; None measures it on the image.
     min_area_fraction : float
         Objects smaller than this fraction of a disc of radius ``radius_px`` are dropped;
-        those under a quarter of it are kept with a lower score (specks and micronuclei are
-        annotated in real data, but rank after well-formed nuclei).
+        those under a whole disc are kept with a score lowered in proportion (specks and
+        micronuclei are annotated in real data, but rank after well-formed nuclei).
     split_depth : float or None
         Depth of the watershed markers (h-maxima of the distance transform), in radii; lower
         splits more. None: 0.06 for fluorescence, 0.1 for bright-field.
@@ -277,21 +281,36 @@ def _split(
 
 
 def _scores(labels: NDArray[np.uint32], smooth: NDArray[np.float64], radius: float) -> dict[int, float]:
-    """Solidity times contrast (mean inside minus mean of a 2-px ring), per id, in [0, 1]."""
+    """Score per id in [0, 1]: how much each object looks like a nucleus, measured on the image.
+
+    The product of its contrast (twice its mean inside minus the mean of its free 2-px ring,
+    clipped to [0, 1]), its solidity, its fit to the ellipse of its own second moments (IoU),
+    the free share of its ring (the share not taken by other objects) to the power
+    ``_FREE_RING_POWER`` and a size ramp (full from ``_FULL_SCORE_AREA`` discs of radius ``r``):
+    fragments of texture, pieces of cuts and pale blobs packed among other objects rank after
+    well-formed, well-stained, isolated nuclei.
+    """
     from scipy import ndimage
     from skimage import measure
 
+    n_ids = int(labels.max())
+    _, fit = ellipse_fit(labels, n_ids)
+    full_area = _FULL_SCORE_AREA * np.pi * radius**2
     out: dict[int, float] = {}
     for region in measure.regionprops(labels):
         y0, x0, y1, x1 = region.bbox
         y0, x0 = max(y0 - 3, 0), max(x0 - 3, 0)
         y1, x1 = min(y1 + 3, labels.shape[0]), min(x1 + 3, labels.shape[1])
         inside = labels[y0:y1, x0:x1] == region.label
-        ring = ndimage.binary_dilation(inside, iterations=2) & (labels[y0:y1, x0:x1] == 0)
+        around = ndimage.binary_dilation(inside, iterations=2) & ~inside
+        ring = around & (labels[y0:y1, x0:x1] == 0)
         crop = smooth[y0:y1, x0:x1]
         contrast = float(crop[inside].mean() - crop[ring].mean()) if ring.any() else float(crop[inside].mean())
-        size = min(region.area / (_FULL_SCORE_AREA * np.pi * radius**2), 1.0)
-        out[int(region.label)] = float(np.clip(size * region.solidity * np.clip(2 * contrast, 0.0, 1.0), 0.0, 1.0))
+        isolation = (float(ring.sum()) / max(float(around.sum()), 1.0)) ** _FREE_RING_POWER
+        size = min(region.area / full_area, 1.0)
+        shape = region.solidity * float(fit[region.label])
+        likeness = size * shape * float(np.clip(2 * contrast, 0.0, 1.0)) * isolation
+        out[int(region.label)] = float(np.clip(likeness, 0.0, 1.0))
     return out
 
 
