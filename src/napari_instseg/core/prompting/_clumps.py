@@ -1,13 +1,11 @@
 # mypy: disable-error-code="no-untyped-call"
 """Splitting bright-field objects that hold several touching nuclei (classic automatic mode).
 
-Two steps, both judged by shape, since nuclei are near-convex ellipses:
-
-- :func:`tree_split`: where the component tree of an object's hematoxylin signal shows several
-  darker cores, cut it by a watershed from them, when the pieces fit ellipses better than the
-  whole object;
-- :func:`split_clumps`: cut objects that are still clumps (low solidity) along the straight
-  line between two concave points of their outline.
+:func:`tree_split`: where the component tree of an object's hematoxylin signal shows several
+darker cores, cut it by a watershed from them, when the pieces fit ellipses better than the
+whole object (nuclei are near-convex ellipses). :func:`ellipse_fit` also serves the mode's
+score. (Cutting clumps between the concave points of their outline was measured and left
+out: ``docs/classic_auto.md``.)
 
 Chosen on the calibration images of ``tests/core/test_auto_classic.py`` (see
 ``docs/classic_auto.md``); used by :mod:`napari_instseg.core.prompting.auto_classic`.
@@ -20,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ellipse_fit", "split_clumps", "tree_split"]
+__all__ = ["ellipse_fit", "tree_split"]
 
 _TREE_LEVELS = 40  # bright-field component tree: threshold levels over each image's objects
 _TREE_CORE_AREA = 0.02  # a core (a component at some level) counts from this fraction of a disc r
@@ -28,13 +26,6 @@ _TREE_CORE_DEPTH = 0.05  # ... when its peak rises this share of its object's ra
 _TREE_PIECE_AREA = 0.25  # a split never leaves a piece under this fraction of a disc r
 _TREE_MIN_GAIN = 0.02  # a cut's pieces must fit ellipses at least this much better than the whole
 _TREE_MAX_ELONGATION = 4.0  # objects longer than this (major / minor axis) are not cut
-_CLUMP_SOLIDITY = 0.93  # a bright-field object less convex than this may be a clump of nuclei
-_CONCAVITY_DEPTH = 0.25  # radii: a concave point lies this far inside the convex hull ...
-_CONCAVITY_MIN_PX = 3.0  # ... and at least this many pixels (deeper than the outline's own noise)
-_CUT_MAX_LENGTH = 3.0  # radii: the longest cut
-_CUT_MIN_PART = 0.1  # a cut leaves parts of at least this fraction of a disc of radius r
-_CUT_GAIN = 0.03  # a cut must raise the (area-weighted) solidity by this much
-_CUT_MAX_LEVELS = 4  # recursive cuts per object: at most 2**4 parts
 
 
 def _moments(labels: NDArray[np.integer], n: int) -> tuple[NDArray[Any], ...]:
@@ -152,145 +143,3 @@ def tree_split(labels: NDArray[np.uint32], signal: NDArray[np.float64], radius: 
         next_id += n + 1
     relabelled, _, _ = segmentation.relabel_sequential(cut)
     return np.asarray(relabelled, dtype=np.uint32)
-
-
-def _outline(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Pixels of ``mask`` with a 4-neighbour outside it (``mask`` has an empty border)."""
-    inner = mask.copy()
-    inner[1:-1, 1:-1] &= mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
-    return np.asarray(mask & ~inner, dtype=bool)
-
-
-def _solidity(mask: NDArray[np.bool_]) -> float:
-    """Pixel count over the pixel count of the convex hull (1 for a convex shape).
-
-    The hull's pixels are counted from the hull polygon of the outline's pixel centres by Pick's
-    theorem (area + half the perimeter + 1): close to the count of
-    ``skimage.morphology.convex_hull_image``, in a fraction of its time.
-    """
-    from scipy import spatial
-
-    points_yx = np.argwhere(_outline(mask)).astype(np.float64)
-    if len(points_yx) < 3 or np.linalg.matrix_rank(points_yx - points_yx.mean(axis=0)) < 2:
-        return 1.0  # a line of pixels: no hull to compare with
-    hull = spatial.ConvexHull(points_yx)
-    return float(min(mask.sum() / (hull.volume + hull.area / 2 + 1), 1.0))
-
-
-def _concave_points(mask: NDArray[np.bool_], radius: float) -> list[tuple[int, int, float]]:
-    """Deepest point (y, x, depth px) of every notch between ``mask`` and its convex hull.
-
-    A notch counts when it reaches ``_CONCAVITY_DEPTH`` radii (and ``_CONCAVITY_MIN_PX``) inside
-    the hull; the point lies in the notch, just outside the object.
-    """
-    from scipy import ndimage
-    from skimage import morphology
-
-    hull = morphology.convex_hull_image(mask)
-    depth = ndimage.distance_transform_edt(hull)
-    notches, _ = ndimage.label(hull & ~mask)
-    min_depth = max(_CONCAVITY_DEPTH * radius, _CONCAVITY_MIN_PX)
-    points = []
-    for index, box in enumerate(ndimage.find_objects(notches), start=1):
-        if box is None:
-            continue
-        notch_depth = np.where(notches[box] == index, depth[box], 0.0)
-        y, x = np.unravel_index(int(np.argmax(notch_depth)), notch_depth.shape)
-        if notch_depth[y, x] >= min_depth:
-            points.append((int(y + box[0].start), int(x + box[1].start), float(notch_depth[y, x])))
-    return points
-
-
-def _parts_solidity(parts: list[NDArray[np.bool_]]) -> float:
-    """Area-weighted mean solidity of ``parts``."""
-    areas = np.asarray([part.sum() for part in parts], dtype=np.float64)
-    return float(np.sum(areas * np.asarray([_solidity(part) for part in parts])) / areas.sum())
-
-
-def _best_cut(mask: NDArray[np.bool_], radius: float) -> tuple[NDArray[np.bool_], NDArray[np.bool_]] | None:
-    """The straight cut between two concave points that most raises the solidity, or None.
-
-    A cut is at most ``_CUT_MAX_LENGTH`` radii long, leaves two parts of ``_CUT_MIN_PART``
-    discs or more, and must raise the area-weighted solidity of the parts by ``_CUT_GAIN``.
-    """
-    from scipy import ndimage
-    from skimage import draw, segmentation
-
-    area = int(mask.sum())
-    solidity = _solidity(mask)
-    if solidity >= _CLUMP_SOLIDITY:
-        return None
-    points = _concave_points(mask, radius)
-    best_score, best_parts = solidity + _CUT_GAIN, None
-    for i, start in enumerate(points):
-        for end in points[i + 1 :]:
-            length = float(np.hypot(start[0] - end[0], start[1] - end[1]))
-            if length > _CUT_MAX_LENGTH * radius:
-                continue
-            cut = mask.copy()
-            cut[draw.line(start[0], start[1], end[0], end[1])] = False
-            parts, n = ndimage.label(cut)
-            if n < 2:
-                continue
-            sizes = np.bincount(parts.ravel())[1:]
-            first, second = np.argsort(sizes)[::-1][:2] + 1
-            if (
-                sizes[second - 1] < _CUT_MIN_PART * np.pi * radius**2
-                or sizes.sum() - sizes[[first - 1, second - 1]].sum() > 0.05 * area
-            ):
-                continue  # a sliver, or more than two parts
-            score = _parts_solidity([parts == first, parts == second])
-            if score > best_score:
-                best_score, best_parts = score, np.where(parts == first, 1, 0) + np.where(parts == second, 2, 0)
-    if best_parts is None:
-        return None
-    halves = segmentation.expand_labels(best_parts, 2) * mask  # the cut line goes to its nearer part
-    return halves == 1, halves == 2
-
-
-def _cut_recursively(mask: NDArray[np.bool_], radius: float, level: int = 0) -> list[NDArray[np.bool_]]:
-    """``mask`` cut into nuclei by :func:`_best_cut`, again on each half, ``_CUT_MAX_LEVELS`` deep."""
-    halves = None if level >= _CUT_MAX_LEVELS else _best_cut(mask, radius)
-    if halves is None:
-        return [mask]
-    return [part for half in halves for part in _cut_recursively(half, radius, level + 1)]
-
-
-def split_clumps(labels: NDArray[np.uint32], radius: float) -> tuple[NDArray[np.uint32], NDArray[np.int64]]:
-    """Bright-field objects that are clumps of nuclei, cut between their concave points.
-
-    Nuclei are nearly convex: an object with solidity under ``_CLUMP_SOLIDITY`` is cut
-    (recursively, :func:`_best_cut`) along the straight line between two concave points of its
-    outline that most raises the area-weighted solidity of its parts.
-
-    Parameters
-    ----------
-    labels : numpy.ndarray of uint32, shape (height, width)
-        Objects (0 = background).
-    radius : float
-        Nucleus radius in pixels.
-
-    Returns
-    -------
-    labels : numpy.ndarray of uint32, shape (height, width)
-        Ids 1..n again.
-    cut_ids : numpy.ndarray of int64
-        Ids of the parts of the objects that were cut.
-    """
-    from skimage import measure
-
-    if not labels.any():
-        return labels, np.zeros(0, dtype=np.int64)
-    out = np.zeros_like(labels)
-    next_id = 1
-    cut_ids: list[int] = []
-    for region in measure.regionprops(labels):
-        y0, x0, y1, x1 = region.bbox
-        padded = np.pad(region.image, 2)
-        parts = _cut_recursively(padded, radius)
-        for part in parts:
-            out[y0:y1, x0:x1][part[2:-2, 2:-2]] = next_id
-            if len(parts) > 1:
-                cut_ids.append(next_id)
-            next_id += 1
-    return out, np.asarray(cut_ids, dtype=np.int64)

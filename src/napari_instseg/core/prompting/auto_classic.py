@@ -27,10 +27,7 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    watershed pieces fit ellipses better than the whole object (touching nuclei part where
    their darker cores part), and redrawn each at its own level, 30 % of the way from its
    surroundings to its core (pale and dark nuclei of one image each get the outline of their
-   own contrast). Bright-field objects that are still clumps (solidity under 0.93: nuclei are
-   nearly convex) are cut along the straight line between two of their concave points
-   (notches at least 0.25 ``r`` and 3 px deep, cut at most 3 ``r`` long) that most raises the
-   solidity of the parts, again on each part; the parts are redrawn at their own level.
+   own contrast).
 5. *Score* per object in [0, 1], how much it looks like a nucleus, measured on the image: its
    contrast to its free surrounding ring times its solidity, its fit to the ellipse of its own
    second moments, the free share of that ring (not taken by other objects, to the fourth
@@ -39,8 +36,10 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    fragments of texture, pieces of cuts and pale blobs last (pre-labels are reviewed best
    first, and ``qa`` computes AP from this ranking).
 
-Every default was chosen on a calibration set of real annotated images and checked on a
-held-out one (``tests/core/test_auto_classic.py``, ``tests/data/README.md``).
+Every default was chosen on a calibration set of real annotated images (four DSB 2018 H&E /
+bright-field images plus five TCGA H&E crops outside this repository, for want of a licence)
+and checked on a held-out one (``tests/core/test_auto_classic.py``, ``tests/data/README.md``,
+``docs/classic_auto.md``).
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.prompting._clumps import ellipse_fit, split_clumps, tree_split
+from napari_instseg.core.prompting._clumps import ellipse_fit, tree_split
 
 __all__ = ["ClassicAutoResult", "ClassicAutoSettings", "classic_auto_labels", "image_kind"]
 
@@ -251,9 +250,6 @@ def classic_auto_labels(image: NDArray[np.generic], settings: ClassicAutoSetting
     if kind == "brightfield":
         labels = tree_split(labels, smooth, radius)
         labels = _refined_outlines(labels, outline, radius, settings.min_area_fraction)
-        labels, cut_ids = split_clumps(labels, radius)
-        if cut_ids.size:  # the parts of a clump each at its own level
-            labels = _refined_outlines(labels, outline, radius, settings.min_area_fraction, only_ids=cut_ids)
     return ClassicAutoResult(labels, _scores(labels, smooth, radius), radius, kind)
 
 
@@ -319,7 +315,6 @@ def _refined_outlines(
     signal: NDArray[np.float64],
     radius: float,
     min_fraction: float,
-    only_ids: NDArray[np.integer] | None = None,
 ) -> NDArray[np.uint32]:
     """Each bright-field object redrawn at its own level between its ring and its core.
 
@@ -327,8 +322,7 @@ def _refined_outlines(
     shrink: it keeps the pixels of its share above ``ring + _OUTLINE_LEVEL * (core - ring)``,
     its core being its ``_OUTLINE_CORE_PERCENTILE`` percentile and its ring the median of its
     surroundings (up to one radius away, farther than ``0.3 r`` from every object). Pale and
-    dark nuclei of one image each get the outline of their own contrast. Given ``only_ids``,
-    the other objects are kept as they are. Ids 1..n again.
+    dark nuclei of one image each get the outline of their own contrast. Ids 1..n again.
     """
     from scipy import ndimage
     from skimage import measure, segmentation
@@ -337,13 +331,8 @@ def _refined_outlines(
     surroundings = segmentation.expand_labels(labels, max(radius, 3.0))
     far = ~ndimage.binary_dilation(labels > 0, iterations=max(int(0.3 * radius), 2))
     refined = np.zeros_like(labels)
-    if only_ids is not None:
-        kept_as_is = (labels > 0) & ~np.isin(labels, only_ids)
-        refined[kept_as_is] = labels[kept_as_is]
     pad = int(radius) + 2
     for region in measure.regionprops(labels):
-        if only_ids is not None and region.label not in only_ids:
-            continue
         y0, x0, y1, x1 = region.bbox
         window = (slice(max(y0 - pad, 0), y1 + pad), slice(max(x0 - pad, 0), x1 + pad))
         crop = signal[window]
