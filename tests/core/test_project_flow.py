@@ -68,7 +68,7 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
         # an interrupted run: the store was written, the manifest row not
         project.manifest.set_item(items[0].key, status="todo")
     assert main(argv) == 0  # resumable: nothing is pre-labelled twice
-    assert "0 of 1 image(s) pre-labelled (classic), 0 instance(s); 1 already done" in capsys.readouterr().out
+    assert "0 of 1 image(s) pre-labelled (classic), 0 instance(s); 4 already done" in capsys.readouterr().out
     with Project.open(project_dir) as project:
         first = project.items()[0]
         assert first.status == "pre-labelled"
@@ -214,3 +214,40 @@ def test_prelabel_on_a_distributed_scheduler_matches_threads(tmp_path, ihc_image
                 found.append(store.read_labels())
                 store.close()
         np.testing.assert_array_equal(found[0], found[1])
+
+
+def test_prelabel_goes_on_past_a_missing_or_changed_image_and_names_slides_left(tmp_path, ihc_image, capsys):
+    """A project whose image files changed after ``init`` (one deleted, one replaced by a
+    larger image) and which holds a slide: the other images are pre-labelled, the two bad
+    ones are named with why (exit status 2), the slide is said to be left to prelabel-slide;
+    fixing the files and running again finishes the job."""
+    import tifffile
+    import zarr
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for k in range(3):
+        tifffile.imwrite(folder / f"tile_{k}.tif", ihc_image[:128, k * 64 : k * 64 + 128])
+    root = zarr.open_group(str(tmp_path / "slide.zarr"), mode="w")
+    root.create_array("0", data=np.zeros((1024, 1024, 3), np.uint8), chunks=(512, 512, 3))
+    target = tmp_path / "proj"
+    argv = ["project", "init", str(target), "--images", str(folder / "*.tif"), "--slides", str(tmp_path / "*.zarr")]
+    assert main(argv) == 0
+    (folder / "tile_0.tif").rename(tmp_path / "away.tif")
+    original = tifffile.imread(folder / "tile_1.tif")
+    tifffile.imwrite(folder / "tile_1.tif", ihc_image[:200, :256])  # replaced by a larger image
+    capsys.readouterr()
+    run = ["project", "prelabel", str(target), "--backend", "classic", "--auto", "cells"]
+    assert main(run) == 2
+    out = capsys.readouterr().out
+    assert "1 of 3 image(s) pre-labelled" in out and "1 slide(s) not pre-labelled here" in out
+    assert "tile_0.tif" in out and "No such file" in out
+    assert "tile_1.tif is now 200 x 256 px; the project recorded 128 x 128" in out
+    with Project.open(target) as project:
+        status = {it.file_name: it.status for it in project.items()}
+    assert status == {"tile_0.tif": "todo", "tile_1.tif": "todo", "tile_2.tif": "pre-labelled", "slide.zarr": "todo"}
+    (tmp_path / "away.tif").rename(folder / "tile_0.tif")
+    tifffile.imwrite(folder / "tile_1.tif", original)
+    assert main(run) == 0  # a second run: the two fixed images, the third left as it was
+    out = capsys.readouterr().out
+    assert "2 of 2 image(s) pre-labelled" in out and "1 already done" in out

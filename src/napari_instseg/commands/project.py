@@ -288,7 +288,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
             project, config, scheduler=args.scheduler, workers=args.workers, progress=_progress("images", "image")
         )
     print(summary)
-    return 0
+    return 2 if summary.failed else 0  # the others are done; the failed ones are named
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

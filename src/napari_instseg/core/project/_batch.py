@@ -29,6 +29,7 @@ from napari_instseg.core.project._manifest import WorkItem
 from napari_instseg.core.project._project import Project
 
 __all__ = [
+    "ImageFailure",
     "ProjectPrelabelConfig",
     "ProjectPrelabelSummary",
     "prelabel_not_started",
@@ -65,8 +66,21 @@ class ProjectPrelabelConfig:
 
 
 @dataclass(frozen=True)
+class ImageFailure:
+    """A project image that could not be pre-labelled (missing, unreadable, or no longer the
+    size the project recorded); the run goes on with the others."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class ProjectPrelabelSummary:
-    """What a run did."""
+    """What a run did.
+
+    ``n_already_done`` counts the production images past 'to do' before the run (pre-labelled
+    earlier, or an interrupted run's stores); ``n_slides`` the slides left to ``prelabel-slide``
+    / the Slide panel; ``failed`` names each image that could not be read, and why.
+    """
 
     n_images: int
     n_prelabelled: int
@@ -74,6 +88,8 @@ class ProjectPrelabelSummary:
     n_already_done: int
     n_locked: int
     backend: str
+    n_slides: int = 0
+    failed: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         text = (
@@ -82,6 +98,10 @@ class ProjectPrelabelSummary:
         )
         if self.n_locked:
             text += f"; {self.n_locked} skipped (open in another session; run again later)"
+        if self.n_slides:
+            text += f"; {self.n_slides} slide(s) not pre-labelled here (use prelabel-slide or the Slide panel)"
+        if self.failed:
+            text += f"; {len(self.failed)} failed (fix them and run again): " + "; ".join(self.failed)
         return text
 
 
@@ -102,15 +122,28 @@ def _prompter(config: ProjectPrelabelConfig) -> Any:
         return _PROMPTERS[key]
 
 
-def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[Any]:
+def segment_image(
+    image_path: str, config: ProjectPrelabelConfig, shape_yx: tuple[int, int] | None = None
+) -> list[Any] | ImageFailure:
     """Worker task: (mask, source) for each nucleus the detector finds in one image file; in
     the automatic mode (``config.auto``) every object of the image, tiled and stitched
-    (:class:`~napari_instseg.core.stitch.AutoObject`, image coordinates)."""
+    (:class:`~napari_instseg.core.stitch.AutoObject`, image coordinates). An
+    :class:`ImageFailure` when the file cannot be read, or is no longer ``shape_yx`` (the
+    size the project recorded for it)."""
     from napari_instseg.core.detect import detect_nuclei
+    from napari_instseg.core.errors import InstsegError
     from napari_instseg.core.io import read_image
     from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
 
-    image = read_image(image_path)
+    try:
+        image = read_image(image_path)
+    except (OSError, InstsegError) as exc:
+        return ImageFailure(f"{image_path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+    if shape_yx is not None and tuple(image.shape[:2]) != tuple(shape_yx):
+        return ImageFailure(
+            f"{image_path} is now {image.shape[0]} x {image.shape[1]} px; the project recorded "
+            f"{shape_yx[0]} x {shape_yx[1]} (the file changed since the project was made)"
+        )
     if config.auto:
         return _auto_image(image, image_path, config)
     centres = detect_nuclei(image).centroids_yx
@@ -146,11 +179,19 @@ def _auto_image(image: np.ndarray, image_path: str, config: ProjectPrelabelConfi
 
 
 def _todo(project: Project) -> list[WorkItem]:
+    """The production items still to do, slides included (those are left to prelabel-slide)."""
     keys = [(i, "") for i in project.manifest.image_ids(phase="production", statuses=("todo",))]
     items = []
     for start in range(0, len(keys), 1024):  # a page at a time, by primary key
         items += project.manifest.items_between(keys[start : start + 1024])
-    return [it for it in items if it.kind == "image"]
+    return items
+
+
+def _n_past_todo(project: Project) -> int:
+    """Production images already past 'to do' (pre-labelled, or further)."""
+    from napari_instseg.core.project._manifest import STATUSES
+
+    return len(project.manifest.image_ids(phase="production", statuses=[s for s in STATUSES if s != "todo"]))
 
 
 def prelabel_project(
@@ -180,8 +221,11 @@ def prelabel_project(
 
     config = config or ProjectPrelabelConfig()
     import_segmentation_modules()
-    todo = _todo(project)
+    earlier = _n_past_todo(project)
+    everything = _todo(project)
+    todo = [it for it in everything if it.kind == "image"]
     fresh, resumed, locked = [], 0, 0
+    failed: list[str] = []
     for item in todo:  # an interrupted run may have saved the store but not the manifest row
         n = _stored_instances(project, item)
         if n:
@@ -193,8 +237,10 @@ def prelabel_project(
     done = n_prelabelled = n_instances = 0
     for chunk, results in _rounds(project, fresh, batch, config, scheduler, workers):
         for item, masks in zip(chunk, results, strict=True):
-            committed = _commit(project, item, masks, config)
-            if committed is None:
+            committed = None if isinstance(masks, ImageFailure) else _commit(project, item, masks, config)
+            if isinstance(masks, ImageFailure):
+                failed.append(f"image {item.image_id}: {masks.message}")
+            elif committed is None:
                 locked += 1
             else:
                 n_prelabelled += 1
@@ -202,7 +248,16 @@ def prelabel_project(
             done += 1
             if progress is not None:
                 progress(done, len(fresh))
-    return ProjectPrelabelSummary(len(todo), n_prelabelled, n_instances, resumed, locked, config.source_name)
+    return ProjectPrelabelSummary(
+        len(todo),
+        n_prelabelled,
+        n_instances,
+        resumed + earlier,
+        locked,
+        config.source_name,
+        n_slides=len(everything) - len(todo),
+        failed=tuple(failed),
+    )
 
 
 def _stored_instances(project: Project, item: WorkItem) -> int:
@@ -252,7 +307,7 @@ def _rounds(
     if not chunks:
         return
     with connected(scheduler) as target, ThreadPoolExecutor(max_workers=1) as pool:
-        paths = [[str(project.image_path(it)) for it in chunk] for chunk in chunks]
+        paths = [[(str(project.image_path(it)), it.shape_yx) for it in chunk] for chunk in chunks]
         pending = pool.submit(_compute, paths[0], config, target, workers)
         for k, chunk in enumerate(chunks):
             results = pending.result()
@@ -261,11 +316,11 @@ def _rounds(
             yield chunk, results
 
 
-def _compute(paths: list[str], config: Any, scheduler: Any, workers: int | None) -> list[Any]:
+def _compute(paths: list[tuple[str, tuple[int, int]]], config: Any, scheduler: Any, workers: int | None) -> list[Any]:
     from dask.base import compute
     from dask.delayed import delayed
 
-    tasks = [delayed(segment_image)(p, config) for p in paths]
+    tasks = [delayed(segment_image)(p, config, shape_yx) for p, shape_yx in paths]
     if scheduler in (None, "threads"):
         return list(compute(*tasks, scheduler="threads", num_workers=workers))
     return list(compute(*tasks, scheduler=scheduler))
@@ -343,7 +398,9 @@ def _prelabel_one(project: Any, item: Any, config: Any, before_saving: Any) -> i
         if store is not None and len(store.table):
             n = len(store.table)
         else:
-            objects = segment_image(str(project.image_path(item)), config)
+            objects = segment_image(str(project.image_path(item)), config, item.shape_yx)
+            if isinstance(objects, ImageFailure):
+                return f"image {item.image_id}: {objects.message}"
             before_saving()  # Cancel stops here: nothing of this image is saved
             store = store or project.open_store(item)
             if store.read_only:
