@@ -183,17 +183,15 @@ class Sam2AutoSegmenter:
     def generator(self) -> Any:
         """sam2's ``SAM2AutomaticMaskGenerator`` on the prompter's model (built once)."""
         if self._generator is None:
-            import warnings
-
-            from napari_instseg.core.prompting.sam2 import avoid_llvm_clash
+            from napari_instseg.core.prompting.sam2 import avoid_llvm_clash, model_construction
 
             avoid_llvm_clash()
             from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            model = self.prompter.predictor.model
+            with model_construction():  # it builds a SAM2ImagePredictor: torch.jit.script, one thread at a time
                 self._generator = SAM2AutomaticMaskGenerator(
-                    self.prompter.predictor.model, output_mode="uncompressed_rle", **self.settings.generator_kwargs()
+                    model, output_mode="uncompressed_rle", **self.settings.generator_kwargs()
                 )
         return self._generator
 
