@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import tifffile
 
@@ -70,3 +71,117 @@ def test_prelabel_slide_auto_sam2_with_two_workers(
     with AnnotationStore.open(store, read_only=True) as opened:
         table = opened.table
     assert len(table) > 0 and set(table["source"]) == {"sam2-auto"}
+
+
+# ---- option and input validation (``prelabel --auto``, ``project prelabel --auto``) -------------
+
+
+@pytest.fixture
+def grey(tmp_path):
+    path = tmp_path / "grey.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8))
+    return path
+
+
+@pytest.fixture
+def project_dir(tmp_path, grey):
+    target = tmp_path / "proj"
+    assert main(["project", "init", str(target), "--images", str(grey)]) == 0
+    return target
+
+
+def _auto(command, target, tmp_path):
+    if command == "prelabel":
+        return ["prelabel", str(target), "--auto", "--backend", "classic", "-o", str(tmp_path / "out.json")]
+    return ["project", "prelabel", str(target), "--auto", "--backend", "classic"]
+
+
+@pytest.mark.parametrize("command", ["prelabel", "project"])
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--auto-tile", "0", "argument --auto-tile: expected a positive integer, got 0"),
+        ("--auto-tile", "-5", "argument --auto-tile: expected a positive integer, got -5"),
+        ("--auto-halo", "-1", "argument --auto-halo: expected an integer >= 0, got -1"),
+        ("--auto-points", "0", "argument --auto-points: expected a positive integer, got 0"),
+        ("--auto-points", "-3", "argument --auto-points: expected a positive integer, got -3"),
+    ],
+)
+def test_bad_auto_options_are_refused_by_argparse(
+    command, option, value, expected, grey, project_dir, tmp_path, capsys
+):
+    target = grey if command == "prelabel" else project_dir
+    with pytest.raises(SystemExit) as exited:
+        main([*_auto(command, target, tmp_path), option, value])
+    assert exited.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_auto_workers_below_one_are_refused(value, grey, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*_auto("prelabel", grey, tmp_path), "--auto-workers", value])
+    assert exited.value.code == 2
+    assert f"argument --auto-workers: expected a positive integer, got {value}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["prelabel", "project"])
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--auto-halo", "0"], "--auto-halo 0: the automatic mode stitches objects cut by tile seams"),
+        (["--auto-tile", "64", "--auto-halo", "64"], "--auto-halo 64 is not smaller than the tile (--auto-tile 64)"),
+        (["--auto-halo", "600"], "--auto-halo 600 is not smaller than the tile (--auto-tile 512)"),  # the default
+    ],
+)
+def test_a_halo_the_automatic_mode_cannot_stitch_with_is_refused(
+    command, options, expected, grey, project_dir, tmp_path, capsys
+):
+    target = grey if command == "prelabel" else project_dir
+    assert main([*_auto(command, target, tmp_path), *options]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_grid_of_too_many_tiles_is_refused_before_any_work(grey, tmp_path, capsys):
+    assert main([*_auto("prelabel", grey, tmp_path), "--auto-tile", "2", "--auto-halo", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"--auto-tile 2: {grey}: tiles of 2 px cut the image (shape (y, x) (256, 256)) into 16384 tiles" in err
+    assert "more than 10000; use tiles of at least 3 px" in err
+
+
+@pytest.mark.parametrize("backend", ["classic", "sam2"])
+@pytest.mark.parametrize("shape", [(5, 200, 300), (200, 300, 2)])
+def test_a_stack_or_two_channel_image_is_refused_naming_the_file(backend, shape, tmp_path, sam2_checkpoint, capsys):
+    path = tmp_path / "odd.tif"
+    tifffile.imwrite(path, np.zeros(shape, np.uint8))
+    argv = ["prelabel", str(path), "--auto", "--backend", backend, "-o", str(tmp_path / "out.json")]
+    if backend == "sam2":
+        argv += ["--checkpoint", str(sam2_checkpoint), "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {shape}" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["prelabel", "project"])
+def test_an_unknown_category_is_refused_before_the_segmentation(
+    command, grey, project_dir, tmp_path, monkeypatch, capsys
+):
+    from napari_instseg.core.prompting import auto
+
+    def no_segmentation(*args, **kwargs):
+        raise AssertionError("the segmentation ran before the category was checked")
+
+    monkeypatch.setattr(auto, "auto_objects", no_segmentation)
+    target = grey if command == "prelabel" else project_dir
+    assert main([*_auto(command, target, tmp_path), "--category", "mitochondrion"]) == 2
+    assert "Category 'mitochondrion' is not in protocol" in capsys.readouterr().err
+
+
+def test_prelabel_slide_auto_refuses_a_halo_of_zero(small_slide, tmp_path, capsys):
+    store = tmp_path / "s.zarr"
+    argv = ["prelabel-slide", str(small_slide), "--store", str(store), "--auto", "--backend", "classic"]
+    assert main([*argv, "--tile", "128", "--halo", "0"]) == 2
+    assert "--halo 0: the automatic mode stitches objects cut by tile seams" in capsys.readouterr().err
+    assert not store.exists()

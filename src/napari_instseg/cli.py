@@ -134,7 +134,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--tile", type=_positive_int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)"
     )
     slide.add_argument(
-        "--halo", type=_non_negative_int, default=None, help="halo in pixels (default: two object diameters)"
+        "--halo",
+        type=_non_negative_int,
+        default=None,
+        help="halo in pixels (default: two object diameters); with --auto 1 to tile size - 1",
     )
     slide.set_defaults(func=_cmd_prelabel_slide)
 
@@ -290,9 +293,9 @@ def progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from napari_instseg.commands.auto import check_category
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
-    from napari_instseg.core.errors import InputFileError
-    from napari_instseg.core.io import read_image
+    from napari_instseg.core.io import check_grey_or_rgb, read_image
     from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.prelabel import prelabel_image
     from napari_instseg.core.prompting import default_backend
@@ -314,16 +317,9 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
         return prelabel_auto(args, progress_bar("tiles", "tile"))
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
-    category = int(args.category) if args.category and args.category.isdigit() else args.category
-    if isinstance(category, int):
-        protocol.category(category)  # an unknown category fails now, not after the model ran
-    elif category is not None:
-        protocol.category_by_name(category)
+    category = check_category(protocol, args.category)  # an unknown category fails now, not after the model ran
     image = read_image(args.image)
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
-        raise InputFileError(
-            f"{args.image}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}."
-        )
+    check_grey_or_rgb(image, args.image)
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
     _require_a_prompt_inside(prompts, image.shape[:2], args.points or args.boxes)
     backend = args.backend or default_backend()
@@ -677,7 +673,7 @@ def _export_tiles(store: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
-    from napari_instseg.core.batch import BatchConfig, prelabel_slide
+    from napari_instseg.core.batch import BatchConfig, auto_tiling, prelabel_slide
     from napari_instseg.core.errors import InstsegError
     from napari_instseg.core.paths import same_file
     from napari_instseg.core.prompting import default_backend
@@ -711,6 +707,10 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         halo_px=args.halo,
         cache_path=cache,
     )
+    if args.auto:
+        from napari_instseg.commands.auto import check_auto_tiling
+
+        check_auto_tiling(*auto_tiling(config), tile_flag="--tile", halo_flag="--halo")
     print(f"backend: {backend}; scheduler: {args.scheduler}")
     summary = prelabel_slide(
         args.slide,

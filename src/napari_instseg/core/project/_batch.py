@@ -107,10 +107,11 @@ def segment_image(image_path: str, config: ProjectPrelabelConfig) -> list[Any]:
     the automatic mode (``config.auto``) every object of the image, tiled and stitched
     (:class:`~napari_instseg.core.stitch.AutoObject`, image coordinates)."""
     from napari_instseg.core.detect import detect_nuclei
-    from napari_instseg.core.io import read_image
+    from napari_instseg.core.io import check_grey_or_rgb, read_image
     from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
 
     image = read_image(image_path)
+    check_grey_or_rgb(image, image_path)  # a stack or 2-channel image: the file named, both modes
     if config.auto:
         return _auto_image(image, image_path, config)
     centres = detect_nuclei(image).centroids_yx
