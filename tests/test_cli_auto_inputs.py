@@ -185,3 +185,52 @@ def test_prelabel_slide_auto_refuses_a_halo_of_zero(small_slide, tmp_path, capsy
     assert main([*argv, "--tile", "128", "--halo", "0"]) == 2
     assert "--halo 0: the automatic mode stitches objects cut by tile seams" in capsys.readouterr().err
     assert not store.exists()
+
+
+# ---- a second prelabel-slide run with another mode or backend (issue 15 trial, 5) ----------------
+
+
+def _slide_argv(slide, store, *options):
+    return ["prelabel-slide", str(slide), "--store", str(store), "--tile", "128", "--halo", "32", *options]
+
+
+def test_a_second_prelabel_slide_run_with_another_mode_or_backend_is_refused(
+    small_slide, tmp_path, sam2_checkpoint, capsys
+):
+    from napari_instseg.core.store import AnnotationStore
+
+    store = tmp_path / "s.zarr"
+    assert main(_slide_argv(small_slide, store, "--auto", "cells", "--backend", "classic")) == 0
+    with AnnotationStore.open(store, read_only=True) as opened:
+        n_before = len(opened.table)
+    capsys.readouterr()
+    sam2 = ["--backend", "sam2", "--checkpoint", str(sam2_checkpoint), "--device", "cpu"]
+    for options, asked in (
+        (["--detect", "--backend", "classic"], "--detect --backend classic"),
+        (["--auto", "objects", "--backend", "classic"], "--auto objects --backend classic"),
+        (["--auto", "cells", *sam2], "--auto cells --backend sam2 --model tiny"),
+    ):
+        assert main(_slide_argv(small_slide, store, *options)) == 2
+        err = capsys.readouterr().err
+        assert f"its pre-labelling ran with --auto cells --backend classic, this run asks for {asked}" in err
+        assert "Resume with --auto cells --backend classic, or pre-label into another --store. Nothing done." in err
+    with AnnotationStore.open(store, read_only=True) as opened:
+        assert len(opened.table) == n_before
+    assert main(_slide_argv(small_slide, store, "--auto", "cells", "--backend", "classic")) == 0  # the same resumes
+    assert "tiles already done" in capsys.readouterr().out
+
+
+def test_a_store_written_before_the_mode_was_recorded_still_resumes(small_slide, tmp_path, capsys):
+    import json
+
+    from napari_instseg.core.batch import TILING_MARK
+    from napari_instseg.core.store import AnnotationStore
+
+    store = tmp_path / "s.zarr"
+    argv = _slide_argv(small_slide, store, "--auto", "cells", "--backend", "classic")
+    assert main(argv) == 0
+    with AnnotationStore.open(store) as opened:  # as an earlier version wrote it: the grid only
+        opened.set_marks({TILING_MARK: json.dumps({"tile_px": 128, "halo_px": 32}).encode()})
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "8 tiles already done" in capsys.readouterr().out
