@@ -234,3 +234,49 @@ def test_a_store_written_before_the_mode_was_recorded_still_resumes(small_slide,
     capsys.readouterr()
     assert main(argv) == 0
     assert "8 tiles already done" in capsys.readouterr().out
+
+
+# ---- Ctrl-C (issue 15 trial, 16) -------------------------------------------------------------------
+
+
+def _interrupt_after(first: int):
+    """A progress bar factory whose bar raises KeyboardInterrupt (Ctrl-C) after ``first`` steps."""
+
+    def factory(desc, unit):
+        def progress(done, total):
+            if done >= first:
+                raise KeyboardInterrupt
+
+        return progress
+
+    return factory
+
+
+def test_ctrl_c_in_prelabel_slide_prints_one_line_and_the_rerun_resumes(small_slide, tmp_path, monkeypatch, capsys):
+    import napari_instseg.cli as cli
+
+    store = tmp_path / "s.zarr"
+    argv = _slide_argv(small_slide, store, "--auto", "cells", "--backend", "classic", "--workers", "1")
+    monkeypatch.setattr(cli, "progress_bar", _interrupt_after(3))
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"napari-instseg prelabel-slide: interrupted: every finished tile is saved in {store}; run the same "
+        "command again to resume (tiles already done are skipped)."
+    ]
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert "3 tiles already done" in capsys.readouterr().out
+
+
+def test_ctrl_c_in_project_prelabel_and_in_prelabel(project_dir, grey, tmp_path, monkeypatch, capsys):
+    import napari_instseg.cli as cli
+
+    monkeypatch.setattr(cli, "progress_bar", _interrupt_after(1))
+    assert main(_auto("project", project_dir, tmp_path)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert f"project: interrupted: every image finished is saved in project {project_dir}; run the same" in err
+    assert main([*_auto("prelabel", grey, tmp_path), "--auto-tile", "128", "--auto-halo", "32"]) == 130
+    assert capsys.readouterr().err == "napari-instseg prelabel: interrupted.\n"
+    assert not (tmp_path / "out.json").exists()

@@ -211,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code = int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback
+        print(f"napari-instseg {args.command}: {_interrupted(args)}", file=sys.stderr)
+        return 130
     except InstsegError as exc:
         return _fail(args.command, str(exc))
     except OSError as exc:  # missing file, a folder given for a file, no permission, disk full...
@@ -234,6 +237,21 @@ def _prefer_our_reader(args: argparse.Namespace) -> None:
         from napari_instseg._reader_preference import register_after_command
 
         register_after_command(store, project_dir)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C left: resumable commands say how to resume."""
+    if args.command == "prelabel-slide":
+        return (
+            f"interrupted: every finished tile is saved in {args.store}; run the same command again to resume "
+            "(tiles already done are skipped)."
+        )
+    if args.command == "project" and getattr(args, "project_command", "") == "prelabel":
+        return (
+            f"interrupted: every image finished is saved in project {args.dir}; run the same command again to "
+            "resume (images already pre-labelled are skipped)."
+        )
+    return "interrupted."
 
 
 def _fail(command: str, message: str) -> int:
