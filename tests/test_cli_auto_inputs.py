@@ -280,3 +280,36 @@ def test_ctrl_c_in_project_prelabel_and_in_prelabel(project_dir, grey, tmp_path,
     assert main([*_auto("prelabel", grey, tmp_path), "--auto-tile", "128", "--auto-halo", "32"]) == 130
     assert capsys.readouterr().err == "napari-instseg prelabel: interrupted.\n"
     assert not (tmp_path / "out.json").exists()
+
+
+# ---- messages (issue 15 trial, 17) -----------------------------------------------------------------
+
+
+def test_prelabel_slide_auto_counts_automatic_masks_not_prompts(small_slide, tmp_path, capsys):
+    assert main(_slide_argv(small_slide, tmp_path / "s.zarr", "--auto", "cells", "--backend", "classic")) == 0
+    out = capsys.readouterr().out
+    assert "automatic masks on 8 tiles" in out and "prompts" not in out
+
+
+def test_a_store_that_cannot_be_created_is_named_not_its_temporary_folder(small_slide, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where a folder should be")
+    store = blocker / "s.zarr"
+    assert main(_slide_argv(small_slide, store, "--auto", "cells", "--backend", "classic")) == 2
+    err = capsys.readouterr().err
+    assert f"error: {store}: cannot create the annotation store there (" in err
+    assert f"folder {blocker}); choose a folder you can write to. Nothing done." in err
+    assert ".creating-" not in err
+
+
+def test_store_pointing_at_a_project_or_another_folder_is_refused_with_what_it_is(
+    small_slide, project_dir, tmp_path, capsys
+):
+    assert main(_slide_argv(small_slide, project_dir, "--auto", "cells", "--backend", "classic")) == 2
+    err = capsys.readouterr().err
+    assert f"--store {project_dir} is a project folder, not an annotation store: use the 'napari-instseg project" in err
+    assert "AnnotationStore.open()" not in err
+    other = tmp_path / "photos"
+    other.mkdir()
+    assert main(_slide_argv(small_slide, other, "--auto", "cells", "--backend", "classic")) == 2
+    assert f"--store {other} is an existing folder but not an annotation store" in capsys.readouterr().err

@@ -704,6 +704,7 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         raise InstsegError(f"--store {args.store} is the slide itself; give a new STORE.zarr path.")
     if store_path.is_file():
         raise InstsegError(f"--store {args.store} is an existing file, not an annotation store (STORE.zarr).")
+    _check_store_folder(store_path)
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
     from napari_instseg.core.prompting.cache import default_cache_path
 
@@ -743,6 +744,25 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     )
     print(summary)
     return 0
+
+
+def _check_store_folder(store_path: Path) -> None:
+    """Refuse an existing folder that is not an annotation store (a project folder named so)."""
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.project import is_project
+    from napari_instseg.core.store import is_store
+
+    if not store_path.is_dir() or is_store(store_path):
+        return
+    if is_project(store_path):
+        raise InstsegError(
+            f"--store {store_path} is a project folder, not an annotation store: use the 'napari-instseg project "
+            f"...' commands on it (project prelabel {store_path}), or give a new STORE.zarr path."
+        )
+    raise InstsegError(
+        f"--store {store_path} is an existing folder but not an annotation store; give an existing store or a new "
+        "STORE.zarr path (created)."
+    )
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -102,10 +102,12 @@ class BatchSummary:
     n_covered: int
     tile_px: int
     halo_px: int
+    auto: bool = False  # the automatic mode: ``n_prompts`` counts the automatic masks found
 
     def __str__(self) -> str:
+        found = f"{self.n_prompts} automatic masks" if self.auto else f"{self.n_prompts} prompts"
         return (
-            f"{self.n_committed} pre-labels committed from {self.n_prompts} prompts on {self.n_tiles} tiles "
+            f"{self.n_committed} pre-labels committed from {found} on {self.n_tiles} tiles "
             f"({self.tile_px} px + {self.halo_px} px halo); {self.n_skipped_done} tiles already done; "
             f"{self.n_covered} masks fell on earlier instances"
         )
@@ -350,11 +352,7 @@ def prelabel_slide(
     store = (
         AnnotationStore.open(store_path)
         if is_store(store_path)
-        else AnnotationStore.create(
-            store_path,
-            slide.shape_yx,
-            image={"file_name": Path(slide_path).name, "slide": str(slide_path), "identity": identity},
-        )
+        else _create_store(store_path, slide.shape_yx, slide_path, identity)
     )
     try:
         check_store_belongs(store, identity, slide_path)
@@ -381,10 +379,36 @@ def prelabel_slide(
                 if progress is not None:  # per tile, each saved: an exception here stops a resumable run
                     progress(finished, len(todo))
         n_prompts = sum(len(p) for _, _, p in jobs if p is not None) if prompts is not None else committed + covered
-        return BatchSummary(len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px)
+        return BatchSummary(
+            len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px, bool(config.auto)
+        )
     finally:
         store.close()
         _PROMPTERS.clear()
+
+
+def _create_store(
+    store_path: str | os.PathLike[str], shape_yx: tuple[int, int], slide_path: Any, identity: dict[str, Any]
+) -> Any:
+    """A new store for the slide; an OS error names the store asked for, not the hidden
+    folder it is built in.
+
+    Raises
+    ------
+    StoreError
+        When the store cannot be created there (a read-only folder, a file in the way...).
+    """
+    from napari_instseg.core.store import AnnotationStore, StoreError
+
+    image = {"file_name": Path(slide_path).name, "slide": str(slide_path), "identity": identity}
+    try:
+        return AnnotationStore.create(store_path, shape_yx, image=image)
+    except OSError as exc:
+        folder = Path(store_path).absolute().parent
+        raise StoreError(
+            f"{store_path}: cannot create the annotation store there ({exc.strerror or exc}; folder {folder}); "
+            "choose a folder you can write to. Nothing done."
+        ) from exc
 
 
 def slide_identity(slide: Slide, slide_path: str | os.PathLike[str]) -> dict[str, Any]:
