@@ -118,11 +118,15 @@ def test_bad_auto_options_are_refused_by_argparse(
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])
-def test_auto_workers_below_one_are_refused(value, grey, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main([*_auto("prelabel", grey, tmp_path), "--auto-workers", value])
-    assert exited.value.code == 2
-    assert f"argument --auto-workers: expected a positive integer, got {value}" in capsys.readouterr().err
+def test_workers_below_one_are_refused(value, grey, project_dir, tmp_path, capsys):
+    for argv, option in (
+        ([*_auto("prelabel", grey, tmp_path), "--auto-workers", value], "--auto-workers"),
+        ([*_auto("project", project_dir, tmp_path), "--workers", value], "--workers"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        assert f"argument {option}: expected a positive integer, got {value}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["prelabel", "project"])

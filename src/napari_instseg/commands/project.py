@@ -76,11 +76,12 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pre.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     pre.add_argument("--category", help="category name or id of the pre-labels (default: the first)")
     pre.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
-    pre.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
+    from napari_instseg.commands.auto import add_auto_arguments, positive_int
+
+    pre.add_argument("--workers", type=positive_int, default=None, help="threads for the threaded scheduler, >= 1")
     pre.add_argument(
         "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
     )
-    from napari_instseg.commands.auto import add_auto_arguments
 
     add_auto_arguments(pre, workers=False)
     pre.set_defaults(func=_cmd_prelabel)
