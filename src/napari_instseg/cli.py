@@ -134,7 +134,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--tile", type=_positive_int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)"
     )
     slide.add_argument(
-        "--halo", type=_non_negative_int, default=None, help="halo in pixels (default: two object diameters)"
+        "--halo",
+        type=_non_negative_int,
+        default=None,
+        help="halo in pixels (default: two object diameters); with --auto 1 to tile size - 1",
     )
     slide.set_defaults(func=_cmd_prelabel_slide)
 
@@ -208,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code = int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback
+        print(f"napari-instseg {args.command}: {_interrupted(args)}", file=sys.stderr)
+        return 130
     except InstsegError as exc:
         return _fail(args.command, str(exc))
     except OSError as exc:  # missing file, a folder given for a file, no permission, disk full...
@@ -231,6 +237,21 @@ def _prefer_our_reader(args: argparse.Namespace) -> None:
         from napari_instseg._reader_preference import register_after_command
 
         register_after_command(store, project_dir)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C left: resumable commands say how to resume."""
+    if args.command == "prelabel-slide":
+        return (
+            f"interrupted: every finished tile is saved in {args.store}; run the same command again to resume "
+            "(tiles already done are skipped)."
+        )
+    if args.command == "project" and getattr(args, "project_command", "") == "prelabel":
+        return (
+            f"interrupted: every image finished is saved in project {args.dir}; run the same command again to "
+            "resume (images already pre-labelled are skipped)."
+        )
+    return "interrupted."
 
 
 def _fail(command: str, message: str) -> int:
@@ -290,9 +311,9 @@ def progress_bar(desc: str, unit: str) -> Callable[[int, int], None]:
 def _cmd_prelabel(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from napari_instseg.commands.auto import check_category
     from napari_instseg.core.coco import AnnotatedImage, export_coco, save_coco
-    from napari_instseg.core.errors import InputFileError
-    from napari_instseg.core.io import read_image
+    from napari_instseg.core.io import check_grey_or_rgb, read_image
     from napari_instseg.core.paths import check_output_file
     from napari_instseg.core.prelabel import prelabel_image
     from napari_instseg.core.prompting import default_backend
@@ -314,16 +335,9 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
 
         return prelabel_auto(args, progress_bar("tiles", "tile"))
     protocol = load_protocol(args.protocol) if args.protocol else AnnotationProtocol.default()
-    category = int(args.category) if args.category and args.category.isdigit() else args.category
-    if isinstance(category, int):
-        protocol.category(category)  # an unknown category fails now, not after the model ran
-    elif category is not None:
-        protocol.category_by_name(category)
+    category = check_category(protocol, args.category)  # an unknown category fails now, not after the model ran
     image = read_image(args.image)
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
-        raise InputFileError(
-            f"{args.image}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}."
-        )
+    check_grey_or_rgb(image, args.image)
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes)
     _require_a_prompt_inside(prompts, image.shape[:2], args.points or args.boxes)
     backend = args.backend or default_backend()
@@ -677,7 +691,7 @@ def _export_tiles(store: Any, args: argparse.Namespace) -> int:
 
 
 def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
-    from napari_instseg.core.batch import BatchConfig, prelabel_slide
+    from napari_instseg.core.batch import BatchConfig, auto_tiling, prelabel_slide
     from napari_instseg.core.errors import InstsegError
     from napari_instseg.core.paths import same_file
     from napari_instseg.core.prompting import default_backend
@@ -690,6 +704,7 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         raise InstsegError(f"--store {args.store} is the slide itself; give a new STORE.zarr path.")
     if store_path.is_file():
         raise InstsegError(f"--store {args.store} is an existing file, not an annotation store (STORE.zarr).")
+    _check_store_folder(store_path)
     prompts = read_points_csv(args.points) if args.points else read_boxes_csv(args.boxes) if args.boxes else None
     from napari_instseg.core.prompting.cache import default_cache_path
 
@@ -711,6 +726,10 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
         halo_px=args.halo,
         cache_path=cache,
     )
+    if args.auto:
+        from napari_instseg.commands.auto import check_auto_tiling
+
+        check_auto_tiling(*auto_tiling(config), tile_flag="--tile", halo_flag="--halo")
     print(f"backend: {backend}; scheduler: {args.scheduler}")
     summary = prelabel_slide(
         args.slide,
@@ -725,6 +744,25 @@ def _cmd_prelabel_slide(args: argparse.Namespace) -> int:
     )
     print(summary)
     return 0
+
+
+def _check_store_folder(store_path: Path) -> None:
+    """Refuse an existing folder that is not an annotation store (a project folder named so)."""
+    from napari_instseg.core.errors import InstsegError
+    from napari_instseg.core.project import is_project
+    from napari_instseg.core.store import is_store
+
+    if not store_path.is_dir() or is_store(store_path):
+        return
+    if is_project(store_path):
+        raise InstsegError(
+            f"--store {store_path} is a project folder, not an annotation store: use the 'napari-instseg project "
+            f"...' commands on it (project prelabel {store_path}), or give a new STORE.zarr path."
+        )
+    raise InstsegError(
+        f"--store {store_path} is an existing folder but not an annotation store; give an existing store or a new "
+        "STORE.zarr path (created)."
+    )
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

@@ -76,11 +76,12 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pre.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     pre.add_argument("--category", help="category name or id of the pre-labels (default: the first)")
     pre.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
-    pre.add_argument("--workers", type=int, default=None, help="threads for the threaded scheduler")
+    from napari_instseg.commands.auto import add_auto_arguments, positive_int
+
+    pre.add_argument("--workers", type=positive_int, default=None, help="threads for the threaded scheduler, >= 1")
     pre.add_argument(
         "--auto", nargs="?", const="cells", choices=("cells", "objects"), help="pre-label everything (preset)"
     )
-    from napari_instseg.commands.auto import add_auto_arguments
 
     add_auto_arguments(pre, workers=False)
     pre.set_defaults(func=_cmd_prelabel)
@@ -264,11 +265,15 @@ def _progress(desc: str, unit: str) -> Any:
 
 
 def _cmd_prelabel(args: argparse.Namespace) -> int:
+    from napari_instseg.commands.auto import check_auto_tiling, check_category
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._batch import ProjectPrelabelConfig, prelabel_project
     from napari_instseg.core.prompting import default_backend
 
     backend = args.backend or default_backend()
+    if args.auto:
+        tile = args.auto_tile or (1024 if backend == "sam2" else 512)
+        check_auto_tiling(tile, args.auto_halo, tile_flag="--auto-tile", halo_flag="--auto-halo")
     category = int(args.category) if args.category and args.category.isdigit() else args.category
     config = ProjectPrelabelConfig(
         backend,
@@ -284,6 +289,7 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     mode = f"; automatic mode ({args.auto} preset)" if args.auto else ""
     print(f"backend: {backend}{mode}; scheduler: {args.scheduler}")
     with Project.open(args.dir) as project:
+        check_category(project.protocol, args.category)  # before the segmentation, not after it
         summary = prelabel_project(
             project, config, scheduler=args.scheduler, workers=args.workers, progress=_progress("images", "image")
         )

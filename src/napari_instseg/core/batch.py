@@ -59,7 +59,7 @@ MARK_PREFIX = "prelabel-slide/"
 DONE_MARK = MARK_PREFIX + "done/"  # + "row,col": the tile is committed (saved with its commit)
 PART_MARK = MARK_PREFIX + "part/"  # + "row,col/source": one source of a several-source tile is committed
 PENDING_MARK = MARK_PREFIX + "auto-pending"  # automatic mode: stitched objects waiting for neighbour tiles (npz)
-TILING_MARK = MARK_PREFIX + "tiling"  # JSON {"tile_px", "halo_px"}: the grid the done marks refer to
+TILING_MARK = MARK_PREFIX + "tiling"  # JSON {"tile_px", "halo_px", "mode", "backend"[, "model"]}: what done means
 _PROMPTERS = ThreadPrompters()  # one model per worker thread, reused across its tiles; cleared after a run
 
 
@@ -102,10 +102,12 @@ class BatchSummary:
     n_covered: int
     tile_px: int
     halo_px: int
+    auto: bool = False  # the automatic mode: ``n_prompts`` counts the automatic masks found
 
     def __str__(self) -> str:
+        found = f"{self.n_prompts} automatic masks" if self.auto else f"{self.n_prompts} prompts"
         return (
-            f"{self.n_committed} pre-labels committed from {self.n_prompts} prompts on {self.n_tiles} tiles "
+            f"{self.n_committed} pre-labels committed from {found} on {self.n_tiles} tiles "
             f"({self.tile_px} px + {self.halo_px} px halo); {self.n_skipped_done} tiles already done; "
             f"{self.n_covered} masks fell on earlier instances"
         )
@@ -350,17 +352,13 @@ def prelabel_slide(
     store = (
         AnnotationStore.open(store_path)
         if is_store(store_path)
-        else AnnotationStore.create(
-            store_path,
-            slide.shape_yx,
-            image={"file_name": Path(slide_path).name, "slide": str(slide_path), "identity": identity},
-        )
+        else _create_store(store_path, slide.shape_yx, slide_path, identity)
     )
     try:
         check_store_belongs(store, identity, slide_path)
         if store.read_only:
             raise StoreError(f"{store_path}: {store.lock_message}; nothing done.")
-        _check_tiling(store, store_path, tile_px, halo_px)
+        _check_tiling(store, store_path, _run_record(config, detect, tile_px, halo_px))
         jobs = _jobs(slide, prompts, detect, tile_px, halo_px)
         done = _done_tiles(store)
         todo = [(key, window, tile_prompts) for key, window, tile_prompts in jobs if key not in done]
@@ -381,10 +379,36 @@ def prelabel_slide(
                 if progress is not None:  # per tile, each saved: an exception here stops a resumable run
                     progress(finished, len(todo))
         n_prompts = sum(len(p) for _, _, p in jobs if p is not None) if prompts is not None else committed + covered
-        return BatchSummary(len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px)
+        return BatchSummary(
+            len(jobs), len(jobs) - len(todo), n_prompts, committed, covered, tile_px, halo_px, bool(config.auto)
+        )
     finally:
         store.close()
         _PROMPTERS.clear()
+
+
+def _create_store(
+    store_path: str | os.PathLike[str], shape_yx: tuple[int, int], slide_path: Any, identity: dict[str, Any]
+) -> Any:
+    """A new store for the slide; an OS error names the store asked for, not the hidden
+    folder it is built in.
+
+    Raises
+    ------
+    StoreError
+        When the store cannot be created there (a read-only folder, a file in the way...).
+    """
+    from napari_instseg.core.store import AnnotationStore, StoreError
+
+    image = {"file_name": Path(slide_path).name, "slide": str(slide_path), "identity": identity}
+    try:
+        return AnnotationStore.create(store_path, shape_yx, image=image)
+    except OSError as exc:
+        folder = Path(store_path).absolute().parent
+        raise StoreError(
+            f"{store_path}: cannot create the annotation store there ({exc.strerror or exc}; folder {folder}); "
+            "choose a folder you can write to. Nothing done."
+        ) from exc
 
 
 def slide_identity(slide: Slide, slide_path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -556,15 +580,40 @@ def import_segmentation_modules() -> None:
         importlib.import_module(name)
 
 
-def _check_tiling(store: Any, store_path: Any, tile_px: int, halo_px: int) -> None:
-    """Record the run's tile grid in the store, or refuse a run on another grid: the done
-    marks name tiles by (row, col) of that grid, so resuming on another one would skip the
-    wrong tiles (and the automatic mode's waiting objects belong to that grid's seams).
+def _run_record(config: BatchConfig, detect: bool, tile_px: int, halo_px: int) -> dict[str, Any]:
+    """What a run's done marks mean: its tile grid, its mode (``auto:<preset>``, ``detect`` or
+    ``prompts``) and backend (with the SAM 2 model size)."""
+    mode = f"auto:{config.auto}" if config.auto else "detect" if detect else "prompts"
+    record: dict[str, Any] = {"tile_px": tile_px, "halo_px": halo_px, "mode": mode, "backend": config.backend}
+    if config.backend == "sam2":
+        record["model"] = config.size
+    return record
+
+
+def _as_options(record: dict[str, Any]) -> str:
+    """A run record as the ``prelabel-slide`` options that make it."""
+    mode = str(record["mode"])
+    words = [
+        f"--auto {mode[5:]}" if mode.startswith("auto:") else "--detect" if mode == "detect" else "--points/--boxes"
+    ]
+    words.append(f"--backend {record['backend']}")
+    if record.get("model"):
+        words.append(f"--model {record['model']}")
+    return " ".join(words)
+
+
+def _check_tiling(store: Any, store_path: Any, run: dict[str, Any]) -> None:
+    """Record the run's tile grid, mode and backend in the store, or refuse a run on another
+    grid or with another mode / backend: the done marks name tiles by (row, col) of that grid,
+    so resuming on another one would skip the wrong tiles (and the automatic mode's waiting
+    objects belong to that grid's seams); another mode or backend would skip every tile the
+    first run did and silently do nothing there. Stores written before the mode and backend
+    were recorded (``tile_px`` and ``halo_px`` only) resume with any.
 
     Raises
     ------
     StoreError
-        When the store's earlier run used another tile size or halo.
+        When the store's earlier run used another tile size or halo, mode or backend.
     """
     import json
 
@@ -572,14 +621,21 @@ def _check_tiling(store: Any, store_path: Any, tile_px: int, halo_px: int) -> No
 
     saved = store.read_marks(TILING_MARK).get(TILING_MARK)
     if saved is None:
-        store.set_marks({TILING_MARK: json.dumps({"tile_px": tile_px, "halo_px": halo_px}).encode()})
+        store.set_marks({TILING_MARK: json.dumps(run).encode()})
         return
     earlier = json.loads(saved.decode())
+    tile_px, halo_px = run["tile_px"], run["halo_px"]
     if (earlier["tile_px"], earlier["halo_px"]) != (tile_px, halo_px):
         raise StoreError(
             f"{store_path}: its pre-labelling ran on {earlier['tile_px']} px tiles with a {earlier['halo_px']} px "
             f"halo, this run asks for {tile_px} px tiles with a {halo_px} px halo; resume with "
             f"--tile {earlier['tile_px']} --halo {earlier['halo_px']}, or use another --store. Nothing done."
+        )
+    if "mode" in earlier and any(earlier.get(k) != run.get(k) for k in ("mode", "backend", "model")):
+        raise StoreError(
+            f"{store_path}: its pre-labelling ran with {_as_options(earlier)}, this run asks for "
+            f"{_as_options(run)}; the tiles it did would be skipped and nothing done there. Resume with "
+            f"{_as_options(earlier)}, or pre-label into another --store. Nothing done."
         )
 
 

@@ -26,6 +26,7 @@ else:
 
 __all__ = [
     "LABEL_SUFFIXES",
+    "check_grey_or_rgb",
     "read_image",
     "read_labels",
     "read_table_csv",
@@ -188,3 +189,18 @@ def write_table_csv(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
     """Write an instance table as CSV with an ``id`` column, atomically."""
     frame = validate_table(table)
     atomic_write_text(path, frame.to_csv(index=True, index_label=ID_NAME))
+
+
+def check_grey_or_rgb(image: NDArray[np.generic], path: str | os.PathLike[str]) -> None:
+    """Refuse an image that is not grey (y, x) or RGB(A) (y, x, 3|4), naming its file.
+
+    Raises
+    ------
+    InputFileError
+        For a stack (z, y, x), a two-channel or other multi-channel image.
+    """
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
+        raise InputFileError(
+            f"{path}: expected a grey (y, x) or RGB(A) (y, x, 3|4) image, got shape {image.shape}; "
+            "for a stack or a multi-channel image, save one plane or an RGB composite and pre-label that."
+        )

@@ -132,11 +132,12 @@ def segment_image(
     size the project recorded for it)."""
     from napari_instseg.core.detect import detect_nuclei
     from napari_instseg.core.errors import InstsegError
-    from napari_instseg.core.io import read_image
+    from napari_instseg.core.io import check_grey_or_rgb, read_image
     from napari_instseg.core.prompting.base import ImageKey, Prompt, PromptError
 
     try:
         image = read_image(image_path)
+        check_grey_or_rgb(image, image_path)  # a stack or 2-channel image: the file named, both modes
     except (OSError, InstsegError) as exc:
         return ImageFailure(f"{image_path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
     if shape_yx is not None and tuple(image.shape[:2]) != tuple(shape_yx):

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_instseg.core.edits import CroppedMask
+from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.prompting.auto_classic import ClassicAutoSettings, classic_auto_labels
 from napari_instseg.core.prompting.base import ImageKey, as_rgb_uint8
 from napari_instseg.core.stitch import AutoObject, Tile, objects_from_labels, stitch, tile_grid
@@ -37,14 +38,17 @@ from napari_instseg.core.stitch import AutoObject, Tile, objects_from_labels, st
 __all__ = [
     "AUTO_SOURCES",
     "ESTIMATE_COLUMNS",
+    "MAX_TILES",
     "PRESETS",
     "AutoSegmenter",
     "AutoSettings",
     "AutoSummary",
+    "AutoTilingError",
     "ClassicAutoSegmenter",
     "Sam2AutoSegmenter",
     "TileResult",
     "auto_objects",
+    "check_tiling",
     "commit_auto",
     "crop_of_rle",
     "estimates_of",
@@ -55,6 +59,9 @@ __all__ = [
 
 AUTO_SOURCES = {"sam2": "sam2-auto", "classic": "classic-auto"}
 """Instance-table ``source`` of the pre-labels each automatic backend commits."""
+
+MAX_TILES = 10_000
+"""Most tiles one image is cut into (more means a tile size far too small for the image)."""
 
 ESTIMATE_COLUMNS = ("predicted_iou", "stability_score")
 """Row values kept with each SAM 2 automatic pre-label (outside the table's schema: the store
@@ -183,17 +190,15 @@ class Sam2AutoSegmenter:
     def generator(self) -> Any:
         """sam2's ``SAM2AutomaticMaskGenerator`` on the prompter's model (built once)."""
         if self._generator is None:
-            import warnings
-
-            from napari_instseg.core.prompting.sam2 import avoid_llvm_clash
+            from napari_instseg.core.prompting.sam2 import avoid_llvm_clash, model_construction
 
             avoid_llvm_clash()
             from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            model = self.prompter.predictor.model
+            with model_construction():  # it builds a SAM2ImagePredictor: torch.jit.script, one thread at a time
                 self._generator = SAM2AutomaticMaskGenerator(
-                    self.prompter.predictor.model, output_mode="uncompressed_rle", **self.settings.generator_kwargs()
+                    model, output_mode="uncompressed_rle", **self.settings.generator_kwargs()
                 )
         return self._generator
 
@@ -272,6 +277,37 @@ def make_auto_segmenter(
     raise PromptError(f"Unknown automatic backend {backend!r}; choose 'sam2' or 'classic'.")
 
 
+class AutoTilingError(InstsegError, ValueError):
+    """Tile size or halo unusable for an image (the message names the image and the values)."""
+
+
+def check_tiling(shape_yx: tuple[int, int], tile_px: int, halo_px: int, *, name: str = "the image") -> None:
+    """Refuse a tile size below 1, a negative halo, or a grid of more than :data:`MAX_TILES`.
+
+    Raises
+    ------
+    AutoTilingError
+        Naming the image (``name``), its shape and the values.
+    """
+    import math
+
+    if tile_px < 1 or halo_px < 0:
+        raise AutoTilingError(f"{name}: tiles need a size >= 1 px and a halo >= 0 px, got {tile_px} and {halo_px}.")
+
+    def count(size: int) -> int:
+        return math.ceil(shape_yx[0] / size) * math.ceil(shape_yx[1] / size)
+
+    n_tiles = count(tile_px)
+    if n_tiles > MAX_TILES:
+        fits = max(math.ceil(math.sqrt(shape_yx[0] * shape_yx[1] / MAX_TILES)), tile_px + 1)
+        while count(fits) > MAX_TILES:
+            fits += 1
+        raise AutoTilingError(
+            f"{name}: tiles of {tile_px} px cut the image (shape (y, x) {tuple(shape_yx)}) into {n_tiles} tiles, "
+            f"more than {MAX_TILES}; use tiles of at least {fits} px (default: 1024 sam2, 512 classic)."
+        )
+
+
 @dataclass(frozen=True)
 class TileResult:
     """One finished tile: its place in the run and the objects found in its window."""
@@ -308,6 +344,7 @@ def iter_auto_tiles(
         Tiles segmented at once on dask's threaded scheduler (results still in tile order).
     """
     shape_yx = (int(image.shape[0]), int(image.shape[1]))
+    check_tiling(shape_yx, tile_px, halo_px, name=identity or "the image")
     tiles = tile_grid(shape_yx, tile_px, halo_px)
     factory: Any = segmenter if _is_factory(segmenter) else None
     local = threading.local()

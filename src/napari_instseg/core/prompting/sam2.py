@@ -14,8 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ __all__ = [
     "avoid_llvm_clash",
     "diagnose_checkpoint",
     "load_sam2_model",
+    "model_construction",
     "require_sam2",
     "sam2_available",
 ]
@@ -85,6 +89,26 @@ def avoid_llvm_clash(*, force: bool = False) -> bool:
     logger.info("Mesa's libLLVM is loaded (OpenGL); hiding triton from torch to avoid an LLVM clash")
     sys.modules["triton"] = None  # type: ignore[assignment]  # makes `import triton` raise ImportError
     return True
+
+
+_CONSTRUCTION_LOCK = threading.RLock()  # re-entrant: a predictor's construction loads its model
+
+
+@contextmanager
+def model_construction() -> Iterator[None]:
+    """Hold the process-wide lock under which SAM 2 models, predictors and generators are built.
+
+    Building them is not thread-safe: ``build_sam2`` composes hydra's global configuration, and
+    ``SAM2ImagePredictor`` (also built inside ``SAM2AutomaticMaskGenerator``) compiles its
+    transforms with ``torch.jit.script``, whose class registry two threads corrupt when they
+    script at once (``RuntimeError: Can't redefine method: forward on class ...Resize``). Worker
+    threads that each build their own model (``prelabel-slide --workers N``) so take turns to
+    build; inference runs in parallel afterwards. ``torch.jit.script``'s FutureWarning is
+    silenced inside.
+    """
+    with _CONSTRUCTION_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+        yield
 
 
 def sam2_available() -> bool:
@@ -137,7 +161,8 @@ def load_sam2_model(size: str, checkpoint: str | os.PathLike[str], device: str) 
     spec = model_spec(size)
     path = Path(checkpoint)
     try:
-        return build_sam2(spec.config, ckpt_path=str(path), device=device)
+        with model_construction():
+            return build_sam2(spec.config, ckpt_path=str(path), device=device)
     except Exception as exc:  # torch raises several types; all mean "not this checkpoint"
         raise CheckpointError(diagnose_checkpoint(path, spec.config, exc)) from exc
 
@@ -160,7 +185,8 @@ def diagnose_checkpoint(path: Path, config: str, exc: Exception) -> str:
         return f"{head}: expected a dict with a 'model' state dict, found {keys}."
     from sam2.build_sam import build_sam2
 
-    expected = set(build_sam2(config, ckpt_path=None, device="cpu").state_dict())
+    with model_construction():
+        expected = set(build_sam2(config, ckpt_path=None, device="cpu").state_dict())
     given = set(content["model"])
     missing, unexpected = sorted(expected - given), sorted(given - expected)
     if missing or unexpected:
@@ -229,9 +255,8 @@ class Sam2Prompter:
             avoid_llvm_clash()
             from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-            model = load_sam2_model(self.size, self.checkpoint, self.device)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+            with model_construction():  # one thread at a time (torch.jit.script is not thread-safe)
+                model = load_sam2_model(self.size, self.checkpoint, self.device)
                 self._predictor = SAM2ImagePredictor(model)
         return self._predictor
 
