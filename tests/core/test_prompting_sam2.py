@@ -190,3 +190,39 @@ def test_make_prompter_builds_both_backends(sam2_checkpoint, tmp_path):
     assert make_prompter("classic").name == "classic"
     sam = make_prompter("sam2", checkpoint=sam2_checkpoint, device="cpu", cache_path=tmp_path / "c.zarr")
     assert sam.name == "sam2" and sam.cache is not None
+
+
+def test_workers_opening_a_new_embedding_cache_at_once_all_get_it(tmp_path):
+    """``prelabel-slide --workers 2`` opens the per-user cache from each worker thread; the
+    first run creates it, and a thread that loses the race to create it opens it instead
+    (was: zarr's ContainsGroupError)."""
+    import threading
+
+    import zarr
+
+    path = tmp_path / "emb.zarr"
+    barrier = threading.Barrier(8)
+    opened, errors = [], []
+    real_open = zarr.open_group
+
+    def slow_open(*args, **kwargs):  # every thread looks before any writes: the race, each time
+        if kwargs.get("mode") == "a":
+            barrier.wait(timeout=10)
+        return real_open(*args, **kwargs)
+
+    def worker():
+        try:
+            opened.append(EmbeddingCache(path))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    zarr.open_group = slow_open
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        zarr.open_group = real_open
+    assert errors == [] and len(opened) == 8

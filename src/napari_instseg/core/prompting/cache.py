@@ -130,7 +130,10 @@ class EmbeddingCache:
         import zarr
 
         self.path = Path(path)
-        self._root = zarr.open_group(str(self.path), mode="a")
+        try:
+            self._root = zarr.open_group(str(self.path), mode="a")
+        except zarr.errors.ContainsGroupError:  # another worker created it between look and write
+            self._root = zarr.open_group(str(self.path), mode="r+")
 
     def load(self, key: ImageKey, expected: EmbeddingMeta) -> Features | None:
         """Return the cached features for ``key``, or None when there are none (a miss).
