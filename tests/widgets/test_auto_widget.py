@@ -99,3 +99,27 @@ def test_prelabel_a_slide_window_reads_its_region(make_napari_viewer, qtbot, mon
     widget.backend_combo.value = "classic"
     _click(widget.run_button)
     assert window.data.max() > 80 and widget.last_summary.n_committed == window.data.max()
+
+
+def test_a_store_held_by_another_session_is_refused_before_the_run(make_napari_viewer, qtbot, tmp_path):
+    from napari_instseg.core.store import AnnotationStore
+
+    image = np.zeros((128, 128), np.uint8)
+    image[30:50, 30:50] = 200
+    path = tmp_path / "cells.zarr"
+    AnnotationStore.create(path, np.zeros((128, 128), np.uint32), image={"file_name": "cells.tif"}).close()
+    held = AnnotationStore.open(path)  # another session holds the store's writer lock
+    try:
+        viewer = make_napari_viewer(show=True)
+        viewer.add_image(image, name="cells")
+        layer = viewer.open(str(path), plugin=PLUGIN)[-1]
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything")
+        viewer.window._qt_window.resize(1600, 1000)
+        widget.image_combo.value, widget.labels_combo.value = viewer.layers["cells"], layer
+        widget.backend_combo.value = "classic"
+        _click(widget.run_button)
+        assert widget._worker is None and widget.last_summary is None  # nothing started
+        assert "Nothing pre-labelled" in widget.status.value and "READ-ONLY" in widget.status.value
+        assert layer.data.max() == 0
+    finally:
+        held.close()

@@ -145,6 +145,9 @@ class AutoWidget(Container):  # type: ignore[type-arg]
             self._say("Already pre-labelling; Cancel first.")
             return None
         binding = layer_session(labels_layer)
+        if binding.read_only:  # refused before the segmentation, not after it
+            self._say(f"Nothing pre-labelled in {labels_layer.name}: {binding.notice}", error=True)
+            return None
         try:
             frame = self._frame(labels_layer)
         except ValueError as exc:
@@ -200,13 +203,22 @@ class AutoWidget(Container):  # type: ignore[type-arg]
 
     def _finish(self, results: Any, binding: Any, source: str, frame: tuple[int, ...]) -> None:
         """Stitch and commit (UI thread): one undo step."""
+        from napari_instseg.core.errors import InstsegError
         from napari_instseg.core.prompting.auto import commit_auto
         from napari_instseg.core.stitch import stitch
 
         objects = [obj.shifted(frame[0], frame[1]) for obj in stitch(results)]
+        if binding.read_only:  # the store was taken read-only while the run was on
+            self._say(f"Nothing committed: {binding.notice}", error=True)
+            return
         binding.flush()
-        summary = commit_auto(binding.session, objects, source)
-        binding.sync()
+        try:
+            summary = commit_auto(binding.session, objects, source)
+        except InstsegError as exc:  # the store refused to save the run: nothing committed
+            self._say(f"Nothing committed: {type(exc).__name__}: {exc}", error=True)
+            return
+        finally:
+            binding.sync()
         self.last_summary = summary
         self._say(f"{summary}.")
 
