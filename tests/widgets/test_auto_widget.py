@@ -123,3 +123,41 @@ def test_a_store_held_by_another_session_is_refused_before_the_run(make_napari_v
         assert layer.data.max() == 0
     finally:
         held.close()
+
+
+def test_sam2_without_a_checkpoint_says_what_to_do(viewer_and_widget, qtbot, monkeypatch, tmp_path):
+    pytest.importorskip("sam2")
+    viewer, widget = viewer_and_widget
+    monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "no-weights"))
+    monkeypatch.delenv("NAPARI_INSTSEG_SAM2_CHECKPOINT", raising=False)
+    widget.backend_combo.value = "sam2"
+    _click(widget.run_button)
+    assert widget._worker is None and widget.last_summary is None  # nothing started
+    assert "sam2-auto needs a SAM 2.1 checkpoint" in widget.status.value and "choose classic" in widget.status.value
+    assert viewer.layers["labels"].data.max() == 0
+
+
+def test_sam2_uses_the_checkpoint_chosen_in_the_prompt_panel(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path, sam2_checkpoint, ihc_image, loose_auto_settings
+):
+    from napari_instseg.core.prompting import auto
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    monkeypatch.setenv("NAPARI_INSTSEG_CACHE", str(tmp_path / "no-weights"))  # the standard lookup finds none
+    monkeypatch.delenv("NAPARI_INSTSEG_SAM2_CHECKPOINT", raising=False)
+    monkeypatch.setitem(auto.PRESETS, "cells", loose_auto_settings)  # random weights: let masks through
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.ascontiguousarray(ihc_image[:256, :256]), name="ihc")
+    labels = viewer.add_labels(np.zeros((256, 256), np.uint32), name="labels")
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt", tabify=True)
+    prompt.labels_combo.value = labels
+    prompt.checkpoint_edit.value = str(sam2_checkpoint)  # chosen, never prompted with
+    prompt.device_combo.value = "cpu"
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything", tabify=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    widget.image_combo.value, widget.labels_combo.value = viewer.layers["ihc"], labels
+    widget.backend_combo.value = "sam2"
+    _click(widget.run_button)
+    assert "committed as pre-labels (sam2-auto)" in widget.status.value, widget.status.value
+    assert widget.last_summary.n_committed >= 1 and labels.data.max() >= 1
+    assert widget._prompter.checkpoint == sam2_checkpoint and widget._prompter.device == "cpu"

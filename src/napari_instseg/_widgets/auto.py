@@ -7,8 +7,10 @@ objects are committed on the UI thread through the labels layer's session
 (:func:`napari_instseg.core.prompting.auto.commit_auto`): ``pre-label`` instances, never over
 committed ones, one undo step per run.
 
-With the SAM 2 backend the prompter of the labels layer's session (the Prompt widget's) is
-reused when it already holds the image, so the image is not encoded a second time.
+With the SAM 2 backend the model is the one chosen in an open Prompt panel (its checkpoint,
+size and device), else the standard checkpoint lookup; a prompter already loaded with it (the
+labels layer's session's, the Prompt panel's) is reused, so the model is not loaded and the
+image not encoded a second time.
 """
 
 from __future__ import annotations
@@ -48,8 +50,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self._worker: Any = None
-        self._prompter: Any = None
-        self._prompter_config: tuple[Any, ...] | None = None
+        self._prompter: Any = None  # this panel's SAM 2 prompter, when no other fits
         self.last_summary: Any = None
         self._build_controls()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -119,24 +120,59 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         return str(PromptWidget.image_key(None, image_layer, region).identity)  # type: ignore[arg-type]
 
     # -- segmenter --------------------------------------------------------------------------
-    def _segmenter(self, session: Any) -> Any:
-        """The automatic segmenter (SAM 2: the session's prompter when it has one)."""
+    def _segmenter(self, session: Any, labels_layer: Any) -> Any:
+        """The automatic segmenter. SAM 2: the model chosen in an open Prompt panel (the one
+        on this labels layer first), else the standard checkpoint lookup; an already loaded
+        prompter with that checkpoint is reused (the session's, the panel's, this panel's).
+
+        Raises
+        ------
+        CheckpointError
+            When there is no usable SAM 2 checkpoint (the message says what to do).
+        """
         from napari_instseg.core.prompting.auto import PRESETS, ClassicAutoSegmenter, Sam2AutoSegmenter
+        from napari_instseg.core.prompting.lifecycle import build_prompter
 
         if self.backend_combo.value == "classic":
             return ClassicAutoSegmenter()
-        prompter = session.prompter if getattr(session.prompter, "name", "") == "sam2" else self._prompter
+        panels = sorted(self._prompt_panels(), key=lambda panel: panel.labels_combo.value is not labels_layer)
+        config = self._sam2_config(panels[0].prompter_config() if panels else None)
+        held = [session.prompter, *(panel.held_prompter() for panel in panels), self._prompter]
+        prompter = next((p for p in held if _built_for(p, config)), None)
         if prompter is None:
-            from napari_instseg.core.prompting import make_prompter
-            from napari_instseg.core.prompting.checkpoints import cache_dir
-
-            prompter = make_prompter("sam2", cache_path=cache_dir().parent / "embeddings.zarr", on_mismatch="recompute")
+            prompter = build_prompter(config, load_model=False)  # the model loads in the worker
             self._prompter = prompter
         return Sam2AutoSegmenter(prompter, PRESETS[self.preset_combo.value])
+
+    @staticmethod
+    def _sam2_config(chosen: Any) -> Any:
+        """SAM 2 settings from a Prompt panel's (None: the defaults), checkpoint resolved."""
+        from dataclasses import replace
+
+        from napari_instseg.core.prompting.lifecycle import PrompterConfig, auto_checkpoint
+        from napari_instseg.core.prompting.registry import DEFAULT_SIZE
+
+        base = chosen if chosen is not None else PrompterConfig("sam2", DEFAULT_SIZE)
+        checkpoint = auto_checkpoint(base.size, base.checkpoint, instead="classic")
+        return replace(base, backend="sam2", checkpoint=checkpoint)
+
+    def _prompt_panels(self) -> list[Any]:
+        """The Prompt panels open in this panel's window (alone or in the tabbed panel)."""
+        from qtpy.QtWidgets import QWidget
+
+        from napari_instseg._widgets.prompt import PromptWidget
+
+        top = self.native
+        while top.parentWidget() is not None:
+            top = top.parentWidget()
+        found = (getattr(child, "_magic_widget", None) for child in top.findChildren(QWidget))
+        return [widget for widget in found if isinstance(widget, PromptWidget)]
 
     # -- actions -----------------------------------------------------------------------------
     def _on_run(self, *_: Any) -> Any:
         """Start pre-labelling in a worker (returns the worker; None when run inline)."""
+        from napari_instseg.core.errors import InstsegError
+
         image_layer, labels_layer = self.image_combo.value, self.labels_combo.value
         if image_layer is None or labels_layer is None:
             self._say("Choose an image layer and a target labels layer.")
@@ -157,7 +193,11 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         if image.shape[:2] != (frame[2] - frame[0], frame[3] - frame[1]):
             self._say(f"Image {image_layer.name} does not cover labels {labels_layer.name} there.", error=True)
             return None
-        segmenter = self._segmenter(binding.session)
+        try:
+            segmenter = self._segmenter(binding.session, labels_layer)
+        except InstsegError as exc:  # no SAM 2 checkpoint: say what to do, start nothing
+            self._say(str(exc), error=True)
+            return None
         identity = self._identity(image_layer, labels_layer) if frame[:2] == (0, 0) else None
         tile, halo = int(self.tile_spin.value), int(self.halo_spin.value)
         n_tiles = len(range(0, image.shape[0], tile)) * len(range(0, image.shape[1], tile))
@@ -240,3 +280,15 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         from napari.utils.notifications import show_error, show_info
 
         (show_error if error else show_info)(message)
+
+
+def _built_for(prompter: Any, config: Any) -> bool:
+    """True when ``prompter`` is a SAM 2 prompter of ``config``'s size and checkpoint (and
+    device, when the config names one)."""
+    from pathlib import Path
+
+    if getattr(prompter, "name", "") != "sam2" or prompter.size != config.size:
+        return False
+    if config.device is not None and prompter.device != config.device:
+        return False
+    return Path(prompter.checkpoint).resolve() == Path(config.checkpoint).resolve()
