@@ -19,8 +19,9 @@ def viewer_and_widget(make_napari_viewer):
     viewer.add_labels(np.zeros(image.shape, np.uint32), name="labels")
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything", tabify=True)
     viewer.window._qt_window.resize(1600, 1000)
-    widget.image_combo.value = viewer.layers["nuclei"]
-    widget.labels_combo.value = viewer.layers["labels"]
+    # one image and one labels layer: both chosen already
+    assert widget.image_combo.value is viewer.layers["nuclei"]
+    assert widget.labels_combo.value is viewer.layers["labels"]
     widget.backend_combo.value = "classic"
     return viewer, widget
 
@@ -38,7 +39,7 @@ def test_prelabel_the_image_in_a_worker_then_undo_in_one_step(viewer_and_widget,
     assert widget.native.isVisible() and widget.run_button.native.width() > 50
     widget.tile_spin.value = 256  # four tiles with a halo, stitched
     _click(widget.run_button)
-    qtbot.waitUntil(lambda: widget._worker is None and widget.last_summary is not None, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.running and widget.last_summary is not None, timeout=60000)
     table = from_features(layer.features)
     assert len(table) > 80 and set(table["source"]) == {"classic-auto"} and set(table["review"]) == {"pre-label"}
     assert "committed as pre-labels (classic-auto)" in widget.status.value
@@ -50,18 +51,35 @@ def test_prelabel_the_image_in_a_worker_then_undo_in_one_step(viewer_and_widget,
     assert layer.data.max() == 0 and len(from_features(layer.features)) == 0
     # a second run works the same
     _click(widget.run_button)
-    qtbot.waitUntil(lambda: widget._worker is None and len(from_features(layer.features)) > 80, timeout=60000)
+    qtbot.waitUntil(lambda: not widget.running and len(from_features(layer.features)) > 80, timeout=60000)
 
 
-def test_cancel_commits_nothing(viewer_and_widget, qtbot):
+def test_progress_in_the_panel_and_cancel_commits_nothing(viewer_and_widget, qtbot):
     viewer, widget = viewer_and_widget
     widget.tile_spin.value = 64  # 64 tiles: time to cancel
     widget.halo_spin.value = 16
     _click(widget.run_button)
-    assert widget.cancel_button.enabled
+    assert widget.cancel_button.enabled and not widget.run_button.enabled
+    bar = widget.progress.native
+    qtbot.waitUntil(lambda: bool(widget.batch.reports) and widget.batch.reports[-1][0] >= 2, timeout=60000)
+    assert bar.isVisible() and bar.maximum() == 64 and widget.batch.reports[0] == (0, 64, "")
+    assert widget.progress.label.endswith("/ 64")
     _click(widget.cancel_button)
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60000)
-    assert viewer.layers["labels"].data.max() == 0 and "cancelled" in widget.status.value
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert viewer.layers["labels"].data.max() == 0 and "cancelled after" in widget.status.value
+    assert "nothing committed" in widget.status.value and not bar.isVisible() and widget.run_button.enabled
+
+
+def test_default_tile_is_the_backends_as_on_the_command_line(viewer_and_widget):
+    from napari_instseg.core.prompting.registry import AUTO_TILE_PX
+
+    _viewer, widget = viewer_and_widget
+    assert widget.tile_spin.value == AUTO_TILE_PX["classic"] == 512
+    widget.backend_combo.value = "sam2"
+    assert widget.tile_spin.value == AUTO_TILE_PX["sam2"] == 1024
+    widget.tile_spin.value = 256  # chosen: kept across backends
+    widget.backend_combo.value = "classic"
+    assert widget.tile_spin.value == 256
 
 
 def test_prelabel_only_the_view(viewer_and_widget, qtbot, monkeypatch):
@@ -118,7 +136,7 @@ def test_a_store_held_by_another_session_is_refused_before_the_run(make_napari_v
         widget.image_combo.value, widget.labels_combo.value = viewer.layers["cells"], layer
         widget.backend_combo.value = "classic"
         _click(widget.run_button)
-        assert widget._worker is None and widget.last_summary is None  # nothing started
+        assert not widget.running and widget.last_summary is None  # nothing started
         assert "Nothing pre-labelled" in widget.status.value and "READ-ONLY" in widget.status.value
         assert layer.data.max() == 0
     finally:
@@ -132,7 +150,7 @@ def test_sam2_without_a_checkpoint_says_what_to_do(viewer_and_widget, qtbot, mon
     monkeypatch.delenv("NAPARI_INSTSEG_SAM2_CHECKPOINT", raising=False)
     widget.backend_combo.value = "sam2"
     _click(widget.run_button)
-    assert widget._worker is None and widget.last_summary is None  # nothing started
+    assert not widget.running and widget.last_summary is None  # nothing started
     assert "sam2-auto needs a SAM 2.1 checkpoint" in widget.status.value and "choose classic" in widget.status.value
     assert viewer.layers["labels"].data.max() == 0
 

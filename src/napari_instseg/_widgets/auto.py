@@ -1,8 +1,9 @@
 """Dock widget "Pre-label everything": every object of the image, the view or the slide window.
 
 Thin by design: the pixels of the chosen extent go to the core's tiled runner
-(:func:`napari_instseg.core.prompting.auto.iter_auto_tiles`) in a napari thread worker that
-yields after every tile (a progress bar, and Cancel stops it between tiles); the stitched
+(:func:`napari_instseg.core.prompting.auto.auto_objects`) in a napari thread worker that
+reports after every tile (the panel's progress bar, tiles done / total, and Cancel stops it
+between tiles: :class:`~napari_instseg._widgets._workers.ProgressRun`); the stitched
 objects are committed on the UI thread through the labels layer's session
 (:func:`napari_instseg.core.prompting.auto.commit_auto`): ``pre-label`` instances, never over
 committed ones, one undo step per run.
@@ -19,11 +20,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from napari_instseg._widgets._binding import layer_session
-from napari_instseg._widgets._layers import image_layers, labels_layers
-from napari_instseg._widgets._workers import nothreads
+from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
+from napari_instseg._widgets._layout import tooltips
+from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
     import napari
@@ -49,28 +51,33 @@ class AutoWidget(Container):  # type: ignore[type-arg]
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self._worker: Any = None
         self._prompter: Any = None  # this panel's SAM 2 prompter, when no other fits
         self.last_summary: Any = None
         self._build_controls()
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(lambda *_: self.reset_choices())
+        self.viewer.layers.events.inserted.connect(self._refresh_choices)
+        self.viewer.layers.events.removed.connect(self._refresh_choices)
+        self._refresh_choices()
 
     def _build_controls(self) -> None:
         from napari_instseg.core.prompting import default_backend
+        from napari_instseg.core.prompting.auto import PRESETS
+        from napari_instseg.core.prompting.registry import BACKENDS, auto_tile_px
 
         self.image_combo = ComboBox(label="image", choices=lambda *_: image_layers(self.viewer), nullable=True)
         self.labels_combo = ComboBox(
             label="target labels", choices=lambda *_: labels_layers(self.viewer), nullable=True
         )
-        self.backend_combo = ComboBox(label="backend", choices=["classic", "sam2"], value=default_backend())
-        self.preset_combo = ComboBox(label="preset", choices=["cells", "objects"], value="cells")
+        self.backend_combo = ComboBox(label="backend", choices=list(BACKENDS), value=default_backend())
+        self.preset_combo = ComboBox(label="preset", choices=list(PRESETS), value="cells")
         self.extent_combo = ComboBox(label="extent", choices=list(EXTENTS), value="image")
-        self.tile_spin = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=1024)
+        self.tile_spin = SpinBox(
+            label="tile (px)", min=64, max=8192, step=64, value=auto_tile_px(self.backend_combo.value)
+        )
         self.halo_spin = SpinBox(label="halo (px)", min=0, max=1024, step=8, value=64)
         self.run_button = PushButton(text="Pre-label everything")
+        self.progress = ProgressBar(label="tiles", value=0, min=0, max=1)
         self.cancel_button = PushButton(text="Cancel")
-        self.cancel_button.enabled = False
+        self.batch = ProgressRun(self.progress, self.cancel_button, "Pre-labelling tiles")
         self.status = Label(value="")
         self.extend(
             [
@@ -82,12 +89,42 @@ class AutoWidget(Container):  # type: ignore[type-arg]
                 self.tile_spin,
                 self.halo_spin,
                 self.run_button,
+                self.progress,
                 self.cancel_button,
                 self.status,
             ]
         )
         self.run_button.changed.connect(self._on_run)
-        self.cancel_button.changed.connect(self._on_cancel)
+        self.backend_combo.changed.connect(self._on_backend)
+        self._tooltips()
+
+    def _tooltips(self) -> None:
+        tooltips(
+            {
+                self.image_combo: "The image to pre-label (for a slide window: the slide).",
+                self.labels_combo: "The labels layer the pre-labels go into (never over committed instances).",
+                self.backend_combo: "sam2: SAM 2's automatic masks (needs a checkpoint: the Prompt panel's, "
+                "else the standard one); classic: no model, works offline.",
+                self.tile_spin: "Tile size in pixels; each backend has its default (the CLI's).",
+                self.halo_spin: "Margin around each tile, larger than the largest object.",
+                self.run_button: "Pre-label every object of the extent, in the background (one undo step).",
+                self.progress: "Tiles segmented so far.",
+                self.cancel_button: "Stop after the current tile; nothing is committed.",
+            }
+        )
+
+    def _refresh_choices(self, *_: Any) -> None:
+        """Re-read the layer lists; choose the image / labels layer when there is one to choose."""
+        self.reset_choices()
+        preselect(self.image_combo)
+        preselect(self.labels_combo)
+
+    def _on_backend(self, backend: str) -> None:
+        """Use the backend's default tile unless another size was chosen."""
+        from napari_instseg.core.prompting.registry import AUTO_TILE_PX, auto_tile_px
+
+        if int(self.tile_spin.value) in AUTO_TILE_PX.values():
+            self.tile_spin.value = auto_tile_px(backend)
 
     # -- what to pre-label -------------------------------------------------------------------
     def _frame(self, labels_layer: Any) -> tuple[int, int, int, int]:
@@ -169,15 +206,20 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         return [widget for widget in found if isinstance(widget, PromptWidget)]
 
     # -- actions -----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while a run is on (from Run until it is committed, failed or cancelled)."""
+        return bool(self.batch.running)
+
     def _on_run(self, *_: Any) -> Any:
-        """Start pre-labelling in a worker (returns the worker; None when run inline)."""
+        """Start pre-labelling in a worker (returns the worker; None when run inline or refused)."""
         from napari_instseg.core.errors import InstsegError
 
         image_layer, labels_layer = self.image_combo.value, self.labels_combo.value
         if image_layer is None or labels_layer is None:
             self._say("Choose an image layer and a target labels layer.")
             return None
-        if self._worker is not None:
+        if self.batch.running:
             self._say("Already pre-labelling; Cancel first.")
             return None
         binding = layer_session(labels_layer)
@@ -199,55 +241,36 @@ class AutoWidget(Container):  # type: ignore[type-arg]
             self._say(str(exc), error=True)
             return None
         identity = self._identity(image_layer, labels_layer) if frame[:2] == (0, 0) else None
+        return self._start(image, segmenter, identity, binding, frame)
+
+    def _start(self, image: np.ndarray, segmenter: Any, identity: str | None, binding: Any, frame: Any) -> Any:
+        """Segment in a worker with the panel's progress bar and Cancel; commit when it returns."""
+        from napari_instseg.core.stitch import tile_grid
+
         tile, halo = int(self.tile_spin.value), int(self.halo_spin.value)
-        n_tiles = len(range(0, image.shape[0], tile)) * len(range(0, image.shape[1], tile))
-        tiles = self._tiles(image, segmenter, tile, halo, identity)
-        self._say(f"Pre-labelling {labels_layer.name} ({n_tiles} tile(s), {self.backend_combo.value})...")
-        return self._start(tiles, n_tiles, binding, segmenter.source, frame)
+        n_tiles = len(tile_grid((int(image.shape[0]), int(image.shape[1])), tile, halo))
+        self._say(f"Pre-labelling {binding.layer.name} ({n_tiles} tile(s), {self.backend_combo.value})...")
+        self.run_button.enabled = False
+        return self.batch.start(
+            _segment_all,
+            image,
+            segmenter,
+            n_tiles=n_tiles,
+            tile_px=tile,
+            halo_px=halo,
+            identity=identity,
+            on_returned=lambda objects: self._finish(objects, binding, segmenter.source, frame),
+            on_error=self._on_error,
+            on_cancelled=self._on_cancelled,
+        )
 
-    @staticmethod
-    def _tiles(image: np.ndarray, segmenter: Any, tile: int, halo: int, identity: str | None) -> Any:
-        from napari_instseg.core.prompting.auto import iter_auto_tiles
-
-        def run() -> Any:
-            results = []
-            for result in iter_auto_tiles(image, segmenter, tile_px=tile, halo_px=halo, identity=identity):
-                results.append((result.tile, result.objects))
-                yield result.done
-            return results
-
-        return run
-
-    def _start(self, tiles: Any, n_tiles: int, binding: Any, source: str, frame: tuple[int, ...]) -> Any:
-        def done(results: Any) -> None:
-            self._finish(results, binding, source, frame)
-
-        if nothreads():
-            generator = tiles()
-            try:
-                while True:
-                    next(generator)
-            except StopIteration as stop:
-                done(stop.value)
-            return None
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(tiles, _progress={"total": n_tiles, "desc": "Pre-labelling tiles"}, _start_thread=False)
-        worker.returned.connect(done)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_button.enabled, self.cancel_button.enabled = False, True
-        worker.start()
-        return worker
-
-    def _finish(self, results: Any, binding: Any, source: str, frame: tuple[int, ...]) -> None:
-        """Stitch and commit (UI thread): one undo step."""
+    def _finish(self, objects: Any, binding: Any, source: str, frame: tuple[int, ...]) -> None:
+        """Commit the stitched objects (UI thread): one undo step."""
         from napari_instseg.core.errors import InstsegError
         from napari_instseg.core.prompting.auto import commit_auto
-        from napari_instseg.core.stitch import stitch
 
-        objects = [obj.shifted(frame[0], frame[1]) for obj in stitch(results)]
+        self.run_button.enabled = True
+        objects = [obj.shifted(frame[0], frame[1]) for obj in objects]
         if binding.read_only:  # the store was taken read-only while the run was on
             self._say(f"Nothing committed: {binding.notice}", error=True)
             return
@@ -262,16 +285,12 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.last_summary = summary
         self._say(f"{summary}.")
 
-    def _on_cancel(self, *_: Any) -> None:
-        if self._worker is not None:
-            self._worker.quit()
-            self._say("Pre-labelling cancelled: nothing committed.")
-
-    def _on_finished(self, *_: Any) -> None:
-        self._worker = None
-        self.run_button.enabled, self.cancel_button.enabled = True, False
+    def _on_cancelled(self, exc: Exception) -> None:
+        self.run_button.enabled = True
+        self._say(f"{exc} tile(s): nothing committed.")
 
     def _on_error(self, exc: Exception) -> None:
+        self.run_button.enabled = True
         self._say(f"{type(exc).__name__}: {exc}", error=True)
         logger.debug("worker error", exc_info=exc)
 
@@ -280,6 +299,24 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         from napari.utils.notifications import show_error, show_info
 
         (show_error if error else show_info)(message)
+
+
+def _segment_all(
+    image: np.ndarray,
+    segmenter: Any,
+    *,
+    n_tiles: int,
+    tile_px: int,
+    halo_px: int,
+    identity: str | None,
+    progress: Any,
+) -> list[Any]:
+    """Every object of ``image``, stitched (in a worker): ``progress(done, total)`` after each
+    tile, and ``(0, n_tiles)`` first so the bar shows the total at once."""
+    from napari_instseg.core.prompting.auto import auto_objects
+
+    progress(0, n_tiles)
+    return auto_objects(image, segmenter, tile_px=tile_px, halo_px=halo_px, identity=identity, progress=progress)
 
 
 def _built_for(prompter: Any, config: Any) -> bool:

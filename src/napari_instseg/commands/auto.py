@@ -72,7 +72,9 @@ def prelabel_auto(args: argparse.Namespace, progress: Any) -> int:
             return Sam2AutoSegmenter(prompter, settings)
 
         segmenter = build() if args.auto_workers <= 1 else build
-    tile = args.auto_tile or (1024 if backend == "sam2" else 512)
+    from napari_instseg.core.prompting.registry import auto_tile_px
+
+    tile = args.auto_tile or auto_tile_px(backend)
     print(f"automatic mode: {backend} ({args.auto} preset); tiles of {tile} px + {args.auto_halo} px halo")
     objects = auto_objects(
         image,
