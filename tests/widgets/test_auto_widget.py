@@ -179,3 +179,28 @@ def test_sam2_uses_the_checkpoint_chosen_in_the_prompt_panel(
     assert "committed as pre-labels (sam2-auto)" in widget.status.value, widget.status.value
     assert widget.last_summary.n_committed >= 1 and labels.data.max() >= 1
     assert widget._prompter.checkpoint == sam2_checkpoint and widget._prompter.device == "cpu"
+
+
+@pytest.mark.parametrize("removed", ["nuclei", "labels"])
+def test_removing_a_layer_of_the_run_cancels_it(make_napari_viewer, qtbot, removed):
+    data = pytest.importorskip("stardist.data")
+    image, _ = data.test_image_nuclei_2d(return_mask=True)
+    # Removing an image layer while a run is on crashes vispy's glDrawArrays under Xvfb's
+    # llvmpipe in a painted window (cancelling does not avoid it: see CHANGELOG / report), so
+    # that case runs with the window hidden; the labels case in the shown 1600 x 1000 window.
+    viewer = make_napari_viewer(show=removed == "labels")
+    viewer.add_image(image, name="nuclei")
+    labels = viewer.add_labels(np.zeros(image.shape, np.uint32), name="labels")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything", tabify=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    widget.backend_combo.value = "classic"
+    widget.tile_spin.value = 64  # 64 tiles: still running when the layer goes
+    widget.halo_spin.value = 16
+    _click(widget.run_button)
+    qtbot.waitUntil(lambda: bool(widget.batch.reports) and widget.batch.reports[-1][0] >= 1, timeout=60000)
+    viewer.layers.remove(viewer.layers[removed])
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    qtbot.wait(300)  # let the canvas redraw without the layer before the viewer closes
+    assert f"layer {removed} was removed: pre-labelling cancelled, nothing committed" in widget.status.value
+    assert labels.data.max() == 0 and widget.last_summary is None and widget.run_button.enabled
+    assert widget.batch.reports[-1][0] < 64  # stopped between tiles, not run to the end

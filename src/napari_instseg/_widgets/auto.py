@@ -17,6 +17,7 @@ image not encoded a second time.
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,9 +54,11 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.viewer = napari_viewer
         self._prompter: Any = None  # this panel's SAM 2 prompter, when no other fits
         self.last_summary: Any = None
+        self._run_layers: tuple[Any, ...] = ()  # weak references to (image, labels) of the run on
+        self._abandoned = ""  # why the run on will not be committed (a layer of it was removed)
         self._build_controls()
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
-        self.viewer.layers.events.removed.connect(self._refresh_choices)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._refresh_choices()
 
     def _build_controls(self) -> None:
@@ -118,6 +121,17 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.reset_choices()
         preselect(self.image_combo)
         preselect(self.labels_combo)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """A layer of the run on was removed: cancel it (nothing is committed)."""
+        layer = getattr(event, "value", None)
+        run_layers = [ref() for ref in self._run_layers]  # weak: a removed layer is not kept alive
+        if self.batch.running and layer is not None and any(layer is run_layer for run_layer in run_layers):
+            kind = "image" if layer is run_layers[0] else "labels"
+            self._abandoned = f"The {kind} layer {layer.name} was removed: pre-labelling cancelled, nothing committed."
+            self.batch.cancel()
+            self._say(self._abandoned)
+        self._refresh_choices()
 
     def _on_backend(self, backend: str) -> None:
         """Use the backend's default tile unless another size was chosen."""
@@ -251,6 +265,8 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         n_tiles = len(tile_grid((int(image.shape[0]), int(image.shape[1])), tile, halo))
         self._say(f"Pre-labelling {binding.layer.name} ({n_tiles} tile(s), {self.backend_combo.value})...")
         self.run_button.enabled = False
+        self._run_layers = (weakref.ref(self.image_combo.value), weakref.ref(binding.layer))
+        self._abandoned = ""
         return self.batch.start(
             _segment_all,
             image,
@@ -269,7 +285,10 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         from napari_instseg.core.errors import InstsegError
         from napari_instseg.core.prompting.auto import commit_auto
 
-        self.run_button.enabled = True
+        self._end_run()
+        if self._abandoned:  # a layer of the run was removed as the last tile finished
+            self._say(self._abandoned)
+            return
         objects = [obj.shifted(frame[0], frame[1]) for obj in objects]
         if binding.read_only:  # the store was taken read-only while the run was on
             self._say(f"Nothing committed: {binding.notice}", error=True)
@@ -286,11 +305,18 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self._say(f"{summary}.")
 
     def _on_cancelled(self, exc: Exception) -> None:
-        self.run_button.enabled = True
+        self._end_run()
+        if self._abandoned:  # said when the layer was removed
+            self.status.value = self._abandoned
+            return
         self._say(f"{exc} tile(s): nothing committed.")
 
-    def _on_error(self, exc: Exception) -> None:
+    def _end_run(self) -> None:
         self.run_button.enabled = True
+        self._run_layers = ()
+
+    def _on_error(self, exc: Exception) -> None:
+        self._end_run()
         self._say(f"{type(exc).__name__}: {exc}", error=True)
         logger.debug("worker error", exc_info=exc)
 
