@@ -204,3 +204,20 @@ def test_removing_a_layer_of_the_run_cancels_it(make_napari_viewer, qtbot, remov
     assert f"layer {removed} was removed: pre-labelling cancelled, nothing committed" in widget.status.value
     assert labels.data.max() == 0 and widget.last_summary is None and widget.run_button.enabled
     assert widget.batch.reports[-1][0] < 64  # stopped between tiles, not run to the end
+
+
+@pytest.mark.parametrize("three_d", ["image", "labels"])
+def test_3d_layers_are_refused_with_a_message(make_napari_viewer, qtbot, three_d):
+    viewer = make_napari_viewer(show=True)
+    stack = np.zeros((5, 64, 64), np.uint8)
+    stack[:, 20:40, 20:40] = 200
+    viewer.add_image(stack if three_d == "image" else stack[0], name="cells")
+    labels = viewer.add_labels(np.zeros((5, 64, 64) if three_d == "labels" else (64, 64), np.uint32), name="labels")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Pre-label everything")
+    viewer.window._qt_window.resize(1600, 1000)
+    widget.backend_combo.value = "classic"
+    _click(widget.run_button)
+    assert not widget.running and widget.last_summary is None and labels.data.max() == 0
+    assert f"3-D layers are not supported: {three_d} layer" in widget.status.value
+    assert "has shape (5, 64, 64)" in widget.status.value
+    assert "Choose a 2-D image / labels layer, or a plane" in widget.status.value

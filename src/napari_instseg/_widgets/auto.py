@@ -236,6 +236,10 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         if self.batch.running:
             self._say("Already pre-labelling; Cancel first.")
             return None
+        not_2d = _not_2d(image_layer, labels_layer)
+        if not_2d:
+            self._say(not_2d, error=True)
+            return None
         binding = layer_session(labels_layer)
         if binding.read_only:  # refused before the segmentation, not after it
             self._say(f"Nothing pre-labelled in {labels_layer.name}: {binding.notice}", error=True)
@@ -325,6 +329,21 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         from napari.utils.notifications import show_error, show_info
 
         (show_error if error else show_info)(message)
+
+
+def _not_2d(image_layer: Any, labels_layer: Any) -> str:
+    """Why these layers cannot be pre-labelled (one is 3-D or more), or "" when both are 2-D
+    (an RGB image's colour axis is not a dimension)."""
+    level0 = image_layer.data[0] if image_layer.multiscale else image_layer.data
+    image_shape = tuple(level0.shape[:-1] if image_layer.rgb else level0.shape)
+    labels_shape = tuple(labels_layer.data.shape)
+    for kind, layer, shape in (("image", image_layer, image_shape), ("labels", labels_layer, labels_shape)):
+        if len(shape) != 2:
+            return (
+                f"3-D layers are not supported: {kind} layer {layer.name} has shape {shape}. "
+                "Choose a 2-D image / labels layer, or a plane."
+            )
+    return ""
 
 
 def _segment_all(
