@@ -221,3 +221,31 @@ def test_3d_layers_are_refused_with_a_message(make_napari_viewer, qtbot, three_d
     assert f"3-D layers are not supported: {three_d} layer" in widget.status.value
     assert "has shape (5, 64, 64)" in widget.status.value
     assert "Choose a 2-D image / labels layer, or a plane" in widget.status.value
+
+
+def test_undo_and_redo_a_run_from_this_panel_keys_and_buttons(viewer_and_widget, qtbot, monkeypatch):
+    from _canvas import key, show_at_size
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    viewer, widget = viewer_and_widget
+    show_at_size(viewer, qtbot)  # only this panel is open: no Instances panel
+    layer = viewer.layers["labels"]
+    _click(widget.run_button)
+    n_run = len(from_features(layer.features))
+    assert n_run > 80
+    key(viewer, qtbot, "Z", "Alt")  # the whole run is one step
+    assert layer.data.max() == 0 and len(from_features(layer.features)) == 0
+    assert f"Undid commit-many of {n_run} instance(s) in labels" in widget.status.value
+    key(viewer, qtbot, "Y", "Alt")
+    assert len(from_features(layer.features)) == n_run and layer.data.max() > 0
+    _click(widget.undo_button)
+    assert len(from_features(layer.features)) == 0
+    _click(widget.undo_button)
+    assert "Nothing to undo in labels" in widget.status.value
+    _click(widget.redo_button)
+    assert len(from_features(layer.features)) == n_run
+    # with the Instances panel open too, the keys are its (same layer): undo still works
+    _, instances = viewer.window.add_plugin_dock_widget(PLUGIN, "Instances", tabify=True)
+    instances.labels_combo.value = layer
+    key(viewer, qtbot, "Z", "Alt")
+    assert len(from_features(layer.features)) == 0 and "Undid" in instances.status.value

@@ -24,6 +24,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton, SpinBox
 
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._keys import KEYS, offer
 from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
 from napari_instseg._widgets._layout import tooltips
 from napari_instseg._widgets._workers import ProgressRun
@@ -60,6 +61,9 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._refresh_choices()
+        # Alt+Z / Alt+Y undo / redo in the target labels (a run is one step) while this panel
+        # is open; a panel that offers them too (Instances) keeps them while it is open.
+        offer(self.viewer, {"undo": self._on_undo, "redo": self._on_redo}, fallback=True)
 
     def _build_controls(self) -> None:
         from napari_instseg.core.prompting import default_backend
@@ -81,6 +85,8 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.progress = ProgressBar(label="tiles", value=0, min=0, max=1)
         self.cancel_button = PushButton(text="Cancel")
         self.batch = ProgressRun(self.progress, self.cancel_button, "Pre-labelling tiles")
+        self.undo_button = PushButton(text=f"Undo ({KEYS['undo'].key})")
+        self.redo_button = PushButton(text=f"Redo ({KEYS['redo'].key})")
         self.status = Label(value="")
         self.extend(
             [
@@ -94,10 +100,13 @@ class AutoWidget(Container):  # type: ignore[type-arg]
                 self.run_button,
                 self.progress,
                 self.cancel_button,
+                Container(widgets=[self.undo_button, self.redo_button], layout="horizontal", labels=False),
                 self.status,
             ]
         )
         self.run_button.changed.connect(self._on_run)
+        self.undo_button.changed.connect(lambda *_: self._on_undo())
+        self.redo_button.changed.connect(lambda *_: self._on_redo())
         self.backend_combo.changed.connect(self._on_backend)
         self._tooltips()
 
@@ -113,6 +122,8 @@ class AutoWidget(Container):  # type: ignore[type-arg]
                 self.run_button: "Pre-label every object of the extent, in the background (one undo step).",
                 self.progress: "Tiles segmented so far.",
                 self.cancel_button: "Stop after the current tile; nothing is committed.",
+                self.undo_button: "Undo the last action in the target labels (a whole run is one step).",
+                self.redo_button: "Redo the last undone action in the target labels.",
             }
         )
 
@@ -318,6 +329,30 @@ class AutoWidget(Container):  # type: ignore[type-arg]
     def _end_run(self) -> None:
         self.run_button.enabled = True
         self._run_layers = ()
+
+    def _on_undo(self) -> None:
+        self._step("undo", "Undid")
+
+    def _on_redo(self) -> None:
+        self._step("redo", "Redid")
+
+    def _step(self, action: str, done: str) -> None:
+        """Undo / redo in the target labels layer's session (a run is one step)."""
+        from napari_instseg.core.errors import InstsegError
+
+        layer = self.labels_combo.value
+        if layer is None:
+            self._say("Choose a target labels layer first.", error=True)
+            return
+        try:
+            edit = layer_session(layer).run(action)
+        except InstsegError as exc:  # a read-only store
+            self._say(str(exc), error=True)
+            return
+        if edit is None:
+            self._say(f"Nothing to {action} in {layer.name}.")
+            return
+        self._say(f"{done} {edit.op} of {len(edit.ids)} instance(s) in {layer.name}.")
 
     def _on_error(self, exc: Exception) -> None:
         self._end_run()
