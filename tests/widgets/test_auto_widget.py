@@ -153,6 +153,11 @@ def test_sam2_without_a_checkpoint_says_what_to_do(viewer_and_widget, qtbot, mon
     assert not widget.running and widget.last_summary is None  # nothing started
     assert "sam2-auto needs a SAM 2.1 checkpoint" in widget.status.value and "choose classic" in widget.status.value
     assert viewer.layers["labels"].data.max() == 0
+    from napari_instseg._widgets._layout import PANEL_MAX_MIN_WIDTH
+
+    qtbot.wait(50)  # the long message wraps: the panel stays narrow, the canvas keeps the window
+    assert widget.native.minimumSizeHint().width() <= PANEL_MAX_MIN_WIDTH
+    assert viewer.window._qt_viewer.canvas.native.width() >= 800
 
 
 def test_sam2_uses_the_checkpoint_chosen_in_the_prompt_panel(

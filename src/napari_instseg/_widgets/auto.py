@@ -26,7 +26,7 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, offer
 from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
-from napari_instseg._widgets._layout import tooltips
+from napari_instseg._widgets._layout import compact, tooltips
 from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
@@ -109,6 +109,11 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.redo_button.changed.connect(lambda *_: self._on_redo())
         self.backend_combo.changed.connect(self._on_backend)
         self._tooltips()
+        compact(self.native)
+        from qtpy.QtWidgets import QSizePolicy
+
+        # messages (a checkpoint's path, a store's holder) are long: they wrap in the width given
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def _tooltips(self) -> None:
         tooltips(
