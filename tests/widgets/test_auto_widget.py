@@ -254,3 +254,24 @@ def test_undo_and_redo_a_run_from_this_panel_keys_and_buttons(viewer_and_widget,
     instances.labels_combo.value = layer
     key(viewer, qtbot, "Z", "Alt")
     assert len(from_features(layer.features)) == 0 and "Undid" in instances.status.value
+
+
+def test_a_fallback_key_handler_answers_only_alone():
+    from napari.components import ViewerModel
+
+    from napari_instseg._widgets._keys import offer, trigger, withdraw
+
+    viewer, calls = ViewerModel(), []
+
+    def instances_undo():
+        calls.append("instances")
+
+    def auto_undo():
+        calls.append("auto")
+
+    offer(viewer, {"undo": instances_undo})
+    offer(viewer, {"undo": auto_undo}, fallback=True)  # opened later: still second
+    trigger(viewer, "undo")
+    withdraw(viewer, {"undo": instances_undo})  # the Instances panel closes
+    trigger(viewer, "undo")
+    assert calls == ["instances", "auto"]
