@@ -113,14 +113,20 @@ def _table(viewer: Any) -> dict[str, list[Any]]:
     return table
 
 
-def offer(viewer: Any, handlers: dict[str, Callable[[], Any]]) -> None:
-    """Make ``handlers`` (action name -> callable) answer the keys in ``viewer``."""
+def offer(viewer: Any, handlers: dict[str, Callable[[], Any]], *, fallback: bool = False) -> None:
+    """Make ``handlers`` (action name -> callable) answer the keys in ``viewer``; with
+    ``fallback`` only while no other live handler of the action does (a panel that offers
+    undo for its own runs leaves the key to the Instances panel when that one is open)."""
     _register()
     table = _table(viewer)
     for name, handler in handlers.items():
         if name not in KEYS:
             raise KeyError(f"{name!r} is not one of the plugin's actions {sorted(KEYS)}")
-        table.setdefault(name, []).append(_weak(handler))
+        refs = table.setdefault(name, [])
+        if fallback:
+            refs.insert(0, _weak(handler))  # the latest handler answers: this one only when alone
+        else:
+            refs.append(_weak(handler))
 
 
 def withdraw(viewer: Any, handlers: dict[str, Callable[[], Any]]) -> None:

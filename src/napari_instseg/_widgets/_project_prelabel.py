@@ -72,19 +72,11 @@ class ProjectPrelabel:
     def _prelabel_config(self) -> Any:
         """The run's settings; for SAM 2, its checkpoint (a clear error when there is none)."""
         from napari_instseg.core.project import ProjectPrelabelConfig
-        from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
+        from napari_instseg.core.prompting.lifecycle import auto_checkpoint
         from napari_instseg.core.prompting.registry import DEFAULT_SIZE
-        from napari_instseg.core.prompting.sam2 import sam2_available
 
         backend, preset = self.prelabel_backend.currentData(), self.prelabel_preset.currentText()
-        checkpoint = None
-        if backend == "sam2":
-            if not sam2_available():
-                raise CheckpointError("sam2-auto needs the sam2 extra (torch and sam2); choose classic-auto.")
-            try:
-                checkpoint = str(find_checkpoint(DEFAULT_SIZE))
-            except CheckpointError as exc:
-                raise CheckpointError(f"sam2-auto needs a SAM 2.1 checkpoint. {exc} Or choose classic-auto.") from exc
+        checkpoint = auto_checkpoint(DEFAULT_SIZE) if backend == "sam2" else None
         return ProjectPrelabelConfig(backend=backend, size=DEFAULT_SIZE, checkpoint=checkpoint, auto=preset)
 
     def _selected_keys(self) -> list[tuple[int, str]]:

@@ -166,7 +166,9 @@ def prelabel_auto(args: argparse.Namespace, progress: Any) -> int:
     image = read_image(args.image)
     check_grey_or_rgb(image, args.image)
     backend = args.backend or default_backend()
-    tile = args.auto_tile or (1024 if backend == "sam2" else 512)
+    from napari_instseg.core.prompting.registry import auto_tile_px
+
+    tile = args.auto_tile or auto_tile_px(backend)
     check_auto_tiling(tile, args.auto_halo, tile_flag="--auto-tile", halo_flag="--auto-halo")
     check_auto_grid(image.shape[:2], tile, path=args.image, tile_flag="--auto-tile")
     path = Path(args.image).resolve()

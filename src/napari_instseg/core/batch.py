@@ -116,7 +116,9 @@ class BatchSummary:
 def auto_tiling(config: BatchConfig) -> tuple[int, int]:
     """Tile and halo in level-0 pixels: SAM 2 sees 1024 x 1024 tiles (its input size), the
     classic backend 512; the halo holds two object diameters so seam objects are whole."""
-    tile = config.tile_px or (1024 if config.backend == "sam2" else 512)
+    from napari_instseg.core.prompting.registry import auto_tile_px
+
+    tile = config.tile_px or auto_tile_px(config.backend)
     halo = config.halo_px if config.halo_px is not None else 2 * config.object_px
     return tile, halo
 

@@ -175,7 +175,9 @@ def _auto_image(image: np.ndarray, image_path: str, config: ProjectPrelabelConfi
         if config.auto_points:
             settings = replace(settings, points_per_side=config.auto_points)
         segmenter = Sam2AutoSegmenter(_prompter(config), settings)
-    tile = config.auto_tile or (1024 if config.backend == "sam2" else 512)
+    from napari_instseg.core.prompting.registry import auto_tile_px
+
+    tile = config.auto_tile or auto_tile_px(config.backend)
     return auto_objects(image, segmenter, tile_px=tile, halo_px=config.auto_halo, identity=f"file:{image_path}")
 
 

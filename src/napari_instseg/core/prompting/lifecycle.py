@@ -17,7 +17,7 @@ from pathlib import Path
 from napari_instseg.core.prompting.base import Prompter
 from napari_instseg.core.prompting.registry import DEVICES, MODEL_SIZES, require_backend
 
-__all__ = ["PrompterConfig", "PrompterHolder", "ThreadPrompters", "build_prompter"]
+__all__ = ["PrompterConfig", "PrompterHolder", "ThreadPrompters", "auto_checkpoint", "build_prompter"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,44 @@ def build_prompter(config: PrompterConfig, *, load_model: bool = True) -> Prompt
     if load_model and callable(load):
         load()
     return prompter
+
+
+def auto_checkpoint(size: str, chosen: str | os.PathLike[str] | None = None, *, instead: str = "classic-auto") -> str:
+    """The SAM 2.1 checkpoint a ``sam2-auto`` run uses: ``chosen`` (a file the person picked),
+    else the standard lookup (environment variable, then the user cache).
+
+    Call it before starting a run, so a missing checkpoint is a message, not a failed run.
+
+    Parameters
+    ----------
+    size : str
+        SAM 2.1 size, one of :data:`~napari_instseg.core.prompting.registry.MODEL_SIZES`.
+    chosen : str or path-like, optional
+        The checkpoint file chosen (None or empty: look it up).
+    instead : str
+        What the message offers instead (the caller's name of the classic mode).
+
+    Returns
+    -------
+    str
+        The checkpoint file.
+
+    Raises
+    ------
+    CheckpointError
+        Without the ``sam2`` extra, or when no checkpoint is found (what to do, or choose
+        ``instead``).
+    """
+    from napari_instseg.core.prompting.checkpoints import CheckpointError, find_checkpoint
+    from napari_instseg.core.prompting.sam2 import sam2_available
+
+    if not sam2_available():
+        raise CheckpointError(f"sam2-auto needs the sam2 extra (torch and sam2); choose {instead}.")
+    explicit = None if chosen is None or str(chosen) in ("", ".") else chosen
+    try:
+        return str(find_checkpoint(size, explicit))
+    except CheckpointError as exc:
+        raise CheckpointError(f"sam2-auto needs a SAM 2.1 checkpoint. {exc} Or choose {instead}.") from exc
 
 
 class PrompterHolder:

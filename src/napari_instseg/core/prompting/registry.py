@@ -8,12 +8,14 @@ from napari_instseg.core.prompting.checkpoints import MODELS
 
 __all__ = [
     "AUTO_SOURCES",
+    "AUTO_TILE_PX",
     "BACKENDS",
     "DEFAULT_SIZE",
     "DEVICES",
     "IMPORTED_MODEL_SOURCE",
     "MODEL_SIZES",
     "MODEL_SOURCES",
+    "auto_tile_px",
     "require_backend",
 ]
 
@@ -29,6 +31,10 @@ DEFAULT_SIZE = "tiny"
 
 AUTO_SOURCES: tuple[str, ...] = tuple(f"{b}-auto" for b in BACKENDS)
 """Sources of automatic (everything) pre-labels: ``sam2-auto``, ``classic-auto``."""
+
+AUTO_TILE_PX: dict[str, int] = {"sam2": 1024, "classic": 512}
+"""Default tile size (pixels) of the automatic mode per backend, for the CLI, the batch runs
+and the widget: SAM 2 sees 1024 x 1024 tiles (its input size); the classic mode 512."""
 
 IMPORTED_MODEL_SOURCE = "model-import"
 """Source of another tool's model results read from a file (a third-party annotation with a
@@ -52,3 +58,14 @@ def require_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise PromptError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
     return backend
+
+
+def auto_tile_px(backend: str) -> int:
+    """The default tile size (pixels) of the automatic mode with ``backend`` (:data:`AUTO_TILE_PX`).
+
+    Raises
+    ------
+    PromptError
+        For an unknown backend name.
+    """
+    return AUTO_TILE_PX[require_backend(backend)]
