@@ -269,10 +269,11 @@ def _cmd_prelabel(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._batch import ProjectPrelabelConfig, prelabel_project
     from napari_instseg.core.prompting import default_backend
+    from napari_instseg.core.prompting.registry import auto_tile_px
 
     backend = args.backend or default_backend()
     if args.auto:
-        tile = args.auto_tile or (1024 if backend == "sam2" else 512)
+        tile = args.auto_tile or auto_tile_px(backend)
         check_auto_tiling(tile, args.auto_halo, tile_flag="--auto-tile", halo_flag="--auto-halo")
     category = int(args.category) if args.category and args.category.isdigit() else args.category
     config = ProjectPrelabelConfig(
