@@ -107,10 +107,18 @@ def calibration(a: Mapping[str, Any], b: Mapping[str, Any], params: EvalParams |
 
 
 def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per instance of ``coco``: its annotations, and its rejected instances (our
+    export lists them under :data:`~napari_instseg.core.coco.REJECTED_KEY`: no pixels, so no
+    annotation)."""
+    from napari_instseg.core.coco import REJECTED_KEY
+
     tiers = tier_thresholds_of(coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
+    rejected = coco.get(REJECTED_KEY)
     rows = []
-    for ann in coco["annotations"]:
+    for ann in [*coco["annotations"], *(rejected if isinstance(rejected, list) else [])]:
+        if not isinstance(ann, Mapping):
+            continue
         attributes = ann.get("attributes") or {}
         rows.append(
             {
@@ -157,7 +165,8 @@ def prelabel_stats(
     Parameters
     ----------
     final : dict
-        The reviewed annotations (COCO with ``attributes.source/review/prelabel_iou/time_s``).
+        The reviewed annotations (COCO with ``attributes.source/review/prelabel_iou/time_s``);
+        its rejected instances (no pixels) are read from its ``instseg_rejected`` list.
     prelabels : list or dict, optional
         The pre-labels as proposed (for example ``napari-instseg prelabel`` output): when
         given, pre-label Mask AP@0.5 against the final set is reported too.
