@@ -73,6 +73,9 @@ class MaskEval:
     category_names: dict[int, str]
     image_ids: list[int]
     cells: dict[tuple[int, int], _Cell] = field(default_factory=dict)
+    truncated: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(image id, category id) -> candidates there, where more than ``params.max_dets`` (only
+    the ``max_dets`` best-scored were evaluated)."""
 
     def n_gt(self, tier: str | None = None) -> int:
         """Reference instances counted (not crowd; of ``tier`` when given)."""
@@ -158,6 +161,8 @@ def prepare(
         gts, dts = grouped_gt.get(key, []), grouped_dt.get(key, [])
         height, width = sizes[key[0]]
         order = np.argsort([-float(d["score"]) for d in dts], kind="mergesort")[: params.max_dets]
+        if len(dts) > params.max_dets:
+            evaluation.truncated[key] = len(dts)
         dts = [dts[i] for i in order]
         crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
         g_rles = [segmentation_rle(g["segmentation"], height, width) for g in gts]

@@ -28,7 +28,7 @@ from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.protocol import OCCLUSION_TIERS, SamplingRates
 from napari_instseg.core.qa.metrics import EvalParams, MaskEval, Scores, prepare, scores_of
 
-__all__ = ["QAReport", "format_score", "json_clean", "run_qa"]
+__all__ = ["QAReport", "format_score", "json_clean", "max_dets_warning", "run_qa", "truncated_by_max_dets"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -123,6 +123,7 @@ def run_qa(
         "per_tier": {tier: scores[tier].to_dict() for tier in OCCLUSION_TIERS},
         "per_class": {name: {"AP": ap} for name, ap in scores["overall"].per_class.items()},
         "prelabels": prelabel_stats(final) if final is not None else None,
+        "truncated_by_max_dets": truncated_by_max_dets(evaluation, gt),
     }
     step(3, "review sample")
     queue = review_sample(instances_of(gt), rates, seed=seed, by=tuple(stratify_by))
@@ -151,6 +152,44 @@ def run_qa(
     atomic_write_text(html_path, _html(data, plots, gallery))
     step(6, "done")
     return QAReport(json_path, html_path, summary_path, queue_paths, data)
+
+
+def truncated_by_max_dets(evaluation: MaskEval, gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Where ``max_dets`` cut candidates: one record per image and class with more candidates
+    than the limit (``image_id``, ``file_name``, ``category``, ``n_candidates``, ``kept``),
+    most candidates first. AP there counts only the ``kept`` best-scored candidates."""
+    names = {im["id"]: im.get("file_name") for im in gt["images"]}
+    kept = evaluation.params.max_dets
+    records = [
+        {
+            "image_id": image_id,
+            "file_name": names.get(image_id),
+            "category": evaluation.category_names.get(category_id, str(category_id)),
+            "n_candidates": n,
+            "kept": kept,
+        }
+        for (image_id, category_id), n in evaluation.truncated.items()
+    ]
+    return sorted(records, key=lambda r: (-r["n_candidates"], r["image_id"]))
+
+
+def max_dets_warning(data: Mapping[str, Any], listed: int = 5) -> str | None:
+    """A warning naming the images whose candidates ``max_dets`` cut, and how to raise it
+    (None when nothing was cut)."""
+    cut = data.get("truncated_by_max_dets") or []
+    if not cut:
+        return None
+    places = "; ".join(
+        f"image {r['image_id']} ({r['file_name']}), {r['category']}: {r['n_candidates']} candidates"
+        for r in cut[:listed]
+    )
+    more = f"; and {len(cut) - listed} more image/class pair(s)" if len(cut) > listed else ""
+    largest = max(r["n_candidates"] for r in cut)
+    return (
+        f"Warning: only the {data['max_dets']} best-scored candidates per image and class were evaluated "
+        f"(maxDets); more were given on {places}{more}. AP and AR there count only those. "
+        f"Raise the limit with --max-dets {largest} (qa) or run_qa(max_dets={largest})."
+    )
 
 
 def _has_attributes(coco: Mapping[str, Any]) -> bool:
@@ -302,6 +341,7 @@ def _summary(data: dict[str, Any]) -> str:
         f"{data['n_gt']} reference and {data['n_dt']} candidate instances on {data['n_images']} images "
         f"(maxDets {data['max_dets']}).",
         "",
+        *([warning, ""] if (warning := max_dets_warning(data)) else []),
         "| subset | AP | AP50 | AP75 | AR | references |",
         "|---|---|---|---|---|---|",
         f"| overall | {format_score(data['overall']['AP'])} | {format_score(data['overall']['AP50'])} | {format_score(data['overall']['AP75'])} "
