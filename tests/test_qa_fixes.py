@@ -45,3 +45,58 @@ def test_qa_warns_when_max_dets_cuts_candidates(sets, tmp_path, capsys):
     assert main([*argv, "--max-dets", "100"]) == 0  # raised: no warning
     assert "best-scored" not in capsys.readouterr().err
     assert json.loads((tmp_path / "qa" / "report.json").read_text())["truncated_by_max_dets"] == []
+
+
+def test_machine_prelabels_never_count_in_throughput(sets):
+    from napari_instseg.core.qa.agreement import prelabel_stats
+
+    gt, _ = sets
+    final = dict(gt, annotations=[dict(a) for a in gt["annotations"][:5]])
+    rows = [
+        ("classic-auto", "pre-label", 0.0001),  # a batch run: machine time, not a person's
+        ("classic-auto", "pre-label", 0.0002),
+        ("classic-auto", "accepted", 6.0),  # reviewed by a person: counts
+        ("manual", "accepted", 30.0),
+        ("import", "accepted", None),  # no time at all
+    ]
+    for ann, (source, review, seconds) in zip(final["annotations"], rows, strict=True):
+        ann["attributes"] = {"source": source, "review": review, "time_s": seconds}
+    stats = prelabel_stats(final)
+    assert stats["throughput_instances_per_hour"] == pytest.approx(2 / (36 / 3600))
+    assert stats["time_per_instance_s"] == {"classic-auto": 6.0, "manual": 30.0}
+
+
+def test_project_report_gives_no_rate_for_unreviewed_batch_prelabels(tmp_path, ihc_image, capsys):
+    import tifffile
+
+    from napari_instseg.core.project import Project
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for k in range(2):
+        tifffile.imwrite(folder / f"tile_{k}.tif", ihc_image[:128, k * 128 : (k + 1) * 128])
+    project_dir = tmp_path / "proj"
+    assert main(["project", "init", str(project_dir), "--images", str(folder / "*.tif")]) == 0
+    assert main(["project", "prelabel", str(project_dir), "--backend", "classic"]) == 0
+    with Project.open(project_dir) as project:
+        item = project.manifest.claim((1, ""), "batch")  # submitted as the batch left it
+        project.submit(item, "batch")
+        item = project.manifest.claim((2, ""), "alice")
+        store = project.open_store(item)
+        session = store.session(annotator="alice")
+        for instance_id in list(store.table.index)[:3]:
+            session.accept(instance_id)
+        store.close()
+        project.submit(item, "alice")
+    capsys.readouterr()
+    report_path = tmp_path / "report.json"
+    assert main(["project", "report", str(project_dir), "-o", str(report_path)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    batch = report["per_annotator"]["batch"]
+    assert batch["n_instances"] > 0 and batch["n_timed"] == 0 and batch["instances_per_hour"] is None
+    assert "batch:" in text and "no time booked by a person" in text
+    alice = report["per_annotator"]["alice"]
+    assert alice["n_timed"] <= 3
+    if alice["hours"] > 0:  # the clock booked the review time
+        assert alice["instances_per_hour"] == pytest.approx(alice["n_timed"] / alice["hours"])

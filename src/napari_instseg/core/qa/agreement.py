@@ -5,7 +5,8 @@
   on occlusion tier and crowd bit for instances matched one-to-one (IoU >= 0.5).
 - :func:`prelabel_stats`: from a final annotation set that carries our ``attributes``:
   acceptance rate (accepted as is / all pre-labels), mean IoU pre-label -> final, per class and
-  tier; time per instance by source and throughput.
+  tier; time per instance by source and throughput, over the instances a person made or
+  reviewed (:func:`~napari_instseg.core.activetime.person_timed`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_instseg.core.activetime import person_timed
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.qa.metrics import (
     EvalParams,
@@ -179,7 +181,7 @@ def prelabel_stats(
     out: dict[str, Any] = {"overall": _acceptance(model)}
     out["per_class"] = {str(k): _acceptance(g) for k, g in model.groupby("category")}
     out["per_tier"] = {str(k): _acceptance(g) for k, g in model.groupby("occlusion")}
-    timed = frame[frame["time_s"].notna()]
+    timed = frame[person_timed(frame["review"].to_numpy(), frame["time_s"].to_numpy())]  # never machine time
     out["time_per_instance_s"] = {str(k): float(g["time_s"].mean()) for k, g in timed.groupby("source")}
     total_h = float(timed["time_s"].sum()) / 3600.0
     out["throughput_instances_per_hour"] = float(len(timed) / total_h) if total_h > 0 else float("nan")
