@@ -100,3 +100,28 @@ def test_project_report_gives_no_rate_for_unreviewed_batch_prelabels(tmp_path, i
     assert alice["n_timed"] <= 3
     if alice["hours"] > 0:  # the clock booked the review time
         assert alice["instances_per_hour"] == pytest.approx(alice["n_timed"] / alice["hours"])
+
+
+def _renumbered(coco, new_ids):
+    """``coco`` with its images renumbered (``new_ids[old] = new``), names unchanged."""
+    out = dict(coco)
+    out["images"] = [dict(im, id=new_ids[im["id"]]) for im in coco["images"]]
+    out["annotations"] = [dict(a, image_id=new_ids[a["image_id"]]) for a in coco["annotations"]]
+    return out
+
+
+def test_qa_matches_images_by_file_name_when_ids_differ(sets, tmp_path, capsys):
+    gt, _ = sets
+    gt_path = _write(tmp_path, "gt.json", gt)
+    same = _write(tmp_path, "same.json", _renumbered(gt, {1: 7, 2: 9}))  # e.g. prelabel --auto: image id 1
+    assert main(["qa", "--gt", str(gt_path), "--dt", str(same), "-o", str(tmp_path / "qa")]) == 0
+    assert "matched by file_name (0.png: 7 -> 1, 1.png: 9 -> 2)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "qa" / "report.json").read_text())
+    assert report["overall"]["AP"] == pytest.approx(1.0)
+    assert len(report["images_matched_by_file_name"]) == 2
+
+    clash = _renumbered(gt, {1: 7, 2: 9})
+    clash["images"][1]["file_name"] = "0.png"  # two candidate images named alike: ambiguous
+    bad = _write(tmp_path, "clash.json", clash)
+    assert main(["qa", "--gt", str(gt_path), "--dt", str(bad), "-o", str(tmp_path / "qa2")]) == 2
+    assert "image ids [7, 9] are not in the reference" in capsys.readouterr().err

@@ -124,6 +124,7 @@ def run_qa(
         "per_class": {name: {"AP": ap} for name, ap in scores["overall"].per_class.items()},
         "prelabels": prelabel_stats(final) if final is not None else None,
         "truncated_by_max_dets": truncated_by_max_dets(evaluation, gt),
+        "images_matched_by_file_name": _matched_by_name(evaluation, gt),
     }
     step(3, "review sample")
     queue = review_sample(instances_of(gt), rates, seed=seed, by=tuple(stratify_by))
@@ -189,6 +190,29 @@ def max_dets_warning(data: Mapping[str, Any], listed: int = 5) -> str | None:
         f"Warning: only the {data['max_dets']} best-scored candidates per image and class were evaluated "
         f"(maxDets); more were given on {places}{more}. AP and AR there count only those. "
         f"Raise the limit with --max-dets {largest} (qa) or run_qa(max_dets={largest})."
+    )
+
+
+def _matched_by_name(evaluation: MaskEval, gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The candidate images matched to the reference by ``file_name`` (ids that differ)."""
+    names = {im["id"]: im.get("file_name") for im in gt["images"]}
+    return [
+        {"candidate_image_id": dt_id, "reference_image_id": gt_id, "file_name": names.get(gt_id)}
+        for dt_id, gt_id in sorted(evaluation.matched_by_file_name.items())
+    ]
+
+
+def _matched_by_name_note(data: Mapping[str, Any], listed: int = 5) -> str | None:
+    matched = data.get("images_matched_by_file_name") or []
+    if not matched:
+        return None
+    pairs = ", ".join(
+        f"{m['file_name']}: {m['candidate_image_id']} -> {m['reference_image_id']}" for m in matched[:listed]
+    )
+    more = f", and {len(matched) - listed} more" if len(matched) > listed else ""
+    return (
+        f"The candidates' image ids are not the reference's: {len(matched)} image(s) were matched by "
+        f"file_name ({pairs}{more})."
     )
 
 
@@ -286,8 +310,9 @@ def _gallery(
     anns = {a["id"]: a for a in gt["annotations"]}
     candidates = dt["annotations"] if isinstance(dt, Mapping) else list(dt)
     by_cell: dict[tuple[int, int], list[Mapping[str, Any]]] = {}
+    renamed = evaluation.matched_by_file_name
     for ann in candidates:
-        by_cell.setdefault((ann["image_id"], ann["category_id"]), []).append(ann)
+        by_cell.setdefault((renamed.get(ann["image_id"], ann["image_id"]), ann["category_id"]), []).append(ann)
     items = []
     for row in ious.sort_values(["iou", "gt_id"]).head(n).itertuples():
         image = images[row.image_id]
@@ -342,6 +367,7 @@ def _summary(data: dict[str, Any]) -> str:
         f"(maxDets {data['max_dets']}).",
         "",
         *([warning, ""] if (warning := max_dets_warning(data)) else []),
+        *([note, ""] if (note := _matched_by_name_note(data)) else []),
         "| subset | AP | AP50 | AP75 | AR | references |",
         "|---|---|---|---|---|---|",
         f"| overall | {format_score(data['overall']['AP'])} | {format_score(data['overall']['AP50'])} | {format_score(data['overall']['AP75'])} "
