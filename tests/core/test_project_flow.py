@@ -93,6 +93,8 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(output))
     assert sorted(coco.getImgIds()) == [1, 2]
+    rejected = json.loads(output.read_text())["instseg_rejected"]  # image 2's rejected pre-label, kept
+    assert [(r["image_id"], r["attributes"]["review"]) for r in rejected] == [(2, "rejected")]
     ann_ids = sorted(coco.getAnnIds())
     assert all(a // 1_000_000 in (1, 2) for a in ann_ids)
     # a second export after another submission keeps every id already written

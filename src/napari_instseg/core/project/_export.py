@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from napari_instseg.core.coco import AnnotatedImage, CocoExport, export_coco, save_coco
+from napari_instseg.core.coco import REJECTED_KEY, AnnotatedImage, CocoExport, export_coco, save_coco
 from napari_instseg.core.project._manifest import ProjectError, WorkItem
 from napari_instseg.core.project._project import Project
 
@@ -86,6 +86,8 @@ def project_coco(
         part = export_item(project, item, segmentation)
         coco["images"] += part.coco["images"]
         coco["annotations"] += part.coco["annotations"]
+        if part.coco.get(REJECTED_KEY):  # rejected pre-labels (no pixels): counted by qa
+            coco[REJECTED_KEY] = coco.get(REJECTED_KEY, []) + part.coco[REJECTED_KEY]
         summary = summary + part.summary
         if progress is not None:
             progress(done, len(items))
