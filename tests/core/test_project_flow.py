@@ -141,6 +141,7 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
     )
     qa = json.loads((tmp_path / "qa" / "report.json").read_text())
     assert qa["overall"]["AP"] == pytest.approx(1.0)
+    assert qa["prelabels"]["overall"]["rejected"] == 1  # the rejected pre-label counts
 
 
 def test_calibration_round_between_two_annotators(project_dir, tmp_path, capsys):

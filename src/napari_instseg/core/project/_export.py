@@ -149,9 +149,15 @@ def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[
     ours["annotations"] = [
         {**a, "image_id": remap[a["image_id"]]} for a in coco["annotations"] if a["image_id"] in remap
     ]
+    if REJECTED_KEY in coco:  # rejected pre-labels (no pixels) of the shared images only, as the annotations
+        ours[REJECTED_KEY] = [
+            {**r, "image_id": remap[r["image_id"]]} for r in coco[REJECTED_KEY] if r["image_id"] in remap
+        ]
     theirs = dict(gold)
     theirs["images"] = [im for im in gold["images"] if im["id"] in shared]
     theirs["annotations"] = [a for a in gold["annotations"] if a["image_id"] in shared]
+    if isinstance(gold.get(REJECTED_KEY), list):
+        theirs[REJECTED_KEY] = [r for r in gold[REJECTED_KEY] if isinstance(r, Mapping) and r.get("image_id") in shared]
     return theirs, ours
 
 
