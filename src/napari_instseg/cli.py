@@ -396,7 +396,7 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.errors import InstsegError
     from napari_instseg.core.geojson import is_geojson_document
     from napari_instseg.core.paths import check_output_dir
-    from napari_instseg.core.qa.report import run_qa
+    from napari_instseg.core.qa.report import max_dets_warning, run_qa
     from napari_instseg.core.qa.sampling import read_queue
 
     inputs = (args.gt, args.dt, args.outcomes, args.images)
@@ -429,6 +429,9 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     )
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}, {report.summary_path}, {report.queue_paths[0]}")
+    warning = max_dets_warning(report.data)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -264,7 +264,8 @@ def test_another_tools_model_results_are_prelabels_to_review(tmp_path, capsys):
     assert by_instance[first]["attributes"]["prelabel_iou"] == 1.0
     assert by_instance[first]["attributes"]["source"] == "model-import"
     stats = prelabel_stats(reviewed)["overall"]
-    assert stats["n_reviewed"] == 1 and stats["accepted_as_is"] == 1  # the rejected one is not exported
-    assert stats["n_prelabels"] == len(present) - 1 and second not in by_instance
+    assert stats["n_reviewed"] == 2 and stats["accepted_as_is"] == 1 and stats["rejected"] == 1
+    assert stats["n_prelabels"] == len(present) and second not in by_instance  # rejected: no annotation
+    assert [r["instance_id"] for r in reviewed["instseg_rejected"]] == [second]  # listed apart, counted
     again = import_coco(out).images[0]  # our own export of them: states as they were saved
     assert again.table.loc[first, "review"] == "accepted" and again.table.loc[first, "source"] == "model-import"

@@ -93,6 +93,8 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(output))
     assert sorted(coco.getImgIds()) == [1, 2]
+    rejected = json.loads(output.read_text())["instseg_rejected"]  # image 2's rejected pre-label, kept
+    assert [(r["image_id"], r["attributes"]["review"]) for r in rejected] == [(2, "rejected")]
     ann_ids = sorted(coco.getAnnIds())
     assert all(a // 1_000_000 in (1, 2) for a in ann_ids)
     # a second export after another submission keeps every id already written
@@ -139,6 +141,7 @@ def test_prelabel_review_export_report(project_dir, tmp_path, capsys):
     )
     qa = json.loads((tmp_path / "qa" / "report.json").read_text())
     assert qa["overall"]["AP"] == pytest.approx(1.0)
+    assert qa["prelabels"]["overall"]["rejected"] == 1  # the rejected pre-label counts
 
 
 def test_calibration_round_between_two_annotators(project_dir, tmp_path, capsys):

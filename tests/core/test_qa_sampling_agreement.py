@@ -154,8 +154,9 @@ def test_prelabel_statistics_from_review_attributes():
     assert stats["overall"]["n_prelabels"] == 5 and stats["overall"]["acceptance_rate"] == pytest.approx(2 / 5)
     assert stats["overall"]["mean_iou_prelabel_to_final"] == pytest.approx((1 + 0.8 + 1 + 0.5) / 4)
     assert stats["per_tier"]["heavy"]["acceptance_rate"] == pytest.approx(0.5)
-    assert stats["time_per_instance_s"]["manual"] == 40.0 and stats["time_per_instance_s"]["sam2"] == pytest.approx(7.5)
-    assert stats["throughput_instances_per_hour"] == pytest.approx(6 / (100 / 3600))
+    # only instances a person made or reviewed count: the unreviewed pre-label is left out
+    assert stats["time_per_instance_s"]["manual"] == 40.0 and stats["time_per_instance_s"]["sam2"] == pytest.approx(10)
+    assert stats["throughput_instances_per_hour"] == pytest.approx(5 / (100 / 3600))
     proposals = copy.deepcopy(final)
     with_ap = prelabel_stats(final, proposals)
     assert with_ap["prelabel_AP50"] == pytest.approx(1.0)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["IDLE_CAP_S", "ActiveTimeClock"]
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["IDLE_CAP_S", "ActiveTimeClock", "person_timed"]
 
 IDLE_CAP_S = 60.0
 """Longer pauses between two actions on one instance are not counted as active time."""
@@ -51,3 +55,33 @@ class ActiveTimeClock:
     def drop_pending(self) -> None:
         """Forget the time of an unfinished object (its prompt was cleared)."""
         self._pending_s = 0.0
+
+
+def person_timed(review: Any, time_s: Any) -> NDArray[np.bool_]:
+    """Which instances count in throughput and time per instance: those a person made or
+    reviewed, with active time booked.
+
+    A pre-label not yet reviewed (``review`` = ``pre-label``) is left out whatever its
+    ``time_s``: a batch or automatic run commits many masks within milliseconds, and that is
+    machine time, not a person's (counting it gave "66071923.3 instances per hour"). Once
+    reviewed (accepted, corrected, rejected) it counts with the time booked on it. Rows
+    without a time (0, NaN, missing: an imported file) are left out too.
+
+    Parameters
+    ----------
+    review : array-like of str
+        The ``review`` state of each instance.
+    time_s : array-like of float
+        Active seconds of each instance (NaN / None: none).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        One flag per instance.
+    """
+    states = np.asarray(review, dtype=object)
+    seconds = np.asarray([np.nan if v is None else v for v in np.asarray(time_s, dtype=object).tolist()], float)
+    with np.errstate(invalid="ignore"):
+        timed = np.isfinite(seconds) & (seconds > 0)
+    mask: NDArray[np.bool_] = timed & (states != "pre-label")
+    return mask

@@ -277,7 +277,7 @@ def _commit_objects(
     region = (*(int(v) for v in boxes[:, :2].min(axis=0)), *(int(v) for v in boxes[:, 2:].max(axis=0)))
     session = store.window_session(region, annotator="batch", marks=marks)
     summary = commit_auto(session, objects, source, category=config.category, origin_yx=(region[0], region[1]))
-    return summary.n_committed, summary.n_covered
+    return summary.n_committed, summary.n_covered + summary.n_mostly_covered  # both: fell on earlier instances
 
 
 def _load_pending(store: Any) -> list[Any]:

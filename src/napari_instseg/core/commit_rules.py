@@ -9,7 +9,8 @@ proposal is kept; reviewing measures the final mask against it. These functions 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from napari_instseg.core.session_state import SessionState
 
 __all__ = [
+    "MIN_FREE_FRACTION",
     "MODEL_SOURCES",
+    "AutoCommitPlan",
+    "auto_commit_plan",
     "combine_edits",
     "commit_edit",
     "depth_edit",
@@ -37,6 +41,80 @@ __all__ = [
     "removal_edit",
     "review_changes",
 ]
+
+
+MIN_FREE_FRACTION = 0.5
+"""An automatic mask that overlaps committed instances is committed only when at least this
+fraction of it is free (see :func:`auto_commit_plan`)."""
+
+
+@dataclass(frozen=True)
+class AutoCommitPlan:
+    """Which automatic masks a run commits (:func:`auto_commit_plan`).
+
+    Attributes
+    ----------
+    keep : tuple of int
+        Positions (in the order given) of the masks to commit.
+    n_covered : int
+        Masks that fell entirely on earlier instances.
+    n_mostly_covered : int
+        Masks that fell mostly on earlier instances (their free part a sliver).
+    """
+
+    keep: tuple[int, ...]
+    n_covered: int
+    n_mostly_covered: int
+
+
+def auto_commit_plan(
+    labels_yx: NDArray[np.uint32],
+    masks: Sequence[CroppedMask],
+    *,
+    min_area_px: int,
+    min_free_fraction: float = MIN_FREE_FRACTION,
+) -> AutoCommitPlan:
+    """The rule of automatic commits: which masks, committed in this order, each taking only
+    free pixels, become instances.
+
+    A mask takes the pixels no earlier instance (committed before, or kept earlier in this
+    run) holds. One lying entirely on earlier instances is dropped (``n_covered``); one that
+    overlaps them and whose free part is below ``min_area_px`` or below ``min_free_fraction``
+    of the mask is dropped too (``n_mostly_covered``): it is a sliver of an object that is
+    already labelled (a second run over pre-labelled pixels finds the same objects again), not
+    a new object. A mask that overlaps nothing is always kept (the segmenter's own filters
+    passed it).
+
+    Parameters
+    ----------
+    labels_yx : numpy.ndarray of uint32, shape (height, width)
+        The committed labels (0 = free); not modified.
+    masks : sequence of CroppedMask
+        In ``labels_yx`` coordinates (inside its frame), in commit order (best first).
+    min_area_px : int
+        The run's minimum object area in pixels.
+    min_free_fraction : float
+        The smallest free fraction of an overlapping mask that is still committed.
+
+    Returns
+    -------
+    AutoCommitPlan
+    """
+    taken = labels_yx != 0  # grows with each kept mask: later masks see it
+    keep: list[int] = []
+    covered = mostly = 0
+    for k, mask in enumerate(masks):
+        y0, x0, y1, x1 = mask.bbox_yx
+        free_yx = mask.mask & ~taken[y0:y1, x0:x1]
+        area, free = mask.area_px, int(np.count_nonzero(free_yx))
+        if free == 0:
+            covered += 1
+        elif free < area and (free < min_area_px or free < min_free_fraction * area):
+            mostly += 1
+        else:
+            keep.append(k)
+            taken[y0:y1, x0:x1] |= free_yx
+    return AutoCommitPlan(tuple(keep), covered, mostly)
 
 
 def commit_edit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import gc
 import itertools
@@ -17,7 +18,7 @@ from numpy.typing import NDArray
 
 from napari_instseg import __version__
 from napari_instseg.core._io import atomic_write_text
-from napari_instseg.core.coco._fields import annotation_fields, default_fields
+from napari_instseg.core.coco._fields import REJECTED_KEY, annotation_fields, default_fields
 from napari_instseg.core.coco._polygons import mask_to_polygons
 from napari_instseg.core.errors import CocoFormatError, TableError
 from napari_instseg.core.instances import table_for_ids
@@ -99,7 +100,11 @@ class ExportSummary:
     n_default_rows : int
         Instances that had no table row and got default tags.
     n_rows_without_pixels : int
-        Table rows whose instance has no pixel in the label image (not exported).
+        Table rows whose instance has no pixel in the label image and that are not rejected
+        (not exported).
+    n_rejected : int
+        Rejected rows (no pixels) written under the top-level ``instseg_rejected`` key
+        (:data:`~napari_instseg.core.coco._fields.REJECTED_KEY`), never as annotations.
     n_kept : int
         Imported instances written as they came in (mask unedited since the import).
     n_edited : int
@@ -116,6 +121,7 @@ class ExportSummary:
     n_rows_without_pixels: int = 0
     n_kept: int = 0
     n_edited: int = 0
+    n_rejected: int = 0
 
     def __add__(self, other: ExportSummary) -> ExportSummary:
         return ExportSummary(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
@@ -131,6 +137,8 @@ class ExportSummary:
             lines.append(f"{self.n_default_rows} instance(s) without a table row got default tags")
         if self.n_rows_without_pixels:
             lines.append(f"{self.n_rows_without_pixels} table row(s) without pixels were skipped")
+        if self.n_rejected:
+            lines.append(f"{self.n_rejected} rejected instance(s) (no pixels) listed under {REJECTED_KEY!r}")
         if self.n_kept or self.n_edited:
             lines.append(
                 f"{self.n_kept} imported annotation(s) written as they came in, {self.n_edited} with edited masks"
@@ -186,6 +194,7 @@ def export_coco(
     protocol = protocol or AnnotationProtocol.default()
     image_records: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
     summary = ExportSummary()
     used_ids = {int(im.image_id) for im in images if im.image_id is not None}
     next_image_id = 1
@@ -205,7 +214,11 @@ def export_coco(
             record, anns, part = _export_one(item, int(image_id), protocol, segmentation, len(annotations) + 1)
         image_records.append(record)
         annotations.extend(anns)
-        summary = summary + part
+        rows = _rejected_records(item, int(image_id), protocol, {a.get("instance_id") for a in anns})
+        rejected.extend(rows)
+        summary = summary + dataclasses.replace(
+            part, n_rejected=len(rows), n_rows_without_pixels=part.n_rows_without_pixels - len(rows)
+        )
         if progress is not None:
             progress(done, len(images))
     coco = {
@@ -215,7 +228,38 @@ def export_coco(
         "annotations": annotations,
         "categories": [_category_record(c) for c in protocol.categories],
     }
+    if rejected:
+        coco[REJECTED_KEY] = rejected
     return CocoExport(coco=coco, summary=summary)
+
+
+def _rejected_records(
+    item: AnnotatedImage, image_id: int, protocol: AnnotationProtocol, exported: set[Any]
+) -> list[dict[str, Any]]:
+    """The rejected rows of ``item`` that were not exported (no pixels), as records of
+    :data:`~napari_instseg.core.coco._fields.REJECTED_KEY`: an annotation's keys without its
+    geometry."""
+    table = item.table
+    if table is None or not len(table) or "review" not in table.columns:
+        return []
+    ids = table.index.to_numpy().astype(np.int64)
+    is_rejected = (table["review"].to_numpy() == "rejected") & ~np.isin(ids, list(exported))
+    if not is_rejected.any():
+        return []
+    rows = table_for_ids(ids[is_rejected], table, defaults={"category_id": protocol.categories[0].id})
+    scores = _scores_by_id(rows, item.scores)
+    crowds = rows["iscrowd"].to_numpy().astype(bool).tolist()
+    out = []
+    for instance_id, category_id, crowd, own in zip(
+        rows.index.tolist(), rows["category_id"].tolist(), crowds, annotation_fields(rows), strict=True
+    ):
+        record: dict[str, Any] = {"image_id": image_id, "instance_id": int(instance_id)}
+        record["category_id"] = int(category_id)
+        record.update(iscrowd=int(crowd), **own)
+        if int(instance_id) in scores:
+            record["score"] = scores[int(instance_id)]
+        out.append(record)
+    return out
 
 
 def _info(protocol: AnnotationProtocol) -> dict[str, Any]:

@@ -14,7 +14,21 @@ if TYPE_CHECKING:
 else:
     from napari_instseg.core._lazy import pd
 
-__all__ = ["ATTRIBUTE_COLUMNS", "TOP_LEVEL_COLUMNS", "annotation_fields", "default_fields", "json_scalar"]
+__all__ = [
+    "ATTRIBUTE_COLUMNS",
+    "REJECTED_KEY",
+    "TOP_LEVEL_COLUMNS",
+    "annotation_fields",
+    "default_fields",
+    "json_scalar",
+]
+
+REJECTED_KEY = "instseg_rejected"
+"""Top-level key of a COCO file listing its rejected instances (rows without pixels: review
+``rejected``), one record per row: ``image_id``, ``instance_id``, ``category_id``, ``iscrowd``,
+our top-level fields, ``attributes`` and ``score`` where the row has one; no ``segmentation``.
+pycocotools and COCOeval ignore the key, so they never count as ground truth or candidates;
+``qa`` counts them in the pre-label statistics and import restores the rows."""
 
 TOP_LEVEL_COLUMNS = ("occlusion", "occluded_fraction", "z_order")
 """Columns written as top-level annotation keys (KINS / COCOA style)."""

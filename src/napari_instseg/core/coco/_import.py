@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS
+from napari_instseg.core.coco._fields import ATTRIBUTE_COLUMNS, REJECTED_KEY
 from napari_instseg.core.coco._validate import read_json_file, validate_coco
 from napari_instseg.core.errors import CocoFormatError, ProtocolError
 from napari_instseg.core.instances import COLUMNS, SCORE_COLUMN, IdAllocator, make_rows, validate_table
@@ -200,9 +200,32 @@ def import_coco(coco: Mapping[str, Any] | str | os.PathLike[str], *, source: str
     by_image: dict[int, list[Mapping[str, Any]]] = {im["id"]: [] for im in coco["images"]}
     for ann in sorted(coco["annotations"], key=lambda a: a["id"]):
         by_image[ann["image_id"]].append(ann)
-    images = tuple(import_image(dict(im), by_image[im["id"]], protocol, source=source) for im in coco["images"])
-    top = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
+    rejected = _rejected_by_image(coco, set(by_image), source)
+    images = tuple(
+        import_image(dict(im), by_image[im["id"]], protocol, source=source, rejected=rejected.get(im["id"], ()))
+        for im in coco["images"]
+    )
+    top = {k: v for k, v in coco.items() if k not in ("images", "annotations", REJECTED_KEY)}
     return CocoImport(images=images, protocol=protocol, top=top)
+
+
+def _rejected_by_image(coco: Mapping[str, Any], image_ids: set[int], source: str) -> dict[int, list[Mapping[str, Any]]]:
+    """The records of the file's rejected instances (:data:`REJECTED_KEY`), by image id."""
+    records = coco.get(REJECTED_KEY, [])
+    if not isinstance(records, list):
+        raise CocoFormatError(f"{source}: {REJECTED_KEY!r} must be a list, got {type(records).__name__}.")
+    out: dict[int, list[Mapping[str, Any]]] = {}
+    for k, record in enumerate(records):
+        where = f"{source}: {REJECTED_KEY}[{k}]"
+        if not isinstance(record, Mapping):
+            raise CocoFormatError(f"{where}: expected an object, got {type(record).__name__}.")
+        for key in ("image_id", "instance_id", "category_id"):
+            if not isinstance(record.get(key), int) or isinstance(record.get(key), bool):
+                raise CocoFormatError(f"{where}: {key!r} must be an integer, got {record.get(key)!r}.")
+        if record["image_id"] not in image_ids:
+            raise CocoFormatError(f"{where}: image_id {record['image_id']} is not in 'images'.")
+        out.setdefault(record["image_id"], []).append(record)
+    return out
 
 
 def _protocol_of(coco: Mapping[str, Any], source: str) -> AnnotationProtocol:
@@ -245,6 +268,7 @@ def import_image(
     protocol: AnnotationProtocol,
     *,
     source: str = "COCO data",
+    rejected: Sequence[Mapping[str, Any]] = (),
 ) -> ImportedImage:
     """Import the (validated) annotations of one image, keeping every instance's own mask.
 
@@ -258,6 +282,9 @@ def import_image(
         Gives the tier thresholds for the derived occlusion tiers.
     source : str
         Name used in error messages.
+    rejected : sequence of mapping
+        Records of the image's rejected instances (our export's ``instseg_rejected``): each
+        becomes a row in review state ``rejected`` with no pixels.
 
     Returns
     -------
@@ -277,6 +304,8 @@ def import_image(
     fraction = occluded_fraction(areas - composite.lost_px, areas)  # visible / own area
     tiers = protocol.tiers.tiers_of(fraction)
     table = _table(annotations, ids, fraction, tiers, where)
+    if rejected:
+        table = _with_rejected(table, rejected, where)
     labels_yx = composite.labels_yx
     present = np.isin(ids, np.unique(labels_yx)) if ids.size else np.zeros(0, dtype=bool)
     return ImportedImage(
@@ -356,6 +385,26 @@ def _table(
     if SCORE_COLUMN in frame.columns:  # some annotations are scored: one float column, NaN = none
         frame[SCORE_COLUMN] = frame[SCORE_COLUMN].astype("float64")
     return validate_table(frame, source=source)
+
+
+def _with_rejected(table: pd.DataFrame, rejected: Sequence[Mapping[str, Any]], source: str) -> pd.DataFrame:
+    """``table`` with a row (review ``rejected``, no pixels) for each rejected record; ids
+    already in the table (or repeated) get new ones."""
+    taken = {int(i) for i in table.index}
+    given: list[int | None] = []
+    for record in rejected:
+        instance_id = int(record["instance_id"])
+        given.append(None if instance_id in taken or instance_id < 1 else instance_id)
+        taken.add(instance_id)
+    allocator = IdAllocator()
+    allocator.observe(taken)
+    ids = allocator.assign(given)
+    rows = [{**_row_of(r, 0.0, "none"), "review": "rejected"} for r in rejected]
+    frame = pd.DataFrame.from_records(rows, index=pd.Index(ids, name="id"))
+    if SCORE_COLUMN in frame.columns:
+        frame[SCORE_COLUMN] = frame[SCORE_COLUMN].astype("float64")
+    both = pd.concat([table, frame]) if len(table) else frame
+    return validate_table(both, source=source)
 
 
 def _row_of(ann: Mapping[str, Any], derived_fraction: float, derived_tier: str) -> dict[str, Any]:

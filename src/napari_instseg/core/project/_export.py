@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from napari_instseg.core.coco import AnnotatedImage, CocoExport, export_coco, save_coco
+from napari_instseg.core.coco import REJECTED_KEY, AnnotatedImage, CocoExport, export_coco, save_coco
 from napari_instseg.core.project._manifest import ProjectError, WorkItem
 from napari_instseg.core.project._project import Project
 
@@ -29,6 +29,7 @@ __all__ = [
     "throughput_report",
 ]
 
+from napari_instseg.core.activetime import person_timed
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 
 
@@ -85,6 +86,8 @@ def project_coco(
         part = export_item(project, item, segmentation)
         coco["images"] += part.coco["images"]
         coco["annotations"] += part.coco["annotations"]
+        if part.coco.get(REJECTED_KEY):  # rejected pre-labels (no pixels): counted by qa
+            coco[REJECTED_KEY] = coco.get(REJECTED_KEY, []) + part.coco[REJECTED_KEY]
         summary = summary + part.summary
         if progress is not None:
             progress(done, len(items))
@@ -146,9 +149,15 @@ def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[
     ours["annotations"] = [
         {**a, "image_id": remap[a["image_id"]]} for a in coco["annotations"] if a["image_id"] in remap
     ]
+    if REJECTED_KEY in coco:  # rejected pre-labels (no pixels) of the shared images only, as the annotations
+        ours[REJECTED_KEY] = [
+            {**r, "image_id": remap[r["image_id"]]} for r in coco[REJECTED_KEY] if r["image_id"] in remap
+        ]
     theirs = dict(gold)
     theirs["images"] = [im for im in gold["images"] if im["id"] in shared]
     theirs["annotations"] = [a for a in gold["annotations"] if a["image_id"] in shared]
+    if isinstance(gold.get(REJECTED_KEY), list):
+        theirs[REJECTED_KEY] = [r for r in gold[REJECTED_KEY] if isinstance(r, Mapping) and r.get("image_id") in shared]
     return theirs, ours
 
 
@@ -213,24 +222,32 @@ def _num(value: float) -> float | None:
 
 def throughput_report(project: Project) -> dict[str, Any]:
     """Instances per hour per annotator, time per instance by source and tier, pre-label
-    acceptance, and cost per instance (when ``cost_per_hour`` is set), over finished sets."""
+    acceptance, and cost per instance (when ``cost_per_hour`` is set), over finished sets.
+
+    Times and rates count only the instances a person made or reviewed
+    (:func:`~napari_instseg.core.activetime.person_timed`): a batch run's pre-labels have
+    ``n_instances`` but no rate (``instances_per_hour`` None) until someone reviews them."""
     table = _tables(project)
     table["time_s"] = pd.to_numeric(table["time_s"], errors="coerce").fillna(0.0)
+    # only a person's time counts: machine pre-labels not yet reviewed are left out (one rule)
+    table["person_s"] = table["time_s"].where(person_timed(table["review"].to_numpy(), table["time_s"].to_numpy()), 0.0)
     per_annotator = {}
     for name, group in table.groupby("annotator"):
-        hours = float(group["time_s"].sum()) / 3600.0
+        hours = float(group["person_s"].sum()) / 3600.0
+        n_timed = int((group["person_s"] > 0).sum())
         per_annotator[str(name) or "(none)"] = {
             "n_instances": len(group),
+            "n_timed": n_timed,
             "hours": hours,
-            "instances_per_hour": _num(len(group) / hours) if hours > 0 else None,
+            "instances_per_hour": _num(n_timed / hours) if hours > 0 else None,
         }
-    timed = table[table["time_s"] > 0]
+    timed = table[table["person_s"] > 0]
     by_source = {str(k): float(g["time_s"].mean()) for k, g in timed.groupby("source")}
     by_tier = {str(k): float(g["time_s"].mean()) for k, g in timed.groupby("occlusion")}
     model = table[table["source"].isin(MODEL_SOURCES)]
     review_counts = {str(k): int(v) for k, v in model["review"].value_counts().items()}
     reviewed = len(model) - review_counts.get("pre-label", 0)
-    total_hours = float(table["time_s"].sum()) / 3600.0
+    total_hours = float(table["person_s"].sum()) / 3600.0
     rate = project.settings.cost_per_hour
     return {
         "n_instances": len(table),
@@ -257,7 +274,13 @@ def format_throughput(report: Mapping[str, Any]) -> str:
 
     lines = [f"{report['n_instances']} instance(s) in {report['n_images']} finished image(s), {report['hours']:.2f} h"]
     for name, row in report["per_annotator"].items():
-        lines.append(f"  {name}: {row['n_instances']} instances, {fmt(row['instances_per_hour'])} per hour")
+        rate = row["instances_per_hour"]
+        per_hour = (
+            f"{fmt(rate)} per hour"
+            if rate is not None
+            else "n/a per hour (no time booked by a person: unreviewed pre-labels)"
+        )
+        lines.append(f"  {name}: {row['n_instances']} instances, {per_hour}")
     times = report["time_per_instance_s"]
     lines.append("time per instance (s) by source: " + ", ".join(f"{k} {v:.1f}" for k, v in times["by_source"].items()))
     lines.append("time per instance (s) by tier:   " + ", ".join(f"{k} {v:.1f}" for k, v in times["by_tier"].items()))

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from napari_instseg.core.commit_rules import auto_commit_plan
 from napari_instseg.core.edits import CroppedMask
 from napari_instseg.core.errors import InstsegError
 from napari_instseg.core.prompting.auto_classic import ClassicAutoSettings, classic_auto_labels
@@ -40,6 +41,7 @@ __all__ = [
     "ESTIMATE_COLUMNS",
     "MAX_TILES",
     "PRESETS",
+    "SLIVER_AREA_PX",
     "AutoSegmenter",
     "AutoSettings",
     "AutoSummary",
@@ -62,6 +64,10 @@ AUTO_SOURCES = {"sam2": "sam2-auto", "classic": "classic-auto"}
 
 MAX_TILES = 10_000
 """Most tiles one image is cut into (more means a tile size far too small for the image)."""
+
+SLIVER_AREA_PX = 16
+"""Default area floor (pixels) of the free part of an automatic mask that overlaps committed
+instances (the ``cells`` preset's minimum area); see :func:`commit_auto`."""
 
 ESTIMATE_COLUMNS = ("predicted_iou", "stability_score")
 """Row values kept with each SAM 2 automatic pre-label (outside the table's schema: the store
@@ -412,18 +418,26 @@ def auto_objects(
 
 @dataclass(frozen=True)
 class AutoSummary:
-    """What an automatic pre-labelling run committed."""
+    """What an automatic pre-labelling run committed.
+
+    ``n_covered`` masks fell entirely on earlier instances, ``n_mostly_covered`` mostly (their
+    free part a sliver, see :func:`~napari_instseg.core.commit_rules.auto_commit_plan`); both
+    were dropped.
+    """
 
     n_found: int
     n_committed: int
     n_covered: int
     source: str
     instance_ids: tuple[int, ...] = ()
+    n_mostly_covered: int = 0
 
     def __str__(self) -> str:
         text = f"{self.n_committed} of {self.n_found} automatic masks committed as pre-labels ({self.source})"
         if self.n_covered:
             text += f"; {self.n_covered} fell entirely on earlier instances"
+        if self.n_mostly_covered:
+            text += f"; {self.n_mostly_covered} fell mostly on earlier instances"
         return text
 
 
@@ -434,13 +448,18 @@ def commit_auto(
     *,
     category: int | str | None = None,
     origin_yx: tuple[int, int] = (0, 0),
+    min_area_px: int | None = None,
 ) -> AutoSummary:
     """Commit ``objects`` into ``session`` as pre-labels: best score first, one undo step.
 
-    Committed instances are never overwritten (each object takes only free pixels); the score
-    (SAM 2: predicted IoU) is kept with each pre-label's proposal, and SAM 2's predicted IoU
-    and stability score as the row's ``predicted_iou`` / ``stability_score``
-    (:func:`estimates_of`).
+    Committed instances are never overwritten (each object takes only free pixels), and an
+    object that falls entirely or mostly on earlier instances is dropped: its free part is
+    below ``min_area_px`` or below
+    :data:`~napari_instseg.core.commit_rules.MIN_FREE_FRACTION` of it (the rule is
+    :func:`~napari_instseg.core.commit_rules.auto_commit_plan`), so a second run over
+    pre-labelled pixels adds no slivers. The score (SAM 2: predicted IoU) is kept with each
+    pre-label's proposal, and SAM 2's predicted IoU and stability score as the row's
+    ``predicted_iou`` / ``stability_score`` (:func:`estimates_of`).
 
     Parameters
     ----------
@@ -451,25 +470,32 @@ def commit_auto(
         ``sam2-auto`` or ``classic-auto``.
     category : int or str, optional
         Category of every instance (default: the protocol's first).
+    origin_yx : tuple of int
+        Where the session's frame starts in image coordinates.
+    min_area_px : int, optional
+        The run's minimum object area (default: the smaller of :data:`SLIVER_AREA_PX` and half
+        the area of the smallest of ``objects``, so the area floor never drops more of the
+        smallest objects than the free-fraction rule does).
     """
     shape_yx = session.shape_yx
     order = sorted(range(len(objects)), key=lambda i: -objects[i].score)
-    kept = [objects[i] for i in order if _clipped(objects[i].mask, origin_yx, shape_yx) is not None]
-
-    def masks() -> Iterator[CroppedMask]:  # crops: the commit costs each object's area, not the frame's
-        for obj in kept:
-            box, crop = _clipped(obj.mask, origin_yx, shape_yx)  # type: ignore[misc]
-            yield CroppedMask(box, crop)
-
-    results, covered = session.commit_many(
-        masks(),
-        scores=[o.score for o in kept],
-        estimates=[estimates_of(o) for o in kept],
+    inside = [(objects[i], _clipped(objects[i].mask, origin_yx, shape_yx)) for i in order]
+    clipped = [(obj, CroppedMask(*part)) for obj, part in inside if part is not None]
+    if min_area_px is None:
+        smallest = min((obj.mask.area_px for obj in objects), default=0)
+        min_area_px = min(SLIVER_AREA_PX, smallest // 2)
+    plan = auto_commit_plan(session.labels_yx, [crop for _, crop in clipped], min_area_px=min_area_px)
+    kept = [clipped[k] for k in plan.keep]
+    results, covered = session.commit_many(  # crops: the commit costs each object's area, not the frame's
+        (crop for _, crop in kept),
+        scores=[o.score for o, _ in kept],
+        estimates=[estimates_of(o) for o, _ in kept],
         source=source,
         category=category,
     )
     ids = tuple(r.instance_id for r in results)
-    return AutoSummary(len(objects), len(results), covered + len(objects) - len(kept), source, ids)
+    n_covered = plan.n_covered + covered + len(objects) - len(clipped)
+    return AutoSummary(len(objects), len(results), n_covered, source, ids, plan.n_mostly_covered)
 
 
 def estimates_of(obj: AutoObject) -> dict[str, float]:

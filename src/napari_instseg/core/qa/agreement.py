@@ -5,7 +5,8 @@
   on occlusion tier and crowd bit for instances matched one-to-one (IoU >= 0.5).
 - :func:`prelabel_stats`: from a final annotation set that carries our ``attributes``:
   acceptance rate (accepted as is / all pre-labels), mean IoU pre-label -> final, per class and
-  tier; time per instance by source and throughput.
+  tier; time per instance by source and throughput, over the instances a person made or
+  reviewed (:func:`~napari_instseg.core.activetime.person_timed`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from napari_instseg.core.activetime import person_timed
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 from napari_instseg.core.qa.metrics import (
     EvalParams,
@@ -107,10 +109,18 @@ def calibration(a: Mapping[str, Any], b: Mapping[str, Any], params: EvalParams |
 
 
 def _attribute_table(coco: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per instance of ``coco``: its annotations, and its rejected instances (our
+    export lists them under :data:`~napari_instseg.core.coco.REJECTED_KEY`: no pixels, so no
+    annotation)."""
+    from napari_instseg.core.coco import REJECTED_KEY
+
     tiers = tier_thresholds_of(coco)
     names = {c["id"]: c["name"] for c in coco["categories"]}
+    rejected = coco.get(REJECTED_KEY)
     rows = []
-    for ann in coco["annotations"]:
+    for ann in [*coco["annotations"], *(rejected if isinstance(rejected, list) else [])]:
+        if not isinstance(ann, Mapping):
+            continue
         attributes = ann.get("attributes") or {}
         rows.append(
             {
@@ -157,7 +167,8 @@ def prelabel_stats(
     Parameters
     ----------
     final : dict
-        The reviewed annotations (COCO with ``attributes.source/review/prelabel_iou/time_s``).
+        The reviewed annotations (COCO with ``attributes.source/review/prelabel_iou/time_s``);
+        its rejected instances (no pixels) are read from its ``instseg_rejected`` list.
     prelabels : list or dict, optional
         The pre-labels as proposed (for example ``napari-instseg prelabel`` output): when
         given, pre-label Mask AP@0.5 against the final set is reported too.
@@ -170,7 +181,7 @@ def prelabel_stats(
     out: dict[str, Any] = {"overall": _acceptance(model)}
     out["per_class"] = {str(k): _acceptance(g) for k, g in model.groupby("category")}
     out["per_tier"] = {str(k): _acceptance(g) for k, g in model.groupby("occlusion")}
-    timed = frame[frame["time_s"].notna()]
+    timed = frame[person_timed(frame["review"].to_numpy(), frame["time_s"].to_numpy())]  # never machine time
     out["time_per_instance_s"] = {str(k): float(g["time_s"].mean()) for k, g in timed.groupby("source")}
     total_h = float(timed["time_s"].sum()) / 3600.0
     out["throughput_instances_per_hour"] = float(len(timed) / total_h) if total_h > 0 else float("nan")

@@ -73,6 +73,12 @@ class MaskEval:
     category_names: dict[int, str]
     image_ids: list[int]
     cells: dict[tuple[int, int], _Cell] = field(default_factory=dict)
+    truncated: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(image id, category id) -> candidates there, where more than ``params.max_dets`` (only
+    the ``max_dets`` best-scored were evaluated)."""
+    matched_by_file_name: dict[int, int] = field(default_factory=dict)
+    """Candidate image id -> reference image id, where the candidates' image ids were not in
+    the reference and their images were matched by ``file_name`` (see :func:`prepare`)."""
 
     def n_gt(self, tier: str | None = None) -> int:
         """Reference instances counted (not crowd; of ``tier`` when given)."""
@@ -143,7 +149,7 @@ def prepare(
 
     params = params or EvalParams()
     validate_coco(gt, source="reference (GT)")
-    candidates = _candidates(dt, gt)
+    candidates, by_name = _candidates(dt, gt)
     tiers = tiers or tier_thresholds_of(gt)
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     category_ids = sorted(c["id"] for c in gt["categories"])
@@ -154,10 +160,13 @@ def prepare(
     for ann in candidates:
         grouped_dt.setdefault((ann["image_id"], ann["category_id"]), []).append(ann)
     evaluation = MaskEval(params, category_ids, {c["id"]: c["name"] for c in gt["categories"]}, sorted(sizes))
+    evaluation.matched_by_file_name.update(by_name)
     for key in set(grouped_gt) | set(grouped_dt):
         gts, dts = grouped_gt.get(key, []), grouped_dt.get(key, [])
         height, width = sizes[key[0]]
         order = np.argsort([-float(d["score"]) for d in dts], kind="mergesort")[: params.max_dets]
+        if len(dts) > params.max_dets:
+            evaluation.truncated[key] = len(dts)
         dts = [dts[i] for i in order]
         crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
         g_rles = [segmentation_rle(g["segmentation"], height, width) for g in gts]
@@ -177,24 +186,56 @@ def prepare(
     return evaluation
 
 
-def _candidates(dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _candidates(
+    dt: Sequence[Mapping[str, Any]] | Mapping[str, Any], gt: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    """The candidates in the reference's image ids, and the ids matched by file name."""
     if isinstance(dt, Mapping):
         validate_coco(dt, source="candidates (DT)")
         known = {im["id"] for im in gt["images"]}
         unknown = {a["image_id"] for a in dt["annotations"]} - known
-        if unknown:
-            raise CocoFormatError(f"candidates (DT): image ids {sorted(unknown)[:10]} are not in the reference.")
+        by_name = _ids_by_file_name(dt, gt) if unknown else {}
+        if unknown and not by_name:
+            raise CocoFormatError(
+                f"candidates (DT): image ids {sorted(unknown)[:10]} are not in the reference, and their "
+                "file_name values do not match the reference's images one to one either."
+            )
         gt_sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
         for im in dt["images"]:
-            if im["id"] in gt_sizes and (im["height"], im["width"]) != gt_sizes[im["id"]]:
+            gt_id = by_name.get(im["id"], im["id"]) if by_name else im["id"]
+            if gt_id in gt_sizes and (im["height"], im["width"]) != gt_sizes[gt_id]:
+                matched = f" (image {gt_id}, matched by file_name {im.get('file_name')!r})" if gt_id != im["id"] else ""
                 raise CocoFormatError(
                     f"candidates (DT): image {im['id']} is {im['height']} x {im['width']} (height x width), "
-                    f"but {gt_sizes[im['id']][0]} x {gt_sizes[im['id']][1]} in the reference."
+                    f"but {gt_sizes[gt_id][0]} x {gt_sizes[gt_id][1]} in the reference{matched}."
                 )
-        return [dict(a, score=float(a.get("score", 1.0))) for a in dt["annotations"]]
+        out = [dict(a, score=float(a.get("score", 1.0))) for a in dt["annotations"]]
+        if by_name:
+            for ann in out:
+                ann["image_id"] = by_name[ann["image_id"]]
+        return out, by_name
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     validate_results(dt, sizes, {c["id"] for c in gt["categories"]}, source="candidates (DT)")
-    return [dict(ann) for ann in dt]
+    return [dict(ann) for ann in dt], {}
+
+
+def _ids_by_file_name(dt: Mapping[str, Any], gt: Mapping[str, Any]) -> dict[int, int]:
+    """Candidate image id -> reference image id by ``file_name``, for every candidate image
+    with annotations; empty unless that match is unambiguous (each name once on each side,
+    every such image found)."""
+    gt_names = [im.get("file_name") for im in gt["images"]]
+    dt_names = [im.get("file_name") for im in dt["images"]]
+    gt_id_of = {im.get("file_name"): im["id"] for im in gt["images"]}
+    used = {a["image_id"] for a in dt["annotations"]}
+    mapping = {}
+    for im in dt["images"]:
+        name = im.get("file_name")
+        if im["id"] not in used:
+            continue
+        if not name or gt_names.count(name) != 1 or dt_names.count(name) != 1:
+            return {}
+        mapping[im["id"]] = gt_id_of[name]
+    return mapping
 
 
 def segmentation_rle(segmentation: Any, height: int, width: int) -> Any:

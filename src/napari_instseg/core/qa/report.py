@@ -28,7 +28,7 @@ from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.protocol import OCCLUSION_TIERS, SamplingRates
 from napari_instseg.core.qa.metrics import EvalParams, MaskEval, Scores, prepare, scores_of
 
-__all__ = ["QAReport", "format_score", "json_clean", "run_qa"]
+__all__ = ["QAReport", "format_score", "json_clean", "max_dets_warning", "run_qa", "truncated_by_max_dets"]
 
 Progress = Callable[[int, int, str], None]
 
@@ -123,6 +123,8 @@ def run_qa(
         "per_tier": {tier: scores[tier].to_dict() for tier in OCCLUSION_TIERS},
         "per_class": {name: {"AP": ap} for name, ap in scores["overall"].per_class.items()},
         "prelabels": prelabel_stats(final) if final is not None else None,
+        "truncated_by_max_dets": truncated_by_max_dets(evaluation, gt),
+        "images_matched_by_file_name": _matched_by_name(evaluation, gt),
     }
     step(3, "review sample")
     queue = review_sample(instances_of(gt), rates, seed=seed, by=tuple(stratify_by))
@@ -151,6 +153,67 @@ def run_qa(
     atomic_write_text(html_path, _html(data, plots, gallery))
     step(6, "done")
     return QAReport(json_path, html_path, summary_path, queue_paths, data)
+
+
+def truncated_by_max_dets(evaluation: MaskEval, gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Where ``max_dets`` cut candidates: one record per image and class with more candidates
+    than the limit (``image_id``, ``file_name``, ``category``, ``n_candidates``, ``kept``),
+    most candidates first. AP there counts only the ``kept`` best-scored candidates."""
+    names = {im["id"]: im.get("file_name") for im in gt["images"]}
+    kept = evaluation.params.max_dets
+    records = [
+        {
+            "image_id": image_id,
+            "file_name": names.get(image_id),
+            "category": evaluation.category_names.get(category_id, str(category_id)),
+            "n_candidates": n,
+            "kept": kept,
+        }
+        for (image_id, category_id), n in evaluation.truncated.items()
+    ]
+    return sorted(records, key=lambda r: (-r["n_candidates"], r["image_id"]))
+
+
+def max_dets_warning(data: Mapping[str, Any], listed: int = 5) -> str | None:
+    """A warning naming the images whose candidates ``max_dets`` cut, and how to raise it
+    (None when nothing was cut)."""
+    cut = data.get("truncated_by_max_dets") or []
+    if not cut:
+        return None
+    places = "; ".join(
+        f"image {r['image_id']} ({r['file_name']}), {r['category']}: {r['n_candidates']} candidates"
+        for r in cut[:listed]
+    )
+    more = f"; and {len(cut) - listed} more image/class pair(s)" if len(cut) > listed else ""
+    largest = max(r["n_candidates"] for r in cut)
+    return (
+        f"Warning: only the {data['max_dets']} best-scored candidates per image and class were evaluated "
+        f"(maxDets); more were given on {places}{more}. AP and AR there count only those. "
+        f"Raise the limit with --max-dets {largest} (qa) or run_qa(max_dets={largest})."
+    )
+
+
+def _matched_by_name(evaluation: MaskEval, gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The candidate images matched to the reference by ``file_name`` (ids that differ)."""
+    names = {im["id"]: im.get("file_name") for im in gt["images"]}
+    return [
+        {"candidate_image_id": dt_id, "reference_image_id": gt_id, "file_name": names.get(gt_id)}
+        for dt_id, gt_id in sorted(evaluation.matched_by_file_name.items())
+    ]
+
+
+def _matched_by_name_note(data: Mapping[str, Any], listed: int = 5) -> str | None:
+    matched = data.get("images_matched_by_file_name") or []
+    if not matched:
+        return None
+    pairs = ", ".join(
+        f"{m['file_name']}: {m['candidate_image_id']} -> {m['reference_image_id']}" for m in matched[:listed]
+    )
+    more = f", and {len(matched) - listed} more" if len(matched) > listed else ""
+    return (
+        f"The candidates' image ids are not the reference's: {len(matched)} image(s) were matched by "
+        f"file_name ({pairs}{more})."
+    )
 
 
 def _has_attributes(coco: Mapping[str, Any]) -> bool:
@@ -247,8 +310,9 @@ def _gallery(
     anns = {a["id"]: a for a in gt["annotations"]}
     candidates = dt["annotations"] if isinstance(dt, Mapping) else list(dt)
     by_cell: dict[tuple[int, int], list[Mapping[str, Any]]] = {}
+    renamed = evaluation.matched_by_file_name
     for ann in candidates:
-        by_cell.setdefault((ann["image_id"], ann["category_id"]), []).append(ann)
+        by_cell.setdefault((renamed.get(ann["image_id"], ann["image_id"]), ann["category_id"]), []).append(ann)
     items = []
     for row in ious.sort_values(["iou", "gt_id"]).head(n).itertuples():
         image = images[row.image_id]
@@ -302,6 +366,8 @@ def _summary(data: dict[str, Any]) -> str:
         f"{data['n_gt']} reference and {data['n_dt']} candidate instances on {data['n_images']} images "
         f"(maxDets {data['max_dets']}).",
         "",
+        *([warning, ""] if (warning := max_dets_warning(data)) else []),
+        *([note, ""] if (note := _matched_by_name_note(data)) else []),
         "| subset | AP | AP50 | AP75 | AR | references |",
         "|---|---|---|---|---|---|",
         f"| overall | {format_score(data['overall']['AP'])} | {format_score(data['overall']['AP50'])} | {format_score(data['overall']['AP75'])} "
