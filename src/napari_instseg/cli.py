@@ -14,33 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from napari_instseg import __version__
+from napari_instseg.commands.auto import non_negative_int, positive_int
 from napari_instseg.core.prompting.registry import BACKENDS, DEFAULT_SIZE, MODEL_SIZES
 
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 _OVERWRITE_HELP = "replace the output file when it exists (never an input)"
@@ -76,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--image", help="the image the labels annotate (name and size go into COCO)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form (default: rle)")
     export.add_argument(
-        "--per-tile", type=_positive_int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile"
+        "--per-tile", type=positive_int, metavar="SIZE", help="for a slide store: one COCO image per SIZE-px tile"
     )
     export.set_defaults(func=_cmd_export)
 
@@ -129,13 +108,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     slide.add_argument("--device", default=None, help="torch device (default: cuda, mps or cpu)")
     slide.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
-    slide.add_argument("--workers", type=_positive_int, default=None, help="threads for the threaded scheduler")
+    slide.add_argument("--workers", type=positive_int, default=None, help="threads for the threaded scheduler")
     slide.add_argument(
-        "--tile", type=_positive_int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)"
+        "--tile", type=positive_int, default=None, help="tile size in pixels (default: 1024 sam2, 512 classic)"
     )
     slide.add_argument(
         "--halo",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=None,
         help="halo in pixels (default: two object diameters); with --auto 1 to tile size - 1",
     )
@@ -153,10 +132,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "-o", "--outdir", required=True, help="folder for report.html, report.json, summary.md, review_queue.*"
     )
     qa.add_argument("--images", help="folder with the images (for the gallery of worst-IoU instances)")
-    qa.add_argument(
-        "--max-dets", type=_positive_int, default=1000, help="detections per image and class (default 1000)"
-    )
-    qa.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the review sample")
+    qa.add_argument("--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)")
+    qa.add_argument("--seed", type=non_negative_int, default=0, help="seed of the review sample")
     qa.add_argument(
         "--overwrite",
         action="store_true",

@@ -111,6 +111,7 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument("--gold", required=True, help="reference COCO JSON (same file names)")
     qa.add_argument("-o", "--outdir", required=True, help="folder for the QA report")
     qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
+    qa.add_argument("--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)")
     qa.set_defaults(func=_cmd_qa)
 
     sample = sub.add_parser("sample", help="QA review queue over the project at the protocol's per-tier rates")
@@ -358,14 +359,18 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import project_qa
+    from napari_instseg.core.qa.report import max_dets_warning
 
     check_output_dir(
         args.outdir, inputs=(args.gold,), containers=(args.dir,), targets=_QA_TARGETS, overwrite=True, what="-o"
     )
     with Project.open(args.dir) as project:
-        report = project_qa(project, args.gold, args.outdir, seed=args.seed)
+        report = project_qa(project, args.gold, args.outdir, seed=args.seed, max_dets=args.max_dets)
     print(report.summary_path.read_text())
     print(f"wrote {report.html_path}, {report.json_path}")
+    warning = max_dets_warning(report.data)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -161,14 +161,22 @@ def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[
     return theirs, ours
 
 
-def project_qa(project: Project, gold: str | os.PathLike[str], outdir: str | os.PathLike[str], *, seed: int = 0) -> Any:
+def project_qa(
+    project: Project,
+    gold: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    max_dets: int = 1000,
+) -> Any:
     """Stratified QA (:func:`napari_instseg.core.qa.report.run_qa`) of the project's submitted
-    images against ``gold``, on the images both hold (matched by ``file_name``)."""
+    images against ``gold``, on the images both hold (matched by ``file_name``), with at most
+    ``max_dets`` candidates per image and class."""
     from napari_instseg.core.coco import load_coco_json
     from napari_instseg.core.qa.report import run_qa
 
     reference, candidates = _aligned_to_gold(project_coco(project).coco, load_coco_json(gold))
-    return run_qa(reference, candidates, outdir, seed=seed)
+    return run_qa(reference, candidates, outdir, seed=seed, max_dets=max_dets)
 
 
 def review_sample(

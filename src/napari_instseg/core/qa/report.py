@@ -189,7 +189,7 @@ def max_dets_warning(data: Mapping[str, Any], listed: int = 5) -> str | None:
     return (
         f"Warning: only the {data['max_dets']} best-scored candidates per image and class were evaluated "
         f"(maxDets); more were given on {places}{more}. AP and AR there count only those. "
-        f"Raise the limit with --max-dets {largest} (qa) or run_qa(max_dets={largest})."
+        f"Raise the limit with --max-dets {largest} (qa, project qa) or run_qa(max_dets={largest})."
     )
 
 
