@@ -187,10 +187,12 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         return str(PromptWidget.image_key(None, image_layer, region).identity)  # type: ignore[arg-type]
 
     # -- segmenter --------------------------------------------------------------------------
-    def _segmenter(self, session: Any, labels_layer: Any) -> Any:
+    def _segmenter(self, labels_layer: Any) -> Any:
         """The automatic segmenter. SAM 2: the model chosen in an open Prompt panel (the one
-        on this labels layer first), else the standard checkpoint lookup; an already loaded
-        prompter with that checkpoint is reused (the session's, the panel's, this panel's).
+        on this labels layer first), else the standard checkpoint lookup. This panel keeps a
+        model of its own (reused from run to run): the Prompt panel's model may be asked for a
+        prompt while a run goes on in its worker, and one SAM 2 predictor holds one image at a
+        time. An image the Prompt panel already encoded comes from the embedding cache.
 
         Raises
         ------
@@ -204,8 +206,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
             return ClassicAutoSegmenter()
         panels = sorted(self._prompt_panels(), key=lambda panel: panel.labels_combo.value is not labels_layer)
         config = self._sam2_config(panels[0].prompter_config() if panels else None)
-        held = [session.prompter, *(panel.held_prompter() for panel in panels), self._prompter]
-        prompter = next((p for p in held if _built_for(p, config)), None)
+        prompter = self._prompter if _built_for(self._prompter, config) else None
         if prompter is None:
             prompter = build_prompter(config, load_model=False)  # the model loads in the worker
             self._prompter = prompter
@@ -270,7 +271,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
             self._say(f"Image {image_layer.name} does not cover labels {labels_layer.name} there.", error=True)
             return None
         try:
-            segmenter = self._segmenter(binding.session, labels_layer)
+            segmenter = self._segmenter(labels_layer)
         except InstsegError as exc:  # no SAM 2 checkpoint: say what to do, start nothing
             self._say(str(exc), error=True)
             return None

@@ -328,10 +328,6 @@ class PromptWidget(Container):  # type: ignore[type-arg]
         """The prompter settings chosen in this panel (backend, SAM 2 size, checkpoint, device)."""
         return self._config()
 
-    def held_prompter(self) -> Any:
-        """The prompter this panel holds for its current settings (None before its first use)."""
-        return self._prompters.current(self._config())
-
     def image_key(self, layer: Any, region: Any = None) -> Any:
         """Cache identity of an image layer (its file with size and mtime, or its name and
         shape) and of the region prompted (a slide window), if any: the core's keys, so
