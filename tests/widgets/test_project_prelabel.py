@@ -125,11 +125,11 @@ def test_cancel_after_the_first_image_then_resume(panel, project_dir, qtbot, mon
     _viewer, widget = panel
     real, calls, release = batch.segment_image, [], threading.Event()
 
-    def segment(path, config):  # the second image waits until Cancel was pressed
+    def segment(path, config, shape_yx=None):  # the second image waits until Cancel was pressed
         calls.append(path)
         if len(calls) == 2:
             release.wait(20)
-        return real(path, config)
+        return real(path, config, shape_yx)
 
     monkeypatch.setattr(batch, "segment_image", segment)
     _click(widget.prelabel_button)
@@ -155,11 +155,11 @@ def test_cancel_the_selected_rows_after_the_first_image(panel, project_dir, qtbo
     _viewer, widget = panel
     real, calls, release = batch.segment_image, [], threading.Event()
 
-    def segment(path, config):
+    def segment(path, config, shape_yx=None):
         calls.append(path)
         if len(calls) == 2:
             release.wait(20)
-        return real(path, config)
+        return real(path, config, shape_yx)
 
     monkeypatch.setattr(batch, "segment_image", segment)
     widget.prelabel_target.setCurrentText("selected rows")
