@@ -366,9 +366,11 @@ def model_scores(table: pd.DataFrame, prelabels: Mapping[int, PrelabelRecord | N
     dict of int to float
         Only the instances that have a finite score.
     """
+    import pandas as pd
+
     out: dict[int, float] = {}
     if SCORE_COLUMN in table.columns:
-        values = np.array([_as_score(v) for v in table[SCORE_COLUMN].tolist()], dtype=np.float64)
+        values = pd.to_numeric(table[SCORE_COLUMN], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         finite = np.isfinite(values)
         out.update(zip(table.index.to_numpy()[finite].tolist(), values[finite].tolist(), strict=True))
     for instance_id, record in prelabels.items():

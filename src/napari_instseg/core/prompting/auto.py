@@ -65,10 +65,6 @@ AUTO_SOURCES = {"sam2": "sam2-auto", "classic": "classic-auto"}
 MAX_TILES = 10_000
 """Most tiles one image is cut into (more means a tile size far too small for the image)."""
 
-SLIVER_AREA_PX = 16
-"""Default area floor (pixels) of the free part of an automatic mask that overlaps committed
-instances (the ``cells`` preset's minimum area); see :func:`commit_auto`."""
-
 ESTIMATE_COLUMNS = ("predicted_iou", "stability_score")
 """Row values kept with each SAM 2 automatic pre-label (outside the table's schema: the store
 keeps them, COCO export writes them into the annotation's ``attributes``)."""
@@ -128,6 +124,10 @@ PRESETS: dict[str, AutoSettings] = {
 }
 """Named defaults: ``objects`` are SAM 2's own (everyday scenes); ``cells`` has a denser grid,
 looser filters, stricter NMS and small areas for crowded, small, similar objects."""
+
+SLIVER_AREA_PX = PRESETS["cells"].min_area_px
+"""Default area floor (pixels) of the free part of an automatic mask that overlaps committed
+instances (the ``cells`` preset's minimum area); see :func:`commit_auto`."""
 
 
 class AutoSegmenter(Protocol):
