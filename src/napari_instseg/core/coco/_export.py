@@ -214,7 +214,7 @@ def export_coco(
             record, anns, part = _export_one(item, int(image_id), protocol, segmentation, len(annotations) + 1)
         image_records.append(record)
         annotations.extend(anns)
-        rows = _rejected_records(item, int(image_id), protocol, {a.get("instance_id") for a in anns})
+        rows = _rejected_records(item, int(image_id), protocol, anns)
         rejected.extend(rows)
         summary = summary + dataclasses.replace(
             part, n_rejected=len(rows), n_rows_without_pixels=part.n_rows_without_pixels - len(rows)
@@ -234,16 +234,19 @@ def export_coco(
 
 
 def _rejected_records(
-    item: AnnotatedImage, image_id: int, protocol: AnnotationProtocol, exported: set[Any]
+    item: AnnotatedImage, image_id: int, protocol: AnnotationProtocol, exported: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The rejected rows of ``item`` that were not exported (no pixels), as records of
-    :data:`~napari_instseg.core.coco._fields.REJECTED_KEY`: an annotation's keys without its
-    geometry."""
+    """The rejected rows of ``item`` that were not exported (no pixels; ``exported``: the
+    image's annotations), as records of :data:`~napari_instseg.core.coco._fields.REJECTED_KEY`:
+    an annotation's keys without its geometry."""
     table = item.table
     if table is None or not len(table) or "review" not in table.columns:
         return []
+    is_rejected = table["review"].to_numpy() == "rejected"
+    if not is_rejected.any():  # the usual case: no pass over the annotations
+        return []
     ids = table.index.to_numpy().astype(np.int64)
-    is_rejected = (table["review"].to_numpy() == "rejected") & ~np.isin(ids, list(exported))
+    is_rejected &= ~np.isin(ids, [int(a.get("instance_id", 0)) for a in exported])
     if not is_rejected.any():
         return []
     rows = table_for_ids(ids[is_rejected], table, defaults={"category_id": protocol.categories[0].id})
