@@ -231,3 +231,42 @@ def test_two_people_share_a_project_folder(tmp_path, tiles):
         store = project.open_store(project.manifest.item(1))
         assert not store.read_only  # released when bob closed it
         store.close()
+
+
+def test_a_read_only_project_folder_answers_queries_and_refuses_changes(tmp_path, tiles, capsys, monkeypatch):
+    """A shared project copied read-only: status and next work; assign and add say the
+    folder is read-only (exit 2) and leave the manifest as it was."""
+    import os
+    import stat
+
+    project_dir = tmp_path / "proj"
+    assert main(["project", "init", str(project_dir), "--images", str(tiles / "*.tif")]) == 0
+    assert main(["project", "assign", str(project_dir), "alice", "--ids", "1"]) == 0
+    before = (project_dir / "manifest.sqlite").read_bytes()
+    modes = {p: p.stat().st_mode for p in [project_dir, *project_dir.rglob("*")]}
+    for path in modes:
+        path.chmod(stat.S_IMODE(path.stat().st_mode) & ~0o222)
+    if os.geteuid() == 0:  # root writes anyway: report what an ordinary user would be told
+        real_access = os.access
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda p, mode, **kw: (
+                False if mode & os.W_OK and str(p).startswith(str(project_dir)) else real_access(p, mode, **kw)
+            ),
+        )
+    try:
+        assert _status(project_dir, capsys)["assignee"] == {"alice": 1, "": 3}
+        assert main(["project", "next", str(project_dir), "--annotator", "alice"]) == 0
+        assert capsys.readouterr().out.startswith("1\t")
+        for argv in (
+            ["assign", str(project_dir), "bob", "--ids", "2"],
+            ["add", str(project_dir), "--images", str(tiles / "*.png")],
+        ):
+            assert main(["project", *argv]) == 2
+            err = capsys.readouterr().err
+            assert "read-only" in err and str(project_dir) in err and "Traceback" not in err
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
+    assert (project_dir / "manifest.sqlite").read_bytes() == before

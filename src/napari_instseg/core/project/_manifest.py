@@ -15,7 +15,9 @@ several people, each with a store of their own. A *work item* is one annotation 
 ``(image_id, owner)`` with ``owner == ''`` for the main set.
 
 Every change is one short transaction; readers never block writers (WAL), and a writer waits
-up to ``BUSY_TIMEOUT_S`` for another one, so several people can share a project folder.
+up to ``BUSY_TIMEOUT_S`` for another one, so several people can share a project folder. A
+project folder the user may not write (a shared, read-only copy) opens read-only: every
+query works, and a change is refused with an error naming the folder.
 """
 
 from __future__ import annotations
@@ -210,14 +212,19 @@ def _item(row: Sequence[Any]) -> WorkItem:
 
 
 class Manifest:
-    """The project's SQLite manifest (``manifest.sqlite``); see the module docstring."""
+    """The project's SQLite manifest (``manifest.sqlite``); see the module docstring.
+
+    ``read_only`` is True where the user may not write the manifest or its folder: queries
+    work, :meth:`transaction` raises :class:`ProjectError`.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ProjectError(f"{self.path}: no project manifest here (make one with 'napari-instseg project init').")
+        self.read_only = not (os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
         try:
-            self._db = _connect(self.path)
+            self._db = _connect_read_only(self.path) if self.read_only else _connect(self.path)
             version = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise ProjectError(f"{self.path}: not a readable project manifest ({exc}).") from exc
@@ -246,6 +253,11 @@ class Manifest:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``): all of it is saved, or nothing."""
+        if self.read_only:
+            raise ProjectError(
+                f"{self.path.parent}: the project folder is read-only for you; nothing was changed "
+                "(ask its owner, or work on a copy)."
+            )
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # another writer held it past the busy timeout
@@ -597,6 +609,22 @@ def _journal_mode() -> str:
     if mode not in ("wal", "delete"):
         raise ProjectError(f"NAPARI_INSTSEG_MANIFEST_JOURNAL must be 'wal' or 'delete', got {mode!r}.")
     return mode
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL database in a folder nobody lets us write opens only
+    while its shared-memory file exists (another user has it open); otherwise it is read as
+    immutable, which is what it is for us."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(
+        f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    try:
+        db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        db.close()
+        db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+    return db
 
 
 def _connect(path: Path) -> sqlite3.Connection:
