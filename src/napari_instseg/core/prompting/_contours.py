@@ -2,10 +2,10 @@
 """Redrawing bright-field outlines at each object's own level (classic automatic mode).
 
 :func:`redraw_outlines`: pale and dark nuclei of one image each get the outline of their own
-contrast. An outline may grow well past the watershed's (its foreground misses the pale rim
-of many nuclei) but hardly shrink: inside the watershed's object, what lies below the
-object's level is mostly pale nucleoplasm between chromatin (vesicular nuclei), not
-background, and carving it cut nuclei into pieces that no longer match.
+contrast. An outline may grow past the watershed's (its foreground misses the pale rim of
+many nuclei) but hardly shrink: inside the watershed's object, what lies below the object's
+level is mostly pale nucleoplasm between chromatin (vesicular nuclei), not background, and
+carving it left pieces of nuclei that no longer matched them, or nothing of small ones.
 
 Chosen on the calibration images of ``tests/core/test_auto_classic.py`` and five TCGA H&E
 crops (see ``docs/classic_auto.md``); used by
