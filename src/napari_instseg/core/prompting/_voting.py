@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 __all__ = ["blob_merge", "blob_response"]
 
-_BLOB_SIGMAS = (0.6, 0.7, 0.8)  # radii: scales of the LoG blob response (a disc of radius s peaks at s / sqrt 2)
+_BLOB_SIGMAS = (0.6, 0.7, 0.8)  # radii: scales of the LoG blob response (a disc of radius R: sigma = R / sqrt 2)
 _MERGE_RATIO = 0.9  # join two objects when the response on their contact reaches this share of the weaker's peak
 _MERGE_MAX_AREA = 1.0  # ... and the joined object is at most this many area-weighted median objects
 
