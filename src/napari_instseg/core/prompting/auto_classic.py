@@ -25,10 +25,12 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    are then split again where the component tree of their hematoxylin signal (its connected
    components over 40 threshold levels, nested by containment) shows several cores whose
    watershed pieces fit ellipses better than the whole object (touching nuclei part where
-   their darker cores part), and redrawn each at its own level, 30 % of the way from its
-   surroundings to its core (pale and dark nuclei of one image each get the outline of their
-   own contrast), moving out by up to ``0.3 r`` but in by at most ``0.1 r`` (what lies below
-   that level inside a nucleus is mostly pale nucleoplasm, not background).
+   their darker cores part); touching pieces whose Laplacian-of-Gaussian blob response peaks
+   on their contact (pieces of one nucleus, which has one centre) are joined again; each object
+   is redrawn at its own level, 30 % of the way from its surroundings to its core (pale and
+   dark nuclei of one image each get the outline of their own contrast), moving out by up to
+   ``0.3 r`` but in by at most ``0.1 r`` (what lies below that level inside a nucleus is mostly
+   pale nucleoplasm, not background).
 5. *Score* per object in [0, 1], how much it looks like a nucleus, measured on the image: its
    contrast to its free surrounding ring times its solidity, its fit to the ellipse of its own
    second moments, the free share of that ring (not taken by other objects, to the fourth
@@ -52,6 +54,7 @@ from numpy.typing import NDArray
 
 from napari_instseg.core.prompting._clumps import ellipse_fit, tree_split
 from napari_instseg.core.prompting._contours import redraw_outlines
+from napari_instseg.core.prompting._voting import blob_merge
 
 __all__ = ["ClassicAutoResult", "ClassicAutoSettings", "classic_auto_labels", "image_kind"]
 
@@ -247,7 +250,7 @@ def classic_auto_labels(image: NDArray[np.generic], settings: ClassicAutoSetting
     foreground = _foreground(outline, kind, radius, settings.min_area_fraction)
     labels = _split(foreground, radius, settings, kind)
     if kind == "brightfield":
-        labels = tree_split(labels, smooth, radius)
+        labels = blob_merge(tree_split(labels, smooth, radius), smooth, radius)
         labels = redraw_outlines(labels, outline, radius, settings.min_area_fraction)
     return ClassicAutoResult(labels, _scores(labels, smooth, radius), radius, kind)
 
