@@ -25,9 +25,12 @@ itself (its kind of stain, its nucleus size), never from a fixed nucleus size:
    are then split again where the component tree of their hematoxylin signal (its connected
    components over 40 threshold levels, nested by containment) shows several cores whose
    watershed pieces fit ellipses better than the whole object (touching nuclei part where
-   their darker cores part), and redrawn each at its own level, 30 % of the way from its
-   surroundings to its core (pale and dark nuclei of one image each get the outline of their
-   own contrast).
+   their darker cores part); touching pieces whose Laplacian-of-Gaussian blob response peaks
+   on their contact (pieces of one nucleus, which has one centre) are joined again; each object
+   is redrawn at its own level, 30 % of the way from its surroundings to its core (pale and
+   dark nuclei of one image each get the outline of their own contrast), moving out by up to
+   ``0.3 r`` but in by at most ``0.1 r`` (what lies below that level inside a nucleus is mostly
+   pale nucleoplasm, not background).
 5. *Score* per object in [0, 1], how much it looks like a nucleus, measured on the image: its
    contrast to its free surrounding ring times its solidity, its fit to the ellipse of its own
    second moments, the free share of that ring (not taken by other objects, to the fourth
@@ -50,6 +53,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from napari_instseg.core.prompting._clumps import ellipse_fit, tree_split
+from napari_instseg.core.prompting._contours import redraw_outlines
+from napari_instseg.core.prompting._voting import blob_merge
 
 __all__ = ["ClassicAutoResult", "ClassicAutoSettings", "classic_auto_labels", "image_kind"]
 
@@ -57,9 +62,6 @@ _MODES = ("auto", "fluorescence", "brightfield")
 _FULL_SCORE_AREA = 1.0  # objects under this many discs of radius r rank lower (in proportion)
 _FREE_RING_POWER = 4.0  # the score falls as this power of the free share of an object's ring
 _BRIGHTFIELD_OUTLINE_SIGMA = 0.5  # px; smoothing of the bright-field signal for the outlines
-_OUTLINE_LEVEL = 0.3  # a bright-field nucleus ends where its signal falls to 30 % above its ring
-_OUTLINE_GROWTH = 0.3  # radii: how far a refined outline may move past the first one
-_OUTLINE_CORE_PERCENTILE = 75.0  # the object's own level: this percentile of its signal
 
 
 @dataclass(frozen=True)
@@ -248,8 +250,8 @@ def classic_auto_labels(image: NDArray[np.generic], settings: ClassicAutoSetting
     foreground = _foreground(outline, kind, radius, settings.min_area_fraction)
     labels = _split(foreground, radius, settings, kind)
     if kind == "brightfield":
-        labels = tree_split(labels, smooth, radius)
-        labels = _refined_outlines(labels, outline, radius, settings.min_area_fraction)
+        labels = blob_merge(tree_split(labels, smooth, radius), smooth, radius)
+        labels = redraw_outlines(labels, outline, radius, settings.min_area_fraction)
     return ClassicAutoResult(labels, _scores(labels, smooth, radius), radius, kind)
 
 
@@ -308,47 +310,3 @@ def _scores(labels: NDArray[np.uint32], smooth: NDArray[np.float64], radius: flo
         likeness = size * shape * float(np.clip(2 * contrast, 0.0, 1.0)) * isolation
         out[int(region.label)] = float(np.clip(likeness, 0.0, 1.0))
     return out
-
-
-def _refined_outlines(
-    labels: NDArray[np.uint32],
-    signal: NDArray[np.float64],
-    radius: float,
-    min_fraction: float,
-) -> NDArray[np.uint32]:
-    """Each bright-field object redrawn at its own level between its ring and its core.
-
-    Every object may grow by ``_OUTLINE_GROWTH`` radii (never into a neighbour's share) or
-    shrink: it keeps the pixels of its share above ``ring + _OUTLINE_LEVEL * (core - ring)``,
-    its core being its ``_OUTLINE_CORE_PERCENTILE`` percentile and its ring the median of its
-    surroundings (up to one radius away, farther than ``0.3 r`` from every object). Pale and
-    dark nuclei of one image each get the outline of their own contrast. Ids 1..n again.
-    """
-    from scipy import ndimage
-    from skimage import measure, segmentation
-
-    share = segmentation.expand_labels(labels, max(_OUTLINE_GROWTH * radius, 1.0))
-    surroundings = segmentation.expand_labels(labels, max(radius, 3.0))
-    far = ~ndimage.binary_dilation(labels > 0, iterations=max(int(0.3 * radius), 2))
-    refined = np.zeros_like(labels)
-    pad = int(radius) + 2
-    for region in measure.regionprops(labels):
-        y0, x0, y1, x1 = region.bbox
-        window = (slice(max(y0 - pad, 0), y1 + pad), slice(max(x0 - pad, 0), x1 + pad))
-        crop = signal[window]
-        own = labels[window] == region.label
-        ring = (surroundings[window] == region.label) & far[window]
-        ring_level = float(np.median(crop[ring])) if ring.sum() > 5 else float(np.percentile(crop, 10))
-        core_level = float(np.percentile(crop[own], _OUTLINE_CORE_PERCENTILE))
-        level = ring_level + _OUTLINE_LEVEL * (core_level - ring_level)
-        kept = ndimage.binary_fill_holes(ndimage.binary_opening((share[window] == region.label) & (crop > level)))
-        parts, n = ndimage.label(kept)
-        if n > 1:  # the part that overlaps the object most
-            counts = np.bincount(parts[own], minlength=n + 1)
-            counts[0] = 0
-            kept = parts == counts.argmax()
-        refined[window][kept] = region.label
-    min_area = max(int(min_fraction * np.pi * radius**2), 4)
-    refined[np.bincount(refined.ravel())[refined] < min_area] = 0
-    relabelled, _, _ = segmentation.relabel_sequential(refined)
-    return np.asarray(relabelled, dtype=np.uint32)
