@@ -100,8 +100,8 @@ def test_fluorescence_nuclei_ap50():
 
 def test_brightfield_he_nuclei_ap50_regression_guard():
     calibration, held_out, mean = _report("he", HE_CALIBRATION, HE_HELD_OUT)
-    # tree split + nucleus-likeness score: measured 0.691 / 0.698 / 0.695
-    assert calibration >= 0.68 and held_out >= 0.69 and mean >= 0.69
+    # + blob merge and outline inward limit (fifth round): measured 0.695 / 0.727 / 0.713
+    assert calibration >= 0.685 and held_out >= 0.72 and mean >= 0.705
 
 
 @pytest.mark.xfail(reason="issue 15 target (AP50 >= 0.8 on H&E) not reached by the classic mode yet", strict=True)
