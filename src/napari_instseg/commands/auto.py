@@ -1,7 +1,7 @@
 """``napari-instseg prelabel IMAGE --auto``: pre-label everything in one image.
 
-The ``prelabel`` sub-command itself is defined in :mod:`napari_instseg.cli` (its ``--auto``
-option lands here); this module registers no command of its own.
+The ``prelabel`` sub-command itself is defined in :mod:`napari_instseg.commands.prelabel`
+(its ``--auto`` option lands here); this module registers no command of its own.
 """
 
 from __future__ import annotations

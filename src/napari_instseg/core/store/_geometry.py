@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from napari_instseg.core.edits import CroppedMask, Edit
+from napari_instseg.core.store._base import StoreError
 
-__all__ = ["boxes_of", "chunk_ranges", "label_boxes", "shift_edit", "shift_side"]
+__all__ = ["boxes_of", "checked_region", "chunk_ranges", "label_boxes", "shift_edit", "shift_side"]
 
 Region = tuple[int, int, int, int]
 
@@ -112,3 +114,11 @@ def shift_edit(edit: Edit, dy: int, dx: int) -> Edit:
         side(edit.amodal_after),
         edit.next_id,
     )
+
+
+def checked_region(region_yx: Region, shape_yx: tuple[int, int], path: Path) -> Region:
+    """``region_yx`` as ints; raises :class:`StoreError` when it is empty or outside the labels."""
+    y0, x0, y1, x1 = (int(v) for v in region_yx)
+    if not (0 <= y0 < y1 <= shape_yx[0] and 0 <= x0 < x1 <= shape_yx[1]):
+        raise StoreError(f"{path}: region (y0, x0, y1, x1) {region_yx} is empty or outside the labels {shape_yx}.")
+    return (y0, x0, y1, x1)

@@ -55,15 +55,21 @@ into ``marks_pending`` in transaction 1, beside the write-ahead record, and move
 a crash after 1 replays both, a save that raises voids the record and drops its marks.
 :meth:`AnnotationStore.set_marks` saves marks alone (for work that committed nothing), and
 :meth:`AnnotationStore.read_marks` reads them back (CRC-checked).
+
+Where the code is
+-----------------
+This module holds :class:`AnnotationStore` and its reads; its other methods hand over to
+sibling modules: ``_opening`` (create, open), ``_saving`` (the three steps of a save, the
+roll-back, completing crashed actions, marks), ``_sessions`` (whole-image and window
+sessions, the sink that saves their actions), ``_queries`` (SQL queries by column, region,
+reading order) and ``_checks`` (the checks of every open and read).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
-import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -73,30 +79,23 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+import napari_instseg.core.store._checks as checks
 import napari_instseg.core.store._lock as lock_file
-from napari_instseg.core.edits import Edit, apply_edit
-from napari_instseg.core.labels import as_label_image
+import napari_instseg.core.store._opening as opening
+import napari_instseg.core.store._queries as queries
+import napari_instseg.core.store._saving as saving
+import napari_instseg.core.store._sessions as sessions
+from napari_instseg.core.edits import Edit
 from napari_instseg.core.protocol import AnnotationProtocol
 from napari_instseg.core.store._actions import ACTIONS_LOCK_NAME, ActionLock
-from napari_instseg.core.store._base import (
-    CHUNK_PX,
-    STORE_FORMAT,
-    STORE_VERSION,
-    StoreError,
-    chunk_crc,
-    is_store,
-    read_version,
-)
-from napari_instseg.core.store._codec import crc32, decode_edit, decode_mask, encode_edit, side_value
-from napari_instseg.core.store._db import DB_NAME, READING_BAND_PX, Database
-from napari_instseg.core.store._geometry import boxes_of, chunk_ranges, shift_edit, shift_side
-from napari_instseg.core.store._window import OutsideCounts, crossing_boxes, whole_edit, window_prelabels
+from napari_instseg.core.store._base import StoreError
+from napari_instseg.core.store._codec import crc32, decode_edit, decode_mask, side_value
+from napari_instseg.core.store._db import DB_NAME, Database
+from napari_instseg.core.store._geometry import checked_region
 
 __all__ = ["AnnotationStore"]
 
 Region = tuple[int, int, int, int]
-QUERY_COLUMNS = ("category_id", "occlusion", "review", "source", "annotator", "iscrowd")
-"""Columns :meth:`AnnotationStore.count_instances` and :meth:`find_instances` select on."""
 
 
 class AnnotationStore:
@@ -164,28 +163,7 @@ class AnnotationStore:
         StoreError
             When ``path`` already exists.
         """
-        from napari_instseg.core.store._build import build_store, clean_stale_builds
-
-        target = Path(path)
-        if target.exists():
-            raise StoreError(f"{target} already exists; open it with AnnotationStore.open().")
-        labels = None if isinstance(labels_yx, tuple) else as_label_image(labels_yx)
-        shape = tuple(int(v) for v in labels_yx) if labels is None else labels.shape
-        clean_stale_builds(target)
-        tmp = target.with_name(f".{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
-            build_store(
-                tmp, (int(shape[0]), int(shape[1])), labels, protocol or AnnotationProtocol.default(), image, table
-            )
-            if target.exists():
-                raise StoreError(
-                    f"{target} was created by someone else meanwhile; open it with AnnotationStore.open()."
-                )
-            os.rename(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return cls.open(target)
+        return opening.create_store(cls, path, labels_yx, protocol, image, table)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> AnnotationStore:
@@ -199,53 +177,7 @@ class AnnotationStore:
             When ``path`` is no store, or the store is damaged (the message says what, and
             what ``napari-instseg store repair`` can recover).
         """
-        target = Path(path)
-        if not is_store(target):
-            raise StoreError(f"{target} is not a napari-instseg annotation store (no {STORE_FORMAT} zarr.json).")
-        version = read_version(target)
-        if version > STORE_VERSION:
-            raise StoreError(f"{target} is a version-{version} store; this napari-instseg reads up to {STORE_VERSION}.")
-        needs_writer = not read_only or version < STORE_VERSION or _needs_recovery(target)
-        try:
-            lock, message = lock_file.acquire(_lock_path(target)) if needs_writer else (None, "")
-        except OSError as exc:  # read-only media: no lock file can be made
-            if not read_only:
-                raise StoreError(
-                    f"{target}: cannot take the writer lock ({exc}); open it with read_only=True."
-                ) from exc
-            lock, message = None, ""
-        busy, message = message, "" if read_only else message
-        try:
-            if lock is not None and version == STORE_VERSION and (target / "instseg-v1-backup").exists():
-                from napari_instseg.core.store._upgrade import finish_upgrade
-
-                finish_upgrade(target)  # an upgrade that was interrupted after it had succeeded
-            if version < STORE_VERSION:
-                if lock is None:
-                    raise StoreError(f"{target} is a version-{version} store that must be upgraded, but {busy}.")
-                from napari_instseg.core.store._upgrade import upgrade_v1
-
-                upgrade_v1(target)
-            if lock is not None and read_only:  # a reader that could take the lock completes crashed actions
-                recovering = cls(target, read_only=False, lock=lock)
-                lock = None
-                try:
-                    recovering._recover()
-                finally:
-                    recovering.close()
-            store = cls(target, read_only=read_only or lock is None, lock_message=message, lock=lock)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        try:
-            if lock is not None:
-                store._recover()
-            store._check_on_open()
-        except BaseException:
-            store.close()
-            raise
-        return store
+        return opening.open_store(cls, path, read_only=read_only)
 
     def close(self) -> None:
         """Release the lock (if this store holds it) and the database."""
@@ -280,7 +212,7 @@ class AnnotationStore:
             the whole image, when labelled pixels have no table row.
         """
         whole = region_yx is None
-        region = (0, 0, *self.shape_yx) if region_yx is None else _checked_region(region_yx, self.shape_yx, self.path)
+        region = (0, 0, *self.shape_yx) if region_yx is None else checked_region(region_yx, self.shape_yx, self.path)
         with self._reading():
             self._verify_chunks(region)
             y0, x0, y1, x1 = region
@@ -337,12 +269,7 @@ class AnnotationStore:
     def count_instances(self, by: str, region_yx: Region | None = None) -> dict[Any, int]:
         """How many instances have each value of ``by`` (``category_id``, ``occlusion``,
         ``review``, ``source``, ``annotator`` or ``iscrowd``), in ``region_yx`` if given."""
-        column = _query_column(by)
-        join, params = _region_join(region_yx)
-        cursor = self._db.conn.execute(
-            f"SELECT i.{column}, COUNT(*) FROM instances i {join} GROUP BY i.{column} ORDER BY i.{column}", params
-        )
-        return {(bool(v) if column == "iscrowd" else v): int(n) for v, n in cursor}
+        return queries.count_instances(self, by, region_yx)
 
     def find_instances(
         self,
@@ -354,53 +281,20 @@ class AnnotationStore:
     ) -> pd.DataFrame:
         """Rows matching column values (``category_id=2, review='pre-label'``), optionally in a
         region, by id, one page (``limit`` rows from ``offset``) at a time."""
-        join, params = _region_join(region_yx)
-        clauses = []
-        for name, value in equal.items():
-            clauses.append(f"i.{_query_column(name)} = ?")
-            params.append(int(value) if name in ("category_id", "iscrowd") else value)
-        where = (" AND " if "WHERE" in join else " WHERE ").join([join, *clauses]) if clauses else join
-        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
-        return self._db.rows_frame(f"{where} ORDER BY i.id{page}", params)
+        return queries.find_instances(self, region_yx, limit, offset, equal)
 
     def next_prelabel(self, after_id: int | None = None) -> tuple[int, Region] | None:
         """The next instance still in review state ``pre-label`` in reading order (bands of
         256 px from the top, then left to right), after ``after_id`` (from the start when
         None); returns (id, box) or None when none is left. Uses an index: no full scan."""
-        band = READING_BAND_PX
-        sql = (
-            f"SELECT id, y0, x0, y1, x1 FROM instances WHERE review = 'pre-label' AND y0 IS NOT NULL {{}} "
-            f"ORDER BY y0 / {band}, x0, y0, id LIMIT 1"
-        )
-        params: tuple[Any, ...] = ()
-        where = ""
-        if after_id is not None:
-            box = self.bbox_of(after_id)
-            if box is not None:
-                where = f"AND (y0 / {band}, x0, y0, id) > (?, ?, ?, ?)"
-                params = (box[0] // band, box[1], box[0], int(after_id))
-        row = self._db.conn.execute(sql.format(where), params).fetchone()
-        return None if row is None else (int(row[0]), (int(row[1]), int(row[2]), int(row[3]), int(row[4])))
+        return queries.next_prelabel(self, after_id)
 
     # -- sessions ----------------------------------------------------------------------------
     def session(self, **kwargs: Any) -> Any:
         """An :class:`AnnotationSession` over the stored annotations, persisting every action
         here (undo / redo history included, also across reopening). On a read-only store
         every edit raises :class:`StoreError`."""
-        from napari_instseg.core.session import AnnotationSession
-
-        with self._reading():  # labels, rows and side records of one moment
-            self._meta = self._db.meta() if self.read_only else self._meta
-            labels, table = self.read_labels(), self.table
-            prelabels, amodal = self.read_side("prelabel"), self.read_side("amodal")
-        session = AnnotationSession(labels, table, self.protocol, prelabels=prelabels, **kwargs)
-        session.amodal.update(amodal)
-        session.ids.observe([self._next_id() - 1])
-        sink = _Sink(self, (0, 0))
-        session.undo_stack = [sink.remember(seq, self._stored_edit(seq)) for seq in self._db.stack("undo")]
-        session.redo_stack = [sink.remember(seq, self._stored_edit(seq)) for seq in self._db.stack("redo")]
-        session.sink = sink
-        return session
+        return sessions.store_session(self, **kwargs)
 
     def window_session(
         self, region_yx: Region, *, marks: Mapping[str, bytes | None] | None = None, **kwargs: Any
@@ -418,40 +312,7 @@ class AnnotationStore:
         visit. ``marks`` are saved with every action the session saves, in the same
         transaction (see :meth:`record`).
         """
-        from napari_instseg.core.session import AnnotationSession
-
-        region = _checked_region(region_yx, self.shape_yx, self.path)
-        y0, x0, y1, x1 = region
-        with self._reading():  # labels, rows and side records of one moment
-            self._meta = self._db.meta() if self.read_only else self._meta
-            labels = self.read_labels(region)
-            table = self.instances_in(region)
-            present = pd.unique(labels.ravel())
-            missing = [int(i) for i in present if i and int(i) not in table.index]
-            if missing:  # a box that does not cover its pixels: read those rows by id too
-                extra = self._rows_by_id(missing)
-                table = pd.concat([table, extra]).sort_index() if len(extra) else table
-            sides = {kind: self.read_side(kind, region) for kind in ("prelabel", "amodal")}
-            stored_boxes = self._db.boxes(table.index.tolist())
-            crossing = crossing_boxes(region, stored_boxes, sides["prelabel"])
-            elsewhere = [i for i in crossing if i not in sides["prelabel"]]  # a proposal wholly outside
-            if elsewhere:
-                sides["prelabel"].update(self.read_side("prelabel", ids=elsewhere))
-                crossing = crossing_boxes(region, stored_boxes, sides["prelabel"])
-        in_window = {
-            kind: {
-                i: m for i, v in sides[kind].items() if (m := shift_side(v, -y0, -x0, (y1 - y0, x1 - x0))) is not None
-            }
-            for kind in sides
-        }
-        cut = {i: v for i, v in sides["prelabel"].items() if i not in in_window["prelabel"]}
-        prelabels = {**window_prelabels(region, cut), **in_window["prelabel"]}
-        session = AnnotationSession(labels, table, self.protocol, prelabels=prelabels, **kwargs)
-        session.amodal.update(in_window["amodal"])
-        session.prelabel_outside = OutsideCounts(self, region, crossing, sides["prelabel"])
-        session.ids.observe([self._next_id() - 1])
-        session.sink = _Sink(self, (y0, x0), marks, crossing)
-        return session
+        return sessions.window_session(self, region_yx, marks, **kwargs)
 
     # -- writing -----------------------------------------------------------------------------
     def record(
@@ -471,35 +332,7 @@ class AnnotationStore:
             When the store is read-only, or the save failed (then nothing was saved: the
             store is as before, or read-only when even that could not be ensured).
         """
-        with self._guard, self._actions.held():
-            self._require_writable()
-            if kind not in ("do", "undo", "redo"):
-                raise StoreError(f"Unknown action kind {kind!r}; expected 'do', 'undo' or 'redo'.")
-            if marks and kind != "do":
-                raise StoreError(f"Marks are saved with a 'do' action only, not with a {kind!r}.")
-            if kind != "do" and target is None:
-                target = self._db.stack_top("undo" if kind == "undo" else "redo")
-                if target is None:
-                    raise StoreError(f"{self.path}: there is nothing to {kind}.")
-            seq = self._db.last_seq() + 1
-            payload = encode_edit(edit) if kind == "do" else None
-            try:
-                self._io("journal")
-                with self._db.transaction() as conn:
-                    conn.execute(
-                        "INSERT INTO journal (seq, kind, target, op, payload, crc, state) "
-                        "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                        (seq, kind, target, edit.op, payload, _payload_crc(kind, target, payload)),
-                    )
-                    if marks:
-                        self._db.stage_marks(seq, dict(marks))
-            except Exception as exc:
-                raise StoreError(f"{self.path}: saving the {edit.op} failed ({exc}); nothing was saved.") from exc
-            try:
-                self._apply(seq, kind, edit, target)
-            except BaseException as exc:
-                self._roll_back(seq, kind, edit, exc)
-            return seq
+        return saving.record_action(self, kind, edit, target, marks)
 
     def set_marks(self, marks: Mapping[str, bytes | None]) -> None:
         """Save marks on their own, in one transaction (for work that saved no action; marks
@@ -510,16 +343,7 @@ class AnnotationStore:
         StoreError
             When the store is read-only or the save failed (then nothing was saved).
         """
-        with self._guard:
-            self._require_writable()
-            try:
-                self._io("marks")
-                with self._db.transaction():
-                    self._db.put_marks(dict(marks))
-            except Exception as exc:
-                raise StoreError(
-                    f"{self.path}: saving marks {sorted(marks)[:3]} failed ({exc}); nothing was saved."
-                ) from exc
+        saving.set_marks(self, marks)
 
     def read_marks(self, prefix: str = "") -> dict[str, bytes | None]:
         """The saved marks whose key starts with ``prefix`` (key -> value).
@@ -529,17 +353,7 @@ class AnnotationStore:
         StoreError
             When a mark is damaged (its checksum differs).
         """
-        from napari_instseg.core.store._db import mark_crc
-
-        out = {}
-        for key, value, crc in self._db.marks(prefix):
-            if mark_crc(key, value) != crc:
-                raise StoreError(
-                    f"{self.path}: mark {key!r} is damaged (checksum differs); the labels and table do not "
-                    "depend on it, but what it records (e.g. a slide batch's finished tiles) cannot be trusted."
-                )
-            out[key] = value
-        return out
+        return saving.read_marks(self, prefix)
 
     def set_protocol(self, protocol: AnnotationProtocol) -> None:
         """Make ``protocol`` (categories, colours, rules) the store's protocol, saved before
@@ -565,52 +379,11 @@ class AnnotationStore:
 
     def _apply(self, seq: int, kind: str, edit: Edit, target: int | None) -> None:
         """Steps 2 and 3 of a save (see the module docstring); idempotent."""
-        parts = _EditParts()
-        apply_edit(edit, parts, after=kind != "undo")  # what the action changes: the project's one rule
-        labels = parts.labels
-        crcs = self._write_region(parts.region_yx, labels)
-        rows, sides = parts.rows, parts.sides
-        boxes = boxes_of(parts.region_yx, labels, sides)
-        self._io("apply")
-        with self._db.transaction() as conn:
-            n_rows = self._db.put_rows(rows, {})
-            self._db.grow_boxes(boxes)
-            for side_kind, values in sides.items():
-                for instance_id, value in values.items():
-                    self._db.add_meta_count(f"n_{side_kind}", self._db.put_side(side_kind, instance_id, value))
-            self._db.put_chunks(crcs)
-            self._db.apply_marks(seq)
-            if kind == "do":
-                conn.execute("UPDATE journal SET stack = NULL WHERE stack = 'redo'")
-                conn.execute("UPDATE journal SET state = 'applied', stack = 'undo' WHERE seq = ?", (seq,))
-            else:
-                conn.execute(
-                    "UPDATE journal SET stack = ? WHERE seq = ?", ("redo" if kind == "undo" else "undo", target)
-                )
-                conn.execute("UPDATE journal SET state = 'applied' WHERE seq = ?", (seq,))
-            self._db.add_meta_count("n_rows", n_rows)
-            self._db.set_meta(seq=seq, next_id=max(self._next_id(), int(edit.next_id)))
-        self._meta = self._db.meta()
+        saving.apply_action(self, seq, kind, edit, target)
 
     def _roll_back(self, seq: int, kind: str, edit: Edit, exc: BaseException) -> None:
         """Undo a failed save (see the module docstring); always raises."""
-        try:
-            earlier = edit.labels_before if kind != "undo" else edit.labels_after
-            crcs = self._write_region(edit.region_yx, earlier)
-            with self._db.transaction() as conn:
-                conn.execute("UPDATE journal SET state = 'void', stack = NULL WHERE seq = ?", (seq,))
-                self._db.drop_marks(seq)
-                self._db.put_chunks(crcs)
-        except BaseException as second:
-            self.read_only = True
-            self.lock_message = (
-                f"saving the {edit.op} failed ({exc}) and could not be undone ({second}); reopen the store "
-                "(the action is then completed from its journal record)"
-            )
-            raise StoreError(f"{self.path}: {self.lock_message}. The store is read-only now.") from exc
-        raise StoreError(
-            f"{self.path}: saving the {edit.op} failed ({exc}); nothing was saved (store and session are as before)."
-        ) from exc
+        saving.roll_back(self, seq, kind, edit, exc)
 
     def _recover(self) -> None:
         """Complete every action whose journal record was written but not applied, and any
@@ -622,77 +395,24 @@ class AnnotationStore:
 
     def _recover_held(self, recover_bulk: Any) -> None:
         recover_bulk(self)
-        for seq, kind, target in self._db.pending():
-            source = seq if kind == "do" else target
-            try:
-                edit = self._stored_edit(int(source))  # type: ignore[arg-type]
-            except StoreError as exc:
-                raise StoreError(
-                    f"{exc} It belongs to an action interrupted by a crash (record {seq}), which cannot be "
-                    f"completed; the labels and table are intact up to the action before. Run "
-                    f"`napari-instseg store repair {self.path}` to set the record aside (a backup is kept)."
-                ) from None
-            self._apply(seq, kind, edit, target)
-        from napari_instseg.core.store._protocol import recover_protocol
-
-        recover_protocol(self)
+        saving.recover_pending(self, recover_bulk)
 
     def _write_region(self, region: Region | None, labels: NDArray[np.uint32] | None) -> dict[tuple[int, int], Any]:
         """Write ``labels`` at ``region`` chunk by chunk; the new CRC of each chunk file."""
-        if region is None or labels is None:
-            return {}
-        y0, x0, _, _ = region
-        crcs = {}
-        for (cy, cx), (sy0, sx0, sy1, sx1) in chunk_ranges(region, self._chunk_yx()):
-            self._io("chunk")
-            self._labels[sy0:sy1, sx0:sx1] = labels[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-            crcs[(cy, cx)] = chunk_crc(self._labels, self.path, cy, cx)
-        return crcs
+        return saving.write_region(self, region, labels)
 
     def _io(self, step: str) -> None:
         """Called before every write of an action (a seam for fault-injection tests)."""
 
     # -- integrity ---------------------------------------------------------------------------
     def _check_on_open(self) -> None:
-        from napari_instseg.core.store._doctor import quick_problems
-
-        with self._reading():
-            self._meta = self._db.meta()  # counts of the same moment as the rows they check
-            problems = quick_problems(self)
-        if problems:
-            listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise StoreError(
-                f"{self.path} is damaged: {listed}. Run `napari-instseg store check {self.path}` for details and "
-                f"`napari-instseg store repair {self.path}` to recover what can be recovered (a backup is kept)."
-            )
+        checks.check_on_open(self)
 
     def _verify_chunks(self, region: Region) -> None:
-        cy0, cx0 = region[0] // self._chunk_yx()[0], region[1] // self._chunk_yx()[1]
-        cy1, cx1 = (region[2] - 1) // self._chunk_yx()[0], (region[3] - 1) // self._chunk_yx()[1]
-        cursor = self._db.conn.execute(
-            "SELECT cy, cx, crc FROM chunks WHERE cy BETWEEN ? AND ? AND cx BETWEEN ? AND ?", (cy0, cy1, cx0, cx1)
-        )
-        for cy, cx, crc in cursor.fetchall():
-            found = chunk_crc(self._labels, self.path, cy, cx)
-            if found != crc:
-                what = "missing" if found is None else "damaged (checksum differs)"
-                raise StoreError(
-                    f"{self.path}: label chunk ({cy}, {cx}) (pixels y {cy * CHUNK_PX}.., x {cx * CHUNK_PX}..) is "
-                    f"{what}; it is not read as background. Run `napari-instseg store repair {self.path}`."
-                )
+        checks.verify_chunks(self, region)
 
     def _verify_rows_for(self, labels: NDArray[np.uint32]) -> None:
-        present = pd.unique(labels.ravel())
-        present = present[present > 0]
-        if not present.size:
-            return
-        known = set(self._db.boxes(present.tolist()))
-        lost = sorted(int(i) for i in present if int(i) not in known)
-        if lost:
-            raise StoreError(
-                f"{self.path}: {len(lost)} labelled instance(s) have no table row (ids {lost[:10]}); their tags "
-                f"would read as defaults. Run `napari-instseg store repair {self.path}`."
-            )
+        checks.verify_rows_for(self, labels)
 
     # -- internals ---------------------------------------------------------------------------
     def _reading(self) -> contextlib.AbstractContextManager[None]:
@@ -733,60 +453,6 @@ class AnnotationStore:
             raise StoreError(f"{self.path}: journal record {seq} cannot be decoded ({exc!r}).") from exc
 
 
-class _Sink:
-    """Saves a session's actions in the store at their place (window origin added) and keeps
-    which journal record each of the session's undoable edits is, and the edit saved for it
-    (a window's removal of an object crossing its edge is saved whole: ``crossing`` boxes,
-    :func:`~napari_instseg.core.store._window.whole_edit`)."""
-
-    def __init__(
-        self,
-        store: AnnotationStore,
-        origin_yx: tuple[int, int],
-        marks: Mapping[str, bytes | None] | None = None,
-        crossing: Mapping[int, Region] | None = None,
-    ) -> None:
-        self.store, self.origin_yx, self.marks = store, origin_yx, marks
-        self.crossing = dict(crossing or {})
-        self._seqs: dict[int, tuple[Edit, int, Edit]] = {}
-
-    def remember(self, seq: int, edit: Edit, saved: Edit | None = None) -> Edit:
-        self._seqs[id(edit)] = (edit, seq, edit if saved is None else saved)
-        return edit
-
-    def record(self, kind: str, edit: Edit) -> None:
-        """Persist ``edit`` (raises StoreError when the store is read-only or the save fails)."""
-        known = self._seqs.get(id(edit))
-        target, saved = (known[1], known[2]) if known is not None and known[0] is edit else (None, None)
-        if saved is None:
-            saved = shift_edit(edit, *self.origin_yx) if self.origin_yx != (0, 0) else edit
-            if kind == "do" and self.crossing:
-                saved = whole_edit(self.store, saved, self.crossing)
-        seq = self.store.record(kind, saved, target=target, marks=self.marks if kind == "do" else None)
-        if kind == "do":
-            self.remember(seq, edit, saved)
-
-
-class _EditParts:
-    """An :class:`~napari_instseg.core.edits.EditTarget` that only collects what an edit
-    writes, so the store can write it in its own order (label chunks, then one transaction)."""
-
-    def __init__(self) -> None:
-        self.region_yx: tuple[int, int, int, int] | None = None
-        self.labels: NDArray[np.uint32] | None = None
-        self.rows: dict[int, dict[str, Any] | None] = {}
-        self.sides: dict[str, dict[int, Any]] = {"prelabel": {}, "amodal": {}}
-
-    def write_labels(self, region_yx: tuple[int, int, int, int], labels: NDArray[np.uint32]) -> None:
-        self.region_yx, self.labels = region_yx, labels
-
-    def write_rows(self, rows: dict[int, dict[str, Any] | None]) -> None:
-        self.rows = dict(rows)
-
-    def write_side(self, kind: str, values: dict[int, Any]) -> None:
-        self.sides[kind] = dict(values)
-
-
 def _release(db: Database, lock: lock_file.Lock | None, actions: ActionLock | None = None) -> None:
     """Close the database and give the lock back (idempotent)."""
     db.close()
@@ -794,54 +460,3 @@ def _release(db: Database, lock: lock_file.Lock | None, actions: ActionLock | No
         actions.close()
     if lock is not None:
         lock.release()
-
-
-def _needs_recovery(store: Path) -> bool:
-    """True when an action or bulk write was interrupted, or an upgrade left files behind (a
-    reader then briefly takes the lock to complete it)."""
-    import sqlite3
-
-    if (store / "instseg-v1-backup").exists():
-        return True
-    try:
-        conn = sqlite3.connect(f"file:{store / 'instseg' / DB_NAME}?mode=ro", uri=True)
-        try:
-            pending = conn.execute("SELECT 1 FROM journal WHERE state = 'pending' LIMIT 1").fetchone()
-            bulk = conn.execute("SELECT value FROM meta WHERE key = 'bulk_pending'").fetchone()
-            protocol = conn.execute("SELECT 1 FROM meta WHERE key = 'protocol_pending'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False  # opening says what is wrong
-    return pending is not None or (bulk is not None and bulk[0] != "null") or protocol is not None
-
-
-def _lock_path(store: Path) -> Path:
-    return store / "instseg" / "lock"
-
-
-def _payload_crc(kind: str, target: int | None, payload: bytes | None) -> int:
-    return crc32(payload) if payload is not None else crc32(f"{kind}:{target}".encode())
-
-
-def _checked_region(region_yx: Region, shape_yx: tuple[int, int], path: Path) -> Region:
-    y0, x0, y1, x1 = (int(v) for v in region_yx)
-    if not (0 <= y0 < y1 <= shape_yx[0] and 0 <= x0 < x1 <= shape_yx[1]):
-        raise StoreError(f"{path}: region (y0, x0, y1, x1) {region_yx} is empty or outside the labels {shape_yx}.")
-    return (y0, x0, y1, x1)
-
-
-def _query_column(name: str) -> str:
-    if name not in QUERY_COLUMNS:
-        raise StoreError(f"Cannot select instances by {name!r}; choose one of {QUERY_COLUMNS}.")
-    return name
-
-
-def _region_join(region_yx: Region | None) -> tuple[str, list[Any]]:
-    if region_yx is None:
-        return "", []
-    y0, x0, y1, x1 = region_yx
-    return (
-        "JOIN instances_box b ON i.id = b.id WHERE b.y0 < ? AND b.y1 > ? AND b.x0 < ? AND b.x1 > ?",
-        [y1, y0, x1, x0],
-    )
