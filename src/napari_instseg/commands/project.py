@@ -112,6 +112,11 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument("-o", "--outdir", required=True, help="folder for the QA report")
     qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
     qa.add_argument("--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)")
+    qa.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report and review_queue.* in the folder (verdicts recorded there are lost; never the gold)",
+    )
     qa.set_defaults(func=_cmd_qa)
 
     sample = sub.add_parser("sample", help="QA review queue over the project at the protocol's per-tier rates")
@@ -352,7 +357,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 _QUEUE_FILES = ("review_queue.json", "review_queue.csv")
-_QA_TARGETS = ("report.json", "report.html", "summary.md")
+_QA_TARGETS = ("report.json", "report.html", "summary.md", *_QUEUE_FILES)
+"""Every file ``project qa`` writes: an existing one (a review queue with verdicts, a summary
+with notes) is refused without ``--overwrite``."""
 
 
 def _cmd_qa(args: argparse.Namespace) -> int:
@@ -362,7 +369,12 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.qa.report import max_dets_warning
 
     check_output_dir(
-        args.outdir, inputs=(args.gold,), containers=(args.dir,), targets=_QA_TARGETS, overwrite=True, what="-o"
+        args.outdir,
+        inputs=(args.gold,),
+        containers=(args.dir,),
+        targets=_QA_TARGETS,
+        overwrite=args.overwrite,
+        what="-o",
     )
     with Project.open(args.dir) as project:
         report = project_qa(project, args.gold, args.outdir, seed=args.seed, max_dets=args.max_dets)

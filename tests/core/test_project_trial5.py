@@ -1,0 +1,95 @@
+"""Defects of the fifth trial (a team lead's use of projects), each reproduced through the
+command line as the user ran it: exit status 2 with what and where, inputs and outputs
+untouched on error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_instseg.cli import main
+from napari_instseg.core.project import Project
+
+
+@pytest.fixture
+def tiles(tmp_path, ihc_image):
+    """Three 128 x 128 IHC tiles (TIFF)."""
+    import tifffile
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for k in range(3):
+        tifffile.imwrite(folder / f"tile_{k}.tif", ihc_image[:128, k * 128 : (k + 1) * 128])
+    return folder
+
+
+@pytest.fixture
+def project_dir(tmp_path, tiles):
+    target = tmp_path / "proj"
+    assert main(["project", "init", str(target), "--images", str(tiles / "*.tif")]) == 0
+    return target
+
+
+def _square(y: int, x: int, size: int = 12) -> np.ndarray:
+    mask = np.zeros((128, 128), bool)
+    mask[y : y + size, x : x + size] = True
+    return mask
+
+
+def _annotate(project_dir: Path, image_id: int, annotator: str = "alice", *, submit: bool = True) -> None:
+    """Two hand-drawn squares in image ``image_id``, then submitted."""
+    with Project.open(project_dir) as project:
+        item = project.manifest.claim((image_id, ""), annotator)
+        store = project.open_store(item)
+        session = store.session(annotator=annotator)
+        for y, x in ((10, 10), (60, 70)):
+            session.commit(_square(y, x))
+        n = len(store.table)
+        store.close()
+        if submit:
+            project.submit(item, annotator, n_instances=n)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _refused(argv: list[str], capsys, *fragments: str) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+# 1. project qa -o never replaces a review queue (verdicts) or a report without --overwrite ------
+
+
+def test_qa_again_into_the_same_folder_refuses_and_keeps_the_verdicts(project_dir, tmp_path, capsys):
+    _annotate(project_dir, 1)
+    gold = tmp_path / "gold.json"
+    assert main(["project", "export", str(project_dir), "-o", str(gold)]) == 0
+    qa = ["project", "qa", str(project_dir), "--gold", str(gold), "-o", str(tmp_path / "qa1")]
+    assert main(qa) == 0
+    queue_path = tmp_path / "qa1" / "review_queue.json"
+    queue = json.loads(queue_path.read_text())
+    queue["items"][0].update(outcome="fail", reason="MY VERDICT")
+    queue_path.write_text(json.dumps(queue))
+    with (tmp_path / "qa1" / "summary.md").open("a") as handle:
+        handle.write("my note\n")
+    before = _snapshot(tmp_path / "qa1")
+    err = _refused(qa, capsys, f"-o {tmp_path / 'qa1'} already holds", "review_queue.json", "review_queue.csv")
+    assert "--overwrite" in err
+    assert _snapshot(tmp_path / "qa1") == before  # the verdict and the note are kept
+    assert main([*qa, "--overwrite"]) == 0  # asked for: replaced
+    assert "MY VERDICT" not in queue_path.read_text()
+    # never over the gold, even with --overwrite
+    gold_bytes = gold.read_bytes()
+    inside = ["project", "qa", str(project_dir), "--gold", str(tmp_path / "qa1" / "report.json")]
+    _refused([*inside, "-o", str(tmp_path / "qa1"), "--overwrite"], capsys, "would overwrite the input")
+    assert gold.read_bytes() == gold_bytes
