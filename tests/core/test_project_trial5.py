@@ -5,6 +5,8 @@ untouched on error."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,18 @@ def test_qa_again_into_the_same_folder_refuses_and_keeps_the_verdicts(project_di
     inside = ["project", "qa", str(project_dir), "--gold", str(tmp_path / "qa1" / "report.json")]
     _refused([*inside, "-o", str(tmp_path / "qa1"), "--overwrite"], capsys, "would overwrite the input")
     assert gold.read_bytes() == gold_bytes
+
+
+# 2. a new project folder gets the umask's mode (mkdtemp made it 0700: private to its creator) ---
+
+
+def test_a_new_project_folder_is_as_open_as_any_folder_the_user_makes(project_dir, tmp_path):
+    (tmp_path / "plain").mkdir()
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)  # what the umask gives a folder
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert expected == 0o777 & ~umask
+    _annotate(project_dir, 1, submit=False)  # a store is made too
+    for folder in (project_dir, project_dir / "stores", project_dir / "stores" / "0000001.zarr"):
+        assert stat.S_IMODE(folder.stat().st_mode) == expected, folder
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".proj.")]  # no build folder left

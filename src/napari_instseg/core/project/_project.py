@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from napari_instseg.core._io import atomic_write_text
+from napari_instseg.core._io import atomic_write_text, give_default_mode
 from napari_instseg.core.project._manifest import (
     ImageRef,
     ItemFilter,
@@ -117,6 +117,7 @@ class Project:
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
+            give_default_mode(build)  # mkdtemp makes it 0700: the others of the team could not enter it
             (build / "stores").mkdir()
             (protocol or AnnotationProtocol.default()).save(build / "protocol.json")
             _write_meta(build, settings or ProjectSettings())
