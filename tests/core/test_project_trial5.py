@@ -110,3 +110,32 @@ def test_a_new_project_folder_is_as_open_as_any_folder_the_user_makes(project_di
     for folder in (project_dir, project_dir / "stores", project_dir / "stores" / "0000001.zarr"):
         assert stat.S_IMODE(folder.stat().st_mode) == expected, folder
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".proj.")]  # no build folder left
+
+
+# 3. export and sample offer the --overwrite their messages advise (never over an input) -----------
+
+
+def test_export_and_sample_again_refuse_then_replace_with_overwrite(project_dir, tmp_path, capsys):
+    _annotate(project_dir, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    export = ["project", "export", str(project_dir), "-o", str(out / "dataset.json")]
+    assert main(export) == 0
+    (out / "dataset.json").write_text("{}")  # so that a replacement shows
+    _refused(export, capsys, f"-o {out / 'dataset.json'} already exists", "--overwrite")
+    assert (out / "dataset.json").read_text() == "{}"
+    assert main([*export, "--overwrite"]) == 0
+    assert [im["id"] for im in json.loads((out / "dataset.json").read_text())["images"]] == [1]
+    assert not [p.name for p in out.iterdir() if p.name != "dataset.json"]  # no temporary file left
+    project_before = _snapshot(project_dir)
+    inside = ["project", "export", str(project_dir), "-o", str(project_dir / "project.json"), "--overwrite"]
+    _refused(inside, capsys, "lies inside the input folder")
+    assert _snapshot(project_dir) == project_before
+    sample = ["project", "sample", str(project_dir), "-o", str(tmp_path / "samp")]
+    assert main(sample) == 0
+    queue = tmp_path / "samp" / "review_queue.json"
+    queue.write_text('{"items": []}')
+    _refused(sample, capsys, "already holds review_queue.json, review_queue.csv", "--overwrite")
+    assert queue.read_text() == '{"items": []}'
+    assert main([*sample, "--overwrite"]) == 0
+    assert json.loads(queue.read_text())["items"]

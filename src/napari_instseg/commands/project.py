@@ -100,10 +100,15 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     export = sub.add_parser("export", help="all submitted / reviewed images into one COCO file")
     export.add_argument("dir", help="project folder")
-    export.add_argument("-o", "--output", required=True, help="COCO .json file (must not exist; outside the project)")
+    export.add_argument("-o", "--output", required=True, help="COCO .json file (outside the project)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form")
     export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
     export.add_argument("--slides-geojson", metavar="DIR", help="also write each finished slide as QuPath GeoJSON here")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace -o (and --slides-geojson files) when they exist; never an input",
+    )
     export.set_defaults(func=_cmd_export)
 
     qa = sub.add_parser("qa", help="stratified QA of the project's export against a gold COCO file")
@@ -123,6 +128,11 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sample.add_argument("dir", help="project folder")
     sample.add_argument("-o", "--outdir", required=True, help="folder for review_queue.json / .csv")
     sample.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    sample.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace review_queue.* in the folder (verdicts recorded there are lost)",
+    )
     add_stratify_option(sample)
     sample.set_defaults(func=_cmd_sample)
 
@@ -338,18 +348,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import export_project, export_slides_geojson
 
-    _check_output_json(args)  # before any file is written; an existing file is never replaced here
+    _check_output_json(args)  # before any file is written; an existing file only with --overwrite
     if args.slides_geojson:
         check_output_dir(args.slides_geojson, containers=(args.dir,), what="--slides-geojson")
     with Project.open(args.dir) as project:
         if args.slides_geojson:
-            written = export_slides_geojson(project, args.slides_geojson)
+            written = export_slides_geojson(project, args.slides_geojson, overwrite=args.overwrite)
             print(f"wrote {len(written)} slide GeoJSON file(s) to {args.slides_geojson}")
         result = export_project(
             project,
             args.output,
             segmentation=args.format,
             reviewed_only=args.reviewed_only,
+            overwrite=args.overwrite,
             progress=_progress("export", "image"),
         )
     print(f"wrote {args.output}: {result.summary}")
@@ -391,9 +402,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import review_sample
 
-    check_output_dir(args.outdir, containers=(args.dir,), targets=_QUEUE_FILES, what="-o")
+    check_output_dir(args.outdir, containers=(args.dir,), targets=_QUEUE_FILES, overwrite=args.overwrite, what="-o")
     with Project.open(args.dir) as project:
-        json_path, csv_path, n = review_sample(project, args.outdir, seed=args.seed, by=tuple(args.stratify_by))
+        json_path, csv_path, n = review_sample(
+            project, args.outdir, seed=args.seed, by=tuple(args.stratify_by), overwrite=args.overwrite
+        )
     print(f"{n} instance(s) to review: wrote {json_path} and {csv_path}")
     return 0
 

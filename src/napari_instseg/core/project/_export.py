@@ -101,20 +101,28 @@ def export_project(
     *,
     segmentation: str = "rle",
     reviewed_only: bool = False,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> CocoExport:
-    """Write the project's submitted images into one COCO file (which must not exist yet)."""
+    """Write the project's submitted images into one COCO file.
+
+    An existing ``output`` is refused unless ``overwrite`` (then it is replaced atomically,
+    once the whole export is made); a file inside the project folder never.
+    """
     target = Path(output)
-    if target.exists():
-        raise ProjectError(f"{target} already exists; choose another name (nothing was overwritten).")
+    if target.absolute().resolve().is_relative_to(project.path.resolve()):
+        raise ProjectError(f"{target} lies inside the project folder {project.path}; choose a path outside it.")
+    if target.exists() and not overwrite:
+        raise ProjectError(f"{target} already exists; choose another name or pass --overwrite (nothing was written).")
     exported = project_coco(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
     save_coco(exported.coco, target)
     return exported
 
 
-def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> list[Path]:
+def export_slides_geojson(project: Project, outdir: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
     """Write each submitted / reviewed slide's annotations as QuPath GeoJSON (level-0 pixels),
-    ``OUTDIR/<slide stem>.geojson``; existing files are never overwritten.
+    ``OUTDIR/<slide stem>.geojson``; existing files are refused unless ``overwrite`` (then
+    replaced atomically).
 
     The slide's whole label image is read, as ``napari-instseg export STORE -o X.geojson`` does.
     """
@@ -124,8 +132,10 @@ def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> l
     folder = Path(outdir)
     targets = [folder / f"{it.image_id:07d}_{Path(it.file_name).name.split('.')[0]}.geojson" for it in slides]
     clashes = [str(t) for t in targets if t.exists()]
-    if clashes:
-        raise ProjectError(f"{clashes[:3]} already exist; choose another folder (nothing was overwritten).")
+    if clashes and not overwrite:
+        raise ProjectError(
+            f"{clashes[:3]} already exist; choose another folder or pass --overwrite (nothing was written)."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for item, target in zip(slides, targets, strict=True):
         store = project.open_store(item, read_only=True)
@@ -180,21 +190,27 @@ def project_qa(
 
 
 def review_sample(
-    project: Project, outdir: str | os.PathLike[str], *, seed: int = 0, by: tuple[str, ...] = ("occlusion",)
+    project: Project,
+    outdir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    by: tuple[str, ...] = ("occlusion",),
+    overwrite: bool = False,
 ) -> tuple[Path, Path, int]:
     """Draw the project's QA review queue at the protocol's per-tier rates.
 
     Every submitted / reviewed production instance is a candidate; the queue is stratified
     by ``by`` (occlusion tier always among them) and written as ``review_queue.json`` /
-    ``.csv`` in ``outdir`` (never over existing files). Returns both paths and the size.
+    ``.csv`` in ``outdir`` (existing ones only with ``overwrite``: replaced atomically).
+    Returns both paths and the size.
     """
     from napari_instseg.core.qa.sampling import instances_of, write_queue
     from napari_instseg.core.qa.sampling import review_sample as draw
 
     folder = Path(outdir)
     clashes = [str(folder / n) for n in ("review_queue.json", "review_queue.csv") if (folder / n).exists()]
-    if clashes:
-        raise ProjectError(f"{clashes} already exist; choose another folder (nothing was overwritten).")
+    if clashes and not overwrite:
+        raise ProjectError(f"{clashes} already exist; choose another folder or pass --overwrite (nothing was written).")
     instances = instances_of(project_coco(project).coco, project.protocol.tiers)
     try:
         queue = draw(instances, project.protocol.qa_rates, seed=seed, by=by)
