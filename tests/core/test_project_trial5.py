@@ -139,3 +139,46 @@ def test_export_and_sample_again_refuse_then_replace_with_overwrite(project_dir,
     assert queue.read_text() == '{"items": []}'
     assert main([*sample, "--overwrite"]) == 0
     assert json.loads(queue.read_text())["items"]
+
+
+# 4. pre-labels are reviewed, never taken silently -------------------------------------------------
+
+
+def test_unreviewed_prelabels_are_counted_on_submit_and_export_and_block_reviewed(project_dir, tmp_path, capsys):
+    assert main(["project", "prelabel", str(project_dir), "--backend", "classic", "--workers", "1"]) == 0
+    with Project.open(project_dir) as project:
+        n_pre = project.manifest.item(1).n_instances
+    assert n_pre > 0
+    capsys.readouterr()
+    assert main(["project", "submit", str(project_dir), "1", "--annotator", "alice"]) == 0
+    err = capsys.readouterr().err
+    assert f"{n_pre} pre-label(s) no person has reviewed were submitted" in err
+    assert "image id 1 (tile_0.tif, submitted)" in err
+    before = (project_dir / "manifest.sqlite").read_bytes()
+    err = _refused(
+        ["project", "submit", str(project_dir), "1", "--annotator", "bob", "--reviewed"],
+        capsys,
+        f"Image id 1 (tile_0.tif): {n_pre} pre-label(s) in {project_dir / 'stores' / '0000001.zarr'}",
+        "were never reviewed",
+    )
+    assert (project_dir / "manifest.sqlite").read_bytes() == before
+    assert Project.open(project_dir).manifest.item(1).status == "submitted"
+    out = tmp_path / "dataset.json"
+    assert main(["project", "export", str(project_dir), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{n_pre} pre-label(s) no person has reviewed were exported to {out}" in err
+    pending = [a for a in json.loads(out.read_text())["annotations"] if a["attributes"]["review"] == "pre-label"]
+    assert len(pending) == n_pre  # the file says which they are
+    # once every pre-label is reviewed (one rejected), the image can be marked reviewed, silently
+    with Project.open(project_dir) as project:
+        store = project.open_store(project.manifest.item(1))
+        session = store.session(annotator="bob")
+        ids = list(store.table.index)
+        session.reject(ids[0])
+        for instance_id in ids[1:]:
+            session.accept(instance_id)
+        store.close()
+    assert main(["project", "submit", str(project_dir), "1", "--reviewed"]) == 0
+    assert "pre-label" not in capsys.readouterr().err
+    assert main(["project", "export", str(project_dir), "-o", str(out), "--overwrite"]) == 0
+    assert "pre-label" not in capsys.readouterr().err

@@ -266,11 +266,15 @@ def _cmd_next(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
+    from napari_instseg.core.project._project import unreviewed_note
 
     with Project.open(args.dir) as project:
         item = project.manifest.item(args.image_id, args.annotator if args.calibration else "")
         item = project.review(item) if args.reviewed else project.submit(item, args.annotator)
+        note = unreviewed_note([(item, project.unreviewed_prelabels(item))], "submitted")
     print(f"image {item.image_id} ({item.file_name}): {item.status}")
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -347,6 +351,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import export_project, export_slides_geojson
+    from napari_instseg.core.project._project import unreviewed_note
 
     _check_output_json(args)  # before any file is written; an existing file only with --overwrite
     if args.slides_geojson:
@@ -364,6 +369,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             progress=_progress("export", "image"),
         )
     print(f"wrote {args.output}: {result.summary}")
+    note = unreviewed_note(result.unreviewed, f"exported to {args.output}")
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

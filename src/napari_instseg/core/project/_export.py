@@ -10,20 +10,24 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from napari_instseg.core.coco import REJECTED_KEY, AnnotatedImage, CocoExport, export_coco, save_coco
+from napari_instseg.core.coco import REJECTED_KEY, AnnotatedImage, CocoExport, ExportSummary, export_coco, save_coco
 from napari_instseg.core.project._manifest import ProjectError, WorkItem
-from napari_instseg.core.project._project import Project
+from napari_instseg.core.project._project import Project, count_unreviewed
 
 __all__ = [
+    "ProjectExport",
+    "export_item",
     "export_project",
     "export_slides_geojson",
     "format_throughput",
     "project_coco",
+    "project_export",
     "project_qa",
     "review_sample",
     "throughput_report",
@@ -33,10 +37,36 @@ from napari_instseg.core.activetime import person_timed
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 
 
+@dataclass(frozen=True)
+class ProjectExport:
+    """A project's COCO export, what it holds, and the pre-labels no person reviewed.
+
+    Attributes
+    ----------
+    coco : dict
+        The COCO instances dict.
+    summary : ExportSummary
+        What it holds.
+    unreviewed : tuple of (WorkItem, int)
+        Each exported annotation set and its number of unreviewed pre-labels
+        (:func:`~napari_instseg.core.project._project.count_unreviewed`).
+    """
+
+    coco: dict[str, Any]
+    summary: ExportSummary
+    unreviewed: tuple[tuple[WorkItem, int], ...]
+
+
 def export_item(project: Project, item: WorkItem, segmentation: str = "rle") -> CocoExport:
     """COCO for one annotation set, with the project's stable image and annotation ids."""
+    return _export_set(project, item, segmentation)[0]
+
+
+def _export_set(project: Project, item: WorkItem, segmentation: str) -> tuple[CocoExport, int]:
+    """:func:`export_item` and the set's number of unreviewed pre-labels (one store read)."""
     store = project.open_store(item, read_only=True)
     try:
+        unreviewed = count_unreviewed(store.table)
         metadata = {k: v for k, v in project.image_record(item).items() if k not in ("id", "file_name")}
         metadata["project_status"] = item.status
         annotated = AnnotatedImage(
@@ -58,7 +88,7 @@ def export_item(project: Project, item: WorkItem, segmentation: str = "rle") -> 
                 f"stride {stride}; raise annotation_id_stride in project.json."
             )
         ann["id"] = item.image_id * stride + ann["instance_id"]
-    return exported
+    return exported, unreviewed
 
 
 def project_coco(
@@ -70,6 +100,21 @@ def project_coco(
     progress: Callable[[int, int], None] | None = None,
 ) -> CocoExport:
     """All submitted (or only reviewed) annotation sets of ``phase`` as one COCO dict."""
+    exported = project_export(
+        project, segmentation=segmentation, reviewed_only=reviewed_only, phase=phase, progress=progress
+    )
+    return CocoExport(exported.coco, exported.summary)
+
+
+def project_export(
+    project: Project,
+    *,
+    segmentation: str = "rle",
+    reviewed_only: bool = False,
+    phase: str = "production",
+    progress: Callable[[int, int], None] | None = None,
+) -> ProjectExport:
+    """:func:`project_coco` with the number of unreviewed pre-labels of each set."""
     items = [
         it
         for it in project.manifest.finished_items(phase=phase)
@@ -78,12 +123,14 @@ def project_coco(
     if not items:
         what = "reviewed" if reviewed_only else "submitted or reviewed"
         raise ProjectError(f"{project.path}: no {what} {phase} image to export yet.")
-    first = export_item(project, items[0], segmentation)
+    first, pending = _export_set(project, items[0], segmentation)
     coco, summary = first.coco, first.summary
+    unreviewed = [(items[0], pending)]
     if progress is not None:
         progress(1, len(items))
     for done, item in enumerate(items[1:], start=2):
-        part = export_item(project, item, segmentation)
+        part, pending = _export_set(project, item, segmentation)
+        unreviewed.append((item, pending))
         coco["images"] += part.coco["images"]
         coco["annotations"] += part.coco["annotations"]
         if part.coco.get(REJECTED_KEY):  # rejected pre-labels (no pixels): counted by qa
@@ -92,7 +139,7 @@ def project_coco(
         if progress is not None:
             progress(done, len(items))
     coco["info"]["description"] = f"Project {project.path.name}: {len(items)} image(s)"
-    return CocoExport(coco, summary)
+    return ProjectExport(coco, summary, tuple(unreviewed))
 
 
 def export_project(
@@ -103,7 +150,7 @@ def export_project(
     reviewed_only: bool = False,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> CocoExport:
+) -> ProjectExport:
     """Write the project's submitted images into one COCO file.
 
     An existing ``output`` is refused unless ``overwrite`` (then it is replaced atomically,
@@ -114,7 +161,7 @@ def export_project(
         raise ProjectError(f"{target} lies inside the project folder {project.path}; choose a path outside it.")
     if target.exists() and not overwrite:
         raise ProjectError(f"{target} already exists; choose another name or pass --overwrite (nothing was written).")
-    exported = project_coco(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
+    exported = project_export(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
     save_coco(exported.coco, target)
     return exported
 

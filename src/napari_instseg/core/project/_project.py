@@ -38,7 +38,7 @@ from napari_instseg.core.project._manifest import (
 from napari_instseg.core.project._sources import stored_path
 from napari_instseg.core.protocol import AnnotationProtocol
 
-__all__ = ["PROJECT_FORMAT", "Project", "ProjectSettings", "is_project"]
+__all__ = ["PROJECT_FORMAT", "Project", "ProjectSettings", "count_unreviewed", "is_project", "unreviewed_note"]
 
 PROJECT_FORMAT = "napari-instseg-project"
 PROJECT_VERSION = 1
@@ -75,6 +75,48 @@ class ProjectSettings:
         if settings.cost_per_hour is not None and float(settings.cost_per_hour) < 0:
             raise ProjectError(f"{source}: cost_per_hour must be >= 0, got {settings.cost_per_hour}.")
         return settings
+
+
+def count_unreviewed(table: Any) -> int:
+    """Pre-labels of an instance table that no person has reviewed yet.
+
+    The one rule of projects for "pre-labels are reviewed, never taken silently": a row whose
+    ``review`` is ``'pre-label'`` (the first of
+    :data:`~napari_instseg.core.instances.REVIEW_STATES`) was proposed by a model and never
+    accepted, corrected or rejected. :meth:`Project.review` refuses an image holding any;
+    ``project submit`` and ``project export`` say how many they take.
+
+    Parameters
+    ----------
+    table : DataFrame
+        An instance table (its ``review`` column).
+    """
+    from napari_instseg.core.instances import REVIEW_STATES  # here: `project status` starts without numpy
+
+    return int((table["review"] == REVIEW_STATES[0]).sum()) if len(table) else 0
+
+
+def unreviewed_note(counts: Sequence[tuple[WorkItem, int]], action: str) -> str | None:
+    """One line saying how many unreviewed pre-labels ``action`` took and where, or None.
+
+    Parameters
+    ----------
+    counts : sequence of (WorkItem, int)
+        Each annotation set and its number of unreviewed pre-labels (:func:`count_unreviewed`).
+    action : str
+        What took them, e.g. ``"submitted"`` or ``"exported to dataset.json"``.
+    """
+    pending = [(item, n) for item, n in counts if n > 0]
+    if not pending:
+        return None
+    total = sum(n for _, n in pending)
+    where = ", ".join(f"image id {it.image_id} ({it.file_name}, {it.status}): {n}" for it, n in pending[:10])
+    more = f" and {len(pending) - 10} more image(s)" if len(pending) > 10 else ""
+    return (
+        f"warning: {total} pre-label(s) no person has reviewed were {action} (attributes.review 'pre-label') -- "
+        f"{where}{more}. Accept, correct or reject them in the Project panel; an image is marked reviewed only "
+        "when none is left."
+    )
 
 
 def is_project(path: str | os.PathLike[str]) -> bool:
@@ -232,12 +274,37 @@ class Project:
         self.manifest.set_item(current.key, **changes)
         return self.manifest.item(*item.key)
 
+    def unreviewed_prelabels(self, item: WorkItem) -> int:
+        """Number of the item's pre-labels no person has reviewed (:func:`count_unreviewed`);
+        0 without a store."""
+        if not self.has_store(item):
+            return 0
+        store = self.open_store(item, read_only=True)
+        try:
+            return count_unreviewed(store.table)
+        finally:
+            store.close()
+
     def review(self, item: WorkItem) -> WorkItem:
-        """Mark a submitted item reviewed."""
+        """Mark a submitted item reviewed.
+
+        Raises
+        ------
+        ProjectError
+            When the item is not submitted, or still holds pre-labels no person has reviewed
+            (naming the image, its store and how many); nothing is changed.
+        """
         current = self.manifest.item(*item.key)
         if current.status != "submitted":
             raise ProjectError(
                 f"Image id {item.image_id} is {current.status!r}; only submitted images can be reviewed."
+            )
+        pending = self.unreviewed_prelabels(current)
+        if pending:
+            raise ProjectError(
+                f"Image id {item.image_id} ({item.file_name}): {pending} pre-label(s) in {self.store_path(current)} "
+                "were never reviewed; accept, correct or reject each (Project panel, review mode) before marking "
+                "the image reviewed. Nothing was changed."
             )
         self.manifest.set_item(current.key, status="reviewed")
         return replace(current, status="reviewed")
