@@ -182,3 +182,52 @@ def test_unreviewed_prelabels_are_counted_on_submit_and_export_and_block_reviewe
     assert "pre-label" not in capsys.readouterr().err
     assert main(["project", "export", str(project_dir), "-o", str(out), "--overwrite"]) == 0
     assert "pre-label" not in capsys.readouterr().err
+
+
+# 7. two images with one file name in different folders ----------------------------------------------
+
+
+def test_a_second_image_with_the_same_file_name_is_refused_until_named_by_its_path(
+    project_dir, tiles, tmp_path, capsys
+):
+    import shutil
+
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    shutil.copy(tiles / "tile_1.tif", dup / "tile_0.tif")  # another slide's tile 0
+    before = _snapshot(project_dir)
+    add = ["project", "add", str(project_dir), "--images", str(dup / "*.tif")]
+    _refused(add, capsys, f"'tile_0.tif': {dup / 'tile_0.tif'} and image id 1 ({tiles / 'tile_0.tif'})", "--image-root")
+    assert _snapshot(project_dir) == before
+    # init with both folders: refused before the folder is made
+    both = ["project", "init", str(tmp_path / "both"), "--images", str(tiles / "*.tif"), str(dup / "*.tif")]
+    _refused(both, capsys, f"'tile_0.tif': {dup / 'tile_0.tif'} and {tiles / 'tile_0.tif'}")
+    assert not (tmp_path / "both").exists()
+    assert main([*both, "--image-root", str(tmp_path)]) == 0  # named tiles/tile_0.tif, dup/tile_0.tif
+    # the existing project keeps its names (gold files match them); the new image is named by its path
+    _refused([*add, "--image-root", str(tiles)], capsys, f"is not inside --image-root {tiles}")
+    assert main([*add, "--image-root", str(tmp_path)]) == 0
+    with Project.open(project_dir) as project:
+        names = {it.image_id: it.file_name for it in project.items()}
+    assert names == {1: "tile_0.tif", 2: "tile_1.tif", 3: "tile_2.tif", 4: "dup/tile_0.tif"}
+    for image_id in (1, 4):
+        _annotate(project_dir, image_id)
+    gold = tmp_path / "gold.json"
+    assert main(["project", "export", str(project_dir), "-o", str(gold)]) == 0
+    assert [im["file_name"] for im in json.loads(gold.read_text())["images"]] == ["tile_0.tif", "dup/tile_0.tif"]
+    capsys.readouterr()
+    assert main(["project", "qa", str(project_dir), "--gold", str(gold), "-o", str(tmp_path / "qa")]) == 0
+    report = json.loads((tmp_path / "qa" / "report.json").read_text())
+    assert report["n_images"] == 2 and report["overall"]["AP"] == pytest.approx(1.0)
+    # a project made before the check, with two images of one name: qa says so in one line
+    import sqlite3
+
+    with sqlite3.connect(project_dir / "manifest.sqlite") as db:
+        db.execute("UPDATE images SET file_name = 'tile_0.tif' WHERE id = 4")
+    db.close()
+    _refused(
+        ["project", "qa", str(project_dir), "--gold", str(gold), "-o", str(tmp_path / "qa2")],
+        capsys,
+        "the project's export names 1 file name(s) for more than one image: 'tile_0.tif' (image ids [1, 4])",
+    )
+    assert not (tmp_path / "qa2").exists()

@@ -166,7 +166,11 @@ def _add_sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", nargs="+", default=[], metavar="GLOB", help="image files or glob patterns")
     parser.add_argument("--slides", nargs="+", default=[], metavar="GLOB", help="slides (multiscale pyramids)")
     parser.add_argument("--coco", nargs="+", default=[], metavar="JSON", help="the images a COCO file lists")
-    parser.add_argument("--image-root", help="folder of a COCO file's file_names (default: its folder)")
+    parser.add_argument(
+        "--image-root",
+        help="folder the file names are relative to: a COCO file's (default: its folder); for --images / --slides, "
+        "name images by their path under it (default: the bare name; needed when two folders hold the same name)",
+    )
 
 
 def _default_annotator() -> str:
@@ -178,9 +182,9 @@ def _refs(args: argparse.Namespace) -> list[Any]:
 
     refs = []
     if args.images:
-        refs += refs_from_patterns(args.images)
+        refs += refs_from_patterns(args.images, image_root=args.image_root)
     if args.slides:
-        refs += refs_from_patterns(args.slides, slides=True)
+        refs += refs_from_patterns(args.slides, slides=True, image_root=args.image_root)
     for coco in args.coco:
         refs += refs_from_coco(coco, args.image_root)
     if not refs and not getattr(args, "allow_empty", False):
@@ -190,11 +194,13 @@ def _refs(args: argparse.Namespace) -> list[Any]:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
+    from napari_instseg.core.project._manifest import check_file_names
     from napari_instseg.core.protocol import load_protocol
 
     protocol = load_protocol(args.protocol) if args.protocol else None
     args.allow_empty = True
     refs = _refs(args)  # every reference is checked before anything is written
+    check_file_names((str(ref.path), str(ref.path), ref.file_name) for ref in refs)  # before the folder is made
     with Project.create(args.dir, protocol=protocol) as project:
         added, skipped = project.add(refs)
     print(f"made project {args.dir}: {len(added)} image(s) referenced" + _skipped(skipped))

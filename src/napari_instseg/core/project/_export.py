@@ -194,8 +194,24 @@ def export_slides_geojson(project: Project, outdir: str | os.PathLike[str], *, o
     return targets
 
 
+def _refuse_shared_names(images: list[dict[str, Any]], what: str) -> None:
+    """QA matches images by ``file_name``: one shared by two images is ambiguous."""
+    ids: dict[str, list[Any]] = {}
+    for im in images:
+        ids.setdefault(str(im.get("file_name")), []).append(im.get("id"))
+    shared = {name: found for name, found in ids.items() if len(found) > 1}
+    if shared:
+        listed = "; ".join(f"{name!r} (image ids {found})" for name, found in list(shared.items())[:5])
+        raise ProjectError(
+            f"{what} names {len(shared)} file name(s) for more than one image: {listed}. project qa matches "
+            "images with the gold file by file name, so it cannot tell them apart; nothing was written."
+        )
+
+
 def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both sets restricted to the images they share (by ``file_name``), with gold's ids."""
+    _refuse_shared_names(coco["images"], "the project's export")
+    _refuse_shared_names(gold["images"], "the gold file")
     gold_ids = {im["file_name"]: im["id"] for im in gold["images"]}
     remap = {im["id"]: gold_ids[im["file_name"]] for im in coco["images"] if im["file_name"] in gold_ids}
     if not remap:

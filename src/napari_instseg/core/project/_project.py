@@ -34,6 +34,7 @@ from napari_instseg.core.project._manifest import (
     ProjectError,
     WorkItem,
     check_annotator,
+    check_file_names,
 )
 from napari_instseg.core.project._sources import stored_path
 from napari_instseg.core.protocol import AnnotationProtocol
@@ -151,11 +152,13 @@ class Project:
         Raises
         ------
         ProjectError
-            When ``path`` exists and is not an empty folder (nothing is overwritten).
+            When ``path`` exists and is not an empty folder (nothing is overwritten), or two
+            images share a file name (:func:`~napari_instseg.core.project._manifest.check_file_names`).
         """
         target = Path(path).absolute()
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ProjectError(f"{target} already exists and is not an empty folder; nothing was overwritten.")
+        check_file_names((str(ref.path), str(ref.path), ref.file_name) for ref in images)  # before any folder
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
