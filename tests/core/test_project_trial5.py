@@ -231,3 +231,18 @@ def test_a_second_image_with_the_same_file_name_is_refused_until_named_by_its_pa
         "the project's export names 1 file name(s) for more than one image: 'tile_0.tif' (image ids [1, 4])",
     )
     assert not (tmp_path / "qa2").exists()
+
+
+# 10. assign --count must be a positive number -------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "two"])
+def test_assign_count_below_one_exits_2_and_assigns_nothing(project_dir, capsys, count):
+    before = (project_dir / "manifest.sqlite").read_bytes()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["project", "assign", str(project_dir), "alice", "--count", count])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --count: expected a positive integer" in err and count in err
+    assert (project_dir / "manifest.sqlite").read_bytes() == before

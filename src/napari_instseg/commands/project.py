@@ -43,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     assign.add_argument("annotator", help="annotator name (letters, digits, . _ -); '' unassigns")
     which = assign.add_mutually_exclusive_group(required=True)
     which.add_argument("--ids", type=int, nargs="+", help="image ids")
-    which.add_argument("--count", type=int, help="the first COUNT unassigned unfinished images")
+    from napari_instseg.commands.auto import positive_int
+
+    which.add_argument("--count", type=positive_int, help="the first COUNT unassigned unfinished images (>= 1)")
     assign.set_defaults(func=_cmd_assign)
 
     nxt = sub.add_parser("next", help="the next unfinished image of an annotator")
