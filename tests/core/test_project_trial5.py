@@ -246,3 +246,34 @@ def test_assign_count_below_one_exits_2_and_assigns_nothing(project_dir, capsys,
     err = capsys.readouterr().err
     assert "argument --count: expected a positive integer" in err and count in err
     assert (project_dir / "manifest.sqlite").read_bytes() == before
+
+
+# 9. report --rate nan / inf would be written as non-standard JSON ----------------------------------
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "-5", "thirty"])
+def test_report_rate_must_be_a_finite_number(project_dir, tmp_path, capsys, rate):
+    before = _snapshot(project_dir)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["project", "report", str(project_dir), "--rate", rate, "-o", str(tmp_path / "rep.json")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --rate: expected a" in err and f"got {rate!r}" in err
+    assert _snapshot(project_dir) == before and not (tmp_path / "rep.json").exists()
+
+
+def test_a_project_json_holding_infinity_is_named(project_dir, capsys):
+    meta = json.loads((project_dir / "project.json").read_text())
+    meta["settings"]["cost_per_hour"] = float("inf")
+    (project_dir / "project.json").write_text(json.dumps(meta))  # as the unchecked --rate inf wrote it
+    _refused(
+        ["project", "report", str(project_dir)],
+        capsys,
+        f"{project_dir / 'project.json'}: cost_per_hour must be a finite number >= 0, got inf",
+    )
+    meta["settings"]["cost_per_hour"] = 30.0
+    (project_dir / "project.json").write_text(json.dumps(meta))
+    with Project.open(project_dir) as project, pytest.raises(ValueError, match="finite number >= 0, got nan"):
+        project.update_settings(cost_per_hour=float("nan"))  # from Python too
+    assert json.loads((project_dir / "project.json").read_text()) == meta

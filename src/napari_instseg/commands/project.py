@@ -140,13 +140,29 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
     report.add_argument("dir", help="project folder")
-    report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
+    report.add_argument(
+        "--rate", type=_cost_rate, help="cost of an annotator hour, a number >= 0 (saved in the project settings)"
+    )
     report.add_argument("-o", "--output", help="JSON file for the report (outside the project folder)")
     report.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     report.set_defaults(func=_cmd_report)
 
 
 _OVERWRITE_HELP = "replace the output file when it exists (never a project file or an input)"
+
+
+def _cost_rate(text: str) -> float:
+    """argparse type of ``--rate``: a finite number >= 0 (NaN and infinity would be written
+    into project.json and the report as non-standard JSON)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (cost of an hour), got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (cost of an hour), got {text!r}")
+    return value
 
 
 def _check_output_json(args: argparse.Namespace) -> None:

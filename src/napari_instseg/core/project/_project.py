@@ -18,6 +18,7 @@ people from writing the same set.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -73,8 +74,9 @@ class ProjectSettings:
         settings = cls(**data)
         if not 0.0 <= float(settings.calibration_min_ap) <= 1.0:
             raise ProjectError(f"{source}: calibration_min_ap must lie in [0, 1], got {settings.calibration_min_ap}.")
-        if settings.cost_per_hour is not None and float(settings.cost_per_hour) < 0:
-            raise ProjectError(f"{source}: cost_per_hour must be >= 0, got {settings.cost_per_hour}.")
+        cost = settings.cost_per_hour
+        if cost is not None and (not isinstance(cost, int | float) or not math.isfinite(cost) or cost < 0):
+            raise ProjectError(f"{source}: cost_per_hour must be a finite number >= 0, got {cost!r}.")
         return settings
 
 
