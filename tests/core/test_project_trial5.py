@@ -277,3 +277,31 @@ def test_a_project_json_holding_infinity_is_named(project_dir, capsys):
     with Project.open(project_dir) as project, pytest.raises(ValueError, match="finite number >= 0, got nan"):
         project.update_settings(cost_per_hour=float("nan"))  # from Python too
     assert json.loads((project_dir / "project.json").read_text()) == meta
+
+
+# 8. assign never silently takes an image someone else has started -----------------------------------
+
+
+def test_assign_names_the_previous_owner_and_refuses_work_in_progress_without_force(project_dir, capsys):
+    assert main(["project", "assign", str(project_dir), "alice", "--ids", "1", "2"]) == 0
+    _annotate(project_dir, 1, "alice", submit=False)  # alice is working on image 1
+    before = (project_dir / "manifest.sqlite").read_bytes()
+    for who in ("bob", ""):
+        _refused(
+            ["project", "assign", str(project_dir), who, "--ids", "3", "1"],
+            capsys,
+            "image(s) 1 (alice's, in progress) are being annotated by someone else",
+            "--force",
+            "nothing was assigned",
+        )
+    assert (project_dir / "manifest.sqlite").read_bytes() == before
+    capsys.readouterr()
+    assert main(["project", "assign", str(project_dir), "bob", "--ids", "2"]) == 0  # not started: moved, and said
+    assert "note: reassigned image(s) 2 from alice (todo)" in capsys.readouterr().out
+    assert main(["project", "assign", str(project_dir), "bob", "--ids", "1", "--force"]) == 0
+    assert "reassigned image(s) 1 from alice (in progress)" in capsys.readouterr().out
+    with Project.open(project_dir) as project:
+        assert project.manifest.item(1).assignee == "bob" and project.manifest.item(1).status == "in progress"
+        store = project.open_store(project.manifest.item(1), read_only=True)
+        assert len(store.table) == 2  # alice's edits are kept
+        store.close()

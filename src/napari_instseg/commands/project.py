@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from napari_instseg.commands.auto import positive_int
 
     which.add_argument("--count", type=positive_int, help="the first COUNT unassigned unfinished images (>= 1)")
+    assign.add_argument(
+        "--force", action="store_true", help="also take images another annotator has in progress (their edits are kept)"
+    )
     assign.set_defaults(func=_cmd_assign)
 
     nxt = sub.add_parser("next", help="the next unfinished image of an annotator")
@@ -270,8 +273,12 @@ def _cmd_assign(args: argparse.Namespace) -> int:
         else:
             unfinished = project.manifest.image_ids(phase="production", statuses=UNFINISHED, assignee="")
             ids = unfinished[: args.count]
-        n = project.manifest.assign(ids, annotator)
+        before = project.manifest.assignees(ids)
+        n = project.manifest.assign(ids, annotator, force=args.force)
     print(f"assigned {n} image(s) to {annotator or '(nobody)'}")
+    taken = [f"{i} from {who} ({status})" for i, (who, status) in before.items() if who not in ("", annotator)]
+    if taken:
+        print(f"note: reassigned image(s) {', '.join(taken[:10])}" + (" ..." if len(taken) > 10 else ""))
     return 0
 
 

@@ -533,14 +533,33 @@ class Manifest:
         return self.item(*key)
 
     # -- assignment and phases --------------------------------------------------------------
-    def assign(self, image_ids: Sequence[int], annotator: str) -> int:
+    def assignees(self, image_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Image id -> ``(assignee, status)`` of its main set, in the order given (ids must exist)."""
+        self.require_images(image_ids)
+        found = {}
+        for image_id in dict.fromkeys(image_ids):
+            row = self._db.execute("SELECT assignee, status FROM images WHERE id = ?", (image_id,)).fetchone()
+            found[int(image_id)] = (str(row[0]), str(row[1]))
+        return found
+
+    def assign(self, image_ids: Sequence[int], annotator: str, *, force: bool = False) -> int:
         """Give production images to ``annotator`` (``''`` unassigns); returns how many changed.
+
+        Parameters
+        ----------
+        image_ids : sequence of int
+        annotator : str
+        force : bool
+            Also take images someone else has in progress (their store, with their edits, is
+            kept and goes to ``annotator``).
 
         Raises
         ------
         ProjectError
             Naming the ids and their state when an image is finished (submitted / reviewed:
-            its annotator's work is never taken away) or in the calibration phase.
+            its annotator's work is never taken away) or in the calibration phase; and,
+            without ``force``, naming the ids and owners of images another annotator has in
+            progress. Nothing is assigned then.
         """
         self.require_images(image_ids)
         refused = [
@@ -554,12 +573,32 @@ class Manifest:
                 "image keeps its annotator and a calibration image belongs to its round; nothing was assigned."
             )
         now = time.time()
-        with self.transaction() as db:
+        with self.transaction() as db:  # checked and changed in one write transaction: no race
+            if not force:
+                self._refuse_started(db, image_ids, annotator)
             return int(
                 db.executemany(
                     "UPDATE images SET assignee = ?, updated_at = ? WHERE id = ? AND phase = 'production'",
                     [(annotator, now, i) for i in image_ids],
                 ).rowcount
+            )
+
+    def _refuse_started(self, db: sqlite3.Connection, image_ids: Sequence[int], annotator: str) -> None:
+        wanted = set(image_ids)
+        rows = [
+            (i, who)
+            for i, who in db.execute(
+                "SELECT id, assignee FROM images WHERE status = 'in progress' AND assignee NOT IN ('', ?) ORDER BY id",
+                (annotator,),
+            )
+            if i in wanted
+        ]  # images in progress are few: one index scan, whatever the number of ids
+        if rows:
+            started = ", ".join(f"{i} ({who}'s, in progress)" for i, who in rows[:10])
+            raise ProjectError(
+                f"{self.path}: image(s) {started} are being annotated by someone else; assigning them would take "
+                "that work over. Pass --force to reassign them anyway (their edits stay in the image's store); "
+                "nothing was assigned."
             )
 
     def start_calibration(self, image_ids: Sequence[int], annotators: Sequence[str]) -> int:
