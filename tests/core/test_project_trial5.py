@@ -305,3 +305,50 @@ def test_assign_names_the_previous_owner_and_refuses_work_in_progress_without_fo
         store = project.open_store(project.manifest.item(1), read_only=True)
         assert len(store.table) == 2  # alice's edits are kept
         store.close()
+
+
+# 13. messages: the path once, a damaged project.json, the calibration hint --------------------------
+
+
+def test_prelabel_names_a_truncated_image_once(tmp_path, ihc_image, capsys):
+    from skimage import io
+
+    io.imsave(tmp_path / "whole.png", ihc_image[:128, :128], check_contrast=False)
+    data = (tmp_path / "whole.png").read_bytes()
+    assert main(["project", "init", str(tmp_path / "p"), "--images", str(tmp_path / "whole.png")]) == 0
+    (tmp_path / "whole.png").write_bytes(data[: len(data) // 2])  # truncated after init
+    capsys.readouterr()
+    assert main(["project", "prelabel", str(tmp_path / "p"), "--backend", "classic"]) == 2
+    out = capsys.readouterr().out
+    path = str(tmp_path / "whole.png")
+    assert f"image 1: {path}: not a readable image" in out and out.count(path) == 1, out
+
+
+def test_a_damaged_project_json_is_called_damaged(project_dir, capsys):
+    meta = project_dir / "project.json"
+    meta.write_text(meta.read_text()[:20])
+    before = _snapshot(project_dir)
+    err = _refused(["project", "status", str(project_dir)], capsys, f"{meta} is damaged: not readable JSON")
+    assert "no napari-instseg-project project.json" not in err
+    assert _snapshot(project_dir) == before
+    meta.write_text('{"format": "something-else"}')
+    _refused(["project", "status", str(project_dir)], capsys, "format 'something-else', expected")
+    meta.unlink()
+    _refused(["project", "status", str(project_dir)], capsys, "is not a napari-instseg project (no ")
+
+
+def test_submit_of_a_calibration_image_hints_calibration(project_dir, capsys):
+    assert main(["project", "calibrate", str(project_dir), "--annotators", "alice", "bob", "--ids", "3"]) == 0
+    before = (project_dir / "manifest.sqlite").read_bytes()
+    _refused(
+        ["project", "submit", str(project_dir), "3", "--annotator", "alice"],
+        capsys,
+        "Image id 3 is a calibration image",
+        f"project submit {project_dir} 3 --annotator alice --calibration",
+    )
+    _refused(
+        ["project", "submit", str(project_dir), "1", "--annotator", "alice", "--calibration"],
+        capsys,
+        "Image id 1 is a production image",
+    )
+    assert (project_dir / "manifest.sqlite").read_bytes() == before

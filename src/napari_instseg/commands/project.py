@@ -300,6 +300,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from napari_instseg.core.project._project import unreviewed_note
 
     with Project.open(args.dir) as project:
+        _check_calibration_flag(project, args)
         item = project.manifest.item(args.image_id, args.annotator if args.calibration else "")
         item = project.review(item) if args.reviewed else project.submit(item, args.annotator)
         note = unreviewed_note([(item, project.unreviewed_prelabels(item))], "submitted")
@@ -307,6 +308,22 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     return 0
+
+
+def _check_calibration_flag(project: Any, args: argparse.Namespace) -> None:
+    """A calibration image is submitted per annotator (``--calibration``), a production one not."""
+    from napari_instseg.core.project import ProjectError
+
+    [(phase, _status)] = project.manifest.image_states([args.image_id]).values()
+    if phase == "calibration" and not args.calibration:
+        raise ProjectError(
+            f"Image id {args.image_id} is a calibration image: each annotator submits their own set. Add "
+            f"--calibration: project submit {args.dir} {args.image_id} --annotator {args.annotator} --calibration"
+        )
+    if phase == "production" and args.calibration:
+        raise ProjectError(
+            f"Image id {args.image_id} is a production image (one set, no calibration sets); drop --calibration."
+        )
 
 
 def _progress(desc: str, unit: str) -> Any:

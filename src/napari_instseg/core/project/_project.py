@@ -187,7 +187,7 @@ class Project:
 
         target = Path(path).absolute()
         if not is_project(target):
-            raise ProjectError(f"{target} is not a napari-instseg project (no {PROJECT_FORMAT} project.json).")
+            raise ProjectError(_not_a_project(target))
         meta = json.loads((target / "project.json").read_text())
         settings = ProjectSettings.from_dict(dict(meta.get("settings", {})), f"{target / 'project.json'}")
         return cls(target, load_protocol(target / "protocol.json"), settings)
@@ -313,6 +313,22 @@ class Project:
             )
         self.manifest.set_item(current.key, status="reviewed")
         return replace(current, status="reviewed")
+
+
+def _not_a_project(folder: Path) -> str:
+    """Why ``folder`` is no project: no project.json, a damaged one, or another format."""
+    meta = folder / "project.json"
+    if not meta.is_file():
+        return f"{folder} is not a napari-instseg project (no {PROJECT_FORMAT} project.json)."
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError) as exc:
+        return (
+            f"{meta} is damaged: not readable JSON ({exc}). The project's images and stores are untouched; "
+            "restore project.json from a backup (it holds the format, version and settings)."
+        )
+    found = data.get("format") if isinstance(data, dict) else None
+    return f"{meta} is not a napari-instseg project file (format {found!r}, expected {PROJECT_FORMAT!r})."
 
 
 def _write_meta(folder: Path, settings: ProjectSettings) -> None:
