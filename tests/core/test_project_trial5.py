@@ -121,12 +121,17 @@ def test_export_and_sample_again_refuse_then_replace_with_overwrite(project_dir,
     out.mkdir()
     export = ["project", "export", str(project_dir), "-o", str(out / "dataset.json")]
     assert main(export) == 0
-    (out / "dataset.json").write_text("{}")  # so that a replacement shows
+    first = (out / "dataset.json").read_text()
+    _annotate(project_dir, 2)
     _refused(export, capsys, f"-o {out / 'dataset.json'} already exists", "--overwrite")
-    assert (out / "dataset.json").read_text() == "{}"
+    assert (out / "dataset.json").read_text() == first
     assert main([*export, "--overwrite"]) == 0
-    assert [im["id"] for im in json.loads((out / "dataset.json").read_text())["images"]] == [1]
+    assert [im["id"] for im in json.loads((out / "dataset.json").read_text())["images"]] == [1, 2]
     assert not [p.name for p in out.iterdir() if p.name != "dataset.json"]  # no temporary file left
+    # a COCO file another tool wrote (e.g. the one the images were listed from) is never replaced
+    (out / "source.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    _refused([*export[:-1], str(out / "source.json"), "--overwrite"], capsys, "was not written by napari-instseg")
+    assert (out / "source.json").read_text() == '{"images": [], "annotations": [], "categories": []}'
     project_before = _snapshot(project_dir)
     inside = ["project", "export", str(project_dir), "-o", str(project_dir / "project.json"), "--overwrite"]
     _refused(inside, capsys, "lies inside the input folder")

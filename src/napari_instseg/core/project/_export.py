@@ -154,16 +154,35 @@ def export_project(
     """Write the project's submitted images into one COCO file.
 
     An existing ``output`` is refused unless ``overwrite`` (then it is replaced atomically,
-    once the whole export is made); a file inside the project folder never.
+    once the whole export is made); a file inside the project folder never, nor, even with
+    ``overwrite``, one napari-instseg did not write (the project does not record the COCO
+    files its images were listed from, so any other COCO file may be such an input).
     """
     target = Path(output)
     if target.absolute().resolve().is_relative_to(project.path.resolve()):
         raise ProjectError(f"{target} lies inside the project folder {project.path}; choose a path outside it.")
     if target.exists() and not overwrite:
         raise ProjectError(f"{target} already exists; choose another name or pass --overwrite (nothing was written).")
+    if target.exists() and not _written_by_us(target):
+        raise ProjectError(
+            f"{target} exists and was not written by napari-instseg: it may be an input (a COCO file the "
+            "project's images were listed from, a gold file); refusing to replace it, even with --overwrite. "
+            "Choose another name (nothing was written)."
+        )
     exported = project_export(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
     save_coco(exported.coco, target)
     return exported
+
+
+def _written_by_us(path: Path) -> bool:
+    """True when ``path`` is a COCO file napari-instseg exported (``info.tool``)."""
+    import json
+
+    try:
+        info = json.loads(path.read_text()).get("info")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(info, dict) and str(info.get("tool", "")).startswith("napari-instseg")
 
 
 def export_slides_geojson(project: Project, outdir: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
