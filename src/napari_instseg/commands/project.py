@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     assign.add_argument("annotator", help="annotator name (letters, digits, . _ -); '' unassigns")
     which = assign.add_mutually_exclusive_group(required=True)
     which.add_argument("--ids", type=int, nargs="+", help="image ids")
-    which.add_argument("--count", type=int, help="the first COUNT unassigned unfinished images")
+    from napari_instseg.commands.auto import positive_int
+
+    which.add_argument("--count", type=positive_int, help="the first COUNT unassigned unfinished images (>= 1)")
+    assign.add_argument(
+        "--force", action="store_true", help="also take images another annotator has in progress (their edits are kept)"
+    )
     assign.set_defaults(func=_cmd_assign)
 
     nxt = sub.add_parser("next", help="the next unfinished image of an annotator")
@@ -100,10 +105,15 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     export = sub.add_parser("export", help="all submitted / reviewed images into one COCO file")
     export.add_argument("dir", help="project folder")
-    export.add_argument("-o", "--output", required=True, help="COCO .json file (must not exist; outside the project)")
+    export.add_argument("-o", "--output", required=True, help="COCO .json file (outside the project)")
     export.add_argument("--format", choices=("rle", "polygon"), default="rle", help="segmentation form")
     export.add_argument("--reviewed-only", action="store_true", help="only reviewed images")
     export.add_argument("--slides-geojson", metavar="DIR", help="also write each finished slide as QuPath GeoJSON here")
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace -o (and --slides-geojson files) when they exist; never an input",
+    )
     export.set_defaults(func=_cmd_export)
 
     qa = sub.add_parser("qa", help="stratified QA of the project's export against a gold COCO file")
@@ -112,24 +122,50 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument("-o", "--outdir", required=True, help="folder for the QA report")
     qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
     qa.add_argument("--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)")
+    qa.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report and review_queue.* in the folder (verdicts recorded there are lost; never the gold)",
+    )
     qa.set_defaults(func=_cmd_qa)
 
     sample = sub.add_parser("sample", help="QA review queue over the project at the protocol's per-tier rates")
     sample.add_argument("dir", help="project folder")
     sample.add_argument("-o", "--outdir", required=True, help="folder for review_queue.json / .csv")
     sample.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    sample.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace review_queue.* in the folder (verdicts recorded there are lost)",
+    )
     add_stratify_option(sample)
     sample.set_defaults(func=_cmd_sample)
 
     report = sub.add_parser("report", help="throughput: instances per hour, time per instance, acceptance, cost")
     report.add_argument("dir", help="project folder")
-    report.add_argument("--rate", type=float, help="cost of an annotator hour (saved in the project settings)")
+    report.add_argument(
+        "--rate", type=_cost_rate, help="cost of an annotator hour, a number >= 0 (saved in the project settings)"
+    )
     report.add_argument("-o", "--output", help="JSON file for the report (outside the project folder)")
     report.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     report.set_defaults(func=_cmd_report)
 
 
 _OVERWRITE_HELP = "replace the output file when it exists (never a project file or an input)"
+
+
+def _cost_rate(text: str) -> float:
+    """argparse type of ``--rate``: a finite number >= 0 (NaN and infinity would be written
+    into project.json and the report as non-standard JSON)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (cost of an hour), got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0 (cost of an hour), got {text!r}")
+    return value
 
 
 def _check_output_json(args: argparse.Namespace) -> None:
@@ -151,7 +187,11 @@ def _add_sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", nargs="+", default=[], metavar="GLOB", help="image files or glob patterns")
     parser.add_argument("--slides", nargs="+", default=[], metavar="GLOB", help="slides (multiscale pyramids)")
     parser.add_argument("--coco", nargs="+", default=[], metavar="JSON", help="the images a COCO file lists")
-    parser.add_argument("--image-root", help="folder of a COCO file's file_names (default: its folder)")
+    parser.add_argument(
+        "--image-root",
+        help="folder the file names are relative to: a COCO file's (default: its folder); for --images / --slides, "
+        "name images by their path under it (default: the bare name; needed when two folders hold the same name)",
+    )
 
 
 def _default_annotator() -> str:
@@ -163,9 +203,9 @@ def _refs(args: argparse.Namespace) -> list[Any]:
 
     refs = []
     if args.images:
-        refs += refs_from_patterns(args.images)
+        refs += refs_from_patterns(args.images, image_root=args.image_root)
     if args.slides:
-        refs += refs_from_patterns(args.slides, slides=True)
+        refs += refs_from_patterns(args.slides, slides=True, image_root=args.image_root)
     for coco in args.coco:
         refs += refs_from_coco(coco, args.image_root)
     if not refs and not getattr(args, "allow_empty", False):
@@ -175,11 +215,13 @@ def _refs(args: argparse.Namespace) -> list[Any]:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
+    from napari_instseg.core.project._manifest import check_file_names
     from napari_instseg.core.protocol import load_protocol
 
     protocol = load_protocol(args.protocol) if args.protocol else None
     args.allow_empty = True
     refs = _refs(args)  # every reference is checked before anything is written
+    check_file_names((str(ref.path), str(ref.path), ref.file_name) for ref in refs)  # before the folder is made
     with Project.create(args.dir, protocol=protocol) as project:
         added, skipped = project.add(refs)
     print(f"made project {args.dir}: {len(added)} image(s) referenced" + _skipped(skipped))
@@ -231,8 +273,12 @@ def _cmd_assign(args: argparse.Namespace) -> int:
         else:
             unfinished = project.manifest.image_ids(phase="production", statuses=UNFINISHED, assignee="")
             ids = unfinished[: args.count]
-        n = project.manifest.assign(ids, annotator)
+        before = project.manifest.assignees(ids)
+        n = project.manifest.assign(ids, annotator, force=args.force)
     print(f"assigned {n} image(s) to {annotator or '(nobody)'}")
+    taken = [f"{i} from {who} ({status})" for i, (who, status) in before.items() if who not in ("", annotator)]
+    if taken:
+        print(f"note: reassigned image(s) {', '.join(taken[:10])}" + (" ..." if len(taken) > 10 else ""))
     return 0
 
 
@@ -251,12 +297,33 @@ def _cmd_next(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
+    from napari_instseg.core.project._project import unreviewed_note
 
     with Project.open(args.dir) as project:
+        _check_calibration_flag(project, args)
         item = project.manifest.item(args.image_id, args.annotator if args.calibration else "")
         item = project.review(item) if args.reviewed else project.submit(item, args.annotator)
+        note = unreviewed_note([(item, project.unreviewed_prelabels(item))], "submitted")
     print(f"image {item.image_id} ({item.file_name}): {item.status}")
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def _check_calibration_flag(project: Any, args: argparse.Namespace) -> None:
+    """A calibration image is submitted per annotator (``--calibration``), a production one not."""
+    from napari_instseg.core.project import ProjectError
+
+    [(phase, _status)] = project.manifest.image_states([args.image_id]).values()
+    if phase == "calibration" and not args.calibration:
+        raise ProjectError(
+            f"Image id {args.image_id} is a calibration image: each annotator submits their own set. Add "
+            f"--calibration: project submit {args.dir} {args.image_id} --annotator {args.annotator} --calibration"
+        )
+    if phase == "production" and args.calibration:
+        raise ProjectError(
+            f"Image id {args.image_id} is a production image (one set, no calibration sets); drop --calibration."
+        )
 
 
 def _progress(desc: str, unit: str) -> Any:
@@ -332,27 +399,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import export_project, export_slides_geojson
+    from napari_instseg.core.project._project import unreviewed_note
 
-    _check_output_json(args)  # before any file is written; an existing file is never replaced here
+    _check_output_json(args)  # before any file is written; an existing file only with --overwrite
     if args.slides_geojson:
         check_output_dir(args.slides_geojson, containers=(args.dir,), what="--slides-geojson")
     with Project.open(args.dir) as project:
         if args.slides_geojson:
-            written = export_slides_geojson(project, args.slides_geojson)
+            written = export_slides_geojson(project, args.slides_geojson, overwrite=args.overwrite)
             print(f"wrote {len(written)} slide GeoJSON file(s) to {args.slides_geojson}")
         result = export_project(
             project,
             args.output,
             segmentation=args.format,
             reviewed_only=args.reviewed_only,
+            overwrite=args.overwrite,
             progress=_progress("export", "image"),
         )
     print(f"wrote {args.output}: {result.summary}")
+    note = unreviewed_note(result.unreviewed, f"exported to {args.output}")
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 
 _QUEUE_FILES = ("review_queue.json", "review_queue.csv")
-_QA_TARGETS = ("report.json", "report.html", "summary.md")
+_QA_TARGETS = ("report.json", "report.html", "summary.md", *_QUEUE_FILES)
+"""Every file ``project qa`` writes: an existing one (a review queue with verdicts, a summary
+with notes) is refused without ``--overwrite``."""
 
 
 def _cmd_qa(args: argparse.Namespace) -> int:
@@ -362,7 +436,12 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.qa.report import max_dets_warning
 
     check_output_dir(
-        args.outdir, inputs=(args.gold,), containers=(args.dir,), targets=_QA_TARGETS, overwrite=True, what="-o"
+        args.outdir,
+        inputs=(args.gold,),
+        containers=(args.dir,),
+        targets=_QA_TARGETS,
+        overwrite=args.overwrite,
+        what="-o",
     )
     with Project.open(args.dir) as project:
         report = project_qa(project, args.gold, args.outdir, seed=args.seed, max_dets=args.max_dets)
@@ -379,9 +458,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import review_sample
 
-    check_output_dir(args.outdir, containers=(args.dir,), targets=_QUEUE_FILES, what="-o")
+    check_output_dir(args.outdir, containers=(args.dir,), targets=_QUEUE_FILES, overwrite=args.overwrite, what="-o")
     with Project.open(args.dir) as project:
-        json_path, csv_path, n = review_sample(project, args.outdir, seed=args.seed, by=tuple(args.stratify_by))
+        json_path, csv_path, n = review_sample(
+            project, args.outdir, seed=args.seed, by=tuple(args.stratify_by), overwrite=args.overwrite
+        )
     print(f"{n} instance(s) to review: wrote {json_path} and {csv_path}")
     return 0
 

@@ -29,7 +29,14 @@ def _publish(tmp_name: str, target: Path) -> None:
     os.replace(tmp_name, target)
 
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+def give_default_mode(folder: str | os.PathLike[str]) -> None:
+    """Give a folder made by :func:`tempfile.mkdtemp` (always mode 0700, private to its
+    creator) the mode ``mkdir`` would have given it under the umask, before it is renamed
+    into place: a project folder is shared by several people."""
+    os.chmod(folder, 0o777 & ~_UMASK)
+
+
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "give_default_mode"]
 
 
 @contextlib.contextmanager

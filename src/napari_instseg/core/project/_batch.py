@@ -139,7 +139,8 @@ def segment_image(
         image = read_image(image_path)
         check_grey_or_rgb(image, image_path)  # a stack or 2-channel image: the file named, both modes
     except (OSError, InstsegError) as exc:
-        return ImageFailure(f"{image_path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return ImageFailure(text if str(image_path) in text else f"{image_path}: {text}")  # the path once
     if shape_yx is not None and tuple(image.shape[:2]) != tuple(shape_yx):
         return ImageFailure(
             f"{image_path} is now {image.shape[0]} x {image.shape[1]} px; the project recorded "

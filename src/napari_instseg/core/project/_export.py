@@ -10,20 +10,24 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from napari_instseg.core.coco import REJECTED_KEY, AnnotatedImage, CocoExport, export_coco, save_coco
+from napari_instseg.core.coco import REJECTED_KEY, AnnotatedImage, CocoExport, ExportSummary, export_coco, save_coco
 from napari_instseg.core.project._manifest import ProjectError, WorkItem
-from napari_instseg.core.project._project import Project
+from napari_instseg.core.project._project import Project, count_unreviewed
 
 __all__ = [
+    "ProjectExport",
+    "export_item",
     "export_project",
     "export_slides_geojson",
     "format_throughput",
     "project_coco",
+    "project_export",
     "project_qa",
     "review_sample",
     "throughput_report",
@@ -33,10 +37,36 @@ from napari_instseg.core.activetime import person_timed
 from napari_instseg.core.prompting.registry import MODEL_SOURCES
 
 
+@dataclass(frozen=True)
+class ProjectExport:
+    """A project's COCO export, what it holds, and the pre-labels no person reviewed.
+
+    Attributes
+    ----------
+    coco : dict
+        The COCO instances dict.
+    summary : ExportSummary
+        What it holds.
+    unreviewed : tuple of (WorkItem, int)
+        Each exported annotation set and its number of unreviewed pre-labels
+        (:func:`~napari_instseg.core.project._project.count_unreviewed`).
+    """
+
+    coco: dict[str, Any]
+    summary: ExportSummary
+    unreviewed: tuple[tuple[WorkItem, int], ...]
+
+
 def export_item(project: Project, item: WorkItem, segmentation: str = "rle") -> CocoExport:
     """COCO for one annotation set, with the project's stable image and annotation ids."""
+    return _export_set(project, item, segmentation)[0]
+
+
+def _export_set(project: Project, item: WorkItem, segmentation: str) -> tuple[CocoExport, int]:
+    """:func:`export_item` and the set's number of unreviewed pre-labels (one store read)."""
     store = project.open_store(item, read_only=True)
     try:
+        unreviewed = count_unreviewed(store.table)
         metadata = {k: v for k, v in project.image_record(item).items() if k not in ("id", "file_name")}
         metadata["project_status"] = item.status
         annotated = AnnotatedImage(
@@ -58,7 +88,7 @@ def export_item(project: Project, item: WorkItem, segmentation: str = "rle") -> 
                 f"stride {stride}; raise annotation_id_stride in project.json."
             )
         ann["id"] = item.image_id * stride + ann["instance_id"]
-    return exported
+    return exported, unreviewed
 
 
 def project_coco(
@@ -70,6 +100,21 @@ def project_coco(
     progress: Callable[[int, int], None] | None = None,
 ) -> CocoExport:
     """All submitted (or only reviewed) annotation sets of ``phase`` as one COCO dict."""
+    exported = project_export(
+        project, segmentation=segmentation, reviewed_only=reviewed_only, phase=phase, progress=progress
+    )
+    return CocoExport(exported.coco, exported.summary)
+
+
+def project_export(
+    project: Project,
+    *,
+    segmentation: str = "rle",
+    reviewed_only: bool = False,
+    phase: str = "production",
+    progress: Callable[[int, int], None] | None = None,
+) -> ProjectExport:
+    """:func:`project_coco` with the number of unreviewed pre-labels of each set."""
     items = [
         it
         for it in project.manifest.finished_items(phase=phase)
@@ -78,12 +123,14 @@ def project_coco(
     if not items:
         what = "reviewed" if reviewed_only else "submitted or reviewed"
         raise ProjectError(f"{project.path}: no {what} {phase} image to export yet.")
-    first = export_item(project, items[0], segmentation)
+    first, pending = _export_set(project, items[0], segmentation)
     coco, summary = first.coco, first.summary
+    unreviewed = [(items[0], pending)]
     if progress is not None:
         progress(1, len(items))
     for done, item in enumerate(items[1:], start=2):
-        part = export_item(project, item, segmentation)
+        part, pending = _export_set(project, item, segmentation)
+        unreviewed.append((item, pending))
         coco["images"] += part.coco["images"]
         coco["annotations"] += part.coco["annotations"]
         if part.coco.get(REJECTED_KEY):  # rejected pre-labels (no pixels): counted by qa
@@ -92,7 +139,7 @@ def project_coco(
         if progress is not None:
             progress(done, len(items))
     coco["info"]["description"] = f"Project {project.path.name}: {len(items)} image(s)"
-    return CocoExport(coco, summary)
+    return ProjectExport(coco, summary, tuple(unreviewed))
 
 
 def export_project(
@@ -101,20 +148,47 @@ def export_project(
     *,
     segmentation: str = "rle",
     reviewed_only: bool = False,
+    overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> CocoExport:
-    """Write the project's submitted images into one COCO file (which must not exist yet)."""
+) -> ProjectExport:
+    """Write the project's submitted images into one COCO file.
+
+    An existing ``output`` is refused unless ``overwrite`` (then it is replaced atomically,
+    once the whole export is made); a file inside the project folder never, nor, even with
+    ``overwrite``, one napari-instseg did not write (the project does not record the COCO
+    files its images were listed from, so any other COCO file may be such an input).
+    """
     target = Path(output)
-    if target.exists():
-        raise ProjectError(f"{target} already exists; choose another name (nothing was overwritten).")
-    exported = project_coco(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
+    if target.absolute().resolve().is_relative_to(project.path.resolve()):
+        raise ProjectError(f"{target} lies inside the project folder {project.path}; choose a path outside it.")
+    if target.exists() and not overwrite:
+        raise ProjectError(f"{target} already exists; choose another name or pass --overwrite (nothing was written).")
+    if target.exists() and not _written_by_us(target):
+        raise ProjectError(
+            f"{target} exists and was not written by napari-instseg: it may be an input (a COCO file the "
+            "project's images were listed from, a gold file); refusing to replace it, even with --overwrite. "
+            "Choose another name (nothing was written)."
+        )
+    exported = project_export(project, segmentation=segmentation, reviewed_only=reviewed_only, progress=progress)
     save_coco(exported.coco, target)
     return exported
 
 
-def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> list[Path]:
+def _written_by_us(path: Path) -> bool:
+    """True when ``path`` is a COCO file napari-instseg exported (``info.tool``)."""
+    import json
+
+    try:
+        info = json.loads(path.read_text()).get("info")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(info, dict) and str(info.get("tool", "")).startswith("napari-instseg")
+
+
+def export_slides_geojson(project: Project, outdir: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
     """Write each submitted / reviewed slide's annotations as QuPath GeoJSON (level-0 pixels),
-    ``OUTDIR/<slide stem>.geojson``; existing files are never overwritten.
+    ``OUTDIR/<slide stem>.geojson``; existing files are refused unless ``overwrite`` (then
+    replaced atomically).
 
     The slide's whole label image is read, as ``napari-instseg export STORE -o X.geojson`` does.
     """
@@ -124,8 +198,10 @@ def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> l
     folder = Path(outdir)
     targets = [folder / f"{it.image_id:07d}_{Path(it.file_name).name.split('.')[0]}.geojson" for it in slides]
     clashes = [str(t) for t in targets if t.exists()]
-    if clashes:
-        raise ProjectError(f"{clashes[:3]} already exist; choose another folder (nothing was overwritten).")
+    if clashes and not overwrite:
+        raise ProjectError(
+            f"{clashes[:3]} already exist; choose another folder or pass --overwrite (nothing was written)."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for item, target in zip(slides, targets, strict=True):
         store = project.open_store(item, read_only=True)
@@ -137,8 +213,24 @@ def export_slides_geojson(project: Project, outdir: str | os.PathLike[str]) -> l
     return targets
 
 
+def _refuse_shared_names(images: list[dict[str, Any]], what: str) -> None:
+    """QA matches images by ``file_name``: one shared by two images is ambiguous."""
+    ids: dict[str, list[Any]] = {}
+    for im in images:
+        ids.setdefault(str(im.get("file_name")), []).append(im.get("id"))
+    shared = {name: found for name, found in ids.items() if len(found) > 1}
+    if shared:
+        listed = "; ".join(f"{name!r} (image ids {found})" for name, found in list(shared.items())[:5])
+        raise ProjectError(
+            f"{what} names {len(shared)} file name(s) for more than one image: {listed}. project qa matches "
+            "images with the gold file by file name, so it cannot tell them apart; nothing was written."
+        )
+
+
 def _aligned_to_gold(coco: Mapping[str, Any], gold: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both sets restricted to the images they share (by ``file_name``), with gold's ids."""
+    _refuse_shared_names(coco["images"], "the project's export")
+    _refuse_shared_names(gold["images"], "the gold file")
     gold_ids = {im["file_name"]: im["id"] for im in gold["images"]}
     remap = {im["id"]: gold_ids[im["file_name"]] for im in coco["images"] if im["file_name"] in gold_ids}
     if not remap:
@@ -180,21 +272,27 @@ def project_qa(
 
 
 def review_sample(
-    project: Project, outdir: str | os.PathLike[str], *, seed: int = 0, by: tuple[str, ...] = ("occlusion",)
+    project: Project,
+    outdir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    by: tuple[str, ...] = ("occlusion",),
+    overwrite: bool = False,
 ) -> tuple[Path, Path, int]:
     """Draw the project's QA review queue at the protocol's per-tier rates.
 
     Every submitted / reviewed production instance is a candidate; the queue is stratified
     by ``by`` (occlusion tier always among them) and written as ``review_queue.json`` /
-    ``.csv`` in ``outdir`` (never over existing files). Returns both paths and the size.
+    ``.csv`` in ``outdir`` (existing ones only with ``overwrite``: replaced atomically).
+    Returns both paths and the size.
     """
     from napari_instseg.core.qa.sampling import instances_of, write_queue
     from napari_instseg.core.qa.sampling import review_sample as draw
 
     folder = Path(outdir)
     clashes = [str(folder / n) for n in ("review_queue.json", "review_queue.csv") if (folder / n).exists()]
-    if clashes:
-        raise ProjectError(f"{clashes} already exist; choose another folder (nothing was overwritten).")
+    if clashes and not overwrite:
+        raise ProjectError(f"{clashes} already exist; choose another folder or pass --overwrite (nothing was written).")
     instances = instances_of(project_coco(project).coco, project.protocol.tiers)
     try:
         queue = draw(instances, project.protocol.qa_rates, seed=seed, by=by)

@@ -43,6 +43,7 @@ __all__ = [
     "Manifest",
     "ProjectError",
     "WorkItem",
+    "check_file_names",
 ]
 
 STATUSES = ("todo", "pre-labelled", "in progress", "submitted", "reviewed")
@@ -203,6 +204,38 @@ def check_annotator(name: str) -> str:
     return name
 
 
+def check_file_names(new: Iterable[tuple[str, str, str]], listed: Iterable[tuple[str, str, str]] = ()) -> None:
+    """Refuse two different images with one ``file_name``: COCO exports and ``project qa``
+    (matching a gold file) know an image by it.
+
+    Parameters
+    ----------
+    new : iterable of (key, shown, file_name)
+        The images to add: ``key`` identifies the file (its stored path), ``shown`` is how a
+        message names it.
+    listed : iterable of (key, shown, file_name)
+        The images the project already lists.
+
+    Raises
+    ------
+    ProjectError
+        Naming each clashing file name with both paths, and how to make names unique.
+    """
+    seen = {name: (key, shown) for key, shown, name in listed}
+    clashes = []
+    for key, shown, name in new:
+        other_key, other_shown = seen.setdefault(name, (key, shown))
+        if other_key != key:
+            clashes.append(f"{name!r}: {shown} and {other_shown}")
+    if clashes:
+        raise ProjectError(
+            f"{len(clashes)} image(s) would share a file name with another image ({'; '.join(clashes[:5])}). "
+            "COCO exports and project qa know an image by its file name, so it must be unique: give --image-root "
+            "DIR to name the images by their path relative to DIR (e.g. slide_a/tile_0.png, as a gold file made "
+            "over the same folders names them). Nothing was added."
+        )
+
+
 def _item(row: Sequence[Any]) -> WorkItem:
     image_id, owner, file_name, kind, height, width, path, phase, status, assignee, store, n, updated = row
     return WorkItem(
@@ -277,11 +310,15 @@ class Manifest:
         """
         now = time.time()
         added, skipped = [], []
+        pairs = list(refs)
         with self.transaction() as db:
-            known = {row[0] for row in db.execute("SELECT path FROM images")}
+            listed = db.execute("SELECT id, path, file_name FROM images").fetchall()
+            known = {row[1] for row in listed}
+            shown = [(path, f"image id {i} ({self._shown(path)})", name) for i, path, name in listed]
+            check_file_names(((stored, str(ref.path), ref.file_name) for stored, ref in pairs), shown)
             next_id = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0]) + 1
             rows = []
-            for stored, ref in refs:
+            for stored, ref in pairs:
                 if stored in known:
                     skipped.append(stored)
                     continue
@@ -297,6 +334,10 @@ class Manifest:
                 rows,
             )
         return added, skipped
+
+    def _shown(self, stored: str) -> str:
+        """An image's stored path as a message shows it: absolute."""
+        return stored if os.path.isabs(stored) else os.path.normpath(self.path.parent.absolute() / stored)
 
     def image_ids(
         self, *, phase: str | None = None, statuses: Sequence[str] | None = None, assignee: str | None = None
@@ -492,14 +533,33 @@ class Manifest:
         return self.item(*key)
 
     # -- assignment and phases --------------------------------------------------------------
-    def assign(self, image_ids: Sequence[int], annotator: str) -> int:
+    def assignees(self, image_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Image id -> ``(assignee, status)`` of its main set, in the order given (ids must exist)."""
+        self.require_images(image_ids)
+        found = {}
+        for image_id in dict.fromkeys(image_ids):
+            row = self._db.execute("SELECT assignee, status FROM images WHERE id = ?", (image_id,)).fetchone()
+            found[int(image_id)] = (str(row[0]), str(row[1]))
+        return found
+
+    def assign(self, image_ids: Sequence[int], annotator: str, *, force: bool = False) -> int:
         """Give production images to ``annotator`` (``''`` unassigns); returns how many changed.
+
+        Parameters
+        ----------
+        image_ids : sequence of int
+        annotator : str
+        force : bool
+            Also take images someone else has in progress (their store, with their edits, is
+            kept and goes to ``annotator``).
 
         Raises
         ------
         ProjectError
             Naming the ids and their state when an image is finished (submitted / reviewed:
-            its annotator's work is never taken away) or in the calibration phase.
+            its annotator's work is never taken away) or in the calibration phase; and,
+            without ``force``, naming the ids and owners of images another annotator has in
+            progress. Nothing is assigned then.
         """
         self.require_images(image_ids)
         refused = [
@@ -513,12 +573,32 @@ class Manifest:
                 "image keeps its annotator and a calibration image belongs to its round; nothing was assigned."
             )
         now = time.time()
-        with self.transaction() as db:
+        with self.transaction() as db:  # checked and changed in one write transaction: no race
+            if not force:
+                self._refuse_started(db, image_ids, annotator)
             return int(
                 db.executemany(
                     "UPDATE images SET assignee = ?, updated_at = ? WHERE id = ? AND phase = 'production'",
                     [(annotator, now, i) for i in image_ids],
                 ).rowcount
+            )
+
+    def _refuse_started(self, db: sqlite3.Connection, image_ids: Sequence[int], annotator: str) -> None:
+        wanted = set(image_ids)
+        rows = [
+            (i, who)
+            for i, who in db.execute(
+                "SELECT id, assignee FROM images WHERE status = 'in progress' AND assignee NOT IN ('', ?) ORDER BY id",
+                (annotator,),
+            )
+            if i in wanted
+        ]  # images in progress are few: one index scan, whatever the number of ids
+        if rows:
+            started = ", ".join(f"{i} ({who}'s, in progress)" for i, who in rows[:10])
+            raise ProjectError(
+                f"{self.path}: image(s) {started} are being annotated by someone else; assigning them would take "
+                "that work over. Pass --force to reassign them anyway (their edits stay in the image's store); "
+                "nothing was assigned."
             )
 
     def start_calibration(self, image_ids: Sequence[int], annotators: Sequence[str]) -> int:

@@ -18,6 +18,7 @@ people from writing the same set.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from napari_instseg.core._io import atomic_write_text
+from napari_instseg.core._io import atomic_write_text, give_default_mode
 from napari_instseg.core.project._manifest import (
     ImageRef,
     ItemFilter,
@@ -34,11 +35,12 @@ from napari_instseg.core.project._manifest import (
     ProjectError,
     WorkItem,
     check_annotator,
+    check_file_names,
 )
 from napari_instseg.core.project._sources import stored_path
 from napari_instseg.core.protocol import AnnotationProtocol
 
-__all__ = ["PROJECT_FORMAT", "Project", "ProjectSettings", "is_project"]
+__all__ = ["PROJECT_FORMAT", "Project", "ProjectSettings", "count_unreviewed", "is_project", "unreviewed_note"]
 
 PROJECT_FORMAT = "napari-instseg-project"
 PROJECT_VERSION = 1
@@ -72,9 +74,52 @@ class ProjectSettings:
         settings = cls(**data)
         if not 0.0 <= float(settings.calibration_min_ap) <= 1.0:
             raise ProjectError(f"{source}: calibration_min_ap must lie in [0, 1], got {settings.calibration_min_ap}.")
-        if settings.cost_per_hour is not None and float(settings.cost_per_hour) < 0:
-            raise ProjectError(f"{source}: cost_per_hour must be >= 0, got {settings.cost_per_hour}.")
+        cost = settings.cost_per_hour
+        if cost is not None and (not isinstance(cost, int | float) or not math.isfinite(cost) or cost < 0):
+            raise ProjectError(f"{source}: cost_per_hour must be a finite number >= 0, got {cost!r}.")
         return settings
+
+
+def count_unreviewed(table: Any) -> int:
+    """Pre-labels of an instance table that no person has reviewed yet.
+
+    The one rule of projects for "pre-labels are reviewed, never taken silently": a row whose
+    ``review`` is ``'pre-label'`` (the first of
+    :data:`~napari_instseg.core.instances.REVIEW_STATES`) was proposed by a model and never
+    accepted, corrected or rejected. :meth:`Project.review` refuses an image holding any;
+    ``project submit`` and ``project export`` say how many they take.
+
+    Parameters
+    ----------
+    table : DataFrame
+        An instance table (its ``review`` column).
+    """
+    from napari_instseg.core.instances import REVIEW_STATES  # here: `project status` starts without numpy
+
+    return int((table["review"] == REVIEW_STATES[0]).sum()) if len(table) else 0
+
+
+def unreviewed_note(counts: Sequence[tuple[WorkItem, int]], action: str) -> str | None:
+    """One line saying how many unreviewed pre-labels ``action`` took and where, or None.
+
+    Parameters
+    ----------
+    counts : sequence of (WorkItem, int)
+        Each annotation set and its number of unreviewed pre-labels (:func:`count_unreviewed`).
+    action : str
+        What took them, e.g. ``"submitted"`` or ``"exported to dataset.json"``.
+    """
+    pending = [(item, n) for item, n in counts if n > 0]
+    if not pending:
+        return None
+    total = sum(n for _, n in pending)
+    where = ", ".join(f"image id {it.image_id} ({it.file_name}, {it.status}): {n}" for it, n in pending[:10])
+    more = f" and {len(pending) - 10} more image(s)" if len(pending) > 10 else ""
+    return (
+        f"warning: {total} pre-label(s) no person has reviewed were {action} (attributes.review 'pre-label') -- "
+        f"{where}{more}. Accept, correct or reject them in the Project panel; an image is marked reviewed only "
+        "when none is left."
+    )
 
 
 def is_project(path: str | os.PathLike[str]) -> bool:
@@ -109,14 +154,17 @@ class Project:
         Raises
         ------
         ProjectError
-            When ``path`` exists and is not an empty folder (nothing is overwritten).
+            When ``path`` exists and is not an empty folder (nothing is overwritten), or two
+            images share a file name (:func:`~napari_instseg.core.project._manifest.check_file_names`).
         """
         target = Path(path).absolute()
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ProjectError(f"{target} already exists and is not an empty folder; nothing was overwritten.")
+        check_file_names((str(ref.path), str(ref.path), ref.file_name) for ref in images)  # before any folder
         target.parent.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
+            give_default_mode(build)  # mkdtemp makes it 0700: the others of the team could not enter it
             (build / "stores").mkdir()
             (protocol or AnnotationProtocol.default()).save(build / "protocol.json")
             _write_meta(build, settings or ProjectSettings())
@@ -139,7 +187,7 @@ class Project:
 
         target = Path(path).absolute()
         if not is_project(target):
-            raise ProjectError(f"{target} is not a napari-instseg project (no {PROJECT_FORMAT} project.json).")
+            raise ProjectError(_not_a_project(target))
         meta = json.loads((target / "project.json").read_text())
         settings = ProjectSettings.from_dict(dict(meta.get("settings", {})), f"{target / 'project.json'}")
         return cls(target, load_protocol(target / "protocol.json"), settings)
@@ -231,15 +279,56 @@ class Project:
         self.manifest.set_item(current.key, **changes)
         return self.manifest.item(*item.key)
 
+    def unreviewed_prelabels(self, item: WorkItem) -> int:
+        """Number of the item's pre-labels no person has reviewed (:func:`count_unreviewed`);
+        0 without a store."""
+        if not self.has_store(item):
+            return 0
+        store = self.open_store(item, read_only=True)
+        try:
+            return count_unreviewed(store.table)
+        finally:
+            store.close()
+
     def review(self, item: WorkItem) -> WorkItem:
-        """Mark a submitted item reviewed."""
+        """Mark a submitted item reviewed.
+
+        Raises
+        ------
+        ProjectError
+            When the item is not submitted, or still holds pre-labels no person has reviewed
+            (naming the image, its store and how many); nothing is changed.
+        """
         current = self.manifest.item(*item.key)
         if current.status != "submitted":
             raise ProjectError(
                 f"Image id {item.image_id} is {current.status!r}; only submitted images can be reviewed."
             )
+        pending = self.unreviewed_prelabels(current)
+        if pending:
+            raise ProjectError(
+                f"Image id {item.image_id} ({item.file_name}): {pending} pre-label(s) in {self.store_path(current)} "
+                "were never reviewed; accept, correct or reject each (Project panel, review mode) before marking "
+                "the image reviewed. Nothing was changed."
+            )
         self.manifest.set_item(current.key, status="reviewed")
         return replace(current, status="reviewed")
+
+
+def _not_a_project(folder: Path) -> str:
+    """Why ``folder`` is no project: no project.json, a damaged one, or another format."""
+    meta = folder / "project.json"
+    if not meta.is_file():
+        return f"{folder} is not a napari-instseg project (no {PROJECT_FORMAT} project.json)."
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError) as exc:
+        return (
+            f"{meta} is damaged: not readable JSON ({exc}). The project's images and stores are untouched; "
+            "restore project.json from a backup (it holds the format, version and settings)."
+        )
+    found = data.get("format") if isinstance(data, dict) else None
+    return f"{meta} is not a napari-instseg project file (format {found!r}, expected {PROJECT_FORMAT!r})."
 
 
 def _write_meta(folder: Path, settings: ProjectSettings) -> None:

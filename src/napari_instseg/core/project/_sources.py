@@ -9,6 +9,7 @@ import glob
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from napari_instseg.core.project._manifest import ImageRef, ProjectError
@@ -23,7 +24,9 @@ def _is_slide(path: Path) -> bool:
     return path.name.lower().endswith(SLIDE_SUFFIXES)
 
 
-def refs_from_patterns(patterns: Sequence[str], *, slides: bool = False) -> list[ImageRef]:
+def refs_from_patterns(
+    patterns: Sequence[str], *, slides: bool = False, image_root: str | os.PathLike[str] | None = None
+) -> list[ImageRef]:
     """Image references for files and glob patterns (``**`` recurses), sorted per pattern.
 
     Parameters
@@ -33,11 +36,15 @@ def refs_from_patterns(patterns: Sequence[str], *, slides: bool = False) -> list
     slides : bool
         Treat every match as a slide (a multiscale pyramid) rather than a plain image. Files
         named ``*.svs``, ``*.ome.tif``, ``*.zarr`` ... are slides anyway.
+    image_root : path-like, optional
+        Name each image (its COCO ``file_name``) by its path relative to this folder, with
+        ``/`` (``slide_a/tile_0.png``); by default the bare file name.
 
     Raises
     ------
     ProjectError
-        For a pattern that matches nothing, or a file that is no readable image.
+        For a pattern that matches nothing, a file that is no readable image, or one outside
+        ``image_root``.
     """
     refs = []
     for pattern in patterns:
@@ -47,13 +54,24 @@ def refs_from_patterns(patterns: Sequence[str], *, slides: bool = False) -> list
             raise ProjectError(f"{pattern!r} matches no image file; nothing was added.")
         for match in matches:
             path = Path(match).resolve()
+            name = _file_name(path, image_root)
             if slides or _is_slide(path):
-                refs.append(_slide_ref(path))
+                refs.append(replace(_slide_ref(path), file_name=name))
             elif path.suffix.lower() in IMAGE_SUFFIXES:
-                refs.append(ImageRef(path, path.name, image_shape_yx(path)))
+                refs.append(ImageRef(path, name, image_shape_yx(path)))
     if not refs:
         raise ProjectError(f"{list(patterns)} match no image of the kinds {IMAGE_SUFFIXES + SLIDE_SUFFIXES}.")
     return refs
+
+
+def _file_name(path: Path, image_root: str | os.PathLike[str] | None) -> str:
+    """The COCO ``file_name`` of ``path``: relative to ``image_root`` (``/``-separated), else bare."""
+    if image_root is None:
+        return path.name
+    root = Path(image_root).resolve()
+    if not path.is_relative_to(root):
+        raise ProjectError(f"{path} is not inside --image-root {root}; nothing was added.")
+    return path.relative_to(root).as_posix()
 
 
 def _slide_ref(path: Path) -> ImageRef:
