@@ -42,7 +42,7 @@ def test_qa_warns_when_max_dets_cuts_candidates(sets, tmp_path, capsys):
     assert "only the 5 best-scored" in (tmp_path / "qa" / "summary.md").read_text()
     assert "only the 5 best-scored" in (tmp_path / "qa" / "report.html").read_text()
 
-    assert main([*argv, "--max-dets", "100"]) == 0  # raised: no warning
+    assert main([*argv, "--max-dets", "100", "--overwrite"]) == 0  # raised: no warning
     assert "best-scored" not in capsys.readouterr().err
     assert json.loads((tmp_path / "qa" / "report.json").read_text())["truncated_by_max_dets"] == []
 

@@ -78,7 +78,9 @@ def test_review_outcomes_feed_the_report(qa_files):
     queue = read_queue(out / "review_queue.json")
     queue["outcome"] = ["fail" if i % 3 == 0 else "pass" for i in range(len(queue))]
     write_queue(queue, out, stem="reviewed")
-    assert main(_qa_argv(folder, out, "--outcomes", str(out / "reviewed.json"))) == 0
+    # the same folder again: only with --overwrite (the verdicts are in reviewed.json, an input)
+    assert main(_qa_argv(folder, out, "--outcomes", str(out / "reviewed.json"))) == 2
+    assert main(_qa_argv(folder, out, "--outcomes", str(out / "reviewed.json"), "--overwrite")) == 0
     report = json.loads((out / "report.json").read_text())
     rows = report["review_outcomes"]["occlusion"]
     assert sum(r["reviewed"] for r in rows) == len(queue)

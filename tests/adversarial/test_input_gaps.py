@@ -268,7 +268,9 @@ def test_unusable_outputs_are_refused_before_the_compute(argv, compute, tmp_path
     assert err.startswith(f"napari-instseg {argv[0]}: error: -o ")
 
 
-def test_an_earlier_review_queue_with_verdicts_is_never_replaced(tmp_path, capsys):
+def test_an_earlier_qa_run_is_never_replaced_without_overwrite(tmp_path, capsys):
+    """A second ``qa`` into the same folder is refused (its review queue may hold verdicts,
+    its summary notes), as ``project qa`` and every other ``-o`` is; ``--overwrite`` replaces."""
     import json
 
     a, b = _rect(0, 0, 10, 12), _rect(10, 10, 18, 20)
@@ -276,17 +278,18 @@ def test_an_earlier_review_queue_with_verdicts_is_never_replaced(tmp_path, capsy
     (tmp_path / "dt.json").write_text(json.dumps(_dt((a, 0.9))))
     argv = ["qa", "--gt", str(tmp_path / "gt.json"), "--dt", str(tmp_path / "dt.json"), "-o", str(tmp_path / "qa")]
     assert main(argv) == 0
-    assert main(argv) == 0  # a second run over a queue nobody reviewed yet is fine
     queue_path = tmp_path / "qa" / "review_queue.json"
     queue = json.loads(queue_path.read_text())
     queue["items"][0]["outcome"] = "fail"
     queue_path.write_text(json.dumps(queue))
-    reviewed = queue_path.read_bytes()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "qa").iterdir()}
     capsys.readouterr()
     assert main(argv) == 2
-    assert "review_queue.json there holds review verdicts" in capsys.readouterr().err
-    assert queue_path.read_bytes() == reviewed
+    err = capsys.readouterr().err
+    assert "already holds report.json" in err and "review_queue.json" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "qa").iterdir()} == before
     assert main([*argv, "--overwrite"]) == 0
+    assert json.loads(queue_path.read_text())["items"][0]["outcome"] == ""
 
 
 # --- help on every option of every command -------------------------------------------------------

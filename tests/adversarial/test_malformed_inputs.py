@@ -1771,7 +1771,7 @@ case(
 case(
     "qa/outdir-holds-verdicts",
     QA,
-    "review_queue.json there holds review verdicts",
+    "already holds review_queue.json; choose an empty folder or pass --overwrite",
     gt__json=coco(),
     dt__json=results(),
     qa___review_queue__json={"items": [{"ann_id": 1, "outcome": "fail"}]},

@@ -424,22 +424,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 _QUEUE_FILES = ("review_queue.json", "review_queue.csv")
-_QA_TARGETS = ("report.json", "report.html", "summary.md", *_QUEUE_FILES)
-"""Every file ``project qa`` writes: an existing one (a review queue with verdicts, a summary
-with notes) is refused without ``--overwrite``."""
 
 
 def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.paths import check_output_dir
     from napari_instseg.core.project import Project
     from napari_instseg.core.project._export import project_qa
-    from napari_instseg.core.qa.report import max_dets_warning
+    from napari_instseg.core.qa.report import QA_OUTPUT_FILES, max_dets_warning
 
     check_output_dir(
         args.outdir,
         inputs=(args.gold,),
         containers=(args.dir,),
-        targets=_QA_TARGETS,
+        targets=QA_OUTPUT_FILES,
         overwrite=args.overwrite,
         what="-o",
     )

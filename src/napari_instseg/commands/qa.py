@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a review_queue.json with verdicts in the folder (they are lost)",
+        help="replace an earlier run's files in the folder (verdicts in its review queue are lost)",
     )
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
     add_stratify_option(qa)
@@ -42,22 +42,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agree.set_defaults(func=_cmd_agreement)
 
 
-_QA_OUTPUTS = ("report.json", "report.html", "summary.md")
-
-_QA_QUEUES = ("review_queue.json", "review_queue.csv")
-
-
-def _has_verdicts(queue_path: Path) -> bool:
-    """True when a review queue file holds at least one verdict (or cannot be read as a queue)."""
-    from napari_instseg.core.errors import InstsegError
-    from napari_instseg.core.qa.sampling import read_queue
-
-    try:
-        return bool((read_queue(queue_path)["outcome"] != "").any())
-    except InstsegError:
-        return True  # not ours to replace
-
-
 def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.cli import progress_bar
     from napari_instseg.core.coco import load_coco_json
@@ -65,17 +49,11 @@ def _cmd_qa(args: argparse.Namespace) -> int:
     from napari_instseg.core.errors import InstsegError
     from napari_instseg.core.geojson import is_geojson_document
     from napari_instseg.core.paths import check_output_dir
-    from napari_instseg.core.qa.report import max_dets_warning, run_qa
+    from napari_instseg.core.qa.report import QA_OUTPUT_FILES, max_dets_warning, run_qa
     from napari_instseg.core.qa.sampling import read_queue
 
     inputs = (args.gt, args.dt, args.outcomes, args.images)
-    check_output_dir(args.outdir, inputs=inputs, targets=_QA_OUTPUTS, overwrite=True, what="-o")
-    queue_path = Path(args.outdir) / _QA_QUEUES[0]
-    if queue_path.is_file() and not args.overwrite and _has_verdicts(queue_path):
-        raise InstsegError(
-            f"-o {args.outdir}: {queue_path.name} there holds review verdicts; a new run would replace it. "
-            "Choose another folder, or pass --overwrite."
-        )
+    check_output_dir(args.outdir, inputs=inputs, targets=QA_OUTPUT_FILES, overwrite=args.overwrite, what="-o")
     if args.images is not None and not Path(args.images).is_dir():
         raise InstsegError(f"--images {args.images} is not a folder.")
     gt = load_coco_json(args.gt)

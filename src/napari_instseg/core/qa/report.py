@@ -28,7 +28,19 @@ from napari_instseg.core.coco._fields import json_scalar
 from napari_instseg.core.protocol import OCCLUSION_TIERS, SamplingRates
 from napari_instseg.core.qa.metrics import EvalParams, MaskEval, Scores, prepare, scores_of
 
-__all__ = ["QAReport", "format_score", "json_clean", "max_dets_warning", "run_qa", "truncated_by_max_dets"]
+__all__ = [
+    "QA_OUTPUT_FILES",
+    "QAReport",
+    "format_score",
+    "json_clean",
+    "max_dets_warning",
+    "run_qa",
+    "truncated_by_max_dets",
+]
+
+QA_OUTPUT_FILES = ("report.json", "report.html", "summary.md", "review_queue.json", "review_queue.csv")
+"""Every file a QA run writes into its folder. The commands refuse a folder that holds any
+of them unless told ``--overwrite``: a review queue may hold verdicts, a summary notes."""
 
 Progress = Callable[[int, int, str], None]
 
