@@ -25,7 +25,7 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, offer
-from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
+from napari_instseg._widgets._layers import image_layers, labels_layers, reset_keeping
 from napari_instseg._widgets._layout import compact, tooltips
 from napari_instseg._widgets._workers import ProgressRun
 
@@ -60,6 +60,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self._build_controls()
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.layers.events.renamed.connect(self._refresh_choices)
         self._refresh_choices()
         # Alt+Z / Alt+Y undo / redo in the target labels (a run is one step) while this panel
         # is open; a panel that offers them too (Instances) keeps them while it is open.
@@ -132,11 +133,15 @@ class AutoWidget(Container):  # type: ignore[type-arg]
             }
         )
 
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the layer lists, keeping the chosen layers (renamed or not); choose the
+        image / labels layer when there is one to choose (napari calls this on a docked panel)."""
+        combos = [getattr(self, name) for name in ("image_combo", "labels_combo") if hasattr(self, name)]
+        reset_keeping(super().reset_choices, combos)
+
     def _refresh_choices(self, *_: Any) -> None:
         """Re-read the layer lists; choose the image / labels layer when there is one to choose."""
         self.reset_choices()
-        preselect(self.image_combo)
-        preselect(self.labels_combo)
 
     def _on_layer_removed(self, event: Any) -> None:
         """A layer of the run on was removed: cancel it (nothing is committed)."""

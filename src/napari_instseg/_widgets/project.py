@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, labels_layer_kwargs, rgb_or_grey
 from napari_instseg._widgets._binding import layer_session
+from napari_instseg._widgets._layers import PROJECT_IMAGE_KEY
 from napari_instseg._widgets._layout import tooltips
 from napari_instseg._widgets._project_prelabel import PRELABEL_TARGETS, ProjectPrelabel
 from napari_instseg._widgets._project_table import ProjectTableModel, reporting
@@ -57,8 +58,6 @@ IMAGE_LAYER = "project image"
 """Name prefix of the image layer; the full name also names the image (``project image 3:
 tile_2.tif``), so the Prompt widget's embedding cache, which keys on the layer name, never
 takes one image for another."""
-PROJECT_IMAGE_KEY = "instseg_project_image"
-"""Image-layer metadata key marking the Project panel's image layer."""
 LABELS_LAYER = "project labels"
 ANY = "(any)"
 PROJECT_ACTIONS = {
@@ -399,20 +398,27 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         return read_image(path)
 
     def _show_image(self, item: Any, image: Any) -> None:
+        """Show ``image`` in the project's image layer, renamed after ``item``.
+
+        An image of another kind (RGB vs grey, multiscale) needs a new layer: it is added
+        before the old one is removed, so the panels that follow the project's image (Prompt,
+        Automatic) move to the new layer instead of to no layer or to another image.
+        """
         multiscale = isinstance(image, list)
         rgb = rgb_or_grey(image[0] if multiscale else image)["rgb"]
+        name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
+        metadata = {IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
         layer = self.image_layer
-        if layer is not None and (layer.rgb != rgb or layer.multiscale != multiscale):
-            self.viewer.layers.remove(layer)
-            layer = None
-        if layer is None:
-            layer = self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb, multiscale=multiscale)
-            self.viewer.layers.move(self.viewer.layers.index(layer), 0)
-        else:
+        if layer is not None and layer.rgb == rgb and layer.multiscale == multiscale:
             layer.data = image
             layer.reset_contrast_limits()
-        layer.name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
-        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
+            layer.name = name
+            layer.metadata = {**layer.metadata, **metadata}
+            return
+        new = self.viewer.add_image(image, name=name, rgb=rgb, multiscale=multiscale, metadata=metadata)
+        self.viewer.layers.move(self.viewer.layers.index(new), 0)
+        if layer is not None:
+            self.viewer.layers.remove(layer)
 
     def _bind_labels(self, item: Any, *, read_only: bool = False) -> Any:
         """Bind the labels layer to the item's store: writable (taking its lock), or, for

@@ -24,7 +24,7 @@ from napari_instseg._adapters import (
 )
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
-from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
+from napari_instseg._widgets._layers import image_layers, labels_layers, reset_keeping
 from napari_instseg._widgets._layout import collapsible, compact, tooltips
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
@@ -240,13 +240,18 @@ class PromptWidget(Container):  # type: ignore[type-arg]
         events = self.viewer.layers.events
         events.inserted.connect(self._refresh_choices)
         events.removed.connect(self._refresh_choices)
+        events.renamed.connect(self._refresh_choices)  # as a tab of the tabbed panel, napari does not
+
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read every list, keeping the chosen image and labels layers (renamed or not).
+
+        napari calls this on a docked panel when a layer is added, removed or renamed.
+        """
+        combos = [getattr(self, name) for name in ("image_combo", "labels_combo") if hasattr(self, name)]
+        reset_keeping(super().reset_choices, combos)
 
     def _refresh_choices(self, *_: Any) -> None:
-        self.image_combo.reset_choices()
-        self.labels_combo.reset_choices()
-        preselect(self.image_combo)
-        preselect(self.labels_combo)
-        self.category_combo.reset_choices()
+        self.reset_choices()
 
     def _ensure_points_layer(self) -> Any:
         if POINTS_NAME in self.viewer.layers:

@@ -1,0 +1,93 @@
+"""The Project panel with the other panels docked one by one, as a team annotator uses it
+(trial 5): real double-clicks on the list, keys on the canvas, clicks on the image, at 1600 x 1000."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _canvas import click, key, show_at_size
+
+from napari_instseg.core.project import Project, refs_from_patterns
+
+PLUGIN = "napari-instseg"
+
+
+def _disks(shape_yx: tuple[int, int], centres_yx: list[tuple[int, int]], radius_px: int = 9) -> np.ndarray:
+    """A dark uint8 image with bright disks (classic prompting segments them)."""
+    image = np.full(shape_yx, 20, np.uint8)
+    yy, xx = np.mgrid[: shape_yx[0], : shape_yx[1]]
+    for cy, cx in centres_yx:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius_px**2] = 200
+    return image
+
+
+@pytest.fixture
+def team_project(tmp_path):
+    """Three tiles of alice: two RGB, then one grey (another kind of image layer)."""
+    import tifffile
+
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    grey = _disks((96, 96), [(30, 30), (60, 64)])
+    tifffile.imwrite(folder / "tile_0.tif", np.stack([grey] * 3, axis=-1))
+    tifffile.imwrite(folder / "tile_1.tif", np.stack([grey[::-1]] * 3, axis=-1))
+    tifffile.imwrite(folder / "tile_2.tif", grey.T.copy())
+    with Project.create(tmp_path / "proj", refs_from_patterns([str(folder / "*.tif")])) as project:
+        project.manifest.assign([1, 2, 3], "alice")
+    return tmp_path / "proj"
+
+
+@pytest.fixture
+def docked(make_napari_viewer, team_project, qtbot, monkeypatch):
+    """Project, then Prompt, docked one by one (the Plugins menu's way); the project opened."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    monkeypatch.setenv("NAPARI_INSTSEG_ANNOTATOR", "alice")
+    viewer = make_napari_viewer(show=True)
+    _, project = viewer.window.add_plugin_dock_widget(PLUGIN, "Project")
+    _, prompt = viewer.window.add_plugin_dock_widget(PLUGIN, "Prompt")
+    prompt.backend_combo.value = "classic"
+    project.then_next_check.setChecked(False)
+    show_at_size(viewer, qtbot)
+    QTest.keyClicks(project.path_edit, str(team_project))
+    QTest.keyClick(project.path_edit, Qt.Key.Key_Return)
+    yield viewer, project, prompt
+    project.close()
+
+
+def double_click_row(widget, image_id: int) -> None:
+    """Double-click the row of ``image_id`` in the Project panel's list."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    row = next(r for r in range(widget.model.rowCount()) if widget.model.item_at(r).image_id == image_id)
+    view = widget.table
+    rect = view.visualRect(widget.model.index(row, 1))
+    args = (view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
+    QTest.mouseClick(*args)  # a double-click as Qt sees it: press, release, then double-click
+    QTest.mouseDClick(*args)
+
+
+def test_the_prompt_panel_follows_the_project_image_from_tile_to_tile(docked, qtbot):
+    """Trial 5 defect 6: after the second image the Prompt panel's image was None."""
+    viewer, project, prompt = docked
+    double_click_row(project, 1)
+    seen = []
+    for expected in (1, 2, 3, 1):  # 1 -> 2 renames the layer; 2 -> 3 replaces it (grey)
+        assert project.current.image_id == expected
+        layer = project.image_layer
+        assert prompt.image_combo.value is layer, f"image {expected}: {prompt.image_combo.value}"
+        assert prompt.labels_combo.value is viewer.layers["project labels"]
+        assert sum(1 for lay in viewer.layers if lay.metadata.get("instseg_project_image")) == 1
+        viewer.layers.selection.active = prompt.points_layer  # the user picks the prompts layer
+        centre = (30, 30) if expected != 2 else (96 - 1 - 30, 30)
+        click(viewer, qtbot, centre)  # a click on a nucleus segments it at once
+        candidate = viewer.layers["candidate"].data
+        assert candidate[centre], f"image {expected}: {prompt.status.value}"
+        key(viewer, qtbot, "C", "Shift")  # and one key commits it into this image's store
+        assert project.labels_layer.data[centre] > 0, prompt.status.value
+        seen.append(layer.name)
+        key(viewer, qtbot, "Period")  # next unfinished
+    assert seen[:3] == [f"project image {k}: tile_{k - 1}.tif" for k in (1, 2, 3)]
