@@ -91,3 +91,52 @@ def test_the_prompt_panel_follows_the_project_image_from_tile_to_tile(docked, qt
         seen.append(layer.name)
         key(viewer, qtbot, "Period")  # next unfinished
     assert seen[:3] == [f"project image {k}: tile_{k - 1}.tif" for k in (1, 2, 3)]
+
+
+def _store_ids(project_dir, image_id: int) -> list[int]:
+    from napari_instseg.core.store import AnnotationStore
+
+    with Project.open(project_dir) as project:
+        path = project.store_path(project.manifest.item(image_id))
+    with AnnotationStore.open(path, read_only=True) as store:
+        return sorted(int(i) for i in store.table.index)
+
+
+def _commit_click(viewer, qtbot, prompt, centre_yx) -> None:
+    viewer.layers.selection.active = prompt.points_layer  # the user picks the prompts layer
+    click(viewer, qtbot, centre_yx)
+    key(viewer, qtbot, "C", "Shift")
+
+
+def test_finished_work_reopened_by_its_annotator_is_read_only_outside_review(docked, team_project, qtbot):
+    """Trial 5 defect 5: alice reopened her reviewed image and her edit landed in it silently."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer, project, prompt = docked
+    double_click_row(project, 1)
+    _commit_click(viewer, qtbot, prompt, (30, 30))
+    assert _store_ids(team_project, 1) == [1]
+    QTest.mouseClick(project.submit_button, Qt.MouseButton.LeftButton)  # 'then next' is off
+    assert project.current.status == "submitted"
+    labels = viewer.layers["project labels"]
+    assert not labels.editable and "read-only" in project.summary.text()
+    _commit_click(viewer, qtbot, prompt, (60, 64))  # after Submit: refused, not saved
+    assert labels.data[60, 64] == 0 and _store_ids(team_project, 1) == [1]
+    double_click_row(project, 2)
+    assert viewer.layers["project labels"].editable
+    double_click_row(project, 1)  # reopened by its owner, review mode off
+    labels = viewer.layers["project labels"]
+    text = project.summary.text()
+    assert "is submitted" in text and "review mode" in text and "read-only" in text, text
+    assert not labels.editable and labels.data[30, 30] == 1  # shown, as it was submitted
+    _commit_click(viewer, qtbot, prompt, (60, 64))
+    assert labels.data[60, 64] == 0, prompt.status.value
+    assert "refused" in prompt.status.value or "READ-ONLY" in prompt.notice.value
+    project.review_check.click()  # a reviewer may correct it
+    double_click_row(project, 1)
+    assert viewer.layers["project labels"].editable
+    _commit_click(viewer, qtbot, prompt, (60, 64))
+    assert _store_ids(team_project, 1) == [1, 2]
+    with Project.open(team_project) as opened:
+        assert opened.manifest.item(1).status == "submitted"  # a correction keeps the status

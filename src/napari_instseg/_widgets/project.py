@@ -420,9 +420,9 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         if layer is not None:
             self.viewer.layers.remove(layer)
 
-    def _bind_labels(self, item: Any, *, read_only: bool = False) -> Any:
+    def _bind_labels(self, item: Any, *, read_only: bool = False, keep_view: bool = False) -> Any:
         """Bind the labels layer to the item's store: writable (taking its lock), or, for
-        somebody else's image, read-only (their lock stays free)."""
+        somebody else's image or a finished one, read-only (its lock stays free)."""
         from napari_instseg.core.instances import empty_table
 
         path = str(self.project.store_path(item).resolve())
@@ -438,13 +438,26 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
         binding = layer_session(layer)  # a new layer opens the store named in its metadata
         if read_only:
+            binding.close()  # the previous image's store, if this binding opened it: lock released
             self._viewing = self.project.open_store(item, read_only=True)
             binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing)
         elif not created:
             binding.attach_store(path)
-        self.viewer.layers.selection.active = layer
-        self.viewer.reset_view()
+        if not keep_view:
+            self.viewer.layers.selection.active = layer
+            self.viewer.reset_view()
         return binding
+
+    def _show_finished_read_only(self) -> None:
+        """The current image was just finished (and stays open): show it read-only from now on,
+        so a later edit is refused instead of landing silently in finished work."""
+        if self.current is None or self.current.kind == "slide" or self.labels_layer is None:
+            return
+        self._bind_labels(self.current, read_only=True, keep_view=True)
+        self._last_note = (
+            f"Image id {self.current.image_id} is {self.current.status}: shown read-only; "
+            "turn on review mode to correct it."
+        )
 
     def _leave_current(self) -> None:
         """Autosave: record pending paint into the store, note the count in the manifest."""
@@ -504,11 +517,14 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         except ProjectError as exc:
             self._show_summary(str(exc))
             return None
-        self._show_summary()
         self.model.touch()
         if self.then_next_check.isChecked():
             return self._on_next()
-        self._show_summary()
+        if self.review_check.isChecked():
+            self._show_summary()
+        else:
+            self._show_finished_read_only()
+            self._show_summary(self._last_note)
         return self.current
 
     @reporting
