@@ -140,3 +140,15 @@ def test_finished_work_reopened_by_its_annotator_is_read_only_outside_review(doc
     assert _store_ids(team_project, 1) == [1, 2]
     with Project.open(team_project) as opened:
         assert opened.manifest.item(1).status == "submitted"  # a correction keeps the status
+
+
+def test_the_counts_follow_each_image_opened(docked):
+    """Trial 5 defect 11: opening an image claimed it, but the summary kept the old counts."""
+    _viewer, project, _prompt = docked
+    assert "todo 3" in project.summary.text()
+    double_click_row(project, 1)
+    assert "todo 2, in progress 1" in project.summary.text(), project.summary.text()
+    double_click_row(project, 2)
+    assert "todo 1, in progress 2" in project.summary.text(), project.summary.text()
+    double_click_row(project, 1)  # already in progress: nothing moves
+    assert "todo 1, in progress 2" in project.summary.text(), project.summary.text()

@@ -116,7 +116,7 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         self.viewer = napari_viewer
         self.project: Any = None
         self.current: Any = None
-        self._counts_text = ""
+        self._by_status: dict[str, int] | None = None  # the project's counts, kept current
         self._viewing: Any = None  # a store opened read-only (somebody else's image)
         self._loading: Any = None  # the item whose image is being read
         self._last_note = ""
@@ -299,10 +299,13 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         self._show_summary()
 
     def _show_summary(self, note: str = "", *, counts: bool = True) -> None:
-        if counts or not self._counts_text:
-            by_status = self.project.manifest.counts()["status"]
-            self._counts_text = ", ".join(f"{k} {v}" for k, v in by_status.items())
-        text = f"{self.model.rowCount()} shown; {self._counts_text}"
+        """Show ``note`` and the counts: re-read (``counts``) or as kept by :meth:`_count_move`."""
+        from napari_instseg.core.project import STATUSES
+
+        if counts or self._by_status is None:
+            self._by_status = dict(self.project.manifest.counts()["status"])
+        counts_text = ", ".join(f"{k} {self._by_status[k]}" for k in STATUSES if self._by_status.get(k))
+        text = f"{self.model.rowCount()} shown; {counts_text}"
         if self.current is not None:
             text = f"image {self.current.image_id} ({self.current.file_name}): {self.current.status}. " + text
         self.summary.setText(f"{note}\n{text}" if note else text)
@@ -345,8 +348,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             item = self.project.manifest.item(*item.key)  # a reviewer corrects; status unchanged
         else:
             try:
+                before = self.project.manifest.item(*item.key).status  # the list's row may be older
                 item = self.project.manifest.claim(item.key, self.annotator)
-            except ProjectError as exc:  # someone else's image: look, but do not take it
+                self._count_move(before, item.status)
+            except ProjectError as exc:  # someone else's image, or finished: look, but do not take it
                 note = f"{exc} Opened read-only."
         store = self.project.open_store(item)  # made on first visit
         store.close()
@@ -359,6 +364,14 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             progress=f"opening {item.file_name}",
         )
         return self._last_note
+
+    def _count_move(self, before: str, after: str) -> None:
+        """Keep the shown counts current when this panel changed one item's status (moving on
+        stays one query: the whole project is re-counted on Submit, Refresh and filters)."""
+        if self._by_status is None or before == after:
+            return
+        self._by_status[before] = max(0, self._by_status.get(before, 0) - 1)
+        self._by_status[after] = self._by_status.get(after, 0) + 1
 
     def _finish_open(self, item: Any, note: str, image: Any) -> None:
         """On the UI thread: show the image, bind the labels, update the list."""
