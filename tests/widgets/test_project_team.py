@@ -152,3 +152,51 @@ def test_the_counts_follow_each_image_opened(docked):
     assert "todo 1, in progress 2" in project.summary.text(), project.summary.text()
     double_click_row(project, 1)  # already in progress: nothing moves
     assert "todo 1, in progress 2" in project.summary.text(), project.summary.text()
+
+
+def _cut_buttons(dock) -> list[str]:
+    """Buttons of a dock whose visible part is narrower than the button (cut at an edge)."""
+    from qtpy.QtWidgets import QAbstractButton
+
+    cut = []
+    for button in dock.findChildren(QAbstractButton):
+        if not button.isVisibleTo(dock) or not button.text():
+            continue
+        visible = button.visibleRegion().boundingRect()
+        if not visible.isEmpty() and visible.width() < button.width():
+            cut.append(f"{button.text()!r} {visible.width()} of {button.width()} px")
+    return cut
+
+
+@pytest.mark.parametrize("middle", ["Review pre-labels", "Instances"])
+def test_three_panels_docked_one_by_one_fit_1600_by_1000(make_napari_viewer, qtbot, monkeypatch, tmp_path, middle):
+    """Trial 5 defect 12: Project + Review / Instances + Prompt docked one by one grew the
+    window to 1580-2013 px high and cut buttons at the right edge."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_instseg._widgets._layout import PANEL_MAX_MIN_HEIGHT, PANEL_MAX_MIN_WIDTH
+
+    monkeypatch.setenv("NAPARI_INSTSEG_NOTHREADS", "1")
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((256, 256, 3), np.uint8), name="cells")
+    viewer.add_labels(np.zeros((256, 256), np.uint32), name="cells instances")
+    docks = {name: viewer.window.add_plugin_dock_widget(PLUGIN, name) for name in ("Project", middle, "Prompt")}
+    show_at_size(viewer, qtbot)
+    window = viewer.window._qt_window
+    qtbot.wait(100)
+    window.grab().save(str(tmp_path / f"docked_{middle.split()[0].lower()}.png"))
+    assert (window.width(), window.height()) == (1600, 1000)
+    for name, (dock, _) in docks.items():
+        hint = dock.minimumSizeHint()
+        assert hint.width() <= PANEL_MAX_MIN_WIDTH and hint.height() <= PANEL_MAX_MIN_HEIGHT + 40, (name, hint)
+        assert not _cut_buttons(dock), (name, _cut_buttons(dock))
+    prompt = docks["Prompt"][1]
+    prompt.points_layer.add([[100, 100]])
+    clear = prompt.clear_button.native  # scrolled into view, then clicked where the user sees it
+    area = prompt.native
+    area.ensureWidgetVisible(clear)
+    qtbot.wait(20)
+    assert clear.visibleRegion().boundingRect().width() == clear.width()
+    QTest.mouseClick(clear, Qt.MouseButton.LeftButton)
+    assert len(prompt.points_layer.data) == 0

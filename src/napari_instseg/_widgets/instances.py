@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QV
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
 from napari_instseg._widgets._layers import labels_layers, preselect
-from napari_instseg._widgets._layout import collapsible, compact, tooltips
+from napari_instseg._widgets._layout import collapsible, compact, scrolled, tooltips
 from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 if TYPE_CHECKING:
@@ -166,14 +166,18 @@ class InstancesWidget(QWidget):
             header.setVisible(False)
             header.setDefaultSectionSize(22)
         self.table.setMinimumHeight(12 * 22)  # at least ten rows, always
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.controls.native)
         for section in self.sections:
             layout.addWidget(section)
         layout.addWidget(self.table, 1)
         self._set_tooltips()
-        compact(self)
+        compact(content)
+        outer = QVBoxLayout(self)  # docked above or below other panels, it scrolls instead of growing
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scrolled(content))
 
     def _set_tooltips(self) -> None:
         k = {name: KEYS[name].key for name in KEYS}

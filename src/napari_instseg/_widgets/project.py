@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
 from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, labels_layer_kwargs, rgb_or_grey
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._layers import PROJECT_IMAGE_KEY
-from napari_instseg._widgets._layout import tooltips
+from napari_instseg._widgets._layout import compact, scrolled, tooltips
 from napari_instseg._widgets._project_prelabel import PRELABEL_TARGETS, ProjectPrelabel
 from napari_instseg._widgets._project_table import ProjectTableModel, reporting
 
@@ -129,10 +129,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
     def _build(self) -> None:
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder")
-        self.open_button = QPushButton("Open project")
+        self.open_button = QPushButton("Open")
         self.images_edit = QLineEdit()
         self.images_edit.setPlaceholderText("images for a new project: tiles/*.tif (several: separate with ;)")
-        self.create_button = QPushButton("Create project")
+        self.create_button = QPushButton("Create")
         self.annotator_edit = QLineEdit(_default_annotator())
         self.status_filter = QComboBox()
         self.phase_filter = QComboBox()
@@ -140,9 +140,9 @@ class ProjectWidget(ProjectPrelabel, QWidget):
 
         self.status_filter.addItems([ANY, *STATUSES])
         self.phase_filter.addItems([ANY, *PHASES])
-        self.mine_check = QCheckBox("only mine (and unassigned)")
+        self.mine_check = QCheckBox("only mine")
         self.mine_check.setChecked(True)
-        self.refresh_button = QPushButton("Refresh list")
+        self.refresh_button = QPushButton("Refresh")
         self.model = ProjectTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -159,12 +159,12 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             self.table.setColumnWidth(column, width)
         longest_status = max(STATUSES, key=self.table.fontMetrics().horizontalAdvance)
         self.table.setColumnWidth(2, self.table.fontMetrics().horizontalAdvance(longest_status) + 16)
-        self.prev_button = QPushButton("< Previous (,)")
-        self.next_button = QPushButton("Next unfinished (.) >")
+        self.prev_button = QPushButton("< Prev (,)")
+        self.next_button = QPushButton("Next (.) >")
         self.submit_button = QPushButton("Submit")
         self.then_next_check = QCheckBox("then next")
         self.then_next_check.setChecked(True)
-        self.review_check = QCheckBox("review mode (move through submitted images)")
+        self.review_check = QCheckBox("review mode")
         self.reviewed_button = QPushButton("Mark reviewed")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -181,7 +181,8 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         moves = QHBoxLayout()
         for widget in (self.prev_button, self.next_button, self.submit_button, self.then_next_check):
             moves.addWidget(widget)
-        layout = QVBoxLayout(self)
+        content = QWidget()  # docked above or below other panels, it scrolls instead of growing
+        layout = QVBoxLayout(content)
         layout.addLayout(row)
         layout.addLayout(create_row)
         layout.addLayout(form)
@@ -197,6 +198,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         layout.addLayout(review_row)
         layout.addLayout(self._build_prelabel())
         layout.addWidget(self.summary)
+        compact(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scrolled(content))
         self.open_button.clicked.connect(self._on_open)
         self.path_edit.returnPressed.connect(self._on_open)
         self.create_button.clicked.connect(self._on_create)
@@ -216,20 +221,21 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         tooltips(
             {
                 self.path_edit: "The project folder: type or paste it and press Enter to open it.",
-                self.open_button: "Open the project folder typed on the left.",
+                self.open_button: "Open the project folder typed on the left (or press Enter in it).",
                 self.images_edit: "Images of a new project (globs; several separated by ;).",
-                self.create_button: "Make a project in the folder above, referencing the images matched.",
+                self.create_button: "Create a project in the folder above, referencing the images matched on the left.",
                 self.annotator_edit: "Who annotates ($NAPARI_INSTSEG_ANNOTATOR, else your login).",
                 self.status_filter: "Show only images in this state.",
                 self.phase_filter: "Show only calibration or production images.",
-                self.mine_check: "Show only your images and unassigned ones.",
-                self.refresh_button: "Re-read the list (others change it as they work).",
+                self.mine_check: "Show only your images and unassigned ones (else everyone's).",
+                self.refresh_button: "Re-read the list and the counts (others change them as they work).",
                 self.table: "The project's images; double-click one to open it.",
-                self.prev_button: "Save and open the previous unfinished image (key ,).",
-                self.next_button: "Save and open the next unfinished image (key .).",
+                self.prev_button: "Save and open the previous unfinished image (key ,; in review mode: the previous to review).",
+                self.next_button: "Save and open the next unfinished image (key .; in review mode: the next to review).",
                 self.submit_button: "Save and mark the current image submitted.",
                 self.then_next_check: "After Submit / Mark reviewed, open the next image.",
-                self.review_check: "Move through submitted images (anyone's) to review them.",
+                self.review_check: "Review mode: move through submitted images (anyone's) and correct them; "
+                "outside it, finished images open read-only.",
                 self.reviewed_button: "Save and mark the current image reviewed, then open the next one.",
                 self.prelabel_backend: "Automatic pre-labels: classic-auto (offline, no weights) or "
                 "sam2-auto (SAM 2's automatic masks; needs a SAM 2.1 checkpoint).",

@@ -25,7 +25,7 @@ from napari_instseg._adapters import (
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
 from napari_instseg._widgets._layers import image_layers, labels_layers, reset_keeping
-from napari_instseg._widgets._layout import collapsible, compact, tooltips
+from napari_instseg._widgets._layout import DockedScrolls, collapsible, compact, tooltips
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def _import_sam2() -> None:
     import sam2.sam2_image_predictor  # noqa: F401
 
 
-class PromptWidget(Container):  # type: ignore[type-arg]
+class PromptWidget(DockedScrolls, Container):  # type: ignore[type-arg]
     """Prompt SAM 2 or the classic backend with points and boxes; commit and review instances.
 
     Parameters
@@ -84,7 +84,7 @@ class PromptWidget(Container):  # type: ignore[type-arg]
         from napari_instseg.core.prompting.lifecycle import PrompterHolder
 
         self._prompters = PrompterHolder()  # the widget owns its prompter; dropped on close
-        self.native.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
+        self.inner.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
         self._image_key: Any = None
         self._shift_down = False
         self._dragged_box = False
@@ -155,11 +155,11 @@ class PromptWidget(Container):  # type: ignore[type-arg]
             collapsible("Keys and gestures", [self.help]),
         ]
         for section in sections:
-            self.native.layout().addWidget(section)
-        self.native.layout().addStretch(1)
+            self.inner.layout().addWidget(section)
+        self.inner.layout().addStretch(1)
         self._sections = sections
         self._set_tooltips()
-        compact(self.native)
+        compact(self.inner)
 
     def _set_tooltips(self) -> None:
         k = {name: KEYS[name].key for name in KEYS}
