@@ -200,3 +200,28 @@ def test_three_panels_docked_one_by_one_fit_1600_by_1000(make_napari_viewer, qtb
     assert clear.visibleRegion().boundingRect().width() == clear.width()
     QTest.mouseClick(clear, Qt.MouseButton.LeftButton)
     assert len(prompt.points_layer.data) == 0
+
+
+def test_the_first_undo_names_a_prelabel_run_of_another_process_before_undoing_it(docked, team_project, qtbot):
+    """Trial 5 defect 14: the first Alt+Z in a freshly opened image silently undid the whole
+    pre-label run that `project prelabel` had made in another process."""
+    from napari_instseg.cli import main
+
+    viewer, project, _prompt = docked
+    assert main(["project", "prelabel", str(team_project), "--backend", "classic"]) == 0
+    project.refresh_button.click()
+    _, instances = viewer.window.add_plugin_dock_widget(PLUGIN, "Instances", tabify=True)
+    double_click_row(project, 1)
+    labels = viewer.layers["project labels"]
+    instances.labels_combo.value = labels
+    n = len(_store_ids(team_project, 1))
+    assert n > 0 and labels.data.any()
+    tip = instances.buttons["undo"].native.toolTip()
+    assert tip.startswith("Undo commit-many of ") and f"{n} instance(s)" in tip, tip
+    key(viewer, qtbot, "Z", "Alt")  # first press: named, nothing undone
+    assert "Nothing undone yet" in instances.status.value and "commit-many" in instances.status.value
+    assert len(_store_ids(team_project, 1)) == n and labels.data.any()
+    key(viewer, qtbot, "Z", "Alt")  # asked again: undone
+    assert not labels.data.any() and _store_ids(team_project, 1) == []
+    key(viewer, qtbot, "Y", "Alt")  # and redone
+    assert len(_store_ids(team_project, 1)) == n

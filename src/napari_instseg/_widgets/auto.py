@@ -355,8 +355,13 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         if layer is None:
             self._say("Choose a target labels layer first.", error=True)
             return
+        binding = layer_session(layer)
+        warning = binding.undo_warning() if action == "undo" else ""
+        if warning:  # never undo work of an earlier session without naming it first
+            self._say(warning)
+            return
         try:
-            edit = layer_session(layer).run(action)
+            edit = binding.run(action)
         except InstsegError as exc:  # a read-only store
             self._say(str(exc), error=True)
             return

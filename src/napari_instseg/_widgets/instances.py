@@ -303,6 +303,7 @@ class InstancesWidget(QWidget):
         self.notice.value = notice
         self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
         self.notice.visible = bool(notice)
+        self._name_next_undo()
         if self.session is None:
             self.page_label.value = ""
         else:
@@ -316,6 +317,12 @@ class InstancesWidget(QWidget):
             self.buttons["next_page"].enabled = self._page < n_pages - 1
             self.page_label.value = self._page_text(start, len(page), len(rows))
         self.table.blockSignals(False)
+
+    def _name_next_undo(self) -> None:
+        """The Undo button's tooltip names what it would undo."""
+        what = "" if self._binding is None else self._binding.next_undo()
+        key = KEYS["undo"].key
+        self.buttons["undo"].native.setToolTip(f"Undo {what} ({key})." if what else f"Nothing to undo ({key}).")
 
     def _page_text(self, start: int, shown: int, total: int) -> str:
         span = f"rows {start + 1:,}\u2013{start + shown:,} of {total:,}" if shown else f"no rows of {total:,}"
@@ -469,6 +476,10 @@ class InstancesWidget(QWidget):
 
         if self._binding is None:
             self._say("Choose a labels layer first.", error=True)
+            return
+        warning = self._binding.undo_warning() if action == "undo" else ""
+        if warning:  # never undo work of an earlier session without naming it first
+            self._say(warning)
             return
         try:
             edit = self._binding.run(action)
