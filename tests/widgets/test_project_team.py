@@ -130,6 +130,7 @@ def test_finished_work_reopened_by_its_annotator_is_read_only_outside_review(doc
     text = project.summary.text()
     assert "is submitted" in text and "review mode" in text and "read-only" in text, text
     assert not labels.editable and labels.data[30, 30] == 1  # shown, as it was submitted
+    assert "is submitted" in prompt.notice.value and "other session" not in prompt.notice.value  # the reason
     _commit_click(viewer, qtbot, prompt, (60, 64))
     assert labels.data[60, 64] == 0, prompt.status.value
     assert "refused" in prompt.status.value or "READ-ONLY" in prompt.notice.value

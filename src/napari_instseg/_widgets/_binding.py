@@ -163,12 +163,21 @@ class LayerSession:
         saved = " Saved with the store." if self.store is not None else ""
         return f"Protocol {protocol.name!r}: {len(protocol.categories)} categories.{saved}"
 
-    def use_session(self, session: Any, store: Any) -> None:
-        """Show and edit an existing session (a slide window's) whose store someone else owns."""
+    def use_session(self, session: Any, store: Any, *, why_read_only: str = "") -> None:
+        """Show and edit an existing session (a slide window's) whose store someone else owns.
+
+        ``why_read_only`` replaces the notice of a store opened read-only on purpose (somebody
+        else's image, finished work), which no other session holds.
+        """
         self.flush()
         self.store, self._owns_store = store, False
         self._adopt(session)
         read_only = bool(getattr(store, "read_only", False))
+        if read_only and why_read_only:
+            self.notice = f"READ-ONLY: {why_read_only}"
+            self.layer.editable = False
+            self.changed.emit()
+            return
         self._set_read_only(read_only, str(getattr(store, "lock_message", "") or "the store is open read-only"))
 
     def next_undo(self) -> str:

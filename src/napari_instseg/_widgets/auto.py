@@ -26,7 +26,7 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, offer
 from napari_instseg._widgets._layers import image_layers, labels_layers, reset_keeping
-from napari_instseg._widgets._layout import compact, tooltips
+from napari_instseg._widgets._layout import DockedScrolls, compact, tooltips
 from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ EXTENTS = ("image", "view")
 the part of it visible in the canvas."""
 
 
-class AutoWidget(Container):  # type: ignore[type-arg]
+class AutoWidget(DockedScrolls, Container):  # type: ignore[type-arg]
     """Pre-label everything with SAM 2's automatic masks or the classic automatic mode.
 
     Parameters
@@ -51,7 +51,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self._prompter: Any = None  # this panel's SAM 2 prompter, when no other fits
         self.last_summary: Any = None
@@ -110,7 +110,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.redo_button.changed.connect(lambda *_: self._on_redo())
         self.backend_combo.changed.connect(self._on_backend)
         self._tooltips()
-        compact(self.native)
+        compact(self.inner)
         from qtpy.QtWidgets import QSizePolicy
 
         # messages (a checkpoint's path, a store's holder) are long: they wrap in the width given

@@ -389,7 +389,7 @@ class ProjectWidget(ProjectPrelabel, QWidget):
                 self.viewer.layers.remove(self.labels_layer)
             note = f"{note} A slide: annotate it in the Slide widget with the store {self.project.store_path(item)}."
         else:
-            binding = self._bind_labels(item, read_only=bool(note))
+            binding = self._bind_labels(item, read_only=note)
             if binding.store.read_only and not note:
                 note = f"{binding.store.lock_message}: changes will not be saved."
             binding.session.annotator = self.annotator
@@ -439,9 +439,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         if layer is not None:
             self.viewer.layers.remove(layer)
 
-    def _bind_labels(self, item: Any, *, read_only: bool = False, keep_view: bool = False) -> Any:
+    def _bind_labels(self, item: Any, *, read_only: str = "", keep_view: bool = False) -> Any:
         """Bind the labels layer to the item's store: writable (taking its lock), or, for
-        somebody else's image or a finished one, read-only (its lock stays free)."""
+        somebody else's image or a finished one, read-only (its lock stays free); ``read_only``
+        then says why (the panels show it)."""
         from napari_instseg.core.instances import empty_table
 
         path = str(self.project.store_path(item).resolve())
@@ -459,7 +460,7 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         if read_only:
             binding.close()  # the previous image's store, if this binding opened it: lock released
             self._viewing = self.project.open_store(item, read_only=True)
-            binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing)
+            binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing, why_read_only=read_only)
         elif not created:
             binding.attach_store(path)
         if not keep_view:
@@ -472,11 +473,11 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         so a later edit is refused instead of landing silently in finished work."""
         if self.current is None or self.current.kind == "slide" or self.labels_layer is None:
             return
-        self._bind_labels(self.current, read_only=True, keep_view=True)
         self._last_note = (
             f"Image id {self.current.image_id} is {self.current.status}: shown read-only; "
             "turn on review mode to correct it."
         )
+        self._bind_labels(self.current, read_only=self._last_note, keep_view=True)
 
     def _leave_current(self) -> None:
         """Autosave: record pending paint into the store, note the count in the manifest."""
