@@ -192,7 +192,7 @@ class LayerSession:
         store: a pre-label run of another process, yesterday's work), a message naming it, once;
         the caller then does not undo. Empty when the next undo is this session's, or named already."""
         stack = [] if self.session is None else self.session.undo_stack
-        if not stack or id(stack[-1]) not in self._earlier or self._warned_about == id(stack[-1]):
+        if self.read_only or not stack or id(stack[-1]) not in self._earlier or self._warned_about == id(stack[-1]):
             return ""
         self._warned_about = id(stack[-1])
         return (
