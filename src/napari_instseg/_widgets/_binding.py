@@ -88,6 +88,8 @@ class LayerSession:
     def _adopt(self, session: Any) -> None:
         prompter = getattr(self.session, "prompter", None)
         self.session = session
+        self._earlier = {id(edit) for edit in session.undo_stack}  # restored from a store: made before
+        self._warned_about: int | None = None
         session.prompter = session.prompter or prompter
         if self.layer.data is not session.labels_yx:
             self.layer.data = session.labels_yx  # one array: session edits show at once
@@ -161,13 +163,43 @@ class LayerSession:
         saved = " Saved with the store." if self.store is not None else ""
         return f"Protocol {protocol.name!r}: {len(protocol.categories)} categories.{saved}"
 
-    def use_session(self, session: Any, store: Any) -> None:
-        """Show and edit an existing session (a slide window's) whose store someone else owns."""
+    def use_session(self, session: Any, store: Any, *, why_read_only: str = "") -> None:
+        """Show and edit an existing session (a slide window's) whose store someone else owns.
+
+        ``why_read_only`` replaces the notice of a store opened read-only on purpose (somebody
+        else's image, finished work), which no other session holds.
+        """
         self.flush()
         self.store, self._owns_store = store, False
         self._adopt(session)
         read_only = bool(getattr(store, "read_only", False))
+        if read_only and why_read_only:
+            self.notice = f"READ-ONLY: {why_read_only}"
+            self.layer.editable = False
+            self.changed.emit()
+            return
         self._set_read_only(read_only, str(getattr(store, "lock_message", "") or "the store is open read-only"))
+
+    def next_undo(self) -> str:
+        """What the next undo would undo (empty when there is nothing to undo)."""
+        from napari_instseg.core.edits import describe_edit
+
+        stack = [] if self.session is None else self.session.undo_stack
+        return describe_edit(stack[-1]) if stack else ""
+
+    def undo_warning(self) -> str:
+        """Before undoing an action made before the store was opened here (restored with the
+        store: a pre-label run of another process, yesterday's work), a message naming it, once;
+        the caller then does not undo. Empty when the next undo is this session's, or named already."""
+        stack = [] if self.session is None else self.session.undo_stack
+        if self.read_only or not stack or id(stack[-1]) not in self._earlier or self._warned_about == id(stack[-1]):
+            return ""
+        self._warned_about = id(stack[-1])
+        return (
+            f"Nothing undone yet: the last action in this image's history is {self.next_undo()}, "
+            "made before this image was opened (saved in its store: a pre-label run, earlier work). "
+            "Undo again to undo it."
+        )
 
     def close(self) -> None:
         """Record pending paint and release the store's lock (if this binding opened it)."""

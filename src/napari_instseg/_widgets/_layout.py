@@ -9,10 +9,43 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PANEL_MAX_MIN_WIDTH", "collapsible", "compact", "scrolled", "tooltips"]
+__all__ = [
+    "PANEL_MAX_MIN_HEIGHT",
+    "PANEL_MAX_MIN_WIDTH",
+    "DockedScrolls",
+    "collapsible",
+    "compact",
+    "scrolled",
+    "tooltips",
+]
 
 PANEL_MAX_MIN_WIDTH = 420
 """No panel needs more than this many pixels of width."""
+
+PANEL_MAX_MIN_HEIGHT = 200
+"""No panel needs more than this many pixels of height: a taller one scrolls, so three panels
+docked one above the other fit a 1000-pixel-high window."""
+
+
+class DockedScrolls:
+    """Mixin for a scrollable magicgui ``Container``: napari docks its scroll area.
+
+    napari docks a magicgui widget's ``native`` (``combine_widgets``), which for a scrollable
+    container is the inner widget, taken out of its scroll area: the dock then needs the whole
+    panel's height, and panels docked one above the other grow the window past the screen.
+    Here ``native`` is the scroll area (magicgui's ``root_native_widget``); :attr:`inner` is
+    the widget holding the layout.
+    """
+
+    @property
+    def native(self) -> Any:
+        """The scroll area: what napari docks and what a tab shows."""
+        return self.root_native_widget  # type: ignore[attr-defined]
+
+    @property
+    def inner(self) -> Any:
+        """The widget inside the scroll area, holding the panel's layout."""
+        return self._widget._mgui_get_native_widget()  # type: ignore[attr-defined]
 
 
 def compact(root: Any) -> None:
@@ -33,9 +66,20 @@ def compact(root: Any) -> None:
     outer = root.parentWidget()
     while outer is not None:  # magicgui sized its scroll area before the labels wrapped
         if isinstance(outer, QScrollArea):
-            outer.setMinimumWidth(0)
+            fit_width(outer)
             break
         outer = outer.parentWidget()
+
+
+def fit_width(area: Any) -> None:
+    """A vertical scroll area exactly as wide as its content needs (never cut at the right
+    edge: there is no horizontal scroll bar), and at most :data:`PANEL_MAX_MIN_HEIGHT` high."""
+    content = area.widget()
+    if content is None:
+        return
+    bar = area.verticalScrollBar().sizeHint().width()
+    area.setMinimumWidth(content.minimumSizeHint().width() + bar + 2 * area.frameWidth())
+    area.setMinimumHeight(min(PANEL_MAX_MIN_HEIGHT, content.minimumSizeHint().height()))
 
 
 def collapsible(title: str, widgets: list[Any], *, tooltip: str = "") -> Any:
@@ -63,6 +107,7 @@ def scrolled(widget: Any) -> Any:
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    fit_width(area)
     return area
 
 

@@ -25,8 +25,8 @@ from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, offer
-from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
-from napari_instseg._widgets._layout import compact, tooltips
+from napari_instseg._widgets._layers import image_layers, labels_layers, reset_keeping
+from napari_instseg._widgets._layout import DockedScrolls, compact, tooltips
 from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ EXTENTS = ("image", "view")
 the part of it visible in the canvas."""
 
 
-class AutoWidget(Container):  # type: ignore[type-arg]
+class AutoWidget(DockedScrolls, Container):  # type: ignore[type-arg]
     """Pre-label everything with SAM 2's automatic masks or the classic automatic mode.
 
     Parameters
@@ -51,7 +51,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)
         self.viewer = napari_viewer
         self._prompter: Any = None  # this panel's SAM 2 prompter, when no other fits
         self.last_summary: Any = None
@@ -60,6 +60,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self._build_controls()
         self.viewer.layers.events.inserted.connect(self._refresh_choices)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.layers.events.renamed.connect(self._refresh_choices)
         self._refresh_choices()
         # Alt+Z / Alt+Y undo / redo in the target labels (a run is one step) while this panel
         # is open; a panel that offers them too (Instances) keeps them while it is open.
@@ -109,7 +110,7 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         self.redo_button.changed.connect(lambda *_: self._on_redo())
         self.backend_combo.changed.connect(self._on_backend)
         self._tooltips()
-        compact(self.native)
+        compact(self.inner)
         from qtpy.QtWidgets import QSizePolicy
 
         # messages (a checkpoint's path, a store's holder) are long: they wrap in the width given
@@ -132,11 +133,15 @@ class AutoWidget(Container):  # type: ignore[type-arg]
             }
         )
 
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read the layer lists, keeping the chosen layers (renamed or not); choose the
+        image / labels layer when there is one to choose (napari calls this on a docked panel)."""
+        combos = [getattr(self, name) for name in ("image_combo", "labels_combo") if hasattr(self, name)]
+        reset_keeping(super().reset_choices, combos)
+
     def _refresh_choices(self, *_: Any) -> None:
         """Re-read the layer lists; choose the image / labels layer when there is one to choose."""
         self.reset_choices()
-        preselect(self.image_combo)
-        preselect(self.labels_combo)
 
     def _on_layer_removed(self, event: Any) -> None:
         """A layer of the run on was removed: cancel it (nothing is committed)."""
@@ -350,8 +355,13 @@ class AutoWidget(Container):  # type: ignore[type-arg]
         if layer is None:
             self._say("Choose a target labels layer first.", error=True)
             return
+        binding = layer_session(layer)
+        warning = binding.undo_warning() if action == "undo" else ""
+        if warning:  # never undo work of an earlier session without naming it first
+            self._say(warning)
+            return
         try:
-            edit = layer_session(layer).run(action)
+            edit = binding.run(action)
         except InstsegError as exc:  # a read-only store
             self._say(str(exc), error=True)
             return

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QV
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
 from napari_instseg._widgets._layers import labels_layers, preselect
-from napari_instseg._widgets._layout import collapsible, compact, tooltips
+from napari_instseg._widgets._layout import collapsible, compact, scrolled, tooltips
 from napari_instseg.core.protocol import OCCLUSION_TIERS
 
 if TYPE_CHECKING:
@@ -166,14 +166,18 @@ class InstancesWidget(QWidget):
             header.setVisible(False)
             header.setDefaultSectionSize(22)
         self.table.setMinimumHeight(12 * 22)  # at least ten rows, always
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.controls.native)
         for section in self.sections:
             layout.addWidget(section)
         layout.addWidget(self.table, 1)
         self._set_tooltips()
-        compact(self)
+        compact(content)
+        outer = QVBoxLayout(self)  # docked above or below other panels, it scrolls instead of growing
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scrolled(content))
 
     def _set_tooltips(self) -> None:
         k = {name: KEYS[name].key for name in KEYS}
@@ -299,6 +303,7 @@ class InstancesWidget(QWidget):
         self.notice.value = notice
         self.notice.native.setStyleSheet("color: #ff6b6b; font-weight: bold;" if notice else "")
         self.notice.visible = bool(notice)
+        self._name_next_undo()
         if self.session is None:
             self.page_label.value = ""
         else:
@@ -312,6 +317,12 @@ class InstancesWidget(QWidget):
             self.buttons["next_page"].enabled = self._page < n_pages - 1
             self.page_label.value = self._page_text(start, len(page), len(rows))
         self.table.blockSignals(False)
+
+    def _name_next_undo(self) -> None:
+        """The Undo button's tooltip names what it would undo."""
+        what = "" if self._binding is None else self._binding.next_undo()
+        key = KEYS["undo"].key
+        self.buttons["undo"].native.setToolTip(f"Undo {what} ({key})." if what else f"Nothing to undo ({key}).")
 
     def _page_text(self, start: int, shown: int, total: int) -> str:
         span = f"rows {start + 1:,}\u2013{start + shown:,} of {total:,}" if shown else f"no rows of {total:,}"
@@ -465,6 +476,10 @@ class InstancesWidget(QWidget):
 
         if self._binding is None:
             self._say("Choose a labels layer first.", error=True)
+            return
+        warning = self._binding.undo_warning() if action == "undo" else ""
+        if warning:  # never undo work of an earlier session without naming it first
+            self._say(warning)
             return
         try:
             edit = self._binding.run(action)

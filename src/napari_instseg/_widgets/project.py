@@ -37,7 +37,8 @@ from qtpy.QtWidgets import (
 
 from napari_instseg._adapters import IMAGE_KEY, STORE_KEY, labels_layer_kwargs, rgb_or_grey
 from napari_instseg._widgets._binding import layer_session
-from napari_instseg._widgets._layout import tooltips
+from napari_instseg._widgets._layers import PROJECT_IMAGE_KEY
+from napari_instseg._widgets._layout import compact, scrolled, tooltips
 from napari_instseg._widgets._project_prelabel import PRELABEL_TARGETS, ProjectPrelabel
 from napari_instseg._widgets._project_table import ProjectTableModel, reporting
 
@@ -57,8 +58,6 @@ IMAGE_LAYER = "project image"
 """Name prefix of the image layer; the full name also names the image (``project image 3:
 tile_2.tif``), so the Prompt widget's embedding cache, which keys on the layer name, never
 takes one image for another."""
-PROJECT_IMAGE_KEY = "instseg_project_image"
-"""Image-layer metadata key marking the Project panel's image layer."""
 LABELS_LAYER = "project labels"
 ANY = "(any)"
 PROJECT_ACTIONS = {
@@ -117,7 +116,7 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         self.viewer = napari_viewer
         self.project: Any = None
         self.current: Any = None
-        self._counts_text = ""
+        self._by_status: dict[str, int] | None = None  # the project's counts, kept current
         self._viewing: Any = None  # a store opened read-only (somebody else's image)
         self._loading: Any = None  # the item whose image is being read
         self._last_note = ""
@@ -130,10 +129,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
     def _build(self) -> None:
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("project folder")
-        self.open_button = QPushButton("Open project")
+        self.open_button = QPushButton("Open")
         self.images_edit = QLineEdit()
         self.images_edit.setPlaceholderText("images for a new project: tiles/*.tif (several: separate with ;)")
-        self.create_button = QPushButton("Create project")
+        self.create_button = QPushButton("Create")
         self.annotator_edit = QLineEdit(_default_annotator())
         self.status_filter = QComboBox()
         self.phase_filter = QComboBox()
@@ -141,9 +140,9 @@ class ProjectWidget(ProjectPrelabel, QWidget):
 
         self.status_filter.addItems([ANY, *STATUSES])
         self.phase_filter.addItems([ANY, *PHASES])
-        self.mine_check = QCheckBox("only mine (and unassigned)")
+        self.mine_check = QCheckBox("only mine")
         self.mine_check.setChecked(True)
-        self.refresh_button = QPushButton("Refresh list")
+        self.refresh_button = QPushButton("Refresh")
         self.model = ProjectTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -160,12 +159,12 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             self.table.setColumnWidth(column, width)
         longest_status = max(STATUSES, key=self.table.fontMetrics().horizontalAdvance)
         self.table.setColumnWidth(2, self.table.fontMetrics().horizontalAdvance(longest_status) + 16)
-        self.prev_button = QPushButton("< Previous (,)")
-        self.next_button = QPushButton("Next unfinished (.) >")
+        self.prev_button = QPushButton("< Prev (,)")
+        self.next_button = QPushButton("Next (.) >")
         self.submit_button = QPushButton("Submit")
         self.then_next_check = QCheckBox("then next")
         self.then_next_check.setChecked(True)
-        self.review_check = QCheckBox("review mode (move through submitted images)")
+        self.review_check = QCheckBox("review mode")
         self.reviewed_button = QPushButton("Mark reviewed")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -182,7 +181,8 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         moves = QHBoxLayout()
         for widget in (self.prev_button, self.next_button, self.submit_button, self.then_next_check):
             moves.addWidget(widget)
-        layout = QVBoxLayout(self)
+        content = QWidget()  # docked above or below other panels, it scrolls instead of growing
+        layout = QVBoxLayout(content)
         layout.addLayout(row)
         layout.addLayout(create_row)
         layout.addLayout(form)
@@ -198,6 +198,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         layout.addLayout(review_row)
         layout.addLayout(self._build_prelabel())
         layout.addWidget(self.summary)
+        compact(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scrolled(content))
         self.open_button.clicked.connect(self._on_open)
         self.path_edit.returnPressed.connect(self._on_open)
         self.create_button.clicked.connect(self._on_create)
@@ -217,20 +221,21 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         tooltips(
             {
                 self.path_edit: "The project folder: type or paste it and press Enter to open it.",
-                self.open_button: "Open the project folder typed on the left.",
+                self.open_button: "Open the project folder typed on the left (or press Enter in it).",
                 self.images_edit: "Images of a new project (globs; several separated by ;).",
-                self.create_button: "Make a project in the folder above, referencing the images matched.",
+                self.create_button: "Create a project in the folder above, referencing the images matched on the left.",
                 self.annotator_edit: "Who annotates ($NAPARI_INSTSEG_ANNOTATOR, else your login).",
                 self.status_filter: "Show only images in this state.",
                 self.phase_filter: "Show only calibration or production images.",
-                self.mine_check: "Show only your images and unassigned ones.",
-                self.refresh_button: "Re-read the list (others change it as they work).",
+                self.mine_check: "Show only your images and unassigned ones (else everyone's).",
+                self.refresh_button: "Re-read the list and the counts (others change them as they work).",
                 self.table: "The project's images; double-click one to open it.",
-                self.prev_button: "Save and open the previous unfinished image (key ,).",
-                self.next_button: "Save and open the next unfinished image (key .).",
+                self.prev_button: "Save and open the previous unfinished image (key ,; in review mode: the previous to review).",
+                self.next_button: "Save and open the next unfinished image (key .; in review mode: the next to review).",
                 self.submit_button: "Save and mark the current image submitted.",
                 self.then_next_check: "After Submit / Mark reviewed, open the next image.",
-                self.review_check: "Move through submitted images (anyone's) to review them.",
+                self.review_check: "Review mode: move through submitted images (anyone's) and correct them; "
+                "outside it, finished images open read-only.",
                 self.reviewed_button: "Save and mark the current image reviewed, then open the next one.",
                 self.prelabel_backend: "Automatic pre-labels: classic-auto (offline, no weights) or "
                 "sam2-auto (SAM 2's automatic masks; needs a SAM 2.1 checkpoint).",
@@ -300,10 +305,13 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         self._show_summary()
 
     def _show_summary(self, note: str = "", *, counts: bool = True) -> None:
-        if counts or not self._counts_text:
-            by_status = self.project.manifest.counts()["status"]
-            self._counts_text = ", ".join(f"{k} {v}" for k, v in by_status.items())
-        text = f"{self.model.rowCount()} shown; {self._counts_text}"
+        """Show ``note`` and the counts: re-read (``counts``) or as kept by :meth:`_count_move`."""
+        from napari_instseg.core.project import STATUSES
+
+        if counts or self._by_status is None:
+            self._by_status = dict(self.project.manifest.counts()["status"])
+        counts_text = ", ".join(f"{k} {self._by_status[k]}" for k in STATUSES if self._by_status.get(k))
+        text = f"{self.model.rowCount()} shown; {counts_text}"
         if self.current is not None:
             text = f"image {self.current.image_id} ({self.current.file_name}): {self.current.status}. " + text
         self.summary.setText(f"{note}\n{text}" if note else text)
@@ -346,8 +354,10 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             item = self.project.manifest.item(*item.key)  # a reviewer corrects; status unchanged
         else:
             try:
+                before = self.project.manifest.item(*item.key).status  # the list's row may be older
                 item = self.project.manifest.claim(item.key, self.annotator)
-            except ProjectError as exc:  # someone else's image: look, but do not take it
+                self._count_move(before, item.status)
+            except ProjectError as exc:  # someone else's image, or finished: look, but do not take it
                 note = f"{exc} Opened read-only."
         store = self.project.open_store(item)  # made on first visit
         store.close()
@@ -361,6 +371,14 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         )
         return self._last_note
 
+    def _count_move(self, before: str, after: str) -> None:
+        """Keep the shown counts current when this panel changed one item's status (moving on
+        stays one query: the whole project is re-counted on Submit, Refresh and filters)."""
+        if self._by_status is None or before == after:
+            return
+        self._by_status[before] = max(0, self._by_status.get(before, 0) - 1)
+        self._by_status[after] = self._by_status.get(after, 0) + 1
+
     def _finish_open(self, item: Any, note: str, image: Any) -> None:
         """On the UI thread: show the image, bind the labels, update the list."""
         self._loading = None
@@ -371,7 +389,7 @@ class ProjectWidget(ProjectPrelabel, QWidget):
                 self.viewer.layers.remove(self.labels_layer)
             note = f"{note} A slide: annotate it in the Slide widget with the store {self.project.store_path(item)}."
         else:
-            binding = self._bind_labels(item, read_only=bool(note))
+            binding = self._bind_labels(item, read_only=note)
             if binding.store.read_only and not note:
                 note = f"{binding.store.lock_message}: changes will not be saved."
             binding.session.annotator = self.annotator
@@ -399,24 +417,32 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         return read_image(path)
 
     def _show_image(self, item: Any, image: Any) -> None:
+        """Show ``image`` in the project's image layer, renamed after ``item``.
+
+        An image of another kind (RGB vs grey, multiscale) needs a new layer: it is added
+        before the old one is removed, so the panels that follow the project's image (Prompt,
+        Automatic) move to the new layer instead of to no layer or to another image.
+        """
         multiscale = isinstance(image, list)
         rgb = rgb_or_grey(image[0] if multiscale else image)["rgb"]
+        name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
+        metadata = {IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
         layer = self.image_layer
-        if layer is not None and (layer.rgb != rgb or layer.multiscale != multiscale):
-            self.viewer.layers.remove(layer)
-            layer = None
-        if layer is None:
-            layer = self.viewer.add_image(image, name=IMAGE_LAYER, rgb=rgb, multiscale=multiscale)
-            self.viewer.layers.move(self.viewer.layers.index(layer), 0)
-        else:
+        if layer is not None and layer.rgb == rgb and layer.multiscale == multiscale:
             layer.data = image
             layer.reset_contrast_limits()
-        layer.name = f"{IMAGE_LAYER} {item.image_id}: {item.file_name}"
-        layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item), PROJECT_IMAGE_KEY: True}
+            layer.name = name
+            layer.metadata = {**layer.metadata, **metadata}
+            return
+        new = self.viewer.add_image(image, name=name, rgb=rgb, multiscale=multiscale, metadata=metadata)
+        self.viewer.layers.move(self.viewer.layers.index(new), 0)
+        if layer is not None:
+            self.viewer.layers.remove(layer)
 
-    def _bind_labels(self, item: Any, *, read_only: bool = False) -> Any:
+    def _bind_labels(self, item: Any, *, read_only: str = "", keep_view: bool = False) -> Any:
         """Bind the labels layer to the item's store: writable (taking its lock), or, for
-        somebody else's image, read-only (their lock stays free)."""
+        somebody else's image or a finished one, read-only (its lock stays free); ``read_only``
+        then says why (the panels show it)."""
         from napari_instseg.core.instances import empty_table
 
         path = str(self.project.store_path(item).resolve())
@@ -432,13 +458,26 @@ class ProjectWidget(ProjectPrelabel, QWidget):
             layer.metadata = {**layer.metadata, IMAGE_KEY: self.project.image_record(item)}
         binding = layer_session(layer)  # a new layer opens the store named in its metadata
         if read_only:
+            binding.close()  # the previous image's store, if this binding opened it: lock released
             self._viewing = self.project.open_store(item, read_only=True)
-            binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing)
+            binding.use_session(self._viewing.session(annotator=self.annotator), self._viewing, why_read_only=read_only)
         elif not created:
             binding.attach_store(path)
-        self.viewer.layers.selection.active = layer
-        self.viewer.reset_view()
+        if not keep_view:
+            self.viewer.layers.selection.active = layer
+            self.viewer.reset_view()
         return binding
+
+    def _show_finished_read_only(self) -> None:
+        """The current image was just finished (and stays open): show it read-only from now on,
+        so a later edit is refused instead of landing silently in finished work."""
+        if self.current is None or self.current.kind == "slide" or self.labels_layer is None:
+            return
+        self._last_note = (
+            f"Image id {self.current.image_id} is {self.current.status}: shown read-only; "
+            "turn on review mode to correct it."
+        )
+        self._bind_labels(self.current, read_only=self._last_note, keep_view=True)
 
     def _leave_current(self) -> None:
         """Autosave: record pending paint into the store, note the count in the manifest."""
@@ -498,11 +537,14 @@ class ProjectWidget(ProjectPrelabel, QWidget):
         except ProjectError as exc:
             self._show_summary(str(exc))
             return None
-        self._show_summary()
         self.model.touch()
         if self.then_next_check.isChecked():
             return self._on_next()
-        self._show_summary()
+        if self.review_check.isChecked():
+            self._show_summary()
+        else:
+            self._show_finished_read_only()
+            self._show_summary(self._last_note)
         return self.current
 
     @reporting

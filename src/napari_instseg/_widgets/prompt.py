@@ -24,8 +24,8 @@ from napari_instseg._adapters import (
 )
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer
-from napari_instseg._widgets._layers import image_layers, labels_layers, preselect
-from napari_instseg._widgets._layout import collapsible, compact, tooltips
+from napari_instseg._widgets._layers import image_layers, labels_layers, reset_keeping
+from napari_instseg._widgets._layout import DockedScrolls, collapsible, compact, tooltips
 from napari_instseg._widgets._workers import SingleSlot, run_worker
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def _import_sam2() -> None:
     import sam2.sam2_image_predictor  # noqa: F401
 
 
-class PromptWidget(Container):  # type: ignore[type-arg]
+class PromptWidget(DockedScrolls, Container):  # type: ignore[type-arg]
     """Prompt SAM 2 or the classic backend with points and boxes; commit and review instances.
 
     Parameters
@@ -84,7 +84,7 @@ class PromptWidget(Container):  # type: ignore[type-arg]
         from napari_instseg.core.prompting.lifecycle import PrompterHolder
 
         self._prompters = PrompterHolder()  # the widget owns its prompter; dropped on close
-        self.native.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
+        self.inner.destroyed.connect(lambda *_, holder=self._prompters: holder.clear())
         self._image_key: Any = None
         self._shift_down = False
         self._dragged_box = False
@@ -155,11 +155,11 @@ class PromptWidget(Container):  # type: ignore[type-arg]
             collapsible("Keys and gestures", [self.help]),
         ]
         for section in sections:
-            self.native.layout().addWidget(section)
-        self.native.layout().addStretch(1)
+            self.inner.layout().addWidget(section)
+        self.inner.layout().addStretch(1)
         self._sections = sections
         self._set_tooltips()
-        compact(self.native)
+        compact(self.inner)
 
     def _set_tooltips(self) -> None:
         k = {name: KEYS[name].key for name in KEYS}
@@ -240,13 +240,18 @@ class PromptWidget(Container):  # type: ignore[type-arg]
         events = self.viewer.layers.events
         events.inserted.connect(self._refresh_choices)
         events.removed.connect(self._refresh_choices)
+        events.renamed.connect(self._refresh_choices)  # as a tab of the tabbed panel, napari does not
+
+    def reset_choices(self, *_: Any) -> None:
+        """Re-read every list, keeping the chosen image and labels layers (renamed or not).
+
+        napari calls this on a docked panel when a layer is added, removed or renamed.
+        """
+        combos = [getattr(self, name) for name in ("image_combo", "labels_combo") if hasattr(self, name)]
+        reset_keeping(super().reset_choices, combos)
 
     def _refresh_choices(self, *_: Any) -> None:
-        self.image_combo.reset_choices()
-        self.labels_combo.reset_choices()
-        preselect(self.image_combo)
-        preselect(self.labels_combo)
-        self.category_combo.reset_choices()
+        self.reset_choices()
 
     def _ensure_points_layer(self) -> Any:
         if POINTS_NAME in self.viewer.layers:

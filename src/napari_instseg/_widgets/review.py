@@ -13,7 +13,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pro
 from napari_instseg._adapters import IMAGE_KEY, protocol_from_metadata
 from napari_instseg._widgets._keys import KEYS, offer
 from napari_instseg._widgets._layers import labels_layers, preselect
-from napari_instseg._widgets._layout import compact, tooltips
+from napari_instseg._widgets._layout import DockedScrolls, compact, tooltips
 from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def layer_to_coco(layer: Any, image_id: int = 1) -> dict[str, Any]:
     return export_coco([AnnotatedImage(np.asarray(layer.data), table, file_name, image_id)], protocol).coco
 
 
-class ReviewWidget(Container[Widget]):
+class ReviewWidget(DockedScrolls, Container[Widget]):
     """QA of a candidate Labels layer against a reference one, and the review of its sample.
 
     Parameters
@@ -153,7 +153,7 @@ class ReviewWidget(Container[Widget]):
                 self.status: "What the last action did.",
             }
         )
-        compact(self.native)
+        compact(self.inner)
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
         return labels_layers(self.viewer)

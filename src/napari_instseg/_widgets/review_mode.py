@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari_instseg._widgets._binding import layer_session
 from napari_instseg._widgets._keys import KEYS, help_text, offer, withdraw
 from napari_instseg._widgets._layers import labels_layers, preselect
-from napari_instseg._widgets._layout import collapsible, compact, tooltips
+from napari_instseg._widgets._layout import DockedScrolls, collapsible, compact, tooltips
 
 if TYPE_CHECKING:
     import napari
@@ -40,7 +40,7 @@ HIGHLIGHT_PX = 2.0
 from napari_instseg.core.prompting.registry import MODEL_SOURCES  # noqa: E402
 
 
-class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
+class PrelabelReviewWidget(DockedScrolls, Container):  # type: ignore[type-arg]
     """Review the pre-labels of a labels layer, one key per decision.
 
     Parameters
@@ -81,8 +81,8 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
                 self.status,
             ]
         )
-        self.native.layout().addWidget(collapsible("Keys", [self.help]))
-        self.native.layout().addStretch(1)
+        self.inner.layout().addWidget(collapsible("Keys", [self.help]))
+        self.inner.layout().addStretch(1)
         self.start_button.changed.connect(lambda *_: self.start())
         self.stop_button.changed.connect(lambda *_: self.stop())
         for name, button in self.buttons.items():
@@ -102,7 +102,7 @@ class PrelabelReviewWidget(Container):  # type: ignore[type-arg]
                 **{button: f"{KEYS[name].description} ({KEYS[name].key})." for name, button in self.buttons.items()},
             }
         )
-        compact(self.native)
+        compact(self.inner)
 
     def _labels_layers(self, *_: Any) -> list[tuple[str, Any]]:
         return labels_layers(self.viewer, exclude=("candidate", "amodal outline"))

@@ -18,7 +18,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 
 from napari_instseg._adapters import STORE_KEY, labels_layer_kwargs
 from napari_instseg._widgets._layers import image_layers, preselect
-from napari_instseg._widgets._layout import compact, tooltips
+from napari_instseg._widgets._layout import DockedScrolls, compact, tooltips
 from napari_instseg._widgets._workers import ProgressRun
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ PRELABEL_MODES: dict[str, dict[str, Any]] = {
 """Batch pre-labelling of the whole slide: what prompts each tile with tissue."""
 
 
-class SlideWidget(Container[Widget]):
+class SlideWidget(DockedScrolls, Container[Widget]):
     """Open a slide's label store and move a working window over the slide.
 
     Parameters
@@ -110,7 +110,7 @@ class SlideWidget(Container[Widget]):
                 self.status: "Where the working window is.",
             }
         )
-        compact(self.native)
+        compact(self.inner)
 
     def _refresh_choices(self, *_: Any) -> None:
         self.slide_combo.reset_choices()

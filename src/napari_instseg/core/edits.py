@@ -23,6 +23,7 @@ __all__ = [
     "Region",
     "apply_edit",
     "bbox_of",
+    "describe_edit",
     "region_union",
     "update_records",
 ]
@@ -115,6 +116,26 @@ class Edit:
     amodal_before: dict[int, CroppedMask | None] = field(default_factory=dict)
     amodal_after: dict[int, CroppedMask | None] = field(default_factory=dict)
     next_id: int = 1
+
+
+def describe_edit(edit: Edit, *, max_ids: int = 5) -> str:
+    """A short description of an action for the user: its kind and the instances it concerns.
+
+    Parameters
+    ----------
+    edit : Edit
+        The action.
+    max_ids : int
+        At most this many ids are listed; the count says how many there are.
+
+    Returns
+    -------
+    str
+        For example ``"commit-many of 26 instance(s) (1, 2, 3, 4, 5, ...)"``.
+    """
+    shown = ", ".join(str(i) for i in edit.ids[:max_ids])
+    more = ", ..." if len(edit.ids) > max_ids else ""
+    return f"{edit.op} of {len(edit.ids)} instance(s) ({shown}{more})"
 
 
 SIDE_KINDS = ("prelabel", "amodal")

@@ -508,7 +508,8 @@ class Manifest:
         Raises
         ------
         ProjectError
-            When the image is assigned to someone else.
+            When the image is assigned to someone else, or finished (submitted / reviewed:
+            finished work is changed only in review, never silently by reopening it).
         """
         image_id, owner = key
         with self.transaction() as db:  # read and take in one write transaction: no race
@@ -516,6 +517,11 @@ class Manifest:
             if item.assignee not in ("", annotator):
                 raise ProjectError(
                     f"Image id {item.image_id} ({item.file_name}) is assigned to {item.assignee!r}, not {annotator!r}."
+                )
+            if item.status in FINISHED:
+                raise ProjectError(
+                    f"Image id {item.image_id} ({item.file_name}) is {item.status}: finished work is not changed "
+                    "outside review; turn on review mode to correct it."
                 )
             if item.status in ("todo", "pre-labelled"):
                 now = time.time()
