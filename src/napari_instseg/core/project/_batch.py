@@ -231,7 +231,7 @@ def prelabel_project(
     fresh, resumed, locked = [], 0, 0
     failed: list[str] = []
     for item in todo:  # an interrupted run may have saved the store but not the manifest row
-        n = _stored_instances(project, item)
+        n = project.count_in_table(item, len)
         if n:
             project.manifest.set_item(item.key, status="pre-labelled", n_instances=n)
             resumed += 1
@@ -262,16 +262,6 @@ def prelabel_project(
         n_slides=len(everything) - len(todo),
         failed=tuple(failed),
     )
-
-
-def _stored_instances(project: Project, item: WorkItem) -> int:
-    if not project.has_store(item):
-        return 0
-    store = project.open_store(item, read_only=True)
-    try:
-        return len(store.table)
-    finally:
-        store.close()
 
 
 def _commit(project: Project, item: WorkItem, masks: Sequence[Any], config: Any) -> int | None:

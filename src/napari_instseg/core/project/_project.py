@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -282,11 +282,16 @@ class Project:
     def unreviewed_prelabels(self, item: WorkItem) -> int:
         """Number of the item's pre-labels no person has reviewed (:func:`count_unreviewed`);
         0 without a store."""
+        return self.count_in_table(item, count_unreviewed)
+
+    def count_in_table(self, item: WorkItem, count: Callable[[Any], int]) -> int:
+        """``count`` of the item's instance table, read from its store opened read-only (0
+        without a store)."""
         if not self.has_store(item):
             return 0
         store = self.open_store(item, read_only=True)
         try:
-            return count_unreviewed(store.table)
+            return int(count(store.table))
         finally:
             store.close()
 
