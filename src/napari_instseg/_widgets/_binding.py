@@ -236,6 +236,15 @@ class LayerSession:
         self.layer.features = to_features(self.session.table)
         self.changed.emit()
 
+    def step(self, action: str) -> tuple[Any, str]:
+        """Undo or redo (``action``): ``(edit or None, "")``, or ``(None, warning)`` when the
+        undo would reach work made before this image was opened (:meth:`undo_warning`): it is
+        named first, and undone only on the next call. Raises as :meth:`run` does."""
+        warning = self.undo_warning() if action == "undo" else ""
+        if warning:
+            return None, warning
+        return self.run(action), ""
+
     def run(self, action: str, *args: Any, **kwargs: Any) -> Any:
         """Call a session action (after recording pending paint), then sync the layer."""
         if self.read_only:

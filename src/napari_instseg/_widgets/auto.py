@@ -355,15 +355,13 @@ class AutoWidget(DockedScrolls, Container):  # type: ignore[type-arg]
         if layer is None:
             self._say("Choose a target labels layer first.", error=True)
             return
-        binding = layer_session(layer)
-        warning = binding.undo_warning() if action == "undo" else ""
-        if warning:  # never undo work of an earlier session without naming it first
-            self._say(warning)
-            return
         try:
-            edit = binding.run(action)
+            edit, warning = layer_session(layer).step(action)
         except InstsegError as exc:  # a read-only store
             self._say(str(exc), error=True)
+            return
+        if warning:  # work of an earlier session: named first, undone on the next undo
+            self._say(warning)
             return
         if edit is None:
             self._say(f"Nothing to {action} in {layer.name}.")

@@ -477,14 +477,13 @@ class InstancesWidget(QWidget):
         if self._binding is None:
             self._say("Choose a labels layer first.", error=True)
             return
-        warning = self._binding.undo_warning() if action == "undo" else ""
-        if warning:  # never undo work of an earlier session without naming it first
-            self._say(warning)
-            return
         try:
-            edit = self._binding.run(action)
+            edit, warning = self._binding.step(action)
         except InstsegError as exc:
             self._say(str(exc), error=True)
+            return
+        if warning:  # work of an earlier session: named first, undone on the next undo
+            self._say(warning)
             return
         self._say(
             f"{done} {edit.op} of instance(s) {', '.join(map(str, edit.ids))}." if edit else f"Nothing to {action}."
