@@ -82,6 +82,7 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pre.add_argument("--category", help="category name or id of the pre-labels (default: the first)")
     pre.add_argument("--scheduler", default="threads", help="'threads' (default) or a dask scheduler address")
     from napari_instseg.commands.auto import add_auto_arguments, positive_int
+    from napari_instseg.commands.qa import add_qa_run_options
 
     pre.add_argument("--workers", type=positive_int, default=None, help="threads for the threaded scheduler, >= 1")
     pre.add_argument(
@@ -120,13 +121,7 @@ def _register_batch(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     qa.add_argument("dir", help="project folder")
     qa.add_argument("--gold", required=True, help="reference COCO JSON (same file names)")
     qa.add_argument("-o", "--outdir", required=True, help="folder for the QA report")
-    qa.add_argument("--seed", type=int, default=0, help="seed of the review sample")
-    qa.add_argument("--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)")
-    qa.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the report and review_queue.* in the folder (verdicts recorded there are lost; never the gold)",
-    )
+    add_qa_run_options(qa)
     qa.set_defaults(func=_cmd_qa)
 
     sample = sub.add_parser("sample", help="QA review queue over the project at the protocol's per-tier rates")

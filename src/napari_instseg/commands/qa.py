@@ -9,7 +9,7 @@ from pathlib import Path
 
 from napari_instseg.commands.auto import non_negative_int, positive_int
 
-__all__ = ["register"]
+__all__ = ["add_qa_run_options", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,13 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-o", "--outdir", required=True, help="folder for report.html, report.json, summary.md, review_queue.*"
     )
     qa.add_argument("--images", help="folder with the images (for the gallery of worst-IoU instances)")
-    qa.add_argument("--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)")
-    qa.add_argument("--seed", type=non_negative_int, default=0, help="seed of the review sample")
-    qa.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an earlier run's files in the folder (verdicts in its review queue are lost)",
-    )
+    add_qa_run_options(qa)
     qa.add_argument("--outcomes", help="a reviewed review_queue.json: error rates per tier, category, annotator")
     add_stratify_option(qa)
     qa.set_defaults(func=_cmd_qa)
@@ -40,6 +34,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agree.add_argument("-o", "--output", required=True, help=".json file to write (never an input)")
     agree.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     agree.set_defaults(func=_cmd_agreement)
+
+
+def add_qa_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-dets``, ``--seed`` and ``--overwrite`` of a QA run (``qa`` and ``project qa``)."""
+    parser.add_argument(
+        "--max-dets", type=positive_int, default=1000, help="detections per image and class (default 1000)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the review sample")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run's files in the folder (verdicts in its review queue are lost; never an input)",
+    )
 
 
 def _cmd_qa(args: argparse.Namespace) -> int:
